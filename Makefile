@@ -1,0 +1,45 @@
+# The two commands a newcomer types (see README.md):
+#   make run    set up and run the appliance (all roles, SQLite, demo data)
+#   make test   set up everything the tests need and run them
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+RUN_DIR ?= run
+
+.PHONY: setup system-deps venv test lint run bench clean help
+
+help:
+	@echo "make run     set up and run the appliance in the foreground (Ctrl-C stops it)"
+	@echo "make test    set up (apt packages, virtualenv, MariaDB binaries) and run the tests"
+	@echo "make bench   run the benchmarks in bench/ (prints figures)"
+	@echo "make lint    ruff"
+
+setup: system-deps venv
+
+system-deps:
+	@scripts/install-system-deps.sh
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip
+	@$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $@
+
+lint: venv
+	$(BIN)/ruff check .
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+run: setup
+	@scripts/run-appliance.sh $(RUN_DIR)
+
+bench: setup
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(RUN_DIR) .pytest_cache build *.egg-info

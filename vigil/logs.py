@@ -1,0 +1,89 @@
+"""Logging set-up for entry points: one event per line.
+
+Library code logs through ``logging.getLogger(__name__)``; only entry points
+call :func:`setup`. Every line about a call carries its conference id
+(``conf=...``), set for the duration of a request with :func:`call_context`,
+as the source's billing log does, so ``grep conf=<id>`` shows one call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import logging.handlers
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+_conf_id: contextvars.ContextVar[str] = contextvars.ContextVar("conf_id", default="-")
+
+FORMAT = "%(asctime)s.%(msecs)03d %(name)s[%(process)d] %(levelname)s conf=%(conf_id)s %(message)s"
+DATEFMT = "%Y-%m-%dT%H:%M:%S"
+
+
+@contextlib.contextmanager
+def call_context(conf_id: str | None) -> Iterator[None]:
+    token = _conf_id.set(conf_id or "-")
+    try:
+        yield
+    finally:
+        _conf_id.reset(token)
+
+
+def set_call(conf_id: str | None) -> None:
+    _conf_id.set(conf_id or "-")
+
+
+class _ContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.conf_id = _conf_id.get()
+        return True
+
+
+class OneLineFormatter(logging.Formatter):
+    """Folds newlines so that one event is exactly one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if not hasattr(record, "conf_id"):
+            record.conf_id = _conf_id.get()
+        line = super().format(record)
+        return line.replace("\r", "\\r").replace("\n", " | ")
+
+
+def setup(log_to: str = "Console", dest: str | None = None, level: str = "INFO",
+          program: str = "vigil") -> None:
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+        h.close()
+    handler: logging.Handler
+    if log_to == "File" and dest:
+        Path(dest).parent.mkdir(parents=True, exist_ok=True)
+        # WatchedFileHandler: logrotate may move the file under us.
+        handler = logging.handlers.WatchedFileHandler(dest, encoding="utf-8")
+    elif log_to == "Syslog":
+        facility = "daemon"
+        if dest and dest.startswith("syslog:"):
+            parts = dest.split(":")
+            if len(parts) > 1 and parts[1]:
+                facility = parts[1]
+        handler = logging.handlers.SysLogHandler(
+            address="/dev/log" if Path("/dev/log").exists() else ("127.0.0.1", 514),
+            facility=facility)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(OneLineFormatter(FORMAT, DATEFMT))
+    handler.addFilter(_ContextFilter())
+    root.addHandler(handler)
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    logging.captureWarnings(True)
+
+
+def setup_from_config(cfg: object, program: str, console: bool = False) -> None:
+    """Configure from ``[Log]``; ``console`` forces stderr (foreground use)."""
+    from vigil.config import Config
+
+    assert isinstance(cfg, Config)
+    log_to = "Console" if console else cfg.get("Log", "Log_To")
+    setup(log_to, str(cfg.get("Log", "Log_Dest")), cfg.get("Log", "Level"), program)
