@@ -25,7 +25,8 @@ def test_defaults_load_without_a_file(monkeypatch):
 
 def test_source_names_are_kept(tmp_path):
     p = write(tmp_path, "[Self Test]\nTimeout_sec=2\nUser-Name=10.0.0.1\n"
-                        "[Fraud_Detection]\nActive=No\n[Node IP Cache]\nCache_Cleanup_Time_sec=30\n")
+                        "[Node IP Cache]\nCache_Cleanup_Time_sec=30\n"
+                        "[Fraud_Detection]\nActive=No\n")
     cfg = config.load(p)
     assert cfg.get("Self Test", "Timeout_sec") == 2
     assert cfg.get("Self Test", "User-Name") == "10.0.0.1"
