@@ -167,10 +167,7 @@ def select_rate(rows: list[RateRow] | dict[str, list[RateRow]], number: str,
     if not number or not number.isdigit():
         raise RatingError(f"called number {number!r} is not all digits")
     index: dict[str, list[RateRow]]
-    if isinstance(rows, dict):
-        index = rows
-    else:
-        index = index_rates(rows)
+    index = rows if isinstance(rows, dict) else index_rates(rows)
     for n in range(len(number), 0, -1):
         candidates = index.get(number[:n])
         if not candidates:
