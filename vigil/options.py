@@ -140,3 +140,4 @@ for _module in ("billing.settings", "nsca.settings", "monitor.settings",
     except ModuleNotFoundError as _exc:
         if _exc.name != _module:
             raise
+import vigil.supervisor_settings  # noqa: E402,F401,I001  (radcheck, alerts, supervisor options)
