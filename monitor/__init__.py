@@ -1,0 +1,1 @@
+"""Monitoring: the per-server check scheduler and the central Nagios configuration."""

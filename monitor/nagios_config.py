@@ -1,0 +1,315 @@
+"""The central Nagios configuration, generated with pynag from the sites and checks files.
+
+Layout of the output folder::
+
+    nagios.cfg                 main configuration (paths under var/)
+    objects/templates.cfg      etc/nagios/templates.cfg, copied
+    objects/commands.cfg       stale commands and the on-call notification commands
+    objects/contacts.cfg       on-call contacts and their contact group
+    objects/servicegroups.cfg  one service group per subsystem
+    objects/site-<name>.cfg    the site's virtual host, its hosts, their services, its host group
+    var/                       status.dat, the command file, logs, retention (runtime)
+
+Objects are built as ``pynag.Model`` objects and written with their own
+``str()``; pynag 1.1.2 imports on Python 3.11 (its only noise is a
+ResourceWarning at import, silenced here). See docs/monitor.md for the
+one-alert-per-silent-site design.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from monitor.scheduler import SITE_HEARTBEAT_SERVICE, CheckLike
+from monitor.settings import Timing
+from monitor.sites import Site
+
+with warnings.catch_warnings():
+    # pynag opens a file without closing it at import; nothing we can fix from here.
+    warnings.simplefilter("ignore")
+    import pynag.Model as model
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "etc" / "nagios" / "templates.cfg"
+ONCALL_GROUP = "oncall"
+
+
+class GenerateError(ValueError):
+    """The inputs cannot make a valid Nagios configuration; the message says why."""
+
+
+@dataclass
+class NagiosSettings:
+    out_dir: Path
+    timing: Timing
+    on_call: Sequence[str]
+    notify_command: str  # gets --subject S --to ADDR, the body on stdin
+    runbook_url: str
+    nagios_user: str = "nagios"
+    nagios_group: str = "nagios"
+    command_file: Path | None = None  # default var/rw/nagios.cmd
+    var_dir: Path | None = None  # default out_dir/var
+    extra_main: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def var(self) -> Path:
+        return self.var_dir or self.out_dir / "var"
+
+    @property
+    def cmd_file(self) -> Path:
+        return self.command_file or self.var / "rw" / "nagios.cmd"
+
+
+# ------------------------------------------------------------------ helpers
+def _obj(cls: type, **attrs: object) -> str:
+    obj = cls()
+    for k, v in attrs.items():
+        if v is None:
+            continue
+        text = str(v)
+        if "\n" in text or ";" in text:
+            raise GenerateError(f"{cls.__name__} {k}={text!r}: Nagios objects cannot hold "
+                                "newlines or ';'")
+        obj[k] = text
+    return str(obj) + "\n"
+
+
+def service_freshness(spec: CheckLike, timing: Timing) -> int:
+    """Three of its intervals for a check that runs less often than the threshold assumes."""
+    return max(timing.service_sec, int(3 * float(spec.interval_sec)))
+
+
+def subsystem_of(spec: CheckLike) -> str:
+    return str(getattr(spec, "subsystem", "") or "general")
+
+
+def checks_for_role(checks: Sequence[CheckLike], role: str) -> list[CheckLike]:
+    """The checks a host of ``role`` runs: all of them unless a check names its roles."""
+    out = []
+    for spec in checks:
+        roles = getattr(spec, "roles", None)
+        if not roles or role == "all" or role in roles or "all" in roles:
+            out.append(spec)
+    return out
+
+
+# ---------------------------------------------------------------- commands
+def notification_commands(notify: str) -> str:
+    service_body = ("***** Vigil / Nagios *****\\n\\nNotification: $NOTIFICATIONTYPE$\\n"
+                    "Host: $HOSTNAME$ (site $HOSTGROUPNAME$)\\nService: $SERVICEDESC$\\n"
+                    "State: $SERVICESTATE$\\nInfo: $SERVICEOUTPUT$\\nSince: $LONGDATETIME$\\n"
+                    "Runbook: $SERVICENOTESURL$\\n")
+    host_body = ("***** Vigil / Nagios *****\\n\\nNotification: $NOTIFICATIONTYPE$\\n"
+                 "Host: $HOSTNAME$ ($HOSTALIAS$)\\nState: $HOSTSTATE$\\nInfo: $HOSTOUTPUT$\\n"
+                 "Since: $LONGDATETIME$\\nRunbook: $HOSTNOTESURL$\\n")
+    service_line = (f'/usr/bin/printf "%b" "{service_body}" | {notify} --subject '
+                    '"$NOTIFICATIONTYPE$: $HOSTNAME$/$SERVICEDESC$ is $SERVICESTATE$" '
+                    '--to "$CONTACTEMAIL$"')
+    host_line = (f'/usr/bin/printf "%b" "{host_body}" | {notify} --subject '
+                 '"$NOTIFICATIONTYPE$: $HOSTALIAS$ is $HOSTSTATE$" --to "$CONTACTEMAIL$"')
+    return (_obj(model.Command, command_name="notify-service-by-vigil",
+                 command_line=service_line)
+            + _obj(model.Command, command_name="notify-host-by-vigil", command_line=host_line))
+
+
+def stale_commands() -> str:
+    # '&&' makes Nagios run the line through /bin/sh; ';' would start a comment.
+    return (
+        _obj(model.Command, command_name="vigil-service-stale",
+             command_line='/bin/echo "CRITICAL - no data for $ARG1$ s" && exit 2')
+        + _obj(model.Command, command_name="vigil-host-stale",
+               command_line='/bin/echo "DOWN - no results from $HOSTNAME$ for $ARG1$ s" '
+                            '&& exit 2')
+        + _obj(model.Command, command_name="vigil-site-stale",
+               command_line='/bin/echo "SITE DOWN - no results from any host of site '
+                            '$HOSTNAME$ for $ARG1$ s" && exit 2'))
+
+
+def contacts(emails: Iterable[str]) -> str:
+    names = []
+    text = ""
+    for i, addr in enumerate(emails, 1):
+        name = f"oncall-{i}"
+        names.append(name)
+        text += _obj(model.Contact, use="vigil-on-call", contact_name=name,
+                     alias=f"On-call {addr}", email=addr)
+    if not names:
+        raise GenerateError("no on-call e-mail address: set [Monitor] On_Call_Email or "
+                            "[Global] last_resort_email")
+    text += _obj(model.Contactgroup, contactgroup_name=ONCALL_GROUP, alias="On-call engineers",
+                 members=",".join(names))
+    return text
+
+
+# ------------------------------------------------------------------- sites
+def site_objects(site: Site, checks_of: Callable[[str], Sequence[CheckLike]],
+                 settings: NagiosSettings) -> str:
+    t = settings.timing
+    guide = settings.runbook_url.split("#")[0].rsplit("/", 1)[0] + "/monitor.md"
+    text = f"# Site {site.name}: generated by `vigil monitor nagios-config`; do not edit.\n\n"
+    text += _obj(model.Host, use="vigil-passive-host", notification_interval=t.notification_interval, host_name=site.name,
+                 alias=f"site {site.name}", address="127.0.0.1",
+                 check_command=f"vigil-site-stale!{t.site_sec}",
+                 freshness_threshold=t.site_sec, hostgroups=site.name,
+                 notes=f"Any host of site {site.name} keeps this fresh. Stale means the whole "
+                       "site went silent (one alert).",
+                 notes_url=f"{guide}#site-down")
+    text += _obj(model.Service, use="vigil-passive-service", host_name=site.name,
+                 service_description=SITE_HEARTBEAT_SERVICE,
+                 check_command=f"vigil-service-stale!{t.service_sec}",
+                 freshness_threshold=t.service_sec, notifications_enabled=0,
+                 servicegroups="site", notes_url=f"{guide}#site-down")
+    for host in site.hosts:
+        text += _obj(model.Host, use="vigil-passive-host", notification_interval=t.notification_interval, host_name=host.name,
+                     alias=f"{host.name} ({host.role}, site {site.name})", address=host.address,
+                     parents=site.name, hostgroups=site.name,
+                     check_command=f"vigil-host-stale!{t.host_sec}",
+                     freshness_threshold=t.host_sec,
+                     notes_url=f"{guide}#host-down")
+        seen: dict[str, str] = {}
+        for spec in checks_of(host.role):
+            desc = spec.service_description
+            if desc in seen:
+                raise GenerateError(f"host {host.name}: checks {seen[desc]} and {spec.name} "
+                                    f"have the same service description {desc!r}")
+            seen[desc] = spec.name
+            text += _obj(model.Service, use="vigil-passive-service", host_name=host.name,
+                         notification_interval=t.notification_interval,
+                         service_description=desc,
+                         check_command=f"vigil-service-stale!{service_freshness(spec, t)}",
+                         freshness_threshold=service_freshness(spec, t),
+                         servicegroups=subsystem_of(spec),
+                         notes_url=f"{settings.runbook_url}#check-{spec.name}")
+    text += _obj(model.Hostgroup, hostgroup_name=site.name, alias=f"Site {site.name}")
+    return text
+
+
+def servicegroups(names: Iterable[str]) -> str:
+    return "".join(_obj(model.Servicegroup, servicegroup_name=n, alias=f"Subsystem {n}")
+                   for n in sorted(set(names)))
+
+
+def main_config(settings: NagiosSettings) -> str:
+    t = settings.timing
+    var = settings.var
+    lines = {
+        "log_file": var / "nagios.log",
+        "cfg_dir": settings.out_dir / "objects",
+        "object_cache_file": var / "objects.cache",
+        "precached_object_file": var / "objects.precache",
+        "status_file": var / "status.dat",
+        "status_update_interval": max(1, min(10, t.check_interval_sec)),
+        "nagios_user": settings.nagios_user,
+        "nagios_group": settings.nagios_group,
+        "check_external_commands": 1,
+        "command_file": settings.cmd_file,
+        "query_socket": var / "rw" / "nagios.qh",
+        "lock_file": var / "nagios.lock",
+        "temp_file": var / "nagios.tmp",
+        "temp_path": var / "tmp",
+        "check_result_path": var / "checkresults",
+        "state_retention_file": var / "retention.dat",
+        "retain_state_information": 1,
+        "retention_update_interval": 60,
+        "use_syslog": 0,
+        "log_rotation_method": "n",
+        "log_notifications": 1,
+        "log_passive_checks": 1,
+        "log_initial_states": 0,
+        "interval_length": t.interval_length_sec,
+        "check_result_reaper_frequency": t.reaper_sec,
+        "max_check_result_reaper_time": 30,
+        "accept_passive_service_checks": 1,
+        "accept_passive_host_checks": 1,
+        "execute_service_checks": 1,
+        "execute_host_checks": 1,
+        "passive_host_checks_are_soft": 0,
+        "translate_passive_host_checks": 0,
+        "check_service_freshness": 1,
+        "service_freshness_check_interval": t.check_interval_sec,
+        "check_host_freshness": 1,
+        "host_freshness_check_interval": t.check_interval_sec,
+        "additional_freshness_latency": t.latency_sec,
+        "enable_notifications": 1,
+        "enable_event_handlers": 0,
+        "enable_flap_detection": 0,
+        "process_performance_data": 0,
+        "soft_state_dependencies": 0,
+        "check_for_orphaned_services": 1,
+        "check_for_orphaned_hosts": 1,
+        "service_check_timeout": 30,
+        "host_check_timeout": 30,
+        "notification_timeout": 30,
+        "check_for_updates": 0,
+        "bare_update_check": 0,
+        "date_format": "iso8601",
+        "illegal_object_name_chars": "`~!$%^&*|'\"<>?,()=",
+        "illegal_macro_output_chars": "`~$&|'\"<>",
+        "admin_email": settings.on_call[0] if settings.on_call else "",
+        **settings.extra_main,
+    }
+    head = ("# Vigil central Nagios: generated by `vigil monitor nagios-config`; do not edit.\n"
+            "# Regenerate from etc/sites.conf, etc/checks.conf and [Monitor] instead.\n")
+    return head + "".join(f"{k}={v}\n" for k, v in lines.items())
+
+
+@dataclass
+class Generated:
+    out_dir: Path
+    main_cfg: Path
+    hosts: int
+    services: int
+    sites: int
+
+
+def generate(sites: Sequence[Site], checks: Sequence[CheckLike],
+             settings: NagiosSettings) -> Generated:
+    """Write the whole configuration into ``settings.out_dir`` (objects/ replaced)."""
+    if not checks:
+        raise GenerateError("the checks file lists no checks")
+    names = [c.name for c in checks]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise GenerateError(f"check {dupes[0]} is listed twice")
+    out = Path(settings.out_dir)
+    objects = out / "objects"
+    # Build everything first: a failure leaves the previous configuration in place.
+    files: dict[str, str] = {
+        "templates.cfg": TEMPLATES.read_text(encoding="utf-8"),
+        "commands.cfg": stale_commands() + notification_commands(settings.notify_command),
+        "contacts.cfg": contacts(settings.on_call),
+    }
+    services = 0
+    groups = {"site"}
+    for site in sites:
+        files[f"site-{site.name}.cfg"] = site_objects(
+            site, lambda role: checks_for_role(checks, role), settings)
+        for host in site.hosts:
+            mine = checks_for_role(checks, host.role)
+            services += len(mine)
+            groups.update(subsystem_of(c) for c in mine)
+        services += 1
+    files["servicegroups.cfg"] = servicegroups(groups)
+    staging = out / "objects.new"
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    for name, text in files.items():
+        (staging / name).write_text(text, encoding="utf-8")
+    if objects.exists():
+        shutil.rmtree(objects)
+    staging.rename(objects)
+    for sub in ("rw", "tmp", "checkresults"):
+        (settings.var / sub).mkdir(parents=True, exist_ok=True)
+    settings.cmd_file.parent.mkdir(parents=True, exist_ok=True)
+    main = out / "nagios.cfg"
+    main.write_text(main_config(settings), encoding="utf-8")
+    return Generated(out, main, sum(len(s.hosts) + 1 for s in sites), services, len(sites))
+
+
+def quote_command(argv: Sequence[str]) -> str:
+    return " ".join(shlex.quote(a) for a in argv)

@@ -1,0 +1,203 @@
+"""The per-server scheduler: every pass runs the due checks in parallel and sends the results.
+
+One pass (every ``Pass_Period_sec``, 60 s as in the source):
+
+1. pick the checks whose ``interval_sec`` has come round;
+2. run them, ``Parallelism`` at a time, each with its own hard timeout
+   (:func:`monitor.runner.run_plugin`); a hung, crashing or missing plugin
+   gives one CRITICAL/UNKNOWN result and never holds up the others;
+3. add the host result (this server is alive, and how its checks went) and
+   the site heartbeat (see docs/monitor.md, "One alert per silent site");
+4. hand everything to the :class:`~monitor.transport.Outbox`, which spools
+   first and sends oldest first.
+
+The clock and the outbox reach the scheduler as objects so tests can drive
+passes directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import resource
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from monitor.runner import STATE_NAMES, Outcome, ProcessTracker, run_plugin
+from monitor.transport import Delivery, Outbox
+from nsca.result import CheckResult
+
+log = logging.getLogger(__name__)
+
+SITE_HEARTBEAT_SERVICE = "site-heartbeat"
+
+
+class CheckLike(Protocol):
+    """What the scheduler needs of a ``checks.catalog.CheckSpec``."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def service_description(self) -> str: ...
+    @property
+    def command(self) -> Sequence[str]: ...
+    @property
+    def interval_sec(self) -> float: ...
+    @property
+    def timeout_sec(self) -> float: ...
+
+
+@dataclass
+class PassReport:
+    started_at: float  # wall clock
+    duration: float
+    outcomes: list[tuple[CheckLike, Outcome]] = field(default_factory=list)
+    results: list[CheckResult] = field(default_factory=list)
+    delivery: Delivery | None = None
+    cpu_sec: float = 0.0  # plugins' CPU (children) plus the scheduler's own
+    interrupted: bool = False
+
+    def counts(self) -> Counter[str]:
+        return Counter(o.state for _, o in self.outcomes)
+
+
+def _cpu_now() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def host_summary(host: str, report: PassReport) -> str:
+    c = report.counts()
+    parts = ", ".join(f"{c.get(s, 0)} {s}" for s in STATE_NAMES)
+    return (f"OK - vigil scheduler on {host}: {len(report.outcomes)} checks in "
+            f"{report.duration:.1f} s ({parts})")
+
+
+def heartbeat_results(site: str, host: str, ts: float) -> list[CheckResult]:
+    """What keeps the site's virtual host fresh; any one live host of the site sends it."""
+    text = f"OK - heartbeat from {host}"
+    return [CheckResult(site, None, 0, text, ts),
+            CheckResult(site, SITE_HEARTBEAT_SERVICE, 0, text, ts)]
+
+
+class Scheduler:
+    def __init__(self, checks: Sequence[CheckLike], *, host_name: str, site_name: str | None,
+                 outbox: Outbox | None, parallelism: int = 8, max_output: int = 65536,
+                 env: Mapping[str, str] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.checks = list(checks)
+        self.host_name = host_name
+        self.site_name = site_name
+        self.outbox = outbox
+        self.parallelism = parallelism
+        self.max_output = max_output
+        self.env = dict(env) if env is not None else None
+        self.clock = clock
+        self.tracker = ProcessTracker()
+        self._stop = threading.Event()
+        self._last_start: dict[str, float] = {}
+        self._pool = ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="check")
+
+    # ------------------------------------------------------------- passes
+    def due(self, now: float, period: float) -> list[CheckLike]:
+        """Checks whose interval has come round; half a period of slack absorbs jitter."""
+        out = []
+        for spec in self.checks:
+            last = self._last_start.get(spec.name)
+            if last is None or now - last >= spec.interval_sec - period / 2:
+                out.append(spec)
+        return out
+
+    def run_checks(self, specs: Sequence[CheckLike]) -> list[tuple[CheckLike, Outcome]]:
+        def one(spec: CheckLike) -> Outcome:
+            return run_plugin(list(spec.command), float(spec.timeout_sec),
+                              max_output=self.max_output, env=self.env, name=spec.name,
+                              tracker=self.tracker)
+
+        futures = [(spec, self._pool.submit(one, spec)) for spec in specs]
+        return [(spec, fut.result()) for spec, fut in futures]
+
+    def run_pass(self, period: float = 0.0, *, everything: bool = False) -> PassReport:
+        start = self.clock()
+        wall = time.time()
+        cpu0 = _cpu_now()
+        specs = list(self.checks) if everything else self.due(start, period)
+        for spec in specs:
+            self._last_start[spec.name] = start
+        report = PassReport(started_at=wall, duration=0.0)
+        report.outcomes = self.run_checks(specs)
+        report.duration = self.clock() - start
+        if self._stop.is_set():
+            # Plugins were killed under us: their "results" are ours, not theirs.
+            report.interrupted = True
+            report.cpu_sec = _cpu_now() - cpu0
+            log.info("monitor: pass interrupted by stop; its results are not sent")
+            return report
+        report.results = self.results_of(report)
+        if self.outbox is not None:
+            report.delivery = self.outbox.deliver(report.results)
+        report.cpu_sec = _cpu_now() - cpu0
+        return report
+
+    def results_of(self, report: PassReport) -> list[CheckResult]:
+        results = [CheckResult(self.host_name, spec.service_description, o.status, o.output,
+                               o.finished_at) for spec, o in report.outcomes]
+        now = time.time()
+        results.append(CheckResult(self.host_name, None, 0,
+                                   host_summary(self.host_name, report), now))
+        if self.site_name:
+            results.extend(heartbeat_results(self.site_name, self.host_name, now))
+        return results
+
+    # --------------------------------------------------------- the loop
+    def run_forever(self, period: float,
+                    on_pass: Callable[[PassReport], None] | None = None) -> None:
+        log.info("monitor: scheduler for %s started: %d checks, a pass every %g s, %d at a time",
+                 self.host_name, len(self.checks), period, self.parallelism)
+        next_at = self.clock()
+        while not self._stop.is_set():
+            report = self.run_pass(period)
+            if not report.interrupted:
+                self._log_pass(report)
+                if on_pass is not None:
+                    on_pass(report)
+            next_at += period
+            now = self.clock()
+            if next_at < now:
+                missed = math.ceil((now - next_at) / period)
+                log.warning("monitor: pass took %.1f s, longer than the period %g s; "
+                            "skipping %d start(s)", report.duration, period, missed)
+                next_at += missed * period
+            self._stop.wait(max(0.0, next_at - now))
+        log.info("monitor: scheduler for %s stopped", self.host_name)
+
+    def _log_pass(self, report: PassReport) -> None:
+        c = report.counts()
+        d = report.delivery
+        log.info("monitor: pass of %d checks in %.2f s (cpu %.2f s): %s; sent %d, %d pass(es) "
+                 "waiting", len(report.outcomes), report.duration, report.cpu_sec,
+                 " ".join(f"{s}={c.get(s, 0)}" for s in STATE_NAMES),
+                 d.sent if d else 0, d.waiting_passes if d else 0)
+
+    def stop(self) -> None:
+        """Stop the loop and kill the plugins running now (safe from a signal handler)."""
+        self._stop.set()
+        self.tracker.kill_all()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def plugin_env(config_path: str | None) -> dict[str, str]:
+    """The plugins read the same configuration file as the scheduler."""
+    env = dict(os.environ)
+    if config_path and not config_path.startswith("<"):
+        env["VIGIL_CONF"] = config_path
+    return env
