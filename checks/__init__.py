@@ -1,0 +1,25 @@
+"""Nagios check plugins: one indicator each, Monitoring Plugins conventions.
+
+Every plugin is a module ``checks/<name>.py`` holding ``PLUGIN`` (a
+:class:`checks.plugin.Plugin` subclass), runnable as ``vigil-check NAME`` and
+as ``python -m checks.NAME``. :data:`PLUGINS` is the list ``vigil-check
+--list`` prints and the checks file is validated against.
+
+Room left for the site-redundancy indicators (mode, delta backlog, stand-by
+lag, watchdog heartbeat): they join this list, as modules like the others,
+when that capability lands.
+"""
+
+PLUGINS: tuple[str, ...] = (
+    # RADIUS and billing engine
+    "radius_auth", "radius_acct", "radcheck", "auth_failures", "acct_duplicates",
+    "radius_drops", "radius_db_errors", "log_errors",
+    # billing data
+    "db_query", "xdr_rate", "asr", "acd", "active_calls",
+    # database server and replication
+    "db_connections", "binlog_disk", "replication",
+    # processes
+    "supervisor", "pidfile", "open_fds", "file_age",
+    # system
+    "disk", "inodes", "load", "memory", "swap", "clock_offset",
+)
