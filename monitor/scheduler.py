@@ -103,6 +103,7 @@ class Scheduler:
         self.tracker = ProcessTracker()
         self._stop = threading.Event()
         self._last_start: dict[str, float] = {}
+        self._reload: Callable[[], Sequence[CheckLike]] | None = None
         self._pool = ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="check")
 
     # ------------------------------------------------------------- passes
@@ -163,6 +164,7 @@ class Scheduler:
                  self.host_name, len(self.checks), period, self.parallelism)
         next_at = self.clock()
         while not self._stop.is_set():
+            self._apply_reload()
             report = self.run_pass(period)
             if not report.interrupted:
                 self._log_pass(report)
@@ -185,6 +187,23 @@ class Scheduler:
                  "waiting", len(report.outcomes), report.duration, report.cpu_sec,
                  " ".join(f"{s}={c.get(s, 0)}" for s in STATE_NAMES),
                  d.sent if d else 0, d.waiting_passes if d else 0)
+
+    def request_reload(self, loader: Callable[[], Sequence[CheckLike]]) -> None:
+        """Re-read the checks before the next pass (SIGHUP)."""
+        self._reload = loader
+
+    def _apply_reload(self) -> None:
+        loader, self._reload = self._reload, None
+        if loader is None:
+            return
+        try:
+            checks = list(loader())
+        except Exception as exc:  # a bad file must not stop the running checks
+            log.error("monitor: checks not reloaded, keeping the %d running: %s",
+                      len(self.checks), exc)
+            return
+        log.info("monitor: checks reloaded: %d (were %d)", len(checks), len(self.checks))
+        self.checks = checks
 
     def stop(self) -> None:
         """Stop the loop and kill the plugins running now (safe from a signal handler)."""

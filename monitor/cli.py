@@ -1,0 +1,295 @@
+"""``vigil monitor ...``: run the checks, the scheduler, and the central Nagios.
+
+- ``run-once``: run every check of this server now and print a table (``--json``).
+- ``scheduler``: the per-server scheduler, foreground, under supervisor (SIGTERM
+  stops it cleanly, SIGHUP re-reads the checks file).
+- ``nagios-config --out DIR``: generate the central Nagios configuration.
+- ``nagios``: generate into ``[Monitor] Nagios_Dir``, verify, and run Nagios in
+  the foreground (the central role, under supervisor).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from monitor import catalog, settings
+from monitor.nagios_config import GenerateError, NagiosSettings, generate
+from monitor.scheduler import PassReport, Scheduler, plugin_env
+from monitor.sites import SitesFileError
+from monitor.sites import load as load_sites
+from monitor.spool import Spool
+from monitor.transport import Outbox, Sender, SendNSCASender, VigilNSCASender
+from vigil import config as vconfig
+from vigil.cli import EXIT_FAILED, EXIT_USAGE, CommandError
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("monitor", help="check scheduler and central Nagios",
+                              description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="monitor_command", metavar="ACTION")
+    sub.required = True
+
+    q = sub.add_parser("run-once", help="run every check of this server now; print a table")
+    q.add_argument("--checks", metavar="FILE", help="checks file (default [Monitor] Checks_File)")
+    q.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    q.add_argument("--send", action="store_true",
+                   help="also send the results to [NSCA] Config_Server (through the spool)")
+    q.set_defaults(func=cmd_run_once)
+
+    q = sub.add_parser("scheduler", help="run the checks every pass period and send the "
+                                         "results (foreground, under supervisor)")
+    q.add_argument("--checks", metavar="FILE", help="checks file (default [Monitor] Checks_File)")
+    q.add_argument("--passes", type=int, default=0, metavar="N",
+                   help="stop after N passes (default: run until SIGTERM)")
+    q.set_defaults(func=cmd_scheduler)
+
+    q = sub.add_parser("nagios-config", help="generate the central Nagios configuration")
+    q.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    q.add_argument("--sites", metavar="FILE", help="sites file (default [Monitor] Sites_File)")
+    q.add_argument("--checks", metavar="FILE", help="checks file (default [Monitor] Checks_File)")
+    q.add_argument("--verify", action="store_true",
+                   help="run `nagios4 -v` on the result (exit 1 if it finds problems)")
+    q.set_defaults(func=cmd_nagios_config)
+
+    q = sub.add_parser("nagios", help="generate into [Monitor] Nagios_Dir and run Nagios in "
+                                      "the foreground (central role, under supervisor)")
+    q.add_argument("--sites", metavar="FILE", help="sites file (default [Monitor] Sites_File)")
+    q.add_argument("--checks", metavar="FILE", help="checks file (default [Monitor] Checks_File)")
+    q.set_defaults(func=cmd_nagios)
+
+
+# ------------------------------------------------------------------ helpers
+def _load_cfg(args: argparse.Namespace) -> vconfig.Config:
+    return vconfig.load(args.config)
+
+
+def _checks(cfg: vconfig.Config, explicit: str | None) -> list[Any]:
+    path = Path(explicit) if explicit else cfg.path(settings.SECTION, "Checks_File")
+    try:
+        return list(catalog.load(path))
+    except catalog.CatalogError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
+
+
+def _nsca(cfg: vconfig.Config, name: str) -> Any:
+    try:
+        return cfg.get("NSCA", name)
+    except KeyError:
+        raise CommandError(f"[NSCA] {name} is not available: the nsca room is not installed",
+                           EXIT_USAGE) from None
+
+
+def build_sender(cfg: vconfig.Config) -> Sender:
+    host, port = settings.split_host_port(str(_nsca(cfg, "Config_Server")))
+    password = _nsca(cfg, "Password")
+    if not isinstance(password, vconfig.Secret):
+        password = vconfig.Secret(str(password))
+    method = int(_nsca(cfg, "Encryption_Method"))
+    if cfg.get(settings.SECTION, "Transport") == "send_nsca":
+        return SendNSCASender(str(cfg.get(settings.SECTION, "Send_NSCA_Binary")), host, port,
+                              password, method, settings.spool_dir(cfg).parent)
+    return VigilNSCASender(host, port, password, method)
+
+
+def build_outbox(cfg: vconfig.Config) -> Outbox:
+    folder = settings.spool_dir(cfg)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        os.chmod(folder, 0o700)
+    except OSError as exc:
+        raise CommandError(f"spool {folder}: {exc.strerror}", EXIT_USAGE) from None
+    return Outbox(build_sender(cfg),
+                  Spool(folder, cfg.get(settings.SECTION, "Spool_Max_Passes")))
+
+
+def build_scheduler(cfg: vconfig.Config, checks: list[Any], outbox: Outbox | None) -> Scheduler:
+    return Scheduler(checks, host_name=cfg.get("Site", "Host_Name"),
+                     site_name=cfg.get("Site", "Name"), outbox=outbox,
+                     parallelism=cfg.get(settings.SECTION, "Parallelism"),
+                     max_output=cfg.get(settings.SECTION, "Max_Output_Bytes"),
+                     env=plugin_env(cfg.source))
+
+
+def report_rows(report: PassReport) -> list[dict[str, Any]]:
+    return [{"check": spec.name, "service": spec.service_description, "state": o.state,
+             "status": o.status, "duration_sec": round(o.duration, 3), "output": o.output}
+            for spec, o in report.outcomes]
+
+
+def format_table(rows: list[dict[str, Any]], width: int = 120) -> str:
+    if not rows:
+        return "no checks"
+    wc = max(len("CHECK"), *(len(r["check"]) for r in rows))
+    ws = max(len("STATE"), *(len(r["state"]) for r in rows))
+    head = f"{'CHECK':<{wc}}  {'STATE':<{ws}}  {'TIME':>6}  OUTPUT"
+    room = max(20, width - len(head) + len("OUTPUT"))
+    lines = [head]
+    for r in rows:
+        out = r["output"] if len(r["output"]) <= room else r["output"][:room - 3] + "..."
+        lines.append(f"{r['check']:<{wc}}  {r['state']:<{ws}}  {r['duration_sec']:>5.1f}s  {out}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------- commands
+def cmd_run_once(args: argparse.Namespace) -> int:
+    cfg = _load_cfg(args)
+    checks = _checks(cfg, args.checks)
+    outbox = build_outbox(cfg) if args.send else None
+    sched = build_scheduler(cfg, checks, outbox)
+    try:
+        report = sched.run_pass(everything=True)
+    finally:
+        sched.close()
+    rows = report_rows(report)
+    if args.json:
+        doc: dict[str, Any] = {"host": sched.host_name, "duration_sec": round(report.duration, 3),
+                               "cpu_sec": round(report.cpu_sec, 3), "checks": rows}
+        if report.delivery is not None:
+            doc["sent"] = report.delivery.sent
+            doc["waiting_passes"] = report.delivery.waiting_passes
+            doc["send_error"] = report.delivery.error
+        print(json.dumps(doc, indent=2))
+    else:
+        width = shutil.get_terminal_size((120, 24)).columns
+        print(format_table(rows, width))
+        c = report.counts()
+        print(f"\n{len(rows)} checks in {report.duration:.1f} s (cpu {report.cpu_sec:.2f} s): "
+              + ", ".join(f"{c.get(s, 0)} {s}" for s in ("OK", "WARNING", "CRITICAL", "UNKNOWN")))
+        if report.delivery is not None:
+            d = report.delivery
+            print(f"sent {d.sent} result(s); {d.waiting_passes} pass(es) waiting"
+                  + (f"; {d.error}" if d.error else ""))
+    return 0
+
+
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    cfg = _load_cfg(args)
+    from vigil import logs
+
+    logs.setup("Console", None, cfg.get("Log", "Level"), "monitor-scheduler")
+    checks_path = args.checks
+    checks = _checks(cfg, checks_path)
+    sched = build_scheduler(cfg, checks, build_outbox(cfg))
+    period = float(cfg.get(settings.SECTION, "Pass_Period_sec"))
+
+    def reload() -> list[Any]:
+        return _checks(vconfig.load(args.config), checks_path)
+
+    def on_term(signum: int, frame: object) -> None:
+        log.info("monitor: %s received, stopping", signal.Signals(signum).name)
+        sched.stop()
+
+    def on_hup(signum: int, frame: object) -> None:
+        sched.request_reload(reload)
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    signal.signal(signal.SIGHUP, on_hup)
+    passes = 0
+
+    def on_pass(report: PassReport) -> None:
+        nonlocal passes
+        passes += 1
+        if args.passes and passes >= args.passes:
+            sched.stop()
+
+    try:
+        sched.run_forever(period, on_pass)
+    finally:
+        sched.close()
+    return 0
+
+
+def nagios_settings(cfg: vconfig.Config, out_dir: Path) -> NagiosSettings:
+    t = settings.timing(cfg)
+    notify_tpl: str = cfg.get(settings.SECTION, "Notify_Command")
+    vigil_bin = shutil.which("vigil") or str(Path(sys.executable).parent / "vigil")
+    local = Path(sys.executable).parent / "vigil"
+    if local.exists():
+        vigil_bin = str(local)
+    conf = str(Path(cfg.source).resolve()) if not cfg.source.startswith("<") else ""
+    try:
+        notify = notify_tpl.format(vigil=vigil_bin, config=conf)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise vconfig.ConfigError(cfg.source, settings.SECTION, "Notify_Command",
+                                  f"only {{vigil}} and {{config}} may be used ({exc})") from None
+    if not conf:
+        notify = notify.replace(" -c  ", " ")
+    runbook: str = cfg.get(settings.SECTION, "Runbook_URL")
+    if "://" not in runbook:
+        base = Path(runbook)
+        if not base.is_absolute() and not cfg.source.startswith("<"):
+            base = (Path(cfg.source).resolve().parent / base).resolve()
+        runbook = base.resolve().as_uri()
+    command_file: Path | None = None
+    try:
+        command_file = cfg.path("NSCA", "Command_File")
+    except KeyError:
+        command_file = None
+    return NagiosSettings(out_dir=out_dir, timing=t, on_call=settings.on_call(cfg),
+                          notify_command=notify, runbook_url=runbook,
+                          nagios_user=cfg.get(settings.SECTION, "Nagios_User"),
+                          nagios_group=cfg.get(settings.SECTION, "Nagios_Group"),
+                          command_file=command_file)
+
+
+def _generate(cfg: vconfig.Config, args: argparse.Namespace, out_dir: Path) -> Path:
+    sites_path = Path(args.sites) if args.sites else cfg.path(settings.SECTION, "Sites_File")
+    try:
+        sites = load_sites(sites_path)
+    except SitesFileError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
+    checks = _checks(cfg, args.checks)
+    try:
+        g = generate(sites, checks, nagios_settings(cfg, out_dir))
+    except GenerateError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
+    except OSError as exc:
+        raise CommandError(f"{out_dir}: {exc.strerror}", EXIT_FAILED) from None
+    print(f"generated {g.main_cfg}: {g.sites} sites, {g.hosts} hosts, {g.services} services")
+    return g.main_cfg
+
+
+def verify(cfg: vconfig.Config, main_cfg: Path) -> None:
+    binary = str(cfg.get(settings.SECTION, "Nagios_Binary"))
+    try:
+        proc = subprocess.run([binary, "-v", str(main_cfg)], capture_output=True, text=True,
+                              timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise CommandError(f"{binary} -v: {exc}", 3) from None
+    if proc.returncode != 0:
+        detail = "\n".join(ln for ln in proc.stdout.splitlines()
+                           if "Error" in ln or "Warning" in ln)
+        raise CommandError(f"{binary} -v {main_cfg} found problems:\n{detail}", EXIT_FAILED)
+    print(f"{binary} -v: configuration OK")
+
+
+def cmd_nagios_config(args: argparse.Namespace) -> int:
+    cfg = _load_cfg(args)
+    main_cfg = _generate(cfg, args, Path(args.out).resolve())
+    if args.verify:
+        verify(cfg, main_cfg)
+    return 0
+
+
+def cmd_nagios(args: argparse.Namespace) -> int:
+    cfg = _load_cfg(args)
+    main_cfg = _generate(cfg, args, settings.nagios_dir(cfg))
+    verify(cfg, main_cfg)
+    binary = str(cfg.get(settings.SECTION, "Nagios_Binary"))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Nagios takes our place: supervisor's SIGTERM reaches it directly.
+    os.execv(binary, [binary, str(main_cfg)])
+    return 0  # not reached
