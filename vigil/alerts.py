@@ -303,6 +303,9 @@ def _why(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+SENT, HELD, FAILED = "sent", "held", "failed"
+
+
 def send_alert(cfg: Config, subject: str, body: str, *, kind: str = "alert",
                rate_limited: bool = True, to: str | None = None,
                limiter: FloodLimiter | None = None) -> bool:
@@ -310,8 +313,16 @@ def send_alert(cfg: Config, subject: str, body: str, *, kind: str = "alert",
 
     False when the flood limit held it back (it is counted and summarised in
     the next mail that goes out) or when delivery failed (logged; counted as
-    undelivered in that summary).
+    undelivered in that summary). :func:`send_alert_outcome` says which.
     """
+    return send_alert_outcome(cfg, subject, body, kind=kind, rate_limited=rate_limited,
+                              to=to, limiter=limiter) == SENT
+
+
+def send_alert_outcome(cfg: Config, subject: str, body: str, *, kind: str = "alert",
+                       rate_limited: bool = True, to: str | None = None,
+                       limiter: FloodLimiter | None = None) -> str:
+    """Like :func:`send_alert`; returns SENT, HELD or FAILED."""
     ticket: Ticket | None = None
     if rate_limited:
         limiter = limiter or limiter_for(cfg)
@@ -320,7 +331,7 @@ def send_alert(cfg: Config, subject: str, body: str, *, kind: str = "alert",
             log.warning("alert held back by the flood limit (%d per %d s): %s",
                         cfg.get("Email", "Max_Sequential_Emails"),
                         cfg.get("Email", "Look_Behind_sec"), _one_line(subject))
-            return False
+            return HELD
         if ticket.held:
             body = body.rstrip("\n") + "\n\n" + summary_text(cfg, ticket.held)
     msg = build_message(cfg, subject, body, kind=kind, to=to)
@@ -330,9 +341,9 @@ def send_alert(cfg: Config, subject: str, body: str, *, kind: str = "alert",
         log.error("alert not delivered to %s: %s (subject: %s)", msg["To"], exc, msg["Subject"])
         if ticket is not None and limiter is not None:
             limiter.settle(ticket, delivered=False, subject=str(msg["Subject"]))
-        return False
+        return FAILED
     log.info("alert sent to %s: %s", msg["To"], msg["Subject"])
-    return True
+    return SENT
 
 
 # ----------------------------------------------------- background sending

@@ -1,0 +1,254 @@
+"""Subcommands for the supervised process tree, radcheck and alerts.
+
+- ``vigil supervisord``: run supervisord in the foreground on
+  ``etc/supervisord.conf`` with the programs of ``[Site] Role``;
+- ``vigil supervisorctl ARGS``: supervisorctl on the same socket;
+- ``vigil status [--json]``: the programs and their states (XML-RPC);
+- ``vigil radcheck [--once]``: the RADIUS self-test (foreground, under supervisor);
+- ``vigil alert send --subject S [--to ADDR] [--no-rate-limit]``: an alert, body on stdin.
+
+``etc/supervisord.conf`` takes every path from the environment (supervisor's
+``%(ENV_X)s`` expansion), which ``vigil supervisord`` derives from vigil.conf,
+so the same file serves the appliance and ``make run``:
+
+======================== ===================================================
+VIGIL_CONF               absolute path of vigil.conf
+VIGIL_BIN                the folder of the ``vigil`` command (the virtualenv)
+VIGIL_STATE_DIR          ``[Site] State_Dir``
+VIGIL_LOG_DIR            ``[Site] Log_Dir`` (one log per program)
+VIGIL_SUPERVISOR_SOCKET  ``[Supervisor] Socket_File``
+VIGIL_ROLE               ``[Site] Role``
+VIGIL_PROGRAMS           the program files to include for that role
+VIGIL_SMTP_HOST/PORT     ``[Email] SMTP_Host`` / ``SMTP_Port`` (demo mail sink)
+======================== ===================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from vigil import config
+from vigil.cli import EXIT_FAILED, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, CommandError
+from vigil.supervisor_settings import state_file, supervisor_socket
+
+# Program files live in etc/supervisor/<group>/<program>.conf, one block each;
+# a role runs the groups listed here. Adding a program = adding one file.
+ROLE_GROUPS: dict[str, tuple[str, ...]] = {
+    "primary": ("common", "site"),
+    "secondary": ("common", "site"),
+    "central": ("common", "central"),
+    "all": ("common", "site", "central"),
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("supervisord", help="run supervisord with this role's programs "
+                       "(foreground; Ctrl-C or SIGTERM stops every program)")
+    p.add_argument("--include", action="append", default=[], metavar="GLOB",
+                   help="extra program files, relative to the supervisord.conf folder "
+                        "(make run adds supervisor/demo/*.conf)")
+    p.add_argument("--print-env", action="store_true",
+                   help="print the environment supervisord would get, and exit")
+    p.set_defaults(func=cmd_supervisord)
+
+    p = sub.add_parser("supervisorctl", help="supervisorctl on this appliance's socket")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="supervisorctl arguments")
+    p.set_defaults(func=cmd_supervisorctl)
+
+    p = sub.add_parser("status", help="supervised programs and their states")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("radcheck", help="RADIUS self-test: restart the engine when it stops "
+                       "answering, alert by e-mail (foreground, run by supervisor)")
+    p.add_argument("--once", action="store_true",
+                   help="send one self-test request, print the result and exit "
+                        "(0 accepted, 1 failed); no restart, no alert")
+    p.add_argument("--json", action="store_true", help="with --once: JSON output")
+    p.set_defaults(func=cmd_radcheck)
+
+    p = sub.add_parser("alert", help="e-mail alerts")
+    alert_sub = p.add_subparsers(dest="alert_command", metavar="ACTION")
+    alert_sub.required = True
+    s = alert_sub.add_parser("send", help="send an alert; the body is read from stdin")
+    s.add_argument("--subject", required=True, help="subject line")
+    s.add_argument("--to", metavar="ADDR", help="recipient (default [Global] last_resort_email)")
+    s.add_argument("--kind", default="alert", help="kind, shown in the X-Vigil-Kind header")
+    s.add_argument("--no-rate-limit", action="store_true",
+                   help="bypass the flood limit ([Email] Max_Sequential_Emails)")
+    s.set_defaults(func=cmd_alert_send)
+
+
+def _load(args: argparse.Namespace) -> config.Config:
+    return config.load(args.config)
+
+
+# ------------------------------------------------------------- supervisord
+
+def supervisor_env(cfg: config.Config, includes: list[str] | None = None) -> dict[str, str]:
+    if cfg.source.startswith("<"):
+        raise CommandError("supervisord needs a configuration file (-c FILE or VIGIL_CONF)",
+                           EXIT_USAGE)
+    role = cfg.get("Site", "Role")
+    files = [f"supervisor/{g}/*.conf" for g in ROLE_GROUPS[role]] + list(includes or [])
+    return {
+        "VIGIL_CONF": str(Path(cfg.source).resolve()),
+        "VIGIL_BIN": str(Path(sys.executable).parent),
+        "VIGIL_STATE_DIR": str(cfg.path("Site", "State_Dir")),
+        "VIGIL_LOG_DIR": str(cfg.path("Site", "Log_Dir")),
+        "VIGIL_SUPERVISOR_SOCKET": str(supervisor_socket(cfg)),
+        "VIGIL_ROLE": role,
+        "VIGIL_PROGRAMS": " ".join(files),
+        "VIGIL_SMTP_HOST": str(cfg.get("Email", "SMTP_Host")),
+        "VIGIL_SMTP_PORT": str(cfg.get("Email", "SMTP_Port")),
+    }
+
+
+def _tool(name: str) -> str:
+    here = Path(sys.executable).parent / name
+    found = str(here) if here.exists() else shutil.which(name)
+    if not found:
+        raise CommandError(f"{name} not found (pip install supervisor)", EXIT_UNAVAILABLE)
+    return found
+
+
+def cmd_supervisord(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    env = supervisor_env(cfg, args.include)
+    if args.print_env:
+        for k, v in env.items():
+            print(f"{k}={v}")
+        return EXIT_OK
+    conf = cfg.path("Supervisor", "Config_File")
+    if not conf.is_file():
+        raise config.ConfigError(cfg.source, "Supervisor", "Config_File",
+                                 f"{conf} does not exist")
+    for d in ("VIGIL_STATE_DIR", "VIGIL_LOG_DIR"):
+        Path(env[d]).mkdir(parents=True, exist_ok=True)
+    Path(env["VIGIL_SUPERVISOR_SOCKET"]).parent.mkdir(parents=True, exist_ok=True)
+    exe = _tool("supervisord")
+    sys.stdout.flush()
+    os.execve(exe, [exe, "-n", "-c", str(conf)], {**os.environ, **env})
+    return EXIT_FAILED  # not reached
+
+
+def cmd_supervisorctl(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    env = supervisor_env(cfg)
+    conf = cfg.path("Supervisor", "Config_File")
+    exe = _tool("supervisorctl")
+    rest = [a for a in args.args if a != "--"]
+    sys.stdout.flush()
+    os.execve(exe, [exe, "-c", str(conf), *rest], {**os.environ, **env})
+    return EXIT_FAILED  # not reached
+
+
+# ------------------------------------------------------------------ status
+
+def _fmt_uptime(sec: int | None) -> str:
+    if sec is None:
+        return "-"
+    d, rest = divmod(sec, 86400)
+    h, rest = divmod(rest, 3600)
+    m, s = divmod(rest, 60)
+    return (f"{d}d " if d else "") + f"{h:02d}:{m:02d}:{s:02d}"
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from vigil.supervisor_client import Supervisor, SupervisorError, SupervisorUnavailable
+
+    cfg = _load(args)
+    client = Supervisor(supervisor_socket(cfg), cfg.get("Supervisor", "RPC_Timeout_sec"))
+    try:
+        programs = client.programs()
+    except SupervisorUnavailable as exc:
+        raise CommandError(f"{exc} (is the appliance running? `vigil supervisord`)",
+                           EXIT_UNAVAILABLE) from exc
+    except SupervisorError as exc:
+        raise CommandError(str(exc), EXIT_FAILED) from exc
+    radcheck = _radcheck_state(cfg)
+    if args.json:
+        out: dict[str, Any] = {"socket": client.socket_file, "role": cfg.get("Site", "Role"),
+                               "programs": [vars(p) | {"name": p.full_name} for p in programs],
+                               "radcheck": radcheck}
+        print(json.dumps(out, indent=2, sort_keys=True))
+    else:
+        print(f"role {cfg.get('Site', 'Role')}, supervisord on {client.socket_file}")
+        print(f"{'PROGRAM':<22} {'STATE':<9} {'PID':>7} {'UPTIME':>12}  LOG")
+        for p in programs:
+            print(f"{p.full_name:<22} {p.state:<9} {p.pid or '-':>7} "
+                  f"{_fmt_uptime(p.uptime_sec):>12}  {p.stdout_logfile}"
+                  + (f"  ({p.spawnerr})" if p.spawnerr else ""))
+        if radcheck:
+            age = time.time() - float(radcheck.get("time") or 0)
+            verdict = "OK" if radcheck.get("ok") else f"FAILING: {radcheck.get('last_error')}"
+            print(f"radcheck: {verdict}, {age:.0f} s ago, "
+                  f"{radcheck.get('consecutive_failures', 0)} consecutive failure(s), "
+                  f"{radcheck.get('restarts', 0)} restart(s)")
+    bad = [p for p in programs if p.state not in ("RUNNING", "STARTING")]
+    return EXIT_FAILED if bad else EXIT_OK
+
+
+def _radcheck_state(cfg: config.Config) -> dict[str, Any] | None:
+    from vigil import statefile
+
+    try:
+        data = statefile.read_json(state_file(cfg, "Self Test", "State_File", "radcheck.json"))
+    except (statefile.CorruptStateError, OSError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+# ---------------------------------------------------------------- radcheck
+
+def cmd_radcheck(args: argparse.Namespace) -> int:
+    from billing import radcheck
+    from billing.radcheck_probe import probe
+    from vigil import logs
+
+    cfg = _load(args)
+    if args.once:
+        settings = radcheck.Settings.from_config(cfg)
+        result = probe(settings.test)
+        if args.json:
+            print(json.dumps(vars(result), sort_keys=True))
+        else:
+            print(f"{settings.test.target}: " + (f"Access-Accept in {result.rtt_ms} ms"
+                                                 if result.ok else str(result.error)))
+        return EXIT_OK if result.ok else EXIT_FAILED
+    # Under supervisor stderr is the program's own log file.
+    level = "DEBUG" if args.verbose > 1 else cfg.get("Log", "Level")
+    logs.setup("Console", None, level, "radcheck")
+    return radcheck.serve(cfg)
+
+
+# ------------------------------------------------------------------- alert
+
+def cmd_alert_send(args: argparse.Namespace) -> int:
+    from vigil import alerts
+
+    cfg = _load(args)
+    if args.to:
+        try:
+            config.email(args.to)
+        except ValueError as exc:
+            raise CommandError(f"--to: {exc}", EXIT_USAGE) from None
+    body = sys.stdin.read()
+    if not body.strip():
+        raise CommandError("the alert body (stdin) is empty", EXIT_USAGE)
+    outcome = alerts.send_alert_outcome(cfg, args.subject, body, kind=args.kind,
+                                        rate_limited=not args.no_rate_limit, to=args.to)
+    if outcome == alerts.HELD:
+        raise CommandError("not sent: held back by the flood limit (counted; the next alert "
+                           "that goes out summarises it)", EXIT_FAILED)
+    if outcome == alerts.FAILED:
+        raise CommandError("not sent: SMTP delivery failed (see the message above)",
+                           EXIT_UNAVAILABLE)
+    return EXIT_OK
