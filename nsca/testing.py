@@ -1,0 +1,113 @@
+"""Real peers for tests and benchmarks: the Debian ``nsca`` daemon, Vigil's server.
+
+Loopback only, private ports, temporary folders.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from nsca.server import Server, ServerOptions, Sink
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def wait_lines(path: Path, n: int, timeout: float = 20.0) -> list[str]:
+    deadline = time.monotonic() + timeout
+    lines: list[str] = []
+    while time.monotonic() < deadline:
+        if path.exists():
+            lines = path.read_text().splitlines()
+            if len(lines) >= n:
+                return lines
+        time.sleep(0.05)
+    return lines
+
+
+class RealNSCA:
+    """The Debian ``nsca`` daemon on a private port, writing to a regular file."""
+
+    def __init__(self, workdir: Path, *, method: int = 1, password: str = "secret",
+                 max_packet_age: int = 30, port: int | None = None) -> None:
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.command_file = self.dir / "nagios.cmd"
+        self.command_file.touch()
+        self.cfg = self.dir / "nsca.cfg"
+        user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+        group = subprocess.run(["id", "-gn"], capture_output=True, text=True).stdout.strip()
+        self.cfg.write_text(
+            f"pid_file={self.dir}/nsca.pid\nserver_port={self.port}\n"
+            f"server_address=127.0.0.1\nnsca_user={user}\nnsca_group={group}\ndebug=0\n"
+            f"command_file={self.command_file}\nalternate_dump_file={self.dir}/dump\n"
+            f"aggregate_writes=0\nappend_to_file=1\nmax_packet_age={max_packet_age}\n"
+            f"password={password}\ndecryption_method={method}\n")
+        self.cfg.chmod(0o600)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> RealNSCA:
+        self.proc = subprocess.Popen(["/usr/sbin/nsca", "-f", "-c", str(self.cfg), "--single"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+    def lines(self) -> list[str]:
+        return self.command_file.read_text().splitlines()
+
+
+class VigilServer:
+    def __init__(self, opts: ServerOptions, sink: Sink) -> None:
+        self.server = Server(opts, sink)
+        self.port = self.server.port
+        self.thread = self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.thread.join(10)
+
+
+def run_send_nsca(port: int, data: str, cfg_dir: Path, *, method: int, password: str,
+                  legacy: bool = False, program: str = "send_nsca") -> subprocess.CompletedProcess:
+    cfg = cfg_dir / f"send_nsca_{method}.cfg"
+    cfg.write_text(f"password={password}\nencryption_method={method}\n")
+    os.chmod(cfg, 0o600)
+    cmd = [program, "-H", "127.0.0.1", "-p", str(port), "-c", str(cfg)]
+    if legacy:
+        cmd.append("--legacy-2-7-mode")
+    return subprocess.run(cmd, input=data.encode(), capture_output=True, timeout=60)
+
+
+def spin(cond: Callable[[], bool], timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
