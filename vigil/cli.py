@@ -24,6 +24,7 @@ EXIT_UNAVAILABLE = 3
 EXIT_INTERRUPTED = 130
 
 ROOM_CLIS = (
+    "vigil.config_cli",
     "billing.cli",
     "nsca.cli",
     "monitor.cli",

@@ -1,0 +1,57 @@
+"""Wiring: configuration -> store, catalog, engine, RADIUS server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy.engine import Engine as SAEngine
+
+from billing.catalog import Catalog
+from billing.db import make_engine
+from billing.engine import Engine, EngineSettings
+from billing.server import RadiusServer, load_dictionary
+from billing.store import SqlStore
+from vigil.config import Config
+
+
+def engine_settings(cfg: Config) -> EngineSettings:
+    return EngineSettings(
+        selftest_nas=cfg.get("Self Test", "NAS-IP-Address"),
+        selftest_user=cfg.get("Self Test", "User-Name"),
+        selftest_password=cfg.get("Self Test", "Password").reveal(),
+        fraud_active=cfg.get("Fraud_Detection", "Active"),
+        fraud_test_mode=cfg.get("Fraud_Detection", "Test_Mode"),
+        fraud_recovery_sec=cfg.get("Fraud_Detection", "Recovery_Time_sec"),
+        default_lifetime=cfg.get("Call_Cleanup", "Default_Lifetime"),
+        incoming_session_lifetime=cfg.get("Call_Cleanup", "Incoming_Session_Lifetime"),
+        alive_interval=cfg.get("Call_Cleanup", "Alive_Interval"),
+        suspicious_time_sec=cfg.get("Global", "Suspicious_Time_Threshold_sec"),
+        max_credit_time=cfg.get("Radius", "Max_Credit_Time_sec"),
+        max_duration_sec=cfg.get("Radius", "Max_Call_Duration_sec"),
+        cisco_vsa_prefix=cfg.get("Radius", "Cisco_VSA_Prefix"),
+    )
+
+
+def state_dir(cfg: Config) -> Path:
+    return cfg.path("Site", "State_Dir")
+
+
+def build_engine(cfg: Config, db: SAEngine | None = None) -> Engine:
+    db = db or make_engine(cfg)
+    catalog = Catalog(db)
+    catalog.load()
+    return Engine(SqlStore(db), catalog, engine_settings(cfg))
+
+
+def build_server(cfg: Config, db: SAEngine | None = None) -> RadiusServer:
+    engine = build_engine(cfg, db)
+    dictionary = cfg.get("Radius", "Dictionary") or None
+    return RadiusServer(
+        engine, engine.catalog, load_dictionary(dictionary), cfg.get("Radius", "Host"),
+        cfg.get("Radius", "Auth_Port"), cfg.get("Radius", "Acct_Port"),
+        cfg.get("Self Test", "Shared_Secret").reveal().encode(),
+        commit_batch=cfg.get("Radius", "Commit_Batch"),
+        duplicate_ttl=cfg.get("Radius", "Duplicate_Cache_sec"),
+        stats_path=state_dir(cfg) / "radiusd-stats.json",
+        stats_interval=cfg.get("Radius", "Stats_Interval_sec"),
+        reload_interval=cfg.get("Node IP Cache", "Cache_Cleanup_Time_sec"))

@@ -1,0 +1,294 @@
+"""`vigil` subcommands of the billing room.
+
+db upgrade|current, radiusd, provision, rates import, account show,
+customer show, cdr list, call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from vigil.cli import EXIT_FAILED, EXIT_UNAVAILABLE, EXIT_USAGE, CommandError
+from vigil.config import Config, load
+
+
+def _cfg(args: argparse.Namespace) -> Config:
+    return load(args.config)
+
+
+def _db(cfg: Config):  # type: ignore[no-untyped-def]
+    from billing.db import make_engine
+
+    return make_engine(cfg)
+
+
+def _print_json(obj: Any) -> None:
+    def default(o: Any) -> Any:
+        if isinstance(o, Decimal):
+            return str(o)
+        return str(o)
+
+    json.dump(obj, sys.stdout, indent=2, default=default)
+    sys.stdout.write("\n")
+
+
+def _unavailable(exc: Exception) -> CommandError:
+    return CommandError(f"billing database unavailable: {exc}", EXIT_UNAVAILABLE)
+
+
+# ------------------------------------------------------------------- db
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import OperationalError
+
+    from billing import schema
+    from billing.db import database_url, safe_url
+
+    cfg = _cfg(args)
+    engine = _db(cfg)
+    try:
+        cur = schema.current(engine)
+    except OperationalError as exc:
+        raise _unavailable(exc) from exc
+    head = schema.head()
+    where = safe_url(database_url(cfg))
+    if cur == head:
+        print(f"{where}: schema is current ({head})")
+        return 0
+    if args.dry_run:
+        print(f"{where}: would upgrade schema {cur or '(empty)'} -> {head}")
+        return 0
+    schema.upgrade(engine)
+    print(f"{where}: schema upgraded {cur or '(empty)'} -> {head}")
+    return 0
+
+
+def cmd_db_current(args: argparse.Namespace) -> int:
+    from billing import schema
+
+    engine = _db(_cfg(args))
+    cur, head = schema.current(engine), schema.head()
+    if args.json:
+        _print_json({"current": cur, "head": head, "up_to_date": cur == head})
+    else:
+        print(f"current {cur or '(empty)'}, head {head}" + ("" if cur == head else
+                                                              " - run `vigil db upgrade`"))
+    return 0 if cur == head else EXIT_FAILED
+
+
+# -------------------------------------------------------------- radiusd
+def cmd_radiusd(args: argparse.Namespace) -> int:
+    import logging
+
+    from billing import schema
+    from billing.app import build_server
+    from vigil import logs
+
+    cfg = _cfg(args)
+    logs.setup_from_config(cfg, "radiusd", console=args.foreground_log)
+    log = logging.getLogger("billing.server")
+    db = _db(cfg)
+    try:
+        if schema.current(db) != schema.head():
+            raise CommandError("the billing schema is not current: run `vigil db upgrade`",
+                               EXIT_FAILED)
+    except CommandError:
+        raise
+    except Exception as exc:
+        log.error("cannot reach the billing database at start: %s", exc)
+        raise _unavailable(exc) from exc
+    try:
+        server = build_server(cfg, db)
+    except OSError as exc:
+        raise CommandError(f"cannot listen on {cfg.get('Radius', 'Host')} "
+                           f"{cfg.get('Radius', 'Auth_Port')}/{cfg.get('Radius', 'Acct_Port')}:"
+                           f" {exc.strerror}", EXIT_FAILED) from exc
+    server.install_signals()
+    server.serve_forever()
+    return 0
+
+
+# ------------------------------------------------------------ provision
+def cmd_provision(args: argparse.Namespace) -> int:
+    from billing.provision import ProvisionError, apply_document, load_document
+
+    engine = _db(_cfg(args))
+    try:
+        doc = load_document(Path(args.file))
+        report = apply_document(engine, doc, dry_run=args.dry_run)
+    except ProvisionError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from exc
+    if args.json:
+        _print_json(report.as_dict())
+        return 0
+    verb = "would create" if args.dry_run else "created"
+    for item in report.created:
+        print(f"{verb}: {item}")
+    for item in report.updated:
+        print(f"{'would update' if args.dry_run else 'updated'}: {item}")
+    for note in report.notes:
+        print(f"note: {note}")
+    print(f"{len(report.created)} created, {len(report.updated)} updated, "
+          f"{report.unchanged} unchanged" + (" (dry run: nothing written)" if args.dry_run
+                                             else ""))
+    return 0
+
+
+def cmd_rates_import(args: argparse.Namespace) -> int:
+    from billing.rates_import import RateSheetError, import_rates
+
+    engine = _db(_cfg(args))
+    try:
+        result = import_rates(engine, args.tariff, Path(args.file), dry_run=args.dry_run,
+                              rejects=Path(args.rejects) if args.rejects else None)
+    except RateSheetError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from exc
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"tariff {args.tariff}: {result['created']} rates created, {result['updated']} "
+              f"updated, {result['unchanged']} unchanged, {result['rejected']} rejected"
+              + (" (dry run: nothing written)" if args.dry_run else ""))
+    return 0 if not result["rejected"] else EXIT_FAILED
+
+
+# ------------------------------------------------------------ show/list
+def cmd_account_show(args: argparse.Namespace) -> int:
+    from billing.reports import account_report
+
+    report = account_report(_db(_cfg(args)), args.account_id)
+    if report is None:
+        raise CommandError(f"no account {args.account_id!r}", EXIT_FAILED)
+    if args.json:
+        _print_json(report)
+    else:
+        for k, v in report.items():
+            print(f"{k:>18}: {v}")
+    return 0
+
+
+def cmd_customer_show(args: argparse.Namespace) -> int:
+    from billing.reports import customer_report
+
+    report = customer_report(_db(_cfg(args)), args.name)
+    if report is None:
+        raise CommandError(f"no customer {args.name!r}", EXIT_FAILED)
+    if args.json:
+        _print_json(report)
+    else:
+        for k, v in report.items():
+            if k != "accounts":
+                print(f"{k:>14}: {v}")
+        print("      accounts:")
+        for a in report["accounts"]:
+            print(f"                {a['account_id']} ({a['billing_model']}, balance "
+                  f"{a['balance']})")
+    return 0
+
+
+def cmd_cdr_list(args: argparse.Namespace) -> int:
+    from billing.reports import list_xdrs
+
+    rows = list_xdrs(_db(_cfg(args)), kind=args.kind, account=args.account,
+                     vendor=args.vendor, limit=args.limit)
+    if args.json:
+        _print_json(rows)
+        return 0
+    if not rows:
+        print("no xDRs")
+        return 0
+    cols = ["id", "owner", "cli", "cld", "connect_time", "duration", "charged_duration",
+            "amount", "tariff", "conf_id"]
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in cols}
+    print("  ".join(c.ljust(widths[c]) for c in cols))
+    for r in rows:
+        print("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in cols))
+    return 0
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    from billing.simulator import SimulatorError, place_call
+
+    try:
+        rc = place_call(args)
+    except SimulatorError as exc:
+        raise CommandError(str(exc), exc.exit_code) from exc
+    return rc
+
+
+# ------------------------------------------------------------- register
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    db = sub.add_parser("db", help="billing database schema")
+    dbs = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    p = dbs.add_parser("upgrade", help="create or upgrade the schema (Alembic migrations)")
+    p.add_argument("--dry-run", action="store_true", help="say what would be done")
+    p.set_defaults(func=cmd_db_upgrade)
+    p = dbs.add_parser("current", help="show the schema version; exit 1 if not current")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_db_current)
+
+    p = sub.add_parser("radiusd", help="run the RADIUS billing engine in the foreground",
+                       description="Run the RADIUS billing engine in the foreground (what "
+                       "supervisor runs). SIGTERM stops it cleanly after the current "
+                       "commit; SIGHUP reloads nodes and connections.")
+    p.add_argument("--foreground-log", action="store_true",
+                   help="log to stderr instead of [Log] Log_Dest")
+    p.set_defaults(func=cmd_radiusd)
+
+    p = sub.add_parser("provision", help="apply a declarative JSON/YAML document",
+                       description="Apply nodes, tariffs (with rates), products (with "
+                       "accessibility), customers, accounts, vendors and connections from a "
+                       "JSON or YAML file. Idempotent; all or nothing.")
+    p.add_argument("file")
+    p.add_argument("--dry-run", action="store_true", help="check and report, write nothing")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_provision)
+
+    rates = sub.add_parser("rates", help="tariff rates")
+    rs = rates.add_subparsers(dest="rates_command", metavar="ACTION", required=True)
+    p = rs.add_parser("import", help="import a rate sheet (the source's CSV layout)")
+    p.add_argument("tariff", help="tariff name")
+    p.add_argument("file", help="CSV file")
+    p.add_argument("--dry-run", action="store_true", help="check and report, write nothing")
+    p.add_argument("--rejects", metavar="FILE",
+                   help="import the good rows and write the bad ones to FILE "
+                        "(default: import nothing if any row is bad)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_rates_import)
+
+    acc = sub.add_parser("account", help="accounts")
+    accs = acc.add_subparsers(dest="account_command", metavar="ACTION", required=True)
+    p = accs.add_parser("show", help="show an account, its funds and calls in progress")
+    p.add_argument("account_id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_account_show)
+
+    cus = sub.add_parser("customer", help="customers")
+    cuss = cus.add_subparsers(dest="customer_command", metavar="ACTION", required=True)
+    p = cuss.add_parser("show", help="show a customer and its accounts")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_customer_show)
+
+    cdr = sub.add_parser("cdr", help="xDRs (call detail records)")
+    cdrs = cdr.add_subparsers(dest="cdr_command", metavar="ACTION", required=True)
+    p = cdrs.add_parser("list", help="list the newest xDRs")
+    p.add_argument("--kind", choices=("account", "vendor"), default="account")
+    p.add_argument("--account", help="only this account id")
+    p.add_argument("--vendor", help="only this vendor name")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_cdr_list)
+
+    from billing.simulator import add_arguments
+
+    p = sub.add_parser("call", help="place a test call against a running engine",
+                       description="Gateway simulator: authentication, authorization, "
+                       "accounting Start and Stop for one call, printing every reply. "
+                       "Defaults reproduce the source's NexTone call.")
+    add_arguments(p)
+    p.set_defaults(func=cmd_call)

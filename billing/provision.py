@@ -1,0 +1,372 @@
+"""Declarative provisioning: `vigil provision FILE` (JSON or YAML).
+
+The document lists ``nodes``, ``tariffs`` (with ``rates``), ``products``
+(with ``accessibility``), ``customers``, ``accounts``, ``vendors`` and
+``connections``, each found by its natural key (name, account id, rate
+prefix + effective date). Applying the same document twice changes nothing.
+Balances in the document are *opening* balances: set when the account,
+customer or vendor is created and never reset afterwards (re-applying a
+document must not give back money already spent).
+
+The whole document is checked, then applied in one transaction: an error
+anywhere (a product naming a tariff that does not exist) changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from billing import models as m
+from billing import offpeak
+from billing.translation import TranslationError, compile_rules
+
+log = logging.getLogger(__name__)
+
+SECTIONS = ("nodes", "tariffs", "products", "customers", "accounts", "vendors", "connections")
+
+
+class ProvisionError(ValueError):
+    """The document is wrong; the message names where (``accounts[2].product``)."""
+
+
+@dataclass
+class Report:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.updated)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"created": self.created, "updated": self.updated, "unchanged": self.unchanged,
+                "notes": self.notes}
+
+
+def load_document(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ProvisionError(f"{path}: {exc.strerror}") from None
+    try:
+        doc = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ProvisionError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}:"
+                             f" {str(exc).splitlines()[0]}") from None
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise ProvisionError(f"{path}: the document must be a mapping of sections")
+    unknown = set(doc) - set(SECTIONS)
+    if unknown:
+        raise ProvisionError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}; "
+                             f"allowed: {', '.join(SECTIONS)}")
+    return doc
+
+
+# ----------------------------------------------------------- value readers
+
+
+def _dec(where: str, value: Any, allow_negative: bool = False) -> Decimal:
+    if isinstance(value, bool) or value is None:
+        raise ProvisionError(f"{where}: {value!r} is not an amount")
+    try:
+        d = Decimal(str(value))
+    except InvalidOperation:
+        raise ProvisionError(f"{where}: {value!r} is not an amount") from None
+    if not d.is_finite() or (d < 0 and not allow_negative):
+        raise ProvisionError(f"{where}: {value!r} must be a non-negative amount")
+    return d
+
+
+def _int(where: str, value: Any, lo: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ProvisionError(f"{where}: {value!r} is not a whole number")
+    try:
+        i = int(value)
+    except ValueError:
+        raise ProvisionError(f"{where}: {value!r} is not a whole number") from None
+    if i < lo:
+        raise ProvisionError(f"{where}: {i} is below {lo}")
+    return i
+
+
+def _date(where: str, value: Any) -> dt.datetime | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, dt.date):
+        return dt.datetime(value.year, value.month, value.day)
+    try:
+        return dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        raise ProvisionError(f"{where}: {value!r} is not a date (YYYY-MM-DD[ HH:MM])") from None
+
+
+def _str(where: str, value: Any, required: bool = True, max_len: int = 255) -> str:
+    if value is None:
+        if required:
+            raise ProvisionError(f"{where}: is required")
+        return ""
+    if isinstance(value, dict | list):
+        raise ProvisionError(f"{where}: must be text")
+    s = str(value)
+    if required and not s:
+        raise ProvisionError(f"{where}: must not be empty")
+    if len(s) > max_len:
+        raise ProvisionError(f"{where}: longer than {max_len} characters")
+    return s
+
+
+def _items(doc: dict[str, Any], section: str) -> list[dict[str, Any]]:
+    items = doc.get(section) or []
+    if not isinstance(items, list):
+        raise ProvisionError(f"{section}: must be a list")
+    for i, it in enumerate(items):
+        if not isinstance(it, dict):
+            raise ProvisionError(f"{section}[{i}]: must be a mapping")
+    return items
+
+
+def _check_keys(where: str, item: dict[str, Any], allowed: set[str]) -> None:
+    extra = set(item) - allowed
+    if extra:
+        raise ProvisionError(f"{where}: unknown field(s) {', '.join(sorted(extra))}; "
+                             f"allowed: {', '.join(sorted(allowed))}")
+
+
+class _Applier:
+    def __init__(self, session: Session, report: Report) -> None:
+        self.s = session
+        self.report = report
+
+    def _by(self, model: type, **key: Any) -> Any:
+        return self.s.execute(select(model).filter_by(**key)).scalar_one_or_none()
+
+    def _upsert(self, label: str, model: type, key: dict[str, Any], values: dict[str, Any],
+                create_only: dict[str, Any] | None = None) -> Any:
+        obj = self._by(model, **key)
+        if obj is None:
+            obj = model(**key, **values, **(create_only or {}))
+            self.s.add(obj)
+            self.s.flush()
+            self.report.created.append(label)
+            return obj
+        changed = [k for k, v in values.items() if getattr(obj, k) != v]
+        for k in changed:
+            setattr(obj, k, values[k])
+        if changed:
+            self.report.updated.append(f"{label} ({', '.join(changed)})")
+        else:
+            self.report.unchanged += 1
+        for k, v in (create_only or {}).items():
+            if getattr(obj, k) != v:
+                self.report.notes.append(f"{label}: {k} is {getattr(obj, k)} in the database; "
+                                         f"the document's opening value {v} is not re-applied")
+        return obj
+
+    def _ref(self, where: str, model: type, name: Any, what: str) -> Any:
+        obj = self._by(model, name=_str(where, name))
+        if obj is None:
+            raise ProvisionError(f"{where}: {what} {name!r} does not exist")
+        return obj
+
+    # ---------------------------------------------------------------- apply
+    def apply(self, doc: dict[str, Any]) -> None:
+        for i, n in enumerate(_items(doc, "nodes")):
+            w = f"nodes[{i}]"
+            _check_keys(w, n, {"name", "nas_ip", "radius_source_ip", "radius_secret",
+                               "translation_rule", "require_message_authenticator"})
+            rule = _str(f"{w}.translation_rule", n.get("translation_rule"), required=False)
+            try:
+                compile_rules(rule)
+            except TranslationError as exc:
+                raise ProvisionError(f"{w}.translation_rule: {exc}") from None
+            self._upsert(f"node {n.get('name')}", m.Node,
+                         {"name": _str(f"{w}.name", n.get("name"))},
+                         {"nas_ip": _str(f"{w}.nas_ip", n.get("nas_ip")),
+                          "radius_source_ip": _str(f"{w}.radius_source_ip",
+                                                   n.get("radius_source_ip"), required=False),
+                          "radius_secret": _str(f"{w}.radius_secret", n.get("radius_secret")),
+                          "translation_rule": rule,
+                          "require_message_authenticator":
+                              bool(n.get("require_message_authenticator", False))})
+        for i, t in enumerate(_items(doc, "tariffs")):
+            self._tariff(f"tariffs[{i}]", t)
+        for i, p in enumerate(_items(doc, "products")):
+            w = f"products[{i}]"
+            _check_keys(w, p, {"name", "currency", "breakage", "accessibility"})
+            prod = self._upsert(f"product {p.get('name')}", m.Product,
+                                {"name": _str(f"{w}.name", p.get("name"))},
+                                {"currency": _str(f"{w}.currency", p.get("currency", "USD")),
+                                 "breakage": _dec(f"{w}.breakage", p.get("breakage", 0))})
+            for j, a in enumerate(p.get("accessibility") or []):
+                wa = f"{w}.accessibility[{j}]"
+                if not isinstance(a, dict):
+                    raise ProvisionError(f"{wa}: must be a mapping")
+                _check_keys(wa, a, {"node", "tariff", "cld"})
+                node = self._ref(f"{wa}.node", m.Node, a.get("node"), "node")
+                tariff = self._ref(f"{wa}.tariff", m.Tariff, a.get("tariff"), "tariff")
+                if tariff.currency != prod.currency:
+                    raise ProvisionError(f"{wa}.tariff: tariff {tariff.name!r} is in "
+                                         f"{tariff.currency}, the product in {prod.currency}")
+                cld = _str(f"{wa}.cld", a.get("cld"), required=False)
+                self._upsert(f"accessibility {prod.name}/{node.name}/{cld or '*'}",
+                             m.Accessibility,
+                             {"product_id": prod.id, "node_id": node.id, "cld": cld},
+                             {"tariff_id": tariff.id})
+        for i, c in enumerate(_items(doc, "customers")):
+            w = f"customers[{i}]"
+            _check_keys(w, c, {"name", "currency", "balance", "credit_limit", "blocked"})
+            limit = c.get("credit_limit")
+            self._upsert(f"customer {c.get('name')}", m.Customer,
+                         {"name": _str(f"{w}.name", c.get("name"))},
+                         {"currency": _str(f"{w}.currency", c.get("currency", "USD")),
+                          "credit_limit": None if limit is None else _dec(f"{w}.credit_limit",
+                                                                          limit),
+                          "blocked": bool(c.get("blocked", False))},
+                         {"balance": _dec(f"{w}.balance", c.get("balance", 0), True)})
+        for i, a in enumerate(_items(doc, "accounts")):
+            self._account(f"accounts[{i}]", a)
+        for i, v in enumerate(_items(doc, "vendors")):
+            w = f"vendors[{i}]"
+            _check_keys(w, v, {"name", "currency", "balance"})
+            self._upsert(f"vendor {v.get('name')}", m.Vendor,
+                         {"name": _str(f"{w}.name", v.get("name"))},
+                         {"currency": _str(f"{w}.currency", v.get("currency", "USD"))},
+                         {"balance": _dec(f"{w}.balance", v.get("balance", 0), True)})
+        for i, c in enumerate(_items(doc, "connections")):
+            w = f"connections[{i}]"
+            _check_keys(w, c, {"name", "vendor", "remote_ip", "tariff", "translation_rule",
+                               "direction"})
+            vendor = self._ref(f"{w}.vendor", m.Vendor, c.get("vendor"), "vendor")
+            tariff = self._ref(f"{w}.tariff", m.Tariff, c.get("tariff"), "tariff")
+            direction = c.get("direction", "to_vendor")
+            if direction not in ("to_vendor", "from_vendor"):
+                raise ProvisionError(f"{w}.direction: must be to_vendor or from_vendor")
+            rule = _str(f"{w}.translation_rule", c.get("translation_rule"), required=False)
+            try:
+                compile_rules(rule)
+            except TranslationError as exc:
+                raise ProvisionError(f"{w}.translation_rule: {exc}") from None
+            self._upsert(f"connection {c.get('name')}", m.Connection,
+                         {"name": _str(f"{w}.name", c.get("name"))},
+                         {"vendor_id": vendor.id,
+                          "remote_ip": _str(f"{w}.remote_ip", c.get("remote_ip")),
+                          "tariff_id": tariff.id, "translation_rule": rule,
+                          "direction": direction})
+
+    def _tariff(self, w: str, t: dict[str, Any]) -> None:
+        _check_keys(w, t, {"name", "currency", "free_seconds", "connect_fee",
+                           "post_call_surcharge", "login_fee", "off_peak_period",
+                           "round_charged_amount", "rates"})
+        period = _str(f"{w}.off_peak_period", t.get("off_peak_period"), required=False)
+        try:
+            offpeak.parse(period)
+        except offpeak.PeriodError as exc:
+            raise ProvisionError(f"{w}.off_peak_period: {exc}") from None
+        rnd = _str(f"{w}.round_charged_amount", t.get("round_charged_amount"), required=False)
+        if rnd:
+            _dec(f"{w}.round_charged_amount", rnd)
+        tariff = self._upsert(
+            f"tariff {t.get('name')}", m.Tariff, {"name": _str(f"{w}.name", t.get("name"))},
+            {"currency": _str(f"{w}.currency", t.get("currency", "USD")),
+             "free_seconds": _int(f"{w}.free_seconds", t.get("free_seconds", 0)),
+             "connect_fee": _dec(f"{w}.connect_fee", t.get("connect_fee", 0)),
+             "post_call_surcharge": _dec(f"{w}.post_call_surcharge",
+                                         t.get("post_call_surcharge", 0), True),
+             "login_fee": _dec(f"{w}.login_fee", t.get("login_fee", 0)),
+             "off_peak_period": period, "round_charged_amount": rnd})
+        for j, r in enumerate(t.get("rates") or []):
+            wr = f"{w}.rates[{j}]"
+            if not isinstance(r, dict):
+                raise ProvisionError(f"{wr}: must be a mapping")
+            self.rate(wr, tariff, r)
+
+    def rate(self, wr: str, tariff: m.Tariff, r: dict[str, Any]) -> None:
+        _check_keys(wr, r, {"prefix", "interval_first", "interval_next", "price_first",
+                            "price_next", "off_interval_first", "off_interval_next",
+                            "off_price_first", "off_price_next", "forbidden",
+                            "effective_from"})
+        prefix = _str(f"{wr}.prefix", r.get("prefix"), max_len=32)
+        if not prefix.isdigit():
+            raise ProvisionError(f"{wr}.prefix: {prefix!r} must be digits")
+        eff = _date(f"{wr}.effective_from", r.get("effective_from")) or dt.datetime(2000, 1, 1)
+
+        def opt_int(k: str) -> int | None:
+            return None if r.get(k) in (None, "") else _int(f"{wr}.{k}", r[k], 1)
+
+        def opt_dec(k: str) -> Decimal | None:
+            return None if r.get(k) in (None, "") else _dec(f"{wr}.{k}", r[k])
+
+        first = _int(f"{wr}.interval_first", r.get("interval_first", 60), 1)
+        price_first = _dec(f"{wr}.price_first", r.get("price_first"))
+        self._upsert(f"rate {tariff.name}/{prefix}", m.Rate,
+                     {"tariff_id": tariff.id, "prefix": prefix, "effective_from": eff},
+                     {"interval_first": first,
+                      "interval_next": _int(f"{wr}.interval_next",
+                                            r.get("interval_next", first), 1),
+                      "price_first": price_first,
+                      "price_next": _dec(f"{wr}.price_next", r.get("price_next", price_first)),
+                      "off_interval_first": opt_int("off_interval_first"),
+                      "off_interval_next": opt_int("off_interval_next"),
+                      "off_price_first": opt_dec("off_price_first"),
+                      "off_price_next": opt_dec("off_price_next"),
+                      "forbidden": bool(r.get("forbidden", False))})
+
+    def _account(self, w: str, a: dict[str, Any]) -> None:
+        _check_keys(w, a, {"account_id", "customer", "product", "billing_model", "balance",
+                           "credit_limit", "voip_password", "blocked", "activation_date",
+                           "expiration_date", "preferred_lang", "redirect_number"})
+        customer = self._ref(f"{w}.customer", m.Customer, a.get("customer"), "customer")
+        product = self._ref(f"{w}.product", m.Product, a.get("product"), "product")
+        model = a.get("billing_model", "debit")
+        if model not in ("debit", "credit"):
+            raise ProvisionError(f"{w}.billing_model: must be debit or credit, not {model!r}")
+        lang = _str(f"{w}.preferred_lang", a.get("preferred_lang", "en"), max_len=2)
+        self._upsert(f"account {a.get('account_id')}", m.Account,
+                     {"account_id": _str(f"{w}.account_id", a.get("account_id"), max_len=64)},
+                     {"customer_id": customer.id, "product_id": product.id,
+                      "billing_model": model,
+                      "credit_limit": _dec(f"{w}.credit_limit", a.get("credit_limit", 0)),
+                      "voip_password": _str(f"{w}.voip_password", a.get("voip_password"),
+                                            required=False, max_len=64),
+                      "blocked": bool(a.get("blocked", False)),
+                      "activation_date": _date(f"{w}.activation_date", a.get("activation_date")),
+                      "expiration_date": _date(f"{w}.expiration_date", a.get("expiration_date")),
+                      "preferred_lang": lang,
+                      "redirect_number": _str(f"{w}.redirect_number", a.get("redirect_number"),
+                                              required=False, max_len=32)},
+                     {"balance": _dec(f"{w}.balance", a.get("balance", 0), True)})
+
+
+def apply_document(engine: Engine, doc: dict[str, Any], dry_run: bool = False) -> Report:
+    report = Report()
+    with Session(engine) as session:
+        try:
+            _Applier(session, report).apply(doc)
+        except ProvisionError:
+            session.rollback()
+            raise
+        if dry_run:
+            session.rollback()
+        else:
+            session.commit()
+    log.info("provisioning %s: %d created, %d updated, %d unchanged",
+             "checked (dry run)" if dry_run else "applied", len(report.created),
+             len(report.updated), report.unchanged)
+    return report

@@ -1,0 +1,120 @@
+"""What a RADIUS request says, read once into plain fields.
+
+Gateways differ in how they carry the same fact: Cisco writes its h323 VSAs
+as ``h323-conf-id=...``, NexTone sends ``h323-ivr-out`` inside
+``Cisco-AVPair``, test tools send it as an attribute of its own. This module
+hides those differences; the engine reads only :class:`CallRequest`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+PB_USERNAME = "PortaBilling_UserName:"
+PB_IGNORE_PASSWORD = "PortaBilling_Ignore_Password:"
+
+# Cisco VSAs whose values may carry their own name as a prefix.
+_CISCO_PREFIXED = (
+    "h323-remote-address", "h323-conf-id", "h323-setup-time", "h323-call-origin",
+    "h323-call-type", "h323-connect-time", "h323-disconnect-time", "h323-disconnect-cause",
+    "h323-gw-id", "h323-incoming-conf-id", "h323-ivr-out", "h323-ivr-in",
+)
+
+
+@dataclass
+class CallRequest:
+    source_ip: str
+    nas_ip: str = ""
+    user_name: str = ""
+    password: str | None = None
+    called: str = ""
+    calling: str = ""
+    conf_id: str = ""
+    incoming_conf_id: str = ""
+    call_origin: str = ""
+    call_type: str = ""
+    remote_address: str = ""
+    setup_time: str = ""
+    connect_time: str = ""
+    disconnect_time: str = ""
+    disconnect_cause: str = ""
+    status_type: str = ""
+    session_id: str = ""
+    session_time: str = ""
+    ivr_out: list[str] = field(default_factory=list)
+    raw: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def account_id(self) -> str:
+        """``h323-ivr-out = PortaBilling_UserName:NNN`` replaces User-Name."""
+        for v in self.ivr_out:
+            if v.startswith(PB_USERNAME):
+                return v[len(PB_USERNAME):].strip()
+        return self.user_name
+
+    @property
+    def ignore_password(self) -> bool:
+        return any(v.startswith(PB_IGNORE_PASSWORD)
+                   and v[len(PB_IGNORE_PASSWORD):].strip().upper() == "YES"
+                   for v in self.ivr_out)
+
+    @property
+    def call_key(self) -> str:
+        """The call (both legs): the incoming leg's conference id."""
+        return self.incoming_conf_id or self.conf_id
+
+    @property
+    def log_id(self) -> str:
+        return self.conf_id or self.incoming_conf_id or "-"
+
+
+def _strip_name(name: str, value: str) -> str:
+    if value.startswith(name + "="):
+        return value[len(name) + 1:]
+    return value
+
+
+def from_attributes(source_ip: str, attrs: dict[str, list[str]],
+                    password: str | None = None) -> CallRequest:
+    """Build a request from decoded attributes (names as in the dictionary)."""
+    req = CallRequest(source_ip=source_ip, password=password, raw=attrs)
+
+    def first(name: str) -> str:
+        values = attrs.get(name)
+        if not values:
+            return ""
+        return _strip_name(name, str(values[0])) if name in _CISCO_PREFIXED else str(values[0])
+
+    req.nas_ip = first("NAS-IP-Address") or source_ip
+    req.user_name = first("User-Name")
+    req.called = first("Called-Station-Id")
+    req.calling = first("Calling-Station-Id")
+    req.status_type = first("Acct-Status-Type")
+    req.session_id = first("Acct-Session-Id")
+    req.session_time = first("Acct-Session-Time")
+    fields_by_attr = {
+        "h323-conf-id": "conf_id", "h323-incoming-conf-id": "incoming_conf_id",
+        "h323-call-origin": "call_origin", "h323-call-type": "call_type",
+        "h323-remote-address": "remote_address", "h323-setup-time": "setup_time",
+        "h323-connect-time": "connect_time", "h323-disconnect-time": "disconnect_time",
+        "h323-disconnect-cause": "disconnect_cause",
+    }
+    for attr, fld in fields_by_attr.items():
+        setattr(req, fld, first(attr))
+    for v in attrs.get("h323-ivr-out", []):
+        req.ivr_out.append(_strip_name("h323-ivr-out", str(v)))
+    # Cisco-AVPair "name=value": fill what the VSAs did not say.
+    for pair in attrs.get("Cisco-AVPair", []):
+        pair = str(pair)
+        name, sep, value = pair.partition("=")
+        if not sep:
+            if pair.startswith("PortaBilling_"):
+                req.ivr_out.append(pair)
+            continue
+        name = name.strip()
+        if name == "h323-ivr-out":
+            req.ivr_out.append(value)
+        elif name in fields_by_attr and not getattr(req, fields_by_attr[name]):
+            setattr(req, fields_by_attr[name], value)
+    req.call_origin = req.call_origin.lower()
+    return req

@@ -1,0 +1,380 @@
+"""The RADIUS server: UDP sockets, pyrad decoding, the engine behind.
+
+One thread, one ``select`` loop. Accounting requests that arrive together
+are applied in one transaction and answered after the commit (group
+commit): an Accounting-Response always means "stored" (RFC 2866). When the
+database is gone no reply is sent at all, so the gateway fails over to the
+other site. Packets from unknown clients are dropped silently; bad
+authenticators, bad Message-Authenticators and malformed packets are
+dropped, counted and logged. Retransmissions get the cached reply
+(RFC 5080) and never reach the engine twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import select
+import signal
+import socket
+import struct
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pyrad import packet as rp
+from pyrad.dictionary import Dictionary
+
+from billing.catalog import Catalog
+from billing.db import DatabaseError, DatabaseUnavailable
+from billing.engine import Decision, Engine
+from billing.request import CallRequest, from_attributes
+from billing.store import AccountingOp, SqlStore
+from vigil import logs, statefile
+
+log = logging.getLogger("billing.server")
+
+DICTIONARY = Path(__file__).parent / "dictionary" / "dictionary"
+MAX_PACKET = 4096
+
+
+def load_dictionary(path: str | os.PathLike[str] | None = None) -> Dictionary:
+    return Dictionary(str(path or DICTIONARY))
+
+
+@dataclass
+class Pending:
+    raw_key: tuple[Any, ...]
+    pkt: rp.Packet
+    addr: tuple[str, int]
+    sock: socket.socket
+    op: AccountingOp
+    conf_id: str
+
+
+class Counters(dict[str, int]):
+    NAMES = ("access_requests", "access_accepts", "access_rejects", "accounting_requests",
+             "accounting_responses", "accounting_duplicates", "retransmissions",
+             "dropped_unknown_nas", "dropped_bad_authenticator", "dropped_malformed",
+             "db_errors", "quarantined")
+
+    def __init__(self) -> None:
+        super().__init__({n: 0 for n in self.NAMES})
+
+
+def _nas_ip_attribute(raw: bytes) -> str | None:
+    """NAS-IP-Address read before the packet is decoded: it picks the secret."""
+    pos = 20
+    while pos + 2 <= len(raw):
+        t, ln = raw[pos], raw[pos + 1]
+        if ln < 2:
+            return None
+        if t == 4 and ln == 6:
+            return socket.inet_ntoa(raw[pos + 2:pos + 6])
+        pos += ln
+    return None
+
+
+class RadiusServer:
+    def __init__(self, engine: Engine, catalog: Catalog, dictionary: Dictionary,
+                 host: str, auth_port: int, acct_port: int, selftest_secret: bytes,
+                 commit_batch: int = 64, duplicate_ttl: float = 30.0,
+                 stats_path: Path | None = None, stats_interval: float = 5.0,
+                 reload_interval: float = 600.0) -> None:
+        self.engine = engine
+        self.catalog = catalog
+        self.dict = dictionary
+        self.host = host
+        self.selftest_secret = selftest_secret
+        self.commit_batch = commit_batch
+        self.duplicate_ttl = duplicate_ttl
+        self.stats_path = stats_path
+        self.stats_interval = stats_interval
+        self.reload_interval = reload_interval
+        self.counters = Counters()
+        self.started_at = time.time()
+        self._replies: OrderedDict[tuple[Any, ...], tuple[float, bytes | None]] = OrderedDict()
+        self._stop = False
+        self._reload = False
+        self.auth_sock = self._bind(auth_port)
+        self.acct_sock = self._bind(acct_port)
+
+    def _bind(self, port: int) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        s = socket.socket(family, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+        s.bind((self.host, port))
+        s.setblocking(False)
+        return s
+
+    @property
+    def ports(self) -> tuple[int, int]:
+        return self.auth_sock.getsockname()[1], self.acct_sock.getsockname()[1]
+
+    # ------------------------------------------------------------ control
+    def request_stop(self, *_: object) -> None:
+        self._stop = True
+
+    def request_reload(self, *_: object) -> None:
+        self._reload = True
+
+    def install_signals(self) -> None:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+        signal.signal(signal.SIGHUP, self.request_reload)
+
+    def serve_forever(self) -> None:
+        log.info("RADIUS engine listening on %s auth %d acct %d", self.host, *self.ports)
+        next_stats = next_reload = next_expire = 0.0
+        socks = [self.auth_sock, self.acct_sock]
+        while not self._stop:
+            now = time.monotonic()
+            if self._reload or now >= next_reload:
+                if self._reload:
+                    log.info("SIGHUP: reloading nodes and connections")
+                self._reload = False
+                self.catalog.load()
+                next_reload = now + self.reload_interval
+            if now >= next_stats:
+                self.write_stats()
+                next_stats = now + self.stats_interval
+            if now >= next_expire:
+                self._expire()
+                next_expire = now + 60
+            try:
+                ready, _, _ = select.select(socks, [], [], 0.5)
+            except InterruptedError:
+                continue
+            if ready:
+                self.poll_once(ready)
+        log.info("RADIUS engine stopping")
+        self.write_stats()
+        self.auth_sock.close()
+        self.acct_sock.close()
+
+    def _expire(self) -> None:
+        store = self.engine.store
+        if isinstance(store, SqlStore):
+            try:
+                n = store.expire_calls(self.engine.clock())
+                if n:
+                    log.info("forgot %d calls whose Stop never came", n)
+            except DatabaseError as exc:
+                log.warning("expiring calls failed: %s", exc)
+
+    def write_stats(self) -> None:
+        if self.stats_path is None:
+            return
+        data: dict[str, Any] = dict(self.counters)
+        data.update(pid=os.getpid(), started_at=int(self.started_at), updated_at=int(time.time()))
+        try:
+            statefile.write_json(self.stats_path, data)
+        except OSError as exc:
+            log.warning("cannot write %s: %s", self.stats_path, exc)
+
+    # ------------------------------------------------------------ packets
+    def poll_once(self, ready: list[socket.socket]) -> None:
+        """Drain what is waiting, answer Access-Requests at once, commit the
+        accountings of this round together and then answer them."""
+        batch: list[Pending] = []
+        for sock in ready:
+            for _ in range(self.commit_batch):
+                try:
+                    raw, addr = sock.recvfrom(MAX_PACKET)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as exc:
+                    log.warning("recvfrom failed: %s", exc)
+                    break
+                pending = self.handle(raw, addr, sock)
+                if pending is not None:
+                    batch.append(pending)
+        if batch:
+            self.commit(batch)
+        self._trim_cache()
+
+    def _trim_cache(self) -> None:
+        now = time.monotonic()
+        while self._replies:
+            key, (expires, _) = next(iter(self._replies.items()))
+            if expires > now:
+                break
+            self._replies.popitem(last=False)
+
+    def _secret_for(self, src_ip: str, raw: bytes) -> tuple[bytes, bool] | None:
+        nas_ip = _nas_ip_attribute(raw)
+        for n in self.catalog.nodes_by_source.get(src_ip, []):
+            if n.nas_ip == nas_ip:
+                return n.secret, n.require_message_authenticator
+        if nas_ip == self.engine.settings.selftest_nas and src_ip in (
+                nas_ip, "127.0.0.1", "::1"):
+            return self.selftest_secret, False
+        node = self.catalog.node_for(src_ip, nas_ip)
+        if node is not None:
+            return node.secret, node.require_message_authenticator
+        return None
+
+    def handle(self, raw: bytes, addr: tuple[str, int], sock: socket.socket) -> Pending | None:
+        src_ip = addr[0]
+        if len(raw) < 20 or struct.unpack("!H", raw[2:4])[0] > len(raw) or \
+                struct.unpack("!H", raw[2:4])[0] < 20:
+            self.counters["dropped_malformed"] += 1
+            log.warning("malformed packet from %s:%d (%d bytes): dropped", src_ip, addr[1],
+                        len(raw))
+            return None
+        code = raw[0]
+        is_auth = sock is self.auth_sock
+        if (is_auth and code != rp.AccessRequest) or (
+                not is_auth and code != rp.AccountingRequest):
+            self.counters["dropped_malformed"] += 1
+            log.warning("unexpected RADIUS code %d from %s on the %s port: dropped", code,
+                        src_ip, "auth" if is_auth else "acct")
+            return None
+        raw_key = (src_ip, addr[1], raw[1], raw[4:20])
+        cached = self._replies.get(raw_key)
+        if cached is not None:
+            self.counters["retransmissions"] += 1
+            if cached[1] is not None:
+                sock.sendto(cached[1], addr)
+            return None  # still being committed: its reply will follow
+        found = self._secret_for(src_ip, raw)
+        if found is None:
+            self.counters["dropped_unknown_nas"] += 1
+            log.info("request from unknown client %s: silently dropped", src_ip)
+            return None
+        secret, need_ma = found
+        try:
+            if is_auth:
+                pkt: rp.Packet = rp.AuthPacket(packet=raw, secret=secret, dict=self.dict)
+            else:
+                pkt = rp.AcctPacket(packet=raw, secret=secret, dict=self.dict)
+        except Exception as exc:  # pyrad raises a mix of PacketError, KeyError, struct.error
+            self.counters["dropped_malformed"] += 1
+            log.warning("undecodable packet from %s: %s: dropped", src_ip, exc)
+            return None
+        if not is_auth and not pkt.VerifyAcctRequest():
+            self.counters["dropped_bad_authenticator"] += 1
+            log.warning("accounting request from %s has a bad authenticator (wrong shared "
+                        "secret?): dropped", src_ip)
+            return None
+        has_ma = 80 in pkt.keys() or "Message-Authenticator" in pkt.keys()
+        if has_ma:
+            try:
+                ok = pkt.verify_message_authenticator()
+            except Exception:
+                ok = False
+            if not ok:
+                self.counters["dropped_bad_authenticator"] += 1
+                log.warning("request from %s has a bad Message-Authenticator (wrong shared "
+                            "secret?): dropped", src_ip)
+                return None
+        elif need_ma:
+            self.counters["dropped_bad_authenticator"] += 1
+            log.warning("request from %s lacks the Message-Authenticator its node requires: "
+                        "dropped", src_ip)
+            return None
+        try:
+            req = self._request(pkt, src_ip)
+        except Exception as exc:
+            self.counters["dropped_malformed"] += 1
+            log.warning("unreadable attributes from %s: %s: dropped", src_ip, exc)
+            return None
+        with logs.call_context(req.log_id):
+            if is_auth:
+                self._auth(pkt, req, addr, sock, raw_key, has_ma)
+                return None
+            self.counters["accounting_requests"] += 1
+            try:
+                op = self.engine.accounting_op(req)
+            except DatabaseUnavailable as exc:
+                self.counters["db_errors"] += 1
+                log.error("database unavailable, accounting not acknowledged: %s", exc)
+                return None
+            except Exception:
+                log.exception("accounting request could not be processed; not acknowledged")
+                return None
+            self._replies[raw_key] = (time.monotonic() + self.duplicate_ttl, None)
+            return Pending(raw_key, pkt, addr, sock, op, req.log_id)
+
+    def _request(self, pkt: rp.Packet, src_ip: str) -> CallRequest:
+        attrs: dict[str, list[str]] = {}
+        for key in pkt.keys():
+            if key in (80, "Message-Authenticator", "User-Password"):
+                continue
+            name = key if isinstance(key, str) else f"Attr-{key}"
+            try:
+                values = pkt[key]
+            except Exception:
+                values = []
+            attrs[name] = [v if isinstance(v, str) else
+                           (v.hex() if isinstance(v, bytes) else str(v)) for v in values]
+        password = None
+        if "User-Password" in pkt:
+            try:
+                password = pkt.PwDecrypt(pkt["User-Password"][0])
+            except Exception:
+                password = None
+        return from_attributes(src_ip, attrs, password)
+
+    def _auth(self, pkt: rp.Packet, req: CallRequest, addr: tuple[str, int],
+              sock: socket.socket, raw_key: tuple[Any, ...], has_ma: bool) -> None:
+        self.counters["access_requests"] += 1
+        log.info("Processing %s request from %s: User-Name=%r Called-Station-Id=%r",
+                 "authorization" if req.called else "authentication", req.nas_ip,
+                 req.user_name, req.called)
+        try:
+            decision = (self.engine.authorize(req) if req.called
+                        else self.engine.authenticate(req))
+        except DatabaseUnavailable as exc:
+            self.counters["db_errors"] += 1
+            log.error("database unavailable, no answer (the gateway fails over): %s", exc)
+            return
+        except Exception:
+            log.exception("request could not be processed; no answer")
+            return
+        data = self._encode(pkt, decision, has_ma)
+        self._replies[raw_key] = (time.monotonic() + self.duplicate_ttl, data)
+        self.counters["access_accepts" if decision.accept else "access_rejects"] += 1
+        sock.sendto(data, addr)
+
+    def _encode(self, pkt: rp.Packet, decision: Decision, has_ma: bool) -> bytes:
+        reply = pkt.CreateReply()
+        reply.code = rp.AccessAccept if decision.accept else rp.AccessReject
+        for name, value in decision.attributes:
+            reply.AddAttribute(name, value)
+        if has_ma:
+            reply.add_message_authenticator()
+        return reply.ReplyPacket()
+
+    def commit(self, batch: list[Pending]) -> None:
+        now = self.engine.clock()
+        try:
+            results = self.engine.store.apply([p.op for p in batch], now)
+        except DatabaseError as exc:
+            self.counters["db_errors"] += 1
+            log.error("accounting commit of %d records failed, none acknowledged: %s",
+                      len(batch), exc)
+            for p in batch:
+                self._replies.pop(p.raw_key, None)
+            return
+        for p, fresh in zip(batch, results, strict=True):
+            with logs.call_context(p.conf_id):
+                if not fresh and p.op.kind in ("stop", "quarantine"):
+                    self.counters["accounting_duplicates"] += 1
+                    log.info("duplicate accounting record: acknowledged, not charged again")
+                if p.op.kind == "quarantine" and fresh:
+                    self.counters["quarantined"] += 1
+                reply = p.pkt.CreateReply()
+                reply.code = rp.AccountingResponse
+                data = reply.ReplyPacket()
+                self._replies[p.raw_key] = (time.monotonic() + self.duplicate_ttl, data)
+                p.sock.sendto(data, p.addr)
+                self.counters["accounting_responses"] += 1
+                log.info("Accounting response")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
