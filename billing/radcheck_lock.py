@@ -63,6 +63,8 @@ class PidLock:
 
     def acquire(self) -> PidLock:
         folder = self.path.parent
+        if folder.exists() and not folder.is_dir():
+            raise LockError(f"lock folder {folder} exists but is not a folder")
         if not folder.is_dir():
             try:
                 folder.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,187 @@
+"""Real peers for the radcheck tests: FreeRADIUS on a temp raddb, vigil.conf files.
+
+FreeRADIUS (Debian ``freeradius``) runs a minimal generated configuration:
+the ``files`` module with the self-test account, one client (127.0.0.1)
+with the self-test secret, on a free port, logging to stdout.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+FREERADIUS = shutil.which("freeradius") or "/usr/sbin/freeradius"
+VENV_BIN = Path(sys.executable).parent
+VIGIL = str(VENV_BIN / "vigil")
+REPO = Path(__file__).resolve().parents[2]
+
+SECRET = "SelfTestSecret"
+USER = "127.0.0.1"
+PASSWORD = "cisco"
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+RADIUSD_CONF = """\
+prefix = /usr
+exec_prefix = /usr
+sysconfdir = /etc
+localstatedir = /var
+sbindir = /usr/sbin
+logdir = {d}
+raddbdir = {d}
+radacctdir = {d}
+name = freeradius
+confdir = {d}
+modconfdir = {d}
+run_dir = {d}
+db_dir = {d}
+libdir = /usr/lib/freeradius
+pidfile = {d}/radiusd.pid
+max_request_time = 30
+cleanup_delay = 0
+max_requests = 1024
+hostname_lookups = no
+log {{
+  destination = stdout
+  colourise = no
+  auth = yes
+}}
+security {{
+  allow_core_dumps = no
+  max_attributes = 200
+  reject_delay = 0
+  status_server = no
+}}
+thread pool {{
+  start_servers = 2
+  max_servers = 4
+  min_spare_servers = 1
+  max_spare_servers = 3
+}}
+client selftest {{
+  ipaddr = 127.0.0.1
+  secret = {secret}
+}}
+modules {{
+  files {{
+    filename = {d}/users
+  }}
+  pap {{
+  }}
+}}
+server default {{
+  listen {{
+    type = auth
+    ipaddr = 127.0.0.1
+    port = {port}
+  }}
+  authorize {{
+    files
+    pap
+  }}
+  authenticate {{
+    pap
+  }}
+  post-auth {{
+  }}
+}}
+"""
+
+
+class FreeRadius:
+    """A throw-away FreeRADIUS: ``.command`` for supervisor, or ``.start()`` itself."""
+
+    def __init__(self, folder: Path, port: int | None = None, secret: str = SECRET,
+                 user: str = USER, password: str = PASSWORD) -> None:
+        self.dir = folder
+        self.port = port or free_udp_port()
+        self.secret = secret
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "radiusd.conf").write_text(RADIUSD_CONF.format(d=folder, port=self.port,
+                                                                 secret=secret))
+        os.chmod(folder / "radiusd.conf", 0o600)  # holds the secret
+        (folder / "users").write_text(f'"{user}" Cleartext-Password := "{password}"\n')
+        (folder / "dictionary").write_text("")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def command(self) -> list[str]:
+        return [FREERADIUS, "-f", "-l", "stdout", "-d", str(self.dir)]
+
+    def start(self) -> FreeRadius:
+        log = open(self.dir / "freeradius.out", "wb")  # noqa: SIM115 (lives with the process)
+        self.proc = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        out = self.dir / "freeradius.out"
+        while time.monotonic() < deadline:
+            if out.exists() and b"Ready to process requests" in out.read_bytes():
+                return
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"freeradius exited: {out.read_text(errors='replace')}")
+            time.sleep(0.05)
+        raise RuntimeError("freeradius not ready in time")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+def write_conf(path: Path, sections: dict[str, dict[str, object]]) -> Path:
+    lines: list[str] = []
+    for section, options in sections.items():
+        lines.append(f"[{section}]")
+        lines += [f"{k}={v}" for k, v in options.items()]
+        lines.append("")
+    path.write_text("\n".join(lines))
+    os.chmod(path, 0o600)  # secrets inside
+    return path
+
+
+def base_conf(tmp_path: Path, *, radius_port: int, smtp_port: int,
+              extra: dict[str, dict[str, object]] | None = None
+              ) -> dict[str, dict[str, object]]:
+    """A vigil.conf for tests: everything under tmp_path, fast self-test."""
+    sections: dict[str, dict[str, object]] = {
+        "Site": {"Role": "primary", "State_Dir": tmp_path / "state",
+                 "Log_Dir": tmp_path / "log", "Host_Name": "vigil-test", "Name": "test"},
+        "Global": {"last_resort_email": "oncall@example.com",
+                   "email_header_from": "vigil@example.com"},
+        "Email": {"SMTP_Host": "127.0.0.1", "SMTP_Port": smtp_port, "SMTP_Timeout_sec": 2,
+                  "Max_Sequential_Emails": 5, "Look_Behind_sec": 450,
+                  "Mail_Templates_Dir": REPO / "etc" / "Mail_Templates"},
+        "Self Test": {"Timeout_sec": 1, "Test_Frequency_sec": 1, "Errors_Before_Restart": 2,
+                      "Path_To_Lock_File": tmp_path / "run" / "radcheck.pid",
+                      "NAS-IP-Address": "127.0.0.1", "Shared_Secret": SECRET,
+                      "User-Name": USER, "Password": PASSWORD},
+        "Radius": {"Host": "127.0.0.1", "Auth_Port": radius_port, "Program": "freeradius"},
+        "Supervisor": {"Config_File": REPO / "etc" / "supervisord.conf"},
+        "Log": {"Log_To": "Console", "Level": "INFO"},
+    }
+    for section, options in (extra or {}).items():
+        sections.setdefault(section, {}).update(options)
+    return sections

@@ -1,0 +1,163 @@
+"""Path_To_Lock_File: one radcheck at a time, stale locks taken over, bad folders."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from radcheck_peers import VIGIL, base_conf, free_udp_port, write_conf
+
+from billing.radcheck_lock import LockError, LockHeld, PidLock, pid_alive
+
+HOLD = """
+import sys, time
+from billing.radcheck_lock import PidLock
+lock = PidLock(sys.argv[1]).acquire()
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    assert not pid_alive(p.pid)
+    return p.pid
+
+
+def test_acquire_writes_pid_and_release_removes(tmp_path: Path) -> None:
+    path = tmp_path / "radcheck.pid"
+    with PidLock(path):
+        assert path.read_text().strip() == str(os.getpid())
+    assert not path.exists()
+
+
+def test_live_holder_keeps_the_lock(tmp_path: Path) -> None:
+    path = tmp_path / "radcheck.pid"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == b"locked"
+        with pytest.raises(LockHeld) as err:
+            PidLock(path).acquire()
+        assert err.value.pid == holder.pid
+        assert f"pid {holder.pid}" in str(err.value)
+    finally:
+        holder.kill()
+        holder.wait()
+        assert holder.stdout is not None
+        holder.stdout.close()
+    # killed holder: the kernel dropped its flock, the file names a dead pid
+    lock = PidLock(path).acquire()
+    assert lock.took_over_from == holder.pid
+    lock.release()
+
+
+def test_stale_lock_file_is_taken_over_and_logged(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "radcheck.pid"
+    old = dead_pid()
+    path.write_text(f"{old}\n")
+    with caplog.at_level(logging.WARNING, logger="billing.radcheck_lock"), PidLock(path) as lock:
+        assert lock.took_over_from == old
+        assert path.read_text().strip() == str(os.getpid())
+    assert f"stale lock file {path} left by pid {old}" in caplog.text
+
+
+def test_reused_pid_without_flock_is_stale_too(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "radcheck.pid"
+    path.write_text("1\n")  # init runs, but does not hold our flock
+    with caplog.at_level(logging.WARNING), PidLock(path) as lock:
+        assert lock.took_over_from == 1
+    assert "pid reused" in caplog.text
+
+
+def test_missing_folder_is_created_and_logged(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "no" / "such" / "dir" / "radcheck.pid"
+    with caplog.at_level(logging.WARNING), PidLock(path):
+        assert path.exists()
+    assert "was missing; created it" in caplog.text
+
+
+def test_folder_that_cannot_exist_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(LockError, match="cannot be created: Not a directory"):
+        PidLock(tmp_path / "file" / "sub" / "radcheck.pid").acquire()
+
+
+# ------------------------------------------------------------ through `vigil`
+
+def _conf(tmp_path: Path, **self_test: object) -> Path:
+    sections = base_conf(tmp_path, radius_port=free_udp_port(), smtp_port=free_udp_port(),
+                         extra={"Self Test": dict(self_test)})
+    return write_conf(tmp_path / "vigil.conf", sections)
+
+
+def _vigil(conf: Path, *args: str, **kw) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([VIGIL, "-c", str(conf), *args], capture_output=True, text=True,
+                          timeout=30, **kw)
+
+
+def test_errors_before_restart_zero_is_refused_with_exit_2(tmp_path: Path) -> None:
+    conf = _conf(tmp_path, Errors_Before_Restart=0)
+    r = _vigil(conf, "radcheck")
+    assert r.returncode == 2
+    assert f"Error: {conf} [Self Test] Errors_Before_Restart: 0 is below the minimum 1" \
+        in r.stderr
+
+
+def test_uncreatable_lock_folder_exits_2_naming_the_option(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    conf = _conf(tmp_path, Path_To_Lock_File=tmp_path / "file" / "radcheck.pid")
+    r = _vigil(conf, "radcheck")
+    assert r.returncode == 2
+    assert "[Self Test] Path_To_Lock_File: lock folder" in r.stderr
+    assert "exists but is not a folder" in r.stderr
+
+
+def _start_radcheck(conf: Path, log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as fh:
+        return subprocess.Popen([VIGIL, "-c", str(conf), "radcheck"], stdout=fh, stderr=fh)
+
+
+def _wait_for(predicate, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_second_radcheck_refuses_then_killed_radchecks_lock_is_taken_over(
+        tmp_path: Path) -> None:
+    conf = _conf(tmp_path)
+    lock = tmp_path / "run" / "radcheck.pid"
+    log = tmp_path / "radcheck.log"
+    first = _start_radcheck(conf, log)
+    try:
+        assert _wait_for(lambda: lock.exists() and lock.read_text().strip() == str(first.pid))
+        second = _vigil(conf, "radcheck")
+        assert second.returncode == 1
+        assert f"another radcheck is running (pid {first.pid} holds {lock})" in second.stderr
+    finally:
+        first.kill()  # SIGKILL: no clean-up, the lock file stays behind
+        first.wait()
+    assert lock.read_text().strip() == str(first.pid)
+    third = _start_radcheck(conf, log)
+    try:
+        assert _wait_for(lambda: lock.read_text().strip() == str(third.pid))
+        third.send_signal(signal.SIGTERM)
+        assert third.wait(20) == 0
+    finally:
+        if third.poll() is None:
+            third.kill()
+            third.wait()
+    text = log.read_text()
+    assert f"stale lock file {lock} left by pid {first.pid}" in text
+    assert "radcheck stopped" in text
+    assert not lock.exists()
