@@ -136,6 +136,8 @@ def send_results(results: Sequence[CheckResult], *, host: str, port: int = 5667,
     """
     if not results:
         return 0
+    for r in results:
+        packet.check_fields(r)
     ids = list(result_ids) if result_ids is not None else [None] * len(results)
     # nsca >= 2.9 recognises a 720-byte (2.7) packet only when it is alone on its
     # connection, so legacy packets travel one per connection: both kinds of

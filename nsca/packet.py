@@ -115,6 +115,15 @@ def _truncate_utf8(raw: bytes, limit: int) -> bytes:
     return raw[:limit].decode("utf-8", "ignore").encode("utf-8")
 
 
+def check_fields(result: CheckResult) -> None:
+    """Raise :class:`FieldError` for a result no packet can carry."""
+    _field(result.host, HOST_LEN, "host name")
+    if result.service is not None:
+        if not result.service:
+            raise FieldError("service description is empty; use None for a host check")
+        _field(result.service, SERVICE_LEN, "service description")
+
+
 def encode_data(result: CheckResult, timestamp: int, *, version: int = 3,
                 result_id: bytes | None = None, padding: bytes | None = None) -> bytes:
     """The plaintext packet (CRC filled in), ready for a cipher.

@@ -25,6 +25,7 @@ import ipaddress
 import logging
 import os
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -33,7 +34,7 @@ from typing import Protocol
 
 from nsca import crypto, packet
 from nsca.commandfile import CommandFileSink
-from nsca.errors import NSCAError, ProtocolError
+from nsca.errors import NSCAError, ProtocolError, SpoolError
 from nsca.packet import DataPacket
 from nsca.spool import Record, SpoolWriter
 
@@ -243,6 +244,11 @@ class Server:
     def _run(self, conn: socket.socket, addr: tuple) -> None:
         try:
             self._handle(conn, addr[0])
+        except SpoolError as exc:
+            # Reset instead of closing: a Vigil client takes a clean close as
+            # "stored", and these results were not.
+            log.error("connection from %s: results not stored: %s", addr[0], exc)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         except Exception:
             log.exception("connection from %s failed", addr[0])
         finally:
