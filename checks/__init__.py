@@ -19,7 +19,7 @@ PLUGINS: tuple[str, ...] = (
     # database server and replication
     "db_connections", "binlog_disk", "replication",
     # processes
-    "supervisor", "pidfile", "open_fds", "file_age",
+    "supervisor", "pidfile", "open_fds", "file_age", "alerts_held",
     # system
     "disk", "inodes", "load", "memory", "swap", "clock_offset",
 )

@@ -1,0 +1,45 @@
+"""RADIUS packets the engine dropped (unknown NAS, bad authenticator, malformed) per minute."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from checks.counters import add_stats_arguments, counter_delta
+from checks.perfdata import Perfdata
+from checks.plugin import Context, Plugin, Reading
+
+KINDS = ("dropped_unknown_nas", "dropped_bad_authenticator", "dropped_malformed")
+
+
+class RadiusDrops(Plugin):
+    name = "radius_drops"
+    title = "RADIUS packets dropped (unknown NAS, bad authenticator, malformed) per minute"
+    label = "dropped"
+    warning = "1"
+    critical = "30"
+    remote = False
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        add_stats_arguments(parser)
+
+    def probe(self, ctx: Context) -> Reading:
+        d = counter_delta(ctx, KINDS)
+        if d.first:
+            return Reading(0, f"{d.note}; rate from the next run on", perf=False, judge=False)
+        total = sum(d.values.values())
+        rate = total * 60.0 / d.seconds if d.seconds > 0 else 0.0
+        parts = ", ".join(f"{d.values[k]} {k.removeprefix('dropped_').replace('_', ' ')}"
+                          for k in KINDS)
+        text = f"{rate:.1f} dropped packets/min ({parts} in {d.seconds:.0f}s)"
+        if d.restarted:
+            text += ", engine restarted"
+        return Reading(round(rate, 3), text, min=0,
+                       extra=[Perfdata(k.removeprefix("dropped_"), d.values[k], "c", min=0)
+                              for k in KINDS])
+
+
+PLUGIN = RadiusDrops
+
+if __name__ == "__main__":
+    sys.exit(RadiusDrops.main())

@@ -1,0 +1,221 @@
+"""Plugins that read real files: engine counters, radcheck state, logs, pidfiles, /proc."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from conftest import run_check
+
+from vigil import statefile
+
+
+OLD_OK = ("--max-age", "900")  # tests write counters "minutes ago"
+
+
+def write_stats(path: Path, **counters: int) -> None:
+    base = {"pid": 4242, "started_at": int(time.time()) - 600, "updated_at": int(time.time()),
+            "access_requests": 0, "access_accepts": 0, "access_rejects": 0,
+            "accounting_requests": 0, "accounting_responses": 0, "accounting_duplicates": 0,
+            "dropped_unknown_nas": 0, "dropped_bad_authenticator": 0, "dropped_malformed": 0,
+            "db_errors": 0}
+    base.update(counters)
+    statefile.write_json(path, base)
+
+
+def test_auth_failures_rates_between_runs(conf: Path, state_dir: Path) -> None:
+    stats = state_dir / "radiusd-stats.json"
+    write_stats(stats, access_accepts=100, access_rejects=5, updated_at=int(time.time()) - 60)
+    first = run_check("auth_failures", *OLD_OK, config=conf)
+    assert first.rc == 0 and "baseline" in first.line and "|" not in first.line, first
+    # 60 s later: 90 more accepts, 10 more rejects -> 10 % (below 20 %)
+    write_stats(stats, access_accepts=190, access_rejects=15)
+    r = run_check("auth_failures", *OLD_OK, config=conf)
+    assert r.rc == 0, r
+    assert "10.0% rejected (10 of 100" in r.line and "'rejected'=10%;20;50;0;100" in r.line
+    # next interval: 30 rejects of 40 -> 75 % critical
+    write_stats(stats, access_accepts=200, access_rejects=45, updated_at=int(time.time()) + 1)
+    r = run_check("auth_failures", *OLD_OK, config=conf)
+    assert r.rc == 2 and "75.0% rejected" in r.line, r
+
+
+def test_auth_failures_engine_restart_counts_from_zero(conf: Path, state_dir: Path) -> None:
+    stats = state_dir / "radiusd-stats.json"
+    write_stats(stats, access_accepts=1000, access_rejects=10, updated_at=int(time.time()) - 30)
+    run_check("auth_failures", *OLD_OK, config=conf)
+    write_stats(stats, pid=999, started_at=int(time.time()) - 20, access_accepts=6,
+                access_rejects=14)
+    r = run_check("auth_failures", *OLD_OK, config=conf)
+    assert r.rc == 2 and "70.0% rejected (14 of 20" in r.line and "restarted" in r.line, r
+
+
+def test_stale_or_missing_counters_are_critical(conf: Path, state_dir: Path) -> None:
+    r = run_check("acct_duplicates", config=conf)
+    assert r.rc == 2 and "has not run" in r.line, r
+    write_stats(state_dir / "radiusd-stats.json", updated_at=int(time.time()) - 600)
+    r = run_check("acct_duplicates", config=conf)
+    assert r.rc == 2 and "not updated for" in r.line, r
+
+
+def test_corrupt_state_is_reported_once_then_rebaselined(conf: Path, state_dir: Path) -> None:
+    write_stats(state_dir / "radiusd-stats.json", updated_at=int(time.time()) - 60)
+    run_check("radius_db_errors", *OLD_OK, config=conf)
+    (state_file,) = (state_dir / "checks").glob("radius_db_errors.*.json")
+    state_file.write_text("{not json")
+    r = run_check("radius_db_errors", *OLD_OK, config=conf)
+    assert r.rc == 3 and "not valid JSON" in r.line, r
+    r = run_check("radius_db_errors", *OLD_OK, config=conf)
+    assert r.rc == 0 and "baseline" in r.line, r
+
+
+def test_duplicates_drops_and_db_errors(conf: Path, state_dir: Path) -> None:
+    stats = state_dir / "radiusd-stats.json"
+    write_stats(stats, updated_at=int(time.time()) - 120)
+    for name in ("acct_duplicates", "radius_drops", "radius_db_errors"):
+        assert run_check(name, *OLD_OK, config=conf).rc == 0
+    write_stats(stats, accounting_requests=500, accounting_duplicates=40,
+                dropped_unknown_nas=3, dropped_malformed=1, db_errors=2)
+    dup = run_check("acct_duplicates", *OLD_OK, config=conf)
+    assert dup.rc == 1 and "20.0 duplicate accountings/min" in dup.line, dup
+    drops = run_check("radius_drops", *OLD_OK, config=conf)
+    assert drops.rc == 1 and "2.0 dropped packets/min (3 unknown nas" in drops.line, drops
+    dbe = run_check("radius_db_errors", *OLD_OK, config=conf)
+    assert dbe.rc == 1 and "2 database errors in 120s" in dbe.line, dbe
+
+
+def test_radcheck_state(conf: Path, state_dir: Path) -> None:
+    path = state_dir / "radcheck.json"
+    r = run_check("radcheck", config=conf)
+    assert r.rc == 2 and "radcheck has not run" in r.line, r
+    statefile.write_json(path, {"time": time.time() - 5, "ok": True, "consecutive_failures": 0,
+                                "last_error": None, "rtt_ms": 1.5, "restarts": 0,
+                                "last_restart": None, "pid": 1})
+    r = run_check("radcheck", config=conf)
+    assert r.rc == 0 and "passed 5s ago in 1.5 ms" in r.line and "'rtt'=0.0015s" in r.line, r
+    statefile.write_json(path, {"time": time.time() - 400, "ok": True, "pid": 1})
+    assert run_check("radcheck", config=conf).rc == 2
+    statefile.write_json(path, {"time": time.time(), "ok": False, "consecutive_failures": 3,
+                                "last_error": "timeout: no answer from 127.0.0.1:1812",
+                                "rtt_ms": None, "restarts": 1, "pid": 1})
+    r = run_check("radcheck", config=conf)
+    assert r.rc == 2 and "failed" in r.line and "3 in a row" in r.line, r
+    path.write_text("garbage")
+    assert run_check("radcheck", config=conf).rc == 3
+
+
+def test_log_errors_counts_new_lines_and_follows_rotation(conf: Path, tmp_path: Path) -> None:
+    log = tmp_path / "billing.log"
+    log.write_text("2026-01-01T00:00:00 billing.engine[1] ERROR conf=1 old failure\n")
+    args = ("-f", str(log))
+    first = run_check("log_errors", *args, config=conf)
+    assert first.rc == 0 and "baseline" in first.line, first
+    with log.open("a") as fh:
+        fh.write("2026-01-01T00:00:01 billing.engine[1] INFO conf=2 fine\n"
+                 "2026-01-01T00:00:02 billing.engine[1] ERROR conf=3 No accessibility\n"
+                 "2026-01-01T00:00:03 billing.server[1] WARNING conf=4 meh\n"
+                 "2026-01-01T00:00:04 billing.db[1] ERROR conf=5 lost connection\n"
+                 "2026-01-01T00:00:05 billing.db[1] ERROR conf=6 half a li")
+    r = run_check("log_errors", *args, config=conf)
+    assert r.rc == 1 and "2 new error lines" in r.line and "lost connection" in r.line, r
+    with log.open("a") as fh:
+        fh.write("ne\n")  # the half line completes: counted now, once
+    r = run_check("log_errors", *args, config=conf)
+    assert r.rc == 1 and "1 new error lines" in r.line, r
+    assert run_check("log_errors", *args, config=conf).rc == 0
+    log.rename(tmp_path / "billing.log.1")
+    log.write_text("2026-01-01T00:01:00 billing.engine[2] ERROR conf=7 after rotation\n")
+    r = run_check("log_errors", *args, config=conf)
+    assert r.rc == 1 and "rotated" in r.line and "after rotation" in r.line, r
+
+
+def test_log_errors_missing_log_is_critical(conf: Path, tmp_path: Path) -> None:
+    r = run_check("log_errors", "-f", str(tmp_path / "nope.log"), config=conf)
+    assert r.rc == 2 and "does not exist" in r.line, r
+
+
+def test_file_age(conf: Path, tmp_path: Path) -> None:
+    f = tmp_path / "x.log"
+    f.write_text("x")
+    assert run_check("file_age", "-f", str(f), config=conf).rc == 0
+    old = time.time() - 600
+    os.utime(f, (old, old))
+    r = run_check("file_age", "-f", str(f), config=conf)
+    assert r.rc == 1 and "600s ago" in r.line, r
+    assert run_check("file_age", "-f", str(tmp_path / "gone"), config=conf).rc == 2
+
+
+def test_pidfile_and_open_fds(conf: Path, tmp_path: Path) -> None:
+    pidfile = tmp_path / "sleeper.pid"
+    proc = subprocess.Popen(["sleep", "60"])
+    try:
+        pidfile.write_text(f"{proc.pid}\n")
+        r = run_check("pidfile", "-f", str(pidfile), "--match", "sleep", config=conf)
+        assert r.rc == 0 and f"pid {proc.pid} running" in r.line, r
+        # restarted less than 10 minutes ago: the uptime range says so
+        assert run_check("pidfile", "-f", str(pidfile), "-w", "600:", config=conf).rc == 1
+        r = run_check("pidfile", "-f", str(pidfile), "--match", "mariadbd", config=conf)
+        assert r.rc == 2 and "pid reused" in r.line, r
+        fds = run_check("open_fds", "-f", str(pidfile), config=conf)
+        assert fds.rc == 0 and "files open" in fds.line, fds
+        n = len(os.listdir(f"/proc/{proc.pid}/fd"))
+        assert f"has {n} of" in fds.line
+        assert run_check("open_fds", "--pid", str(proc.pid), "-w", "0.0001",
+                         config=conf).rc == 1
+    finally:
+        proc.kill()
+        proc.wait()
+    r = run_check("pidfile", "-f", str(pidfile), config=conf)
+    assert r.rc == 2 and "not running" in r.line, r
+    assert run_check("pidfile", "-f", str(tmp_path / "none.pid"), config=conf).rc == 2
+    assert run_check("open_fds", "-f", str(pidfile), config=conf).rc == 2
+
+
+def _meminfo() -> dict[str, int]:
+    out = {}
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        k, _, rest = line.partition(":")
+        out[k] = int(rest.split()[0])
+    return out
+
+
+def test_system_plugins_against_this_machine(conf: Path) -> None:
+    st = os.statvfs("/")
+    used = 100.0 * (st.f_blocks - st.f_bfree) / ((st.f_blocks - st.f_bfree) + st.f_bavail)
+    assert run_check("disk", "-p", "/", "-w", f"{used + 5:.1f}", config=conf).rc == 0
+    r = run_check("disk", "-p", "/", "-w", f"{max(used - 5, 0):.1f}", "-c", "100",
+                  config=conf)
+    assert r.rc == 1 and f"{used:.1f}% used on /" in r.line, r
+    assert run_check("disk", "-p", "/", "-c", f"@0:{used + 5:.1f}", config=conf).rc == 2
+    assert run_check("disk", "-p", "/no/such/dir", config=conf).rc == 3
+    iused = 100.0 * (st.f_files - st.f_ffree) / st.f_files
+    r = run_check("inodes", "-p", "/", config=conf)
+    assert f"{iused:.1f}% of inodes" in r.line
+    assert run_check("inodes", "-p", "/", "-c", f"~:{iused / 2:.4f}", config=conf).rc == 2
+    load5 = os.getloadavg()[1]
+    r = run_check("load", "-m", "5", "-w", f"{load5 + 50}", config=conf)
+    assert r.rc == 0 and "over 5 min" in r.line, r
+    assert run_check("load", "-w", "@0:1000", config=conf).rc == 1
+    mem = _meminfo()
+    pct = 100.0 * (mem["MemTotal"] - mem["MemAvailable"]) / mem["MemTotal"]
+    r = run_check("memory", "-w", f"{max(pct - 2, 0):.2f}", "-c", "100", config=conf)
+    assert r.rc == 1 and "'mem_used'=" in r.line, r
+    r = run_check("swap", config=conf)
+    if mem["SwapTotal"] == 0:
+        assert r.rc == 0 and "no swap configured" in r.line
+    else:
+        assert "swap in use" in r.line
+
+
+def test_state_dir_not_writable_is_unknown(tmp_path: Path) -> None:
+    from conftest import write_config
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    conf = write_config(tmp_path / "v.conf", tmp_path)
+    statefile.write_json(tmp_path / "radiusd-stats.json", json.loads(json.dumps(
+        {"pid": 1, "started_at": 1, "updated_at": int(time.time())})))
+    r = run_check("radius_drops", "--state-dir", str(blocker / "sub"), config=conf)
+    assert r.rc == 3 and "state" in r.line and "Not a directory" in r.line, r
