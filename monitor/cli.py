@@ -91,15 +91,21 @@ def _nsca(cfg: vconfig.Config, name: str) -> Any:
 
 
 def build_sender(cfg: vconfig.Config) -> Sender:
-    host, port = settings.split_host_port(str(_nsca(cfg, "Config_Server")))
+    try:
+        host, port = settings.config_server(cfg)
+    except KeyError:
+        raise CommandError("[NSCA] Config_Server is not available: the nsca room is not "
+                           "installed", EXIT_USAGE) from None
     password = _nsca(cfg, "Password")
     if not isinstance(password, vconfig.Secret):
         password = vconfig.Secret(str(password))
     method = int(_nsca(cfg, "Encryption_Method"))
+    timeout = float(_nsca(cfg, "Timeout_sec"))
     if cfg.get(settings.SECTION, "Transport") == "send_nsca":
         return SendNSCASender(str(cfg.get(settings.SECTION, "Send_NSCA_Binary")), host, port,
-                              password, method, settings.spool_dir(cfg).parent)
-    return VigilNSCASender(host, port, password, method)
+                              password, method, settings.spool_dir(cfg).parent, timeout)
+    return VigilNSCASender(host, port, password, method, timeout,
+                           int(_nsca(cfg, "Packet_Version")))
 
 
 def build_outbox(cfg: vconfig.Config) -> Outbox:

@@ -76,6 +76,13 @@ class Spool:
                 continue
             yield f, batch
 
+    def reject(self, f: Path, why: str) -> None:
+        aside = f.with_name(f.name + ".rejected")
+        log.error("monitor spool: the server cannot take %s (%s); moved to %s",
+                  f, why, aside.name)
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(f, aside)
+
     def done(self, f: Path) -> None:
         with contextlib.suppress(FileNotFoundError):
             f.unlink()

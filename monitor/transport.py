@@ -30,7 +30,15 @@ log = logging.getLogger(__name__)
 
 
 class SendError(Exception):
-    """The results did not reach the NSCA server; they stay in the spool."""
+    """The results did not reach the NSCA server; they stay in the spool.
+
+    ``permanent`` marks a pass the server can never take (a name too long for
+    NSCA): retrying it would block every later pass, so it is set aside.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class Sender(Protocol):
@@ -46,17 +54,20 @@ class VigilNSCASender:
     password: Secret
     method: int = 1
     timeout: float = 10.0
+    packet_version: int = 3
 
     def send(self, results: Sequence[CheckResult]) -> None:
         try:
             from nsca.client import send_results
-            from nsca.errors import NSCAError
+            from nsca.errors import FieldError, NSCAError
         except ImportError as exc:
             raise SendError(f"the NSCA client is not installed ({exc})") from exc
         try:
             sent = send_results(results, host=self.host, port=self.port,
                                 password=self.password.reveal(), method=self.method,
-                                timeout=self.timeout)
+                                timeout=self.timeout, packet_version=self.packet_version)
+        except FieldError as exc:
+            raise SendError(f"NSCA {self.host}:{self.port}: {exc}", permanent=True) from exc
         except NSCAError as exc:
             raise SendError(f"NSCA {self.host}:{self.port}: {exc}") from exc
         except OSError as exc:
@@ -135,6 +146,9 @@ class Outbox:
                 if batch:
                     self.sender.send(batch)
             except SendError as exc:
+                if exc.permanent:
+                    self.spool.reject(path, str(exc))
+                    continue
                 report.error = str(exc)
                 break
             self.spool.done(path)
