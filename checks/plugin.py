@@ -181,10 +181,15 @@ class PluginArgumentParser(argparse.ArgumentParser):
         raise _HelpRequested()
 
 
+def anchor(name: str) -> str:
+    """The runbook anchor of a plugin in docs/checks.md (Nagios notes_url links to it)."""
+    return f"check-{name}"
+
+
 def build_parser(plugin: Plugin) -> PluginArgumentParser:
     p = PluginArgumentParser(
         prog=f"vigil-check {plugin.name}",
-        description=f"{plugin.title}. Runbook: docs/checks.md#check-{plugin.name.replace('_', '-')}",
+        description=f"{plugin.title}. Runbook: docs/checks.md#{anchor(plugin.name)}",
         epilog="Ranges: [@][start:][end]; alert when outside (inside with @): "
                "10 = outside 0..10, 10: = below 10, ~:10 = above 10, @10:20 = within 10..20. "
                "Exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
@@ -203,7 +208,8 @@ def build_parser(plugin: Plugin) -> PluginArgumentParser:
     p.add_argument("-v", "--verbose", action="count", default=0,
                    help="log details to stderr (stdout stays one line)")
     p.add_argument("--config", metavar="FILE",
-                   help="vigil.conf (default: $VIGIL_CONF, /etc/vigil/vigil.conf, ./etc/vigil.conf)")
+                   help="vigil.conf (default: $VIGIL_CONF, /etc/vigil/vigil.conf, "
+                        "./etc/vigil.conf)")
     p.add_argument("--state-dir", metavar="DIR",
                    help="where counters and offsets are kept between runs "
                         "(default [Checks] State_Dir, else <[Site] State_Dir>/checks)")

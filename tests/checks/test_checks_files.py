@@ -12,12 +12,12 @@ from conftest import run_check
 
 from vigil import statefile
 
-
 OLD_OK = ("--max-age", "900")  # tests write counters "minutes ago"
+STARTED = int(time.time()) - 3600
 
 
 def write_stats(path: Path, **counters: int) -> None:
-    base = {"pid": 4242, "started_at": int(time.time()) - 600, "updated_at": int(time.time()),
+    base = {"pid": 4242, "started_at": STARTED, "updated_at": int(time.time()),
             "access_requests": 0, "access_accepts": 0, "access_rejects": 0,
             "accounting_requests": 0, "accounting_responses": 0, "accounting_duplicates": 0,
             "dropped_unknown_nas": 0, "dropped_bad_authenticator": 0, "dropped_malformed": 0,
@@ -73,11 +73,12 @@ def test_corrupt_state_is_reported_once_then_rebaselined(conf: Path, state_dir: 
 
 def test_duplicates_drops_and_db_errors(conf: Path, state_dir: Path) -> None:
     stats = state_dir / "radiusd-stats.json"
-    write_stats(stats, updated_at=int(time.time()) - 120)
+    now = int(time.time())
+    write_stats(stats, updated_at=now - 120)
     for name in ("acct_duplicates", "radius_drops", "radius_db_errors"):
         assert run_check(name, *OLD_OK, config=conf).rc == 0
     write_stats(stats, accounting_requests=500, accounting_duplicates=40,
-                dropped_unknown_nas=3, dropped_malformed=1, db_errors=2)
+                dropped_unknown_nas=3, dropped_malformed=1, db_errors=2, updated_at=now)
     dup = run_check("acct_duplicates", *OLD_OK, config=conf)
     assert dup.rc == 1 and "20.0 duplicate accountings/min" in dup.line, dup
     drops = run_check("radius_drops", *OLD_OK, config=conf)
