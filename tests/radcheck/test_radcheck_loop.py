@@ -1,0 +1,166 @@
+"""radcheck's counting, restarting and alerting, with a scripted probe.
+
+The probe and the restarter are the replaceable edges (a list of results, a
+recorder); the mail path is the real one: AlertWorker -> flood limiter state
+file -> SMTP -> the aiosmtpd sink.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from radcheck_peers import base_conf, free_udp_port, write_conf
+
+from billing.radcheck import RadCheck, Settings, supervisor_restarter
+from billing.radcheck_probe import ProbeResult, SelfTest
+from vigil import alerts, config
+from vigil.supervisor_client import SupervisorError
+from vigil.testing.smtp import SMTPSink
+
+OK = ProbeResult(True, "accept", None, 1.5)
+TIMEOUT = ProbeResult(False, "timeout", "no answer from 127.0.0.1:1812 within 1 s", None)
+REJECT = ProbeResult(False, "reject", "Access-Reject for 127.0.0.1", 2.0)
+
+INTERFACE_KEYS = {"time", "ok", "consecutive_failures", "last_error", "rtt_ms", "restarts",
+                  "last_restart", "pid"}
+
+
+class Script:
+    def __init__(self) -> None:
+        self.results: list[ProbeResult] = []
+
+    def __call__(self, test: SelfTest) -> ProbeResult:
+        return self.results.pop(0)
+
+
+class Restarts:
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[str] = []
+        self.fail = fail
+
+    def __call__(self, program: str) -> str:
+        self.calls.append(program)
+        if self.fail:
+            raise SupervisorError("supervisord refused startProcess: SPAWN_ERROR")
+        return f"{program} was RUNNING (pid 1), now RUNNING (pid 2)"
+
+
+@pytest.fixture
+def cfg(tmp_path: Path, smtp: SMTPSink) -> config.Config:
+    sections = base_conf(tmp_path, radius_port=free_udp_port(), smtp_port=smtp.port,
+                         extra={"Self Test": {"Errors_Before_Restart": 3},
+                                "Radius": {"Program": "radiusd"}})
+    return config.load(write_conf(tmp_path / "vigil.conf", sections))
+
+
+@pytest.fixture
+def worker(cfg: config.Config) -> Iterator[alerts.AlertWorker]:
+    w = alerts.AlertWorker(cfg).start()
+    yield w
+    w.close(timeout=5)
+
+
+def make(cfg: config.Config, worker: alerts.AlertWorker, restarts: Restarts | None = None
+         ) -> tuple[RadCheck, Script, Restarts]:
+    script, restarts = Script(), restarts or Restarts()
+    check = RadCheck(cfg, Settings.from_config(cfg), probe=script, restarter=restarts,
+                     notifier=worker)
+    return check, script, restarts
+
+
+def run(check: RadCheck, script: Script, *results: ProbeResult) -> None:
+    script.results.extend(results)
+    for _ in results:
+        check.run_once()
+
+
+def state(cfg: config.Config) -> dict:
+    return json.loads((cfg.path("Site", "State_Dir") / "radcheck.json").read_text())
+
+
+def test_one_outage_one_restart_one_mail_then_recovery(cfg, worker, smtp) -> None:
+    check, script, restarts = make(cfg, worker)
+    run(check, script, OK, TIMEOUT, TIMEOUT, OK)  # two failures: below the threshold
+    assert restarts.calls == [] and state(cfg)["ok"] is True
+    run(check, script, TIMEOUT, REJECT)
+    s = state(cfg)
+    assert set(s) >= INTERFACE_KEYS
+    assert (s["ok"], s["consecutive_failures"], s["last_error"], s["restarts"]) == \
+        (False, 2, "Access-Reject for 127.0.0.1", 0)
+    run(check, script, TIMEOUT)  # third in a row: restart
+    assert restarts.calls == ["radiusd"]
+    assert state(cfg)["restarts"] == 1 and state(cfg)["last_restart"] is not None
+    run(check, script, TIMEOUT, TIMEOUT, TIMEOUT)  # still down: restarted again, no new mail
+    assert restarts.calls == ["radiusd", "radiusd"]
+    run(check, script, OK)
+    assert worker.close(timeout=10) == 0
+    msgs = smtp.wait_for(2)
+    assert [m["X-Vigil-Kind"] for m in msgs] == ["radcheck-outage", "radcheck-recovery"]
+    assert "failed 3 times in a row" in msgs[0].get_content()
+    assert "Restart of supervisor program 'radiusd': radiusd was RUNNING" in \
+        msgs[0].get_content()
+    assert "6 failed tests, 2 restart(s)" in msgs[1].get_content()
+    s = state(cfg)
+    assert (s["ok"], s["consecutive_failures"], s["rtt_ms"], s["restarts"]) == (True, 0, 1.5, 2)
+
+
+def test_restart_that_fails_is_logged_and_told(cfg, worker, smtp, caplog) -> None:
+    check, script, _ = make(cfg, worker, Restarts(fail=True))
+    with caplog.at_level(logging.ERROR):
+        run(check, script, TIMEOUT, TIMEOUT, TIMEOUT)
+    assert "could not restart radiusd: supervisord refused startProcess" in caplog.text
+    worker.close(timeout=10)
+    assert "FAILED: supervisord refused" in smtp.wait_for(1)[0].get_content()
+
+
+def test_no_supervisord_is_a_failed_restart_not_a_crash(cfg, worker, smtp) -> None:
+    check, script, _ = make(cfg, worker)
+    check.restarter = supervisor_restarter(cfg)  # the real client; no supervisord runs
+    run(check, script, TIMEOUT, TIMEOUT, TIMEOUT)
+    worker.close(timeout=10)
+    assert "FAILED: no supervisord on" in smtp.wait_for(1)[0].get_content()
+
+
+def test_twenty_outages_inside_look_behind_give_at_most_max_mails(cfg, worker, smtp) -> None:
+    check, script, restarts = make(cfg, worker)
+    for _ in range(20):
+        run(check, script, TIMEOUT, TIMEOUT, TIMEOUT, OK)
+    assert len(restarts.calls) == 20
+    assert worker.close(timeout=20) == 0
+    smtp.wait_for(6, timeout=1)
+    assert len(smtp.messages) == cfg.get("Email", "Max_Sequential_Emails") == 5
+    held = alerts.limiter_for(cfg).held()
+    assert held.count == 40 - 5  # counted for the summary in the next allowed mail
+
+
+def test_alerted_outage_survives_a_radcheck_restart(cfg, worker, smtp) -> None:
+    check, script, _ = make(cfg, worker)
+    run(check, script, TIMEOUT, TIMEOUT, TIMEOUT)
+    again, script2, restarts2 = make(cfg, worker)  # a new radcheck process
+    assert again.outage_alerted and again.restarts == 1
+    run(again, script2, OK)
+    worker.close(timeout=10)
+    assert [m["X-Vigil-Kind"] for m in smtp.wait_for(2)] == \
+        ["radcheck-outage", "radcheck-recovery"]
+
+
+def test_zero_errors_before_restart_is_refused(cfg, worker) -> None:
+    settings = Settings.from_config(cfg)
+    bad = Settings(settings.test, 1.0, 0, "radiusd", settings.state_path, settings.lock_path)
+    with pytest.raises(ValueError, match="at least 1"):
+        RadCheck(cfg, bad, restarter=Restarts(), notifier=worker)
+
+
+def test_corrupt_state_file_is_reported_not_trusted(cfg, worker, caplog) -> None:
+    path = cfg.path("Site", "State_Dir") / "radcheck.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("{garbage")
+    with caplog.at_level(logging.ERROR):
+        check, script, _ = make(cfg, worker)
+    assert "ignoring radcheck state" in caplog.text
+    run(check, script, OK)
+    assert state(cfg)["ok"] is True
