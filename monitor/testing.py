@@ -179,7 +179,7 @@ class DebianNSCA:
             f"pid_file={self.dir}/nsca.pid\nserver_port={self.port}\n"
             f"server_address=127.0.0.1\nnsca_user={user}\nnsca_group={group}\ndebug=0\n"
             f"command_file={command_file}\nalternate_dump_file={self.dir}/dump\n"
-            f"aggregate_writes=0\nappend_to_file=0\nmax_packet_age=30\n"
+            f"aggregate_writes=0\nappend_to_file=1\nmax_packet_age=30\n"
             f"password={password}\ndecryption_method={method}\n")
         self.cfg.chmod(0o600)
         self.proc: subprocess.Popen[bytes] | None = None
