@@ -135,11 +135,13 @@ class Catalog:
         """The node a packet comes from: by source address, NAS-IP-Address
         telling apart nodes that share one source address."""
         candidates = self.nodes_by_source.get(source_ip, [])
-        if len(candidates) == 1:
-            return candidates[0]
         for n in candidates:
             if n.nas_ip == nas_ip:
                 return n
+        # A request without NAS-IP-Address (or naming the source address
+        # itself) is the node's if only one node sends from that address.
+        if len(candidates) == 1 and nas_ip in (None, "", source_ip):
+            return candidates[0]
         return None
 
     def tariff_for(self, product_pk: int, node_pk: int, dialled: str) -> TariffInfo | None:

@@ -54,6 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--include", action="append", default=[], metavar="GLOB",
                    help="extra program files, relative to the supervisord.conf folder "
                         "(make run adds supervisor/demo/*.conf)")
+    p.add_argument("--only", action="append", default=[], metavar="PROGRAM",
+                   help="of the role's programs run only these (repeatable; for tests and "
+                        "debugging)")
     p.add_argument("--print-env", action="store_true",
                    help="print the environment supervisord would get, and exit")
     p.set_defaults(func=cmd_supervisord)
@@ -92,12 +95,15 @@ def _load(args: argparse.Namespace) -> config.Config:
 
 # ------------------------------------------------------------- supervisord
 
-def supervisor_env(cfg: config.Config, includes: list[str] | None = None) -> dict[str, str]:
+def supervisor_env(cfg: config.Config, includes: list[str] | None = None,
+                   only: list[str] | None = None) -> dict[str, str]:
     if cfg.source.startswith("<"):
         raise CommandError("supervisord needs a configuration file (-c FILE or VIGIL_CONF)",
                            EXIT_USAGE)
     role = cfg.get("Site", "Role")
-    files = [f"supervisor/{g}/*.conf" for g in ROLE_GROUPS[role]] + list(includes or [])
+    names = only or ["*"]
+    files = [f"supervisor/{g}/{n}.conf" for g in ROLE_GROUPS[role] for n in names]
+    files += list(includes or [])
     return {
         "VIGIL_CONF": str(Path(cfg.source).resolve()),
         "VIGIL_BIN": str(Path(sys.executable).parent),
@@ -121,7 +127,7 @@ def _tool(name: str) -> str:
 
 def cmd_supervisord(args: argparse.Namespace) -> int:
     cfg = _load(args)
-    env = supervisor_env(cfg, args.include)
+    env = supervisor_env(cfg, args.include, args.only)
     if args.print_env:
         for k, v in env.items():
             print(f"{k}={v}")

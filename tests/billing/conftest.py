@@ -1,0 +1,36 @@
+"""Billing fixtures: every engine test runs on SQLite and on a real MariaDB."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from billing import schema
+from billing.db import engine_for_url
+from vigil.testing.engine import BillingSandbox
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+def db_url(request, tmp_path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'billing.db'}"
+    else:
+        yield request.getfixturevalue("mariadb_database")
+
+
+@pytest.fixture
+def db(db_url) -> Iterator[Engine]:
+    engine = engine_for_url(db_url)
+    schema.upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sandbox(db_url, tmp_path) -> Iterator[BillingSandbox]:
+    """The demo data in a real `vigil radiusd` process."""
+    box = BillingSandbox(db_url, base=tmp_path / "engine")
+    with box:
+        yield box
