@@ -7,6 +7,7 @@ with the self-test secret, on a free port, logging to stdout.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -185,3 +186,77 @@ def base_conf(tmp_path: Path, *, radius_port: int, smtp_port: int,
     for section, options in (extra or {}).items():
         sections.setdefault(section, {}).update(options)
     return sections
+
+
+def wait_for(predicate, timeout: float = 20.0, step: float = 0.1):  # type: ignore[no-untyped-def]
+    """The predicate's first truthy value, or None after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(step)
+
+
+class Appliance:
+    """``vigil supervisord`` on a test vigil.conf: real supervisord, real programs."""
+
+    def __init__(self, conf: Path, args: list[str]) -> None:
+        self.conf = conf
+        self.args = args
+        self.out = conf.parent / "supervisord.out"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Appliance:
+        with open(self.out, "wb") as fh:
+            self.proc = subprocess.Popen([VIGIL, "-c", str(self.conf), "supervisord",
+                                          *self.args], stdout=fh, stderr=subprocess.STDOUT)
+        return self
+
+    def vigil(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([VIGIL, "-c", str(self.conf), *args], capture_output=True,
+                              text=True, timeout=60)
+
+    def status(self) -> dict | None:
+        r = self.vigil("status", "--json")
+        if r.returncode not in (0, 1) or not r.stdout:
+            return None
+        return json.loads(r.stdout)
+
+    def programs(self) -> dict[str, dict]:
+        s = self.status()
+        return {p["name"]: p for p in s["programs"]} if s else {}
+
+    def pid(self, name: str) -> int:
+        return int(self.programs()[name]["pid"])
+
+    def all_running(self, names: set[str]) -> bool:
+        progs = self.programs()
+        return set(progs) >= names and all(progs[n]["state"] == "RUNNING" for n in names)
+
+    def stop(self, timeout: float = 60.0) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise
+        return self.proc.returncode
+
+
+def radclient_auth(port: int, secret: str, tmp: Path, user: str = USER,
+                   password: str = PASSWORD) -> bool:
+    """A real gateway's Access-Request (radclient); the secret from a 0600 file, not argv."""
+    secret_file = tmp / "radclient.secret"
+    secret_file.write_text(secret + "\n")
+    os.chmod(secret_file, 0o600)
+    r = subprocess.run(["radclient", "-r", "1", "-t", "2", "-S", str(secret_file),
+                        f"127.0.0.1:{port}", "auth"],
+                       input=f'User-Name = "{user}", User-Password = "{password}", '
+                             'NAS-IP-Address = 127.0.0.1\n',
+                       capture_output=True, text=True, timeout=30)
+    return r.returncode == 0 and "Access-Accept" in r.stdout
