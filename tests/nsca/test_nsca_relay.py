@@ -1,4 +1,4 @@
-"""The relay: spool first, batches of Batch_Size, per-server cursors, exactly once across SIGKILL."""
+"""The relay: spool first, Batch_Size per connection, per-server cursors, SIGKILL."""
 
 from __future__ import annotations
 
