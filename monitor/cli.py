@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor import catalog, settings
-from monitor.nagios_config import GenerateError, NagiosSettings, generate
+from monitor.nagios_config import GenerateError, NagiosSettings, generate, hand_over_runtime
 from monitor.scheduler import PassReport, Scheduler, plugin_env
 from monitor.sites import SitesFileError
 from monitor.sites import load as load_sites
@@ -291,7 +291,12 @@ def cmd_nagios_config(args: argparse.Namespace) -> int:
 
 def cmd_nagios(args: argparse.Namespace) -> int:
     cfg = _load_cfg(args)
-    main_cfg = _generate(cfg, args, settings.nagios_dir(cfg))
+    out_dir = settings.nagios_dir(cfg)
+    main_cfg = _generate(cfg, args, out_dir)
+    try:
+        hand_over_runtime(nagios_settings(cfg, out_dir))
+    except (GenerateError, OSError) as exc:
+        raise CommandError(f"Nagios runtime folders: {exc}", EXIT_USAGE) from None
     verify(cfg, main_cfg)
     binary = str(cfg.get(settings.SECTION, "Nagios_Binary"))
     sys.stdout.flush()

@@ -18,7 +18,6 @@ one-alert-per-silent-site design.
 
 from __future__ import annotations
 
-import shlex
 import shutil
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -313,5 +312,21 @@ def generate(sites: Sequence[Site], checks: Sequence[CheckLike],
     return Generated(out, main, sum(len(s.hosts) + 1 for s in sites), services, len(sites))
 
 
-def quote_command(argv: Sequence[str]) -> str:
-    return " ".join(shlex.quote(a) for a in argv)
+def hand_over_runtime(settings: NagiosSettings) -> None:
+    """Give Nagios' runtime folders to ``nagios_user`` (it drops root before writing them)."""
+    import grp
+    import os
+    import pwd
+
+    if os.geteuid() != 0 or settings.nagios_user == "root":
+        return
+    try:
+        uid = pwd.getpwnam(settings.nagios_user).pw_uid
+        gid = grp.getgrnam(settings.nagios_group).gr_gid
+    except KeyError as exc:
+        raise GenerateError(f"no such user or group: {exc.args[0]}") from None
+    for root, dirs, files in os.walk(settings.var):
+        for name in [*dirs, *files]:
+            os.chown(os.path.join(root, name), uid, gid)
+    os.chown(settings.var, uid, gid)
+    os.chown(settings.cmd_file.parent, uid, gid)

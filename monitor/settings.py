@@ -60,8 +60,11 @@ declare(SECTION, "Nagios_Binary", path, "/usr/sbin/nagios4", "The Nagios Core pr
 declare(SECTION, "Nagios_Dir", text, "",
         "Where `vigil monitor nagios` generates the configuration and keeps Nagios' "
         "status and spool files (empty: <State_Dir>/nagios).")
-declare(SECTION, "Nagios_User", nagios_name, "nagios", "nagios_user of the generated nagios.cfg.")
-declare(SECTION, "Nagios_Group", nagios_name, "nagios",
+declare(SECTION, "Nagios_User", nagios_name, "root",
+        "nagios_user of the generated nagios.cfg. root by default: its notification "
+        "command reads vigil.conf (mode 0600) to reach the SMTP relay; another user needs "
+        "read access to it.")
+declare(SECTION, "Nagios_Group", nagios_name, "root",
         "nagios_group of the generated nagios.cfg.")
 declare(SECTION, "Freshness_Threshold_sec", integer(1, 86400), "180",
         "A service with no result for this long turns CRITICAL (the source: three minutes). "
