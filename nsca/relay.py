@@ -136,9 +136,10 @@ class _SegmentReader:
         self._cache = (name, recs)
         return recs
 
-    def next_batch(self, cur: Cursor, n: int) -> tuple[list[Record], Cursor]:
-        """Up to ``n`` records after ``cur``, and the cursor after them."""
+    def next_batch(self, cur: Cursor, n: int) -> tuple[list[Record], list[Cursor], Cursor]:
+        """Up to ``n`` records after ``cur``, the cursor after each, the cursor after all."""
         out: list[Record] = []
+        after: list[Cursor] = []
         seg, off = cur.segment, cur.offset
         refreshed = False
         while len(out) < n:
@@ -158,6 +159,7 @@ class _SegmentReader:
                 continue
             take = recs[off:off + n - len(out)]
             out.extend(take)
+            after.extend(Cursor(name, off + i + 1) for i in range(len(take)))
             off += len(take)
             if off >= len(recs):
                 later = [s for s in self._known if s > name]
@@ -168,7 +170,7 @@ class _SegmentReader:
                 if not later:
                     break
                 seg, off = later[0], 0
-        return out, Cursor(seg, off)
+        return out, after, Cursor(seg, off)
 
 
 class _Worker(threading.Thread):
@@ -188,7 +190,7 @@ class _Worker(threading.Thread):
         delay = relay.retry_min
         while not relay.stopping.is_set():
             try:
-                batch, after = self.reader.next_batch(self.cursor, dest.batch_size)
+                batch, each, after = self.reader.next_batch(self.cursor, dest.batch_size)
             except SpoolError as exc:
                 log.error("%s: %s", dest, exc)
                 relay.stopping.wait(delay)
@@ -199,11 +201,16 @@ class _Worker(threading.Thread):
                 self.wake.wait(relay.rescan_interval)
                 self.wake.clear()
                 continue
-            batch = self._sendable(batch)
+            sendable = self._sendable(batch)
             try:
-                if batch:
-                    dest.send(batch)
+                if sendable:
+                    dest.send(sendable)
             except NSCAError as exc:
+                # NSCA-NG acknowledges each result: keep what was acknowledged.
+                done = getattr(exc, "delivered", 0)
+                if done:
+                    self.sent += done
+                    self._advance(each[batch.index(sendable[done - 1])])
                 self.failures += 1
                 if self.down_since is None:
                     self.down_since = time.monotonic()
@@ -218,7 +225,7 @@ class _Worker(threading.Thread):
                          time.monotonic() - self.down_since)
                 self.down_since = None
             delay = relay.retry_min
-            self.sent += len(batch)
+            self.sent += len(sendable)
             self._advance(after)
 
     def _sendable(self, batch: list[Record]) -> list[Record]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -91,6 +92,68 @@ class VigilServer:
     def stop(self) -> None:
         self.server.stop()
         self.thread.join(10)
+
+
+class RealNSCANG:
+    """The Debian ``nsca-ng`` server on a private port; a thread drains its FIFO."""
+
+    def __init__(self, workdir: Path, *, identity: str = "vigil", password: str = "ng-secret",
+                 commands: str = ".*", port: int | None = None) -> None:
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.fifo = self.dir / "nagios.cmd"
+        self.out = self.dir / "received.cmd"
+        self.out.touch()
+        self.cfg = self.dir / "nsca-ng.cfg"
+        self.cfg.write_text(
+            f'command_file = "{self.fifo}"\nlisten = "127.0.0.1:{self.port}"\n'
+            f'pid_file = "{self.dir}/nsca-ng.pid"\nlog_level = 3\n'
+            f'authorize "{identity}" {{\n\tpassword = "{password}"\n'
+            f'\tcommands = "{commands}"\n}}\n')
+        self.cfg.chmod(0o600)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._drain: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def _drainer(self) -> None:
+        while not self._stop.is_set():
+            try:
+                fd = os.open(self.fifo, os.O_RDONLY | os.O_NONBLOCK)
+            except FileNotFoundError:
+                time.sleep(0.05)
+                continue
+            with open(fd, "rb", buffering=0) as fh, open(self.out, "ab") as out:
+                while not self._stop.is_set():
+                    chunk = fh.read(65536)
+                    if chunk:
+                        out.write(chunk)
+                        out.flush()
+                    else:
+                        time.sleep(0.01)
+
+    def start(self) -> RealNSCANG:
+        if not self.fifo.exists():
+            os.mkfifo(self.fifo)
+        self._stop.clear()
+        self._drain = threading.Thread(target=self._drainer, daemon=True)
+        self._drain.start()
+        self.proc = subprocess.Popen(["/usr/sbin/nsca-ng", "-F", "-c", str(self.cfg)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+        self._stop.set()
+        if self._drain is not None:
+            self._drain.join(5)
+
+    def lines(self) -> list[str]:
+        return self.out.read_text().splitlines()
 
 
 def run_send_nsca(port: int, data: str, cfg_dir: Path, *, method: int, password: str,
