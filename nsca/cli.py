@@ -12,6 +12,13 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
+def spool_dir(cfg: Any) -> Path:
+    """``[NSCA] Spool_Dir``; empty means ``<[Site] State_Dir>/nsca-spool``."""
+    if cfg.get("NSCA", "Spool_Dir"):
+        return cfg.path("NSCA", "Spool_Dir")
+    return cfg.path("Site", "State_Dir") / "nsca-spool"
+
+
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("nsca", help="NSCA server, relay and client",
                               description="NSCA: receive, spool, relay and send check results.")
@@ -63,7 +70,7 @@ def build_server(cfg: Any):  # type: ignore[no-untyped-def]
         idle_timeout=cfg.get(S, "Idle_Timeout_sec"), dedupe_window=cfg.get(S, "Dedupe_Window"))
     sink: Sink
     if cfg.get(S, "Server_Output") == "spool":
-        sink = SpoolSink(SpoolWriter(cfg.path(S, "Spool_Dir"),
+        sink = SpoolSink(SpoolWriter(spool_dir(cfg),
                                      seal_interval=cfg.get(S, "Seal_Interval_ms") / 1000))
     else:
         alt = cfg.get(S, "Alternate_Dump_File")
@@ -73,7 +80,7 @@ def build_server(cfg: Any):  # type: ignore[no-untyped-def]
 
 
 def build_relay(cfg: Any):  # type: ignore[no-untyped-def]
-    from nsca.relay import Destination, NSCADestination, Relay
+    from nsca.relay import CommandFileDestination, Destination, NSCADestination, Relay
 
     S = "NSCA"
     password = cfg.get(S, "Central_Password") or cfg.get(S, "Password")
@@ -92,8 +99,17 @@ def build_relay(cfg: Any):  # type: ignore[no-untyped-def]
                                 psk=cfg.get(S, "NG_Password"), timeout=cfg.get(S, "Timeout_sec"),
                                 batch_size=cfg.get(S, "NG_Batch_Size"))
                   for h, p in cfg.get(S, "NG_Servers")]
-    return Relay(cfg.path(S, "Spool_Dir"), dests, retry_min=cfg.get(S, "Retry_Min_sec"),
+    if cfg.get(S, "Relay_To_Command_File"):
+        dests.append(CommandFileDestination(cfg.path(S, "Command_File")))
+    if not dests:
+        return None
+    return Relay(spool_dir(cfg), dests, retry_min=cfg.get(S, "Retry_Min_sec"),
                  retry_max=cfg.get(S, "Retry_Max_sec"), cursor_fsync=cfg.get(S, "Cursor_Fsync"))
+
+
+def _sleep_until(event: Any) -> None:
+    while not event.wait(1.0):
+        pass
 
 
 def _fail(exc: Exception, code: int) -> None:
@@ -127,6 +143,16 @@ def cmd_relay(args: argparse.Namespace) -> int:
         _fail(exc, 2)
     except CorruptStateError as exc:
         _fail(exc, 1)
+    if relay is None:
+        # Nothing to relay to (a site server, or a demo without central servers):
+        # stay up so supervisor does not flap, and say so once.
+        import threading
+
+        log.warning("no destinations: [NSCA] Central_Servers, NG_Servers and "
+                    "Relay_To_Command_File are all empty; the relay idles")
+        idle = threading.Event()
+        run_until_signalled(idle.set, lambda: _sleep_until(idle))
+        return 0
     run_until_signalled(relay.stop, relay.run)
     return 0
 
@@ -174,11 +200,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     from vigil import config
 
     cfg = config.load(args.config)
-    spool = cfg.path("NSCA", "Spool_Dir")
+    spool = spool_dir(cfg)
     segs = ready_segments(spool)
     counts = {s: len(read_segment(spool / "ready" / s)) for s in segs}
     names = [f"nsca-{h}-{p}" for h, p in cfg.get("NSCA", "Central_Servers")]
     names += [f"nsca-ng-{h}-{p}" for h, p in cfg.get("NSCA", "NG_Servers")]
+    if cfg.get("NSCA", "Relay_To_Command_File"):
+        names.append("command-file")
     out: dict[str, Any] = {"spool": str(spool), "segments": len(segs),
                            "records": sum(counts.values()), "destinations": {}}
     for name in names:

@@ -182,6 +182,33 @@ class CommandFileSink:
             n = os.write(self._fd, view)
             view = view[n:]
 
+    def try_write(self, lines: list[str]) -> bool:
+        """Write now or not at all (nothing is queued): for the relay, which retries."""
+        data = "".join(lines).encode("utf-8", "replace")
+        with self._lock:
+            if self._pending and not self._flush_locked():
+                return False
+            for _attempt in range(2):
+                if not self._open():
+                    return False
+                try:
+                    self._write_all(data)
+                except BrokenPipeError:
+                    log.info("command file %s: pipe closed by the reader; reopening", self.path)
+                    self._close()
+                    continue
+                except OSError as exc:
+                    self._close()
+                    self._report(f"write failed: {exc.strerror}")
+                    return False
+                self.written += len(lines)
+                return True
+            return False
+
+    @property
+    def problem(self) -> str:
+        return self._problem or "unknown problem"
+
     @property
     def pending(self) -> int:
         return len(self._pending)

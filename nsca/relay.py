@@ -38,7 +38,8 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from nsca import client, packet
-from nsca.errors import FieldError, NSCAError, SpoolError
+from nsca.commandfile import CommandFileSink, format_command
+from nsca.errors import ConnectionFailed, FieldError, NSCAError, SpoolError
 from nsca.spool import SUFFIX, Record, read_segment, ready_segments
 from vigil.config import Secret
 from vigil.statefile import CorruptStateError, write_bytes_atomic
@@ -75,6 +76,30 @@ class NSCADestination:
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port}"
+
+
+class CommandFileDestination:
+    """The local Nagios command file, as one more destination (central role, demo)."""
+
+    name = "command-file"
+
+    def __init__(self, path: Path, *, batch_size: int = 500) -> None:
+        self.sink = CommandFileSink(Path(path))
+        self.batch_size = batch_size
+
+    def __str__(self) -> str:
+        return f"command file {self.sink.path}"
+
+    def send(self, records: Sequence[Record]) -> None:
+        lines = []
+        for rec in records:
+            r = rec.result
+            try:
+                lines.append(format_command(r, int(r.timestamp or time.time())))
+            except FieldError as exc:
+                log.error("%s: result for %s dropped: %s", self, r.host[:64], exc)
+        if lines and not self.sink.try_write(lines):
+            raise ConnectionFailed(f"{self}: not writable ({self.sink.problem})")
 
 
 @dataclass(frozen=True)

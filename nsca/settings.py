@@ -97,8 +97,8 @@ declare(S, "Dedupe_Window", integer(0, 10_000_000), "1000000",
 declare(S, "Idle_Timeout_sec", integer(1, 3600), "60",
         "Close a client connection silent for this long.")
 # -- spool and relay ---------------------------------------------------------------
-declare(S, "Spool_Dir", path, "/var/lib/vigil/nsca-spool",
-        "On-disk spool between the server and the relay.")
+declare(S, "Spool_Dir", text, "",
+        "On-disk spool between the server and the relay; empty: <[Site] State_Dir>/nsca-spool.")
 declare(S, "Seal_Interval_ms", integer(1, 10_000), "200",
         "Group commit: how long spooled results wait for their fsync at most.")
 declare(S, "Central_Servers", host_port_list(5667), "",
@@ -107,6 +107,9 @@ declare(S, "Central_Password", secret, "",
         "Password towards the central servers; empty: the same as Password.", secret=True)
 declare(S, "Central_Encryption_Method", optional_method, "",
         "Encryption method towards the central servers; empty: Encryption_Method.")
+declare(S, "Relay_To_Command_File", boolean, "No",
+        "The relay also feeds the local Nagios ([NSCA] Command_File) from the spool, "
+        "as one more central server with its own cursor (central role, one-machine demo).")
 declare(S, "Batch_Size", integer(1, 10_000), "20",
         "Results per connection (transaction) to each central server.")
 declare(S, "Retry_Min_sec", integer(1, 3600), "1", "First wait after a failed send.")
