@@ -394,7 +394,21 @@ class Engine:
                 op.xdrs.append(xdr)
             return op
         # originate (or a gateway that reports one leg): the account pays, and
-        # the vendor the call went to is owed.
+        # the vendor the call went to is owed. The connection's translation
+        # rule turns the vendor's number format back into ours first, so both
+        # are rated on the same number.
+        log.info("Looking up vendor/connection")
+        conn = self.catalog.vendor_connection(req.remote_address, req.called, "to_vendor")
+        called = req.called
+        if conn is None:
+            log.info("Connection to vendor not found")
+        else:
+            log.info("Found connection %d '%s' to vendor '%s'", conn.pk, conn.name,
+                     conn.vendor_name)
+            try:
+                called = self._translate(conn.translation_rule, req.called, "connection")
+            except TranslationError as exc:
+                log.error("Connection translation rule failed: %s", exc)
         if acct is None:
             log.warning("Accounting for unknown account %r: no account charge", req.account_id)
         elif node is None:
@@ -402,13 +416,13 @@ class Engine:
         else:
             op.account_pk, op.billing_model, op.customer_pk = (acct.pk, acct.billing_model,
                                                                acct.customer_id)
-            tariff = self.catalog.tariff_for(acct.product_id, node.pk, req.called)
+            tariff = self.catalog.tariff_for(acct.product_id, node.pk, called)
             if tariff is None:
                 log.error("No accessibility for product %d on node %s: account not charged",
                           acct.product_id, node.name)
             else:
                 try:
-                    cld = self._translate(node.translation_rule, req.called, "node")
+                    cld = self._translate(node.translation_rule, called, "node")
                     xdr = self._rate(tariff, cld, duration, connect or now, "account", acct.pk,
                                      None, key + "|a", req.nas_ip, common, "account")
                     op.xdrs.append(xdr)
@@ -419,21 +433,16 @@ class Engine:
                     return AccountingOp(session_key=key, kind="quarantine",
                                         quarantine_reason=f"account rating: {exc}",
                                         raw={k: [str(x) for x in v] for k, v in req.raw.items()})
-        log.info("Looking up vendor/connection")
-        conn = self.catalog.vendor_connection(req.remote_address, req.called, "to_vendor")
-        if conn is None:
-            log.info("Connection to vendor not found")
-        else:
-            log.info("Found connection %d '%s' to vendor '%s'", conn.pk, conn.name,
-                     conn.vendor_name)
-            xdr = self._rate_vendor(conn, req.called, duration, connect, key, req, common)
+        if conn is not None:
+            xdr = self._rate_vendor(conn, called, duration, connect, key, req, common,
+                                    translated=True)
             if xdr is not None:
                 op.xdrs.append(xdr)
         return op
 
     def _rate_vendor(self, conn: object, called: str, duration: int,
                      connect: dt.datetime | None, key: str, req: CallRequest,
-                     common: dict[str, object]) -> XDR | None:
+                     common: dict[str, object], translated: bool = False) -> XDR | None:
         from billing.catalog import ConnectionInfo
 
         assert isinstance(conn, ConnectionInfo)
@@ -442,7 +451,8 @@ class Engine:
             log.error("Connection %s has no tariff: vendor not charged", conn.name)
             return None
         try:
-            cld = self._translate(conn.translation_rule, called, "connection")
+            cld = called if translated else self._translate(conn.translation_rule, called,
+                                                            "connection")
             xdr = self._rate(tariff, cld, duration, connect or self.clock(), "vendor",
                              conn.vendor_pk, conn.pk, key + "|v", req.remote_address, common,
                              "vendor")
