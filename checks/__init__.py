@@ -18,6 +18,8 @@ PLUGINS: tuple[str, ...] = (
     "db_query", "xdr_rate", "asr", "acd", "active_calls",
     # database server and replication
     "db_connections", "binlog_disk", "replication",
+    # NSCA relay (configuration server)
+    "nsca_spool", "nsca_delivery",
     # processes
     "supervisor", "pidfile", "open_fds", "file_age", "alerts_held",
     # system
