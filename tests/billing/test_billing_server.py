@@ -1,0 +1,163 @@
+"""The RADIUS server's edges, on the wire: malformed packets, retransmissions,
+a database that goes away, SIGHUP and SIGTERM. A real `vigil radiusd` process."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import time
+from decimal import Decimal
+
+import pytest
+from pyrad import packet as rp
+from pyrad.client import Timeout
+from sqlalchemy import func, select
+
+from billing import models as m
+from billing.db import engine_for_url
+from vigil.testing.engine import BillingSandbox
+from vigil.testing.mariadb import MariaDB
+
+
+def stop_packet(box: BillingSandbox, conf: str = "o-1", secret: str = "nextone"):
+    c = box.client(secret)
+    req = c.CreateAcctPacket()
+    req["NAS-IP-Address"] = "164.4.89.20"
+    req["Acct-Status-Type"] = "Stop"
+    req["Called-Station-Id"] = "59322891834"
+    req["Calling-Station-Id"] = "193.100.201.1"
+    req["Acct-Session-Id"] = conf
+    req["Acct-Session-Time"] = 180
+    req["h323-conf-id"] = conf
+    req["h323-call-origin"] = "originate"
+    req["h323-remote-address"] = "65.218.170.184"
+    req["Cisco-AVPair"] = ["h323-ivr-out=PortaBilling_UserName:193.100.201.1"]
+    return c, req
+
+
+def xdr_count(box: BillingSandbox) -> tuple[int, Decimal]:
+    e = engine_for_url(box.db_url)
+    with e.connect() as conn:
+        n, s = conn.execute(select(func.count(), func.coalesce(func.sum(m.AccountXDR.amount), 0))
+                            ).one()
+    e.dispose()
+    return n, Decimal(s)
+
+
+def stats(box: BillingSandbox) -> dict:
+    time.sleep(1.3)  # Stats_Interval_sec=1 in the sandbox
+    return json.loads((box.state / "radiusd-stats.json").read_text())
+
+
+@pytest.fixture
+def box(tmp_path):
+    with BillingSandbox(base=tmp_path / "engine") as b:
+        yield b
+
+
+def udp(box: BillingSandbox, data: bytes, port: int | None = None) -> bytes | None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.5)
+        s.sendto(data, ("127.0.0.1", port or box.acct_port))
+        try:
+            return s.recv(4096)
+        except TimeoutError:
+            return None
+
+
+def test_malformed_and_truncated_packets_are_dropped_and_the_server_lives(box):
+    c, req = stop_packet(box)
+    good = req.RequestPacket()
+    c._CloseSocket()
+    bad = [b"", b"\x04", good[:19], good[:30],  # truncated
+           good[:2] + b"\xff\xff" + good[4:],  # length larger than the datagram
+           good[:20] + b"\x01\x00" + good[22:],  # attribute length 0
+           good[:20] + b"\x01\x01" + good[22:],  # attribute length 1
+           b"\x63" + good[1:],  # unknown code
+           bytes(range(256)) * 4]
+    for data in bad:
+        assert udp(box, data) is None
+        assert udp(box, data, box.auth_port) is None
+    assert box.proc is not None and box.proc.poll() is None
+    assert box.selftest()
+    s = stats(box)
+    assert s["dropped_malformed"] + s["dropped_bad_authenticator"] >= len(bad)
+    assert xdr_count(box) == (0, Decimal(0))
+
+
+def test_retransmission_gets_the_same_answer_and_one_charge(box):
+    c, req = stop_packet(box)
+    data = req.RequestPacket()
+    c._CloseSocket()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:  # same source port
+        s.settimeout(2)
+        s.sendto(data, ("127.0.0.1", box.acct_port))
+        first = s.recv(4096)
+        s.sendto(data, ("127.0.0.1", box.acct_port))
+        second = s.recv(4096)
+    assert first == second
+    assert udp(box, data) is not None  # from another port: a duplicate, still one charge
+    assert xdr_count(box) == (1, Decimal("0.57"))
+    st = stats(box)
+    assert (st["retransmissions"], st["accounting_duplicates"]) == (1, 1)
+
+
+def test_unknown_attributes_are_carried_not_fatal(box):
+    c, req = stop_packet(box)
+    req[26] = [b"\x00\x00\x99\x99\x01\x05abc"]  # a vendor nobody knows
+    data = req.RequestPacket()
+    c._CloseSocket()
+    assert udp(box, data) is not None
+    assert xdr_count(box) == (1, Decimal("0.57"))
+
+
+def test_database_gone_means_no_answer_then_exactly_one_charge(tmp_path):
+    db = MariaDB("gone", server_id=7)
+    db.start()
+    try:
+        db.create_database("billing")
+        with BillingSandbox(db.url("billing"), base=tmp_path / "engine") as box:
+            c, req = stop_packet(box)
+            c.timeout, c.retries = 1.0, 1
+            db.kill()
+            with pytest.raises(Timeout):
+                c.SendPacket(req)  # nothing is acknowledged that is not stored
+            assert "no answer" in box.log_text() or "not acknowledged" in box.log_text()
+            db.start()
+            c.timeout, c.retries = 2.0, 3
+            assert c.SendPacket(req).code == rp.AccountingResponse
+            assert c.SendPacket(req).code == rp.AccountingResponse  # a late retransmission
+            c._CloseSocket()
+            assert xdr_count(box) == (1, Decimal("0.57"))
+            assert stats(box)["db_errors"] >= 1
+    finally:
+        db.destroy()
+
+
+def test_sighup_reloads_nodes_and_sigterm_exits_cleanly(box, tmp_path):
+    new_node = tmp_path / "node.yaml"
+    new_node.write_text("nodes:\n  - {name: GW2, nas_ip: 10.20.30.40, radius_source_ip: "
+                        "127.0.0.1, radius_secret: gw2secret}\n")
+
+    def ask() -> bool:
+        c = box.client("gw2secret", timeout=0.5, retries=1)
+        req = c.CreateAuthPacket(code=rp.AccessRequest, User_Name="193.100.201.1")
+        req["NAS-IP-Address"] = "10.20.30.40"
+        try:
+            return c.SendPacket(req) is not None
+        except Timeout:
+            return False
+        finally:
+            c._CloseSocket()
+
+    assert not ask()
+    box.vigil("provision", str(new_node))
+    box.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while not ask() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ask()
+    assert "SIGHUP: reloading nodes" in box.log_text()
+    assert box.stop() == 0
+    assert "RADIUS engine stopping" in box.log_text()
