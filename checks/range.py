@@ -43,7 +43,7 @@ class Range(nagiosplugin.Range):
 
     @property
     def is_unset(self) -> bool:
-        return not self.invert and self.start == 0 and self.end == math.inf
+        return not self.invert and self.start == -math.inf and self.end == math.inf
 
     def alerts(self, value: float) -> bool:
         return not self.match(value)
@@ -53,7 +53,7 @@ def parse_range(text: str | None) -> Range:
     """A :class:`Range` from its text; empty or None is the range that never alerts."""
     spec = (text or "").strip()
     if not spec:
-        return Range("")
+        return Range("~:")
     body = spec[1:] if spec.startswith("@") else spec
     if body.count(":") > 1 or body in ("", "~", ":") or body.startswith("~") and not \
             body.startswith("~:"):

@@ -34,7 +34,12 @@ class DestinationState:
 
 
 def destinations(ctx: Context) -> tuple[Path, list[str]]:
-    spool = ctx.config().path("NSCA", "Spool_Dir")
+    from nsca.cli import spool_dir
+
+    try:
+        spool = spool_dir(ctx.config())
+    except Exception as exc:  # a ConfigError naming the bad [NSCA] value
+        raise PluginError(str(exc)) from None
     names = [f"nsca-{h}-{p}" for h, p in ctx.option("NSCA", "Central_Servers", [])]
     names += [f"nsca-ng-{h}-{p}" for h, p in ctx.option("NSCA", "NG_Servers", [])]
     if not names:
