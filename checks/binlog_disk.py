@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from checks.db import add_db_arguments, connect, database_url, require_mysql, timed, where
+from checks.db_connections import not_applicable
 from checks.perfdata import Perfdata
 from checks.plugin import Context, Plugin, PluginError, Reading
 
@@ -26,6 +27,8 @@ class BinlogDisk(Plugin):
         from sqlalchemy.exc import OperationalError
 
         with connect(ctx) as conn:
+            if conn.dialect.name == "sqlite" and not ctx.args.url:
+                return not_applicable()
             require_mysql(conn, "binlog_disk")
             try:
                 rows, _ = timed(conn, "SHOW BINARY LOGS")

@@ -74,13 +74,16 @@ class ClockOffset(Plugin):
     critical = "1"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("-H", "--host", required=True, help="NTP server")
+        parser.add_argument("-H", "--host", help="NTP server (default [Checks] NTP_Server)")
         parser.add_argument("-p", "--port", type=int, default=123, help="port (default 123)")
 
     def probe(self, ctx: Context) -> Reading:
-        offset, delay, stratum = query(ctx.args.host, ctx.args.port, ctx.remaining())
+        server = ctx.args.host or ctx.option("Checks", "NTP_Server", "")
+        if not server:
+            raise PluginError("no NTP server to compare with: set [Checks] NTP_Server or -H")
+        offset, delay, stratum = query(server, ctx.args.port, ctx.remaining())
         return Reading(round(abs(offset), 6),
-                       f"clock offset {offset * 1000:+.1f} ms against {ctx.args.host} "
+                       f"clock offset {offset * 1000:+.1f} ms against {server} "
                        f"(stratum {stratum}, delay {delay * 1000:.1f} ms)", min=0,
                        extra=[Perfdata("offset", round(offset, 6), "s"),
                               Perfdata("delay", round(delay, 6), "s", min=0)])

@@ -23,6 +23,8 @@ class DbConnections(Plugin):
 
     def probe(self, ctx: Context) -> Reading:
         with connect(ctx) as conn:
+            if conn.dialect.name == "sqlite" and not ctx.args.url:
+                return not_applicable()
             require_mysql(conn, "db_connections")
             status, _ = timed(conn, "SHOW GLOBAL STATUS LIKE 'Threads_connected'")
             limit, _ = timed(conn, "SHOW GLOBAL VARIABLES LIKE 'max_connections'")
@@ -33,6 +35,12 @@ class DbConnections(Plugin):
         return Reading(round(pct, 2), f"{used} of {top} connections in use ({pct:.1f}%) on "
                        f"{where(database_url(ctx))}", min=0, max=100,
                        extra=[Perfdata("connections", used, min=0, max=top)])
+
+
+def not_applicable() -> Reading:
+    """The embedded SQLite database has no server, connections or binary logs."""
+    return Reading(0, "not applicable: the billing database is the embedded SQLite",
+                   judge=False, perf=False)
 
 
 PLUGIN = DbConnections

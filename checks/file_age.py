@@ -21,11 +21,12 @@ class FileAge(Plugin):
     remote = False
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("-f", "--file", required=True, metavar="PATH",
-                            help="the file whose freshness is checked")
+        parser.add_argument("-f", "--file", metavar="PATH",
+                            help="the file whose freshness is checked (default the billing "
+                                 "log, [Log] Log_Dest)")
 
     def probe(self, ctx: Context) -> Reading:
-        path = ctx.args.file
+        path = ctx.args.file or str(ctx.config().path("Log", "Log_Dest"))
         try:
             st = os.stat(path)
         except FileNotFoundError:

@@ -8,7 +8,7 @@ import sys
 
 from checks.perfdata import Perfdata
 from checks.plugin import Context, Plugin, PluginError, Reading, TargetDown
-from checks.proc import alive, pid_from_file
+from checks.proc import alive, pid_from_file, pidfile_path
 
 
 def fd_limit(pid: int) -> int | None:
@@ -23,6 +23,19 @@ def fd_limit(pid: int) -> int | None:
     return None
 
 
+def engine_pid(ctx: Context) -> int:
+    from vigil.statefile import CorruptStateError, read_json
+
+    path = ctx.site_state_dir() / "radiusd-stats.json"
+    try:
+        stats = read_json(path)
+    except CorruptStateError as exc:
+        raise PluginError(str(exc)) from None
+    if not isinstance(stats, dict) or not isinstance(stats.get("pid"), int):
+        raise TargetDown(f"no engine pid in {path}: the RADIUS engine has not run")
+    return int(stats["pid"])
+
+
 class OpenFds(Plugin):
     name = "open_fds"
     title = "Open file descriptors of a process, in percent of its limit"
@@ -34,11 +47,17 @@ class OpenFds(Plugin):
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         who = parser.add_mutually_exclusive_group(required=True)
-        who.add_argument("-f", "--pidfile", metavar="PATH", help="the process's pidfile")
+        who.add_argument("-f", "--pidfile", metavar="PATH",
+                         help="the process's pidfile (relative: inside [Site] State_Dir)")
         who.add_argument("--pid", type=int, help="the process id")
+        who.add_argument("--engine", action="store_true",
+                         help="the RADIUS engine (its pid from radiusd-stats.json)")
 
     def probe(self, ctx: Context) -> Reading:
-        pid = ctx.args.pid or pid_from_file(ctx.args.pidfile)
+        if ctx.args.engine:
+            pid = engine_pid(ctx)
+        else:
+            pid = ctx.args.pid or pid_from_file(pidfile_path(ctx, ctx.args.pidfile))
         if not alive(pid):
             raise TargetDown(f"pid {pid} is not running")
         try:

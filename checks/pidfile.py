@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from checks.plugin import Context, Plugin, Reading, TargetDown
-from checks.proc import alive, command_line, pid_from_file, uptime
+from checks.proc import alive, command_line, pid_from_file, pidfile_path, uptime
 
 
 class Pidfile(Plugin):
@@ -18,13 +18,13 @@ class Pidfile(Plugin):
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("-f", "--pidfile", required=True, metavar="PATH",
-                            help="the pidfile")
+                            help="the pidfile (relative: inside [Site] State_Dir)")
         parser.add_argument("--match", metavar="TEXT",
                             help="the process's command line must contain TEXT "
                                  "(a reused pid is not our process)")
 
     def probe(self, ctx: Context) -> Reading:
-        path = ctx.args.pidfile
+        path = pidfile_path(ctx, ctx.args.pidfile)
         pid = pid_from_file(path)
         if not alive(pid):
             raise TargetDown(f"pid {pid} from {path} is not running (stale pidfile)")

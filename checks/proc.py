@@ -8,6 +8,13 @@ from pathlib import Path
 from checks.plugin import PluginError, TargetDown
 
 
+def pidfile_path(ctx: object, path: str) -> str:
+    """A relative pidfile is inside ``[Site] State_Dir`` (where supervisord keeps its own)."""
+    if Path(path).is_absolute():
+        return path
+    return str(ctx.site_state_dir() / path)  # type: ignore[attr-defined]
+
+
 def pid_from_file(path: str) -> int:
     """The pid a pidfile names; a missing, empty or garbage pidfile means "not running"."""
     try:

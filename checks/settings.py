@@ -5,8 +5,16 @@ The checks file itself is ``[Monitor] Checks_File`` (the scheduler's option).
 
 from __future__ import annotations
 
-from vigil.config import declare, text
+from vigil.config import declare, host, text
+
+
+def optional_host(value: str) -> str:
+    return host(value) if value else ""
+
 
 declare("Checks", "State_Dir", text, "",
         "Where plugins keep what they remember between runs (engine counters, log "
         "offsets). Empty means <[Site] State_Dir>/checks.")
+declare("Checks", "NTP_Server", optional_host, "",
+        "The site's NTP server the clock_offset check compares this clock with "
+        "(empty: the check reports UNKNOWN until it is set).")

@@ -163,6 +163,10 @@ def test_sqlite_embedded_database(tmp_path: Path, state_dir: Path) -> None:
     assert r.rc == 0 and "(4 in the last 2 min)" in r.line, r
     assert run_check("db_query", config=conf).rc == 0
     r = run_check("db_connections", config=conf)
+    assert r.rc == 0 and "not applicable" in r.line and "|" not in r.line, r
+    r = run_check("binlog_disk", config=conf)
+    assert r.rc == 0 and "not applicable" in r.line, r
+    r = run_check("db_connections", "-U", f"sqlite:///{state_dir / 'billing.db'}", config=conf)
     assert r.rc == 3 and "needs MySQL" in r.line, r
     (state_dir / "billing.db").unlink()
     assert run_check("db_query", config=conf).rc == 2

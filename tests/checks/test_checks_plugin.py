@@ -96,7 +96,7 @@ def test_every_plugin_bad_threshold_exits_3(name: str) -> None:
 @pytest.mark.parametrize("name", PLUGINS)
 def test_every_plugin_takes_the_guideline_ranges(name: str) -> None:
     plugin = plugin_class(name)()
-    required = {"clock_offset": ["-H", "x"], "file_age": ["-f", "x"], "pidfile": ["-f", "x"],
+    required = {"pidfile": ["-f", "x"],
                 "open_fds": ["--pid", "1"]}.get(name, [])
     for spec in ("10", "10:", "~:10", "10:20", "@10:20"):
         args = parse_arguments(plugin, ["-w", spec, "-c", spec, *required])
