@@ -1,0 +1,1 @@
+"""Site redundancy: replication repair (and, later, the site watchdog and failback)."""
