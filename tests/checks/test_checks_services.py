@@ -4,8 +4,6 @@ NSCA relay delivering to the Debian nsca daemon, the alert flood limiter."""
 from __future__ import annotations
 
 import os
-import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -14,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import run_check, write_config
+from conftest import NTPResponder, run_check, write_config
 
 from checks.clock_offset import from_ntp, to_ntp
 
@@ -97,35 +95,6 @@ def test_supervisor_not_running_is_critical(tmp_path: Path, conf: Path) -> None:
 
 
 # ------------------------------------------------------------------------ NTP
-
-
-class NTPResponder:
-    """A tiny SNTP server on loopback whose clock runs ``skew`` seconds off ours."""
-
-    def __init__(self, skew: float = 0.0, stratum: int = 2, silent: bool = False) -> None:
-        self.skew, self.stratum, self.silent = skew, stratum, silent
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                data, addr = self.sock.recvfrom(512)
-            except OSError:
-                return
-            received = time.time() + self.skew
-            if self.silent or len(data) < 48:
-                continue
-            head = struct.pack("!BBbb", (0 << 6) | (4 << 3) | 4, self.stratum, 6, -20)
-            reply = (head + bytes(8) + b"LOCL" + to_ntp(received) + data[40:48]
-                     + to_ntp(received) + to_ntp(time.time() + self.skew))
-            self.sock.sendto(reply, addr)
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def test_ntp_timestamp_round_trip() -> None:

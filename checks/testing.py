@@ -1,0 +1,207 @@
+"""Real peers for the plugin tests and the benchmark: FreeRADIUS with a temporary
+raddb, an SNTP responder, a vigil.conf, the engine's counters file.
+
+Loopback only, private ports, temporary folders.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from checks.clock_offset import to_ntp
+
+SECRET = "SecretKey-test"
+SELFTEST_USER = "127.0.0.1"
+SELFTEST_PASSWORD = "cisco-test"
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(path: Path, state_dir: Path,
+                 sections: dict[str, dict[str, object]] | None = None) -> Path:
+    """A vigil.conf with the self-test account and secret (mode 0600)."""
+    base: dict[str, dict[str, object]] = {
+        "Site": {"State_Dir": str(state_dir), "Log_Dir": str(state_dir)},
+        "Self Test": {"Shared_Secret": SECRET, "User-Name": SELFTEST_USER,
+                      "Password": SELFTEST_PASSWORD, "NAS-IP-Address": "127.0.0.1"},
+    }
+    for name, values in (sections or {}).items():
+        base.setdefault(name, {}).update(values)
+    text = ""
+    for section, values in base.items():
+        text += f"[{section}]\n" + "".join(f"{k}={v}\n" for k, v in values.items()) + "\n"
+    path.write_text(text)
+    path.chmod(0o600)
+    return path
+
+
+def write_stats(path: Path, **counters: int) -> None:
+    """The RADIUS engine's counters file, as billing.server writes it."""
+    from vigil import statefile
+
+    now = int(time.time())
+    base = {"pid": 4242, "started_at": now - 3600, "updated_at": now,
+            "access_requests": 0, "access_accepts": 0, "access_rejects": 0,
+            "accounting_requests": 0, "accounting_responses": 0, "accounting_duplicates": 0,
+            "dropped_unknown_nas": 0, "dropped_bad_authenticator": 0, "dropped_malformed": 0,
+            "db_errors": 0}
+    base.update(counters)
+    statefile.write_json(path, base)
+
+
+class NTPResponder:
+    """A tiny SNTP server on loopback whose clock runs ``skew`` seconds off ours."""
+
+    def __init__(self, skew: float = 0.0, stratum: int = 2, silent: bool = False) -> None:
+        self.skew, self.stratum, self.silent = skew, stratum, silent
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                data, addr = self.sock.recvfrom(512)
+            except OSError:
+                return
+            received = time.time() + self.skew
+            if self.silent or len(data) < 48:
+                continue
+            head = struct.pack("!BBbb", (0 << 6) | (4 << 3) | 4, self.stratum, 6, -20)
+            reply = (head + bytes(8) + b"LOCL" + to_ntp(received) + data[40:48]
+                     + to_ntp(received) + to_ntp(time.time() + self.skew))
+            self.sock.sendto(reply, addr)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+_RADIUSD_CONF = """\
+prefix = /usr
+exec_prefix = /usr
+sysconfdir = /etc
+localstatedir = /var
+sbindir = /usr/sbin
+logdir = {d}
+raddbdir = {d}
+radacctdir = {d}
+name = freeradius
+confdir = {d}
+modconfdir = {d}
+run_dir = {d}
+db_dir = {d}
+libdir = /usr/lib/freeradius
+pidfile = {d}/radiusd.pid
+max_request_time = 30
+cleanup_delay = 0
+hostname_lookups = no
+log {{
+  destination = stdout
+}}
+security {{
+  allow_core_dumps = no
+  reject_delay = 0
+}}
+thread pool {{
+  start_servers = 2
+  max_servers = 4
+  min_spare_servers = 1
+  max_spare_servers = 3
+}}
+client selftest {{
+  ipaddr = 127.0.0.1
+  secret = {secret}
+}}
+modules {{
+  files {{
+    filename = {d}/users
+  }}
+  pap {{
+  }}
+  always ok {{
+    rcode = ok
+  }}
+}}
+server default {{
+  listen {{
+    type = auth
+    ipaddr = 127.0.0.1
+    port = {auth}
+  }}
+  listen {{
+    type = acct
+    ipaddr = 127.0.0.1
+    port = {acct}
+  }}
+  authorize {{
+    files
+    pap
+  }}
+  authenticate {{
+    Auth-Type PAP {{
+      pap
+    }}
+  }}
+  preacct {{
+  }}
+  accounting {{
+    ok
+  }}
+}}
+"""
+
+
+@dataclass
+class FreeRadius:
+    dir: Path
+    auth_port: int
+    acct_port: int
+    proc: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def start_freeradius() -> FreeRadius:
+    """FreeRADIUS on two free loopback ports, the self-test account in its users file."""
+    binary = shutil.which("freeradius") or shutil.which("radiusd")
+    if binary is None:
+        raise FileNotFoundError("freeradius is not installed (make setup)")
+    d = Path(tempfile.mkdtemp(prefix="vigil-checks-freeradius-"))
+    auth, acct = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM)
+    (d / "radiusd.conf").write_text(_RADIUSD_CONF.format(d=d, secret=SECRET, auth=auth,
+                                                         acct=acct))
+    (d / "radiusd.conf").chmod(0o600)
+    (d / "users").write_text(f'"{SELFTEST_USER}" Cleartext-Password := "{SELFTEST_PASSWORD}"\n')
+    (d / "dictionary").write_text("")
+    with open(d / "radiusd.log", "wb") as log:
+        proc = subprocess.Popen([binary, "-f", "-d", str(d), "-l", "stdout"], stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 15
+    while b"Ready to process requests" not in (d / "radiusd.log").read_bytes():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError("freeradius did not start:\n"
+                               + (d / "radiusd.log").read_text(errors="replace")[-2000:])
+        time.sleep(0.05)
+    return FreeRadius(d, auth, acct, proc)
