@@ -6,6 +6,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine as SAEngine
 
+from billing.cached_store import CachedStore
 from billing.catalog import Catalog
 from billing.db import make_engine
 from billing.engine import Engine, EngineSettings
@@ -40,7 +41,8 @@ def build_engine(cfg: Config, db: SAEngine | None = None) -> Engine:
     db = db or make_engine(cfg)
     catalog = Catalog(db)
     catalog.load()
-    return Engine(SqlStore(db), catalog, engine_settings(cfg))
+    store = CachedStore(SqlStore(db), cfg.get("Radius", "Account_Cache_sec"))
+    return Engine(store, catalog, engine_settings(cfg))
 
 
 def build_server(cfg: Config, db: SAEngine | None = None) -> RadiusServer:

@@ -32,7 +32,7 @@ from billing.catalog import Catalog
 from billing.db import DatabaseError, DatabaseUnavailable
 from billing.engine import Decision, Engine
 from billing.request import CallRequest, from_attributes
-from billing.store import AccountingOp, SqlStore
+from billing.store import AccountingOp
 from vigil import logs, statefile
 
 log = logging.getLogger("billing.server")
@@ -128,7 +128,18 @@ class RadiusServer:
 
     def serve_forever(self) -> None:
         log.info("RADIUS engine listening on %s auth %d acct %d", self.host, *self.ports)
+        store = self.engine.store
+        if hasattr(store, "restore"):
+            try:
+                n = store.restore(self.engine.clock())
+                if n:
+                    log.info("restored %d reservations of calls in progress", n)
+            except DatabaseError as exc:
+                log.warning("reservations of calls in progress not restored: %s", exc)
         next_stats = next_reload = next_expire = 0.0
+        refresh_every = max(1.0, getattr(getattr(self.engine.store, "accounts", None), "ttl",
+                                         10.0) / 2)
+        next_refresh = time.monotonic() + refresh_every
         socks = [self.auth_sock, self.acct_sock]
         while not self._stop:
             now = time.monotonic()
@@ -137,10 +148,18 @@ class RadiusServer:
                     log.info("SIGHUP: reloading nodes and connections")
                 self._reload = False
                 self.catalog.load()
+                if hasattr(self.engine.store, "reload"):
+                    self.engine.store.reload()
                 next_reload = now + self.reload_interval
             if now >= next_stats:
                 self.write_stats()
                 next_stats = now + self.stats_interval
+            if now >= next_refresh and hasattr(self.engine.store, "refresh_accounts"):
+                try:
+                    self.engine.store.refresh_accounts()
+                except DatabaseError as exc:
+                    log.warning("account cache refresh failed: %s", exc)
+                next_refresh = now + refresh_every
             if now >= next_expire:
                 self._expire()
                 next_expire = now + 60
@@ -150,6 +169,8 @@ class RadiusServer:
                 continue
             if ready:
                 self.poll_once(ready)
+            elif hasattr(self.engine.store, "flush"):
+                self.engine.store.flush(self.engine.clock())
         log.info("RADIUS engine stopping")
         self.write_stats()
         self.auth_sock.close()
@@ -157,7 +178,7 @@ class RadiusServer:
 
     def _expire(self) -> None:
         store = self.engine.store
-        if isinstance(store, SqlStore):
+        if hasattr(store, "expire_calls"):
             try:
                 n = store.expire_calls(self.engine.clock())
                 if n:
@@ -194,6 +215,8 @@ class RadiusServer:
                     batch.append(pending)
         if batch:
             self.commit(batch)
+        elif hasattr(self.engine.store, "flush"):
+            self.engine.store.flush(self.engine.clock(), force=False)
         self._trim_cache()
 
     def _trim_cache(self) -> None:

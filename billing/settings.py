@@ -15,3 +15,7 @@ declare("Radius", "Stats_Interval_sec", integer(1, 3600), "5",
         "How often the engine writes its counters to <State_Dir>/radiusd-stats.json.")
 declare("Radius", "Max_Call_Duration_sec", integer(60, 31 * 86400), "172800",
         "A Stop claiming a longer call is quarantined instead of charged.")
+declare("Radius", "Account_Cache_sec", integer(0, 3600), "10",
+        "How long the engine trusts an account it has read (admin changes such as a top-up "
+        "or a blocked account show within this time, or at once on SIGHUP). Balances "
+        "changed by calls are always exact: the engine itself writes them.")

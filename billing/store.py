@@ -14,11 +14,11 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from billing import models as m
 from billing.db import DatabaseError, DatabaseUnavailable, is_unavailable
@@ -90,7 +90,7 @@ class AccountingOp:
     """One accounting record's effect, applied all-or-nothing."""
 
     session_key: str
-    kind: str  # start | interim | stop | quarantine | noop
+    kind: str  # start | interim | stop | quarantine | reserve | noop
     call_key: str = ""
     leg: str = ""
     account_pk: int | None = None
@@ -100,6 +100,7 @@ class AccountingOp:
     cli: str = ""
     cld: str = ""
     expires_at: dt.datetime | None = None
+    reserved: Decimal = Decimal(0)
     xdrs: list[XDR] = field(default_factory=list)
     quarantine_reason: str = ""
     raw: dict[str, object] = field(default_factory=dict)
@@ -158,6 +159,20 @@ class SqlStore:
         except SQLAlchemyError as exc:
             raise _translate(exc) from exc
 
+    def find_accounts(self, pks: Sequence[int]) -> list[AccountView]:
+        """Many accounts in few queries (the engine's cache refresh)."""
+        out: list[AccountView] = []
+        try:
+            with self.engine.connect() as conn:
+                for i in range(0, len(pks), 1000):
+                    q = (select(*self._ACCOUNT_COLUMNS)
+                         .join(m.Customer, m.Customer.id == m.Account.customer_id)
+                         .where(m.Account.id.in_(pks[i:i + 1000])))
+                    out.extend(AccountView(*row) for row in conn.execute(q))
+        except SQLAlchemyError as exc:
+            raise _translate(exc) from exc
+        return out
+
     def _reserved(self, conn: Connection, account_pk: int, now: dt.datetime,
                   exclude_call: str) -> Decimal:
         q = select(func.coalesce(func.sum(m.ActiveCall.reserved), 0)).where(
@@ -214,7 +229,7 @@ class SqlStore:
             return []
         try:
             with self.engine.begin() as conn:
-                return [self._apply_one(conn, op, now) for op in ops]
+                return self._apply_batch(conn, ops, now)
         except SQLAlchemyError as exc:
             err = _translate(exc)
             if isinstance(err, DatabaseUnavailable) or len(ops) == 1:
@@ -225,63 +240,131 @@ class SqlStore:
         for op in ops:
             try:
                 with self.engine.begin() as conn:
-                    results.append(self._apply_one(conn, op, now))
+                    results.extend(self._apply_batch(conn, [op], now))
             except SQLAlchemyError as exc:
                 raise _translate(exc) from exc
         return results
 
-    def _seen(self, conn: Connection, session_key: str, now: dt.datetime) -> bool:
-        """Claim a record; False if it had been claimed (processed) before."""
-        exists = conn.execute(select(m.ProcessedAccounting.session_key).where(
-            m.ProcessedAccounting.session_key == session_key)).first()
-        if exists:
-            return True
-        conn.execute(insert(m.ProcessedAccounting).values(session_key=session_key,
-                                                          processed_at=now))
-        return False
+    def _insert_ignore(self, table: Any) -> Any:
+        stmt = insert(table)
+        return stmt.prefix_with("OR IGNORE" if self.engine.dialect.name == "sqlite"
+                                else "IGNORE")
 
-    def _apply_one(self, conn: Connection, op: AccountingOp, now: dt.datetime) -> bool:
-        if op.kind == "noop":
-            return True
-        if op.kind == "start":
-            exists = conn.execute(select(m.ActiveCall.id).where(
-                m.ActiveCall.conf_id == op.call_key, m.ActiveCall.leg == op.leg)).first()
-            if exists:
-                return False
-            conn.execute(insert(m.ActiveCall).values(
-                conf_id=op.call_key, leg=op.leg, account_id=op.account_pk, node_ip=op.node_ip,
-                cli=op.cli, cld=op.cld, reserved=Decimal(0), started_at=now, updated_at=now,
-                expires_at=op.expires_at or now))
-            return True
-        if op.kind == "interim":
-            conn.execute(update(m.ActiveCall).where(
-                m.ActiveCall.conf_id == op.call_key).values(
-                    updated_at=now, expires_at=op.expires_at or now))
-            return True
-        if self._seen(conn, op.session_key, now):
-            return False
-        if op.kind == "quarantine":
-            conn.execute(insert(m.QuarantinedAccounting).values(
-                session_key=op.session_key, reason=op.quarantine_reason[:255],
-                attributes=json.dumps(op.raw, default=str)[:8000], created_at=now))
-            return True
-        # stop: the call is over; its reservation and in-progress rows go.
-        conn.execute(delete(m.ActiveCall).where(m.ActiveCall.conf_id == op.call_key))
-        for x in op.xdrs:
-            self._insert_xdr(conn, x, now)
-            if x.amount == 0:
+    def _apply_batch(self, conn: Connection, ops: Sequence[AccountingOp],
+                     now: dt.datetime) -> list[bool]:
+        """Few statements for many records: one look-up of the records seen
+        before, multi-row inserts, one balance update per account."""
+        keyed = [op.session_key for op in ops if op.kind in ("stop", "quarantine")]
+        seen: set[str] = set()
+        if keyed:
+            seen = set(conn.execute(select(m.ProcessedAccounting.session_key).where(
+                m.ProcessedAccounting.session_key.in_(set(keyed)))).scalars())
+        results: list[bool] = []
+        processed, quarantined, starts, reserves = [], [], [], []
+        acct_xdrs, vend_xdrs, ended, interim = [], [], [], []
+        acct_delta: dict[int, Decimal] = {}
+        cust_delta: dict[int, Decimal] = {}
+        vend_delta: dict[int, Decimal] = {}
+        for op in ops:
+            if op.kind == "noop":
+                results.append(True)
                 continue
-            if x.table == "account":
-                sign = -1 if op.billing_model == "debit" else 1
-                conn.execute(update(m.Account).where(m.Account.id == x.owner_pk).values(
-                    balance=m.Account.balance + sign * x.amount))
-                if op.billing_model == "credit" and op.customer_pk is not None:
-                    conn.execute(update(m.Customer).where(m.Customer.id == op.customer_pk)
-                                 .values(balance=m.Customer.balance + x.amount))
-            else:
-                conn.execute(update(m.Vendor).where(m.Vendor.id == x.owner_pk).values(
-                    balance=m.Vendor.balance + x.amount))
-        return True
+            if op.kind in ("start", "reserve"):
+                row = dict(conf_id=op.call_key[:128], leg=op.leg, account_id=op.account_pk,
+                           node_ip=op.node_ip[:45], cli=op.cli[:64], cld=op.cld[:64],
+                           reserved=op.reserved, started_at=now, updated_at=now,
+                           expires_at=op.expires_at or now)
+                (starts if op.kind == "start" else reserves).append(row)
+                results.append(True)
+                continue
+            if op.kind == "interim":
+                interim.append(op.call_key)
+                results.append(True)
+                continue
+            if op.session_key in seen:
+                results.append(False)
+                continue
+            seen.add(op.session_key)
+            results.append(True)
+            processed.append({"session_key": op.session_key, "processed_at": now})
+            if op.kind == "quarantine":
+                quarantined.append(dict(
+                    session_key=op.session_key, reason=op.quarantine_reason[:255],
+                    attributes=json.dumps(op.raw, default=str)[:8000], created_at=now))
+                continue
+            ended.append(op.call_key)
+            for x in op.xdrs:
+                (acct_xdrs if x.table == "account" else vend_xdrs).append(self._xdr_row(x, now))
+                if x.amount == 0:
+                    continue
+                if x.table == "account":
+                    sign = -1 if op.billing_model == "debit" else 1
+                    acct_delta[x.owner_pk] = acct_delta.get(x.owner_pk, Decimal(0)) + \
+                        sign * x.amount
+                    if op.billing_model == "credit" and op.customer_pk is not None:
+                        cust_delta[op.customer_pk] = cust_delta.get(
+                            op.customer_pk, Decimal(0)) + x.amount
+                else:
+                    vend_delta[x.owner_pk] = vend_delta.get(x.owner_pk, Decimal(0)) + x.amount
+        if processed:
+            conn.execute(insert(m.ProcessedAccounting), processed)
+        if quarantined:
+            conn.execute(insert(m.QuarantinedAccounting), quarantined)
+        if ended:
+            conn.execute(delete(m.ActiveCall).where(m.ActiveCall.conf_id.in_(set(ended))))
+        if reserves:
+            conn.execute(delete(m.ActiveCall).where(
+                m.ActiveCall.leg == "authorize",
+                m.ActiveCall.conf_id.in_({r["conf_id"] for r in reserves})))
+            # a call that ended in this same batch keeps no reservation
+            live = [r for r in reserves if r["conf_id"] not in set(ended)]
+            if live:
+                conn.execute(insert(m.ActiveCall), live)
+        if starts:
+            conn.execute(self._insert_ignore(m.ActiveCall.__table__), starts)
+        if interim:
+            conn.execute(update(m.ActiveCall).where(
+                m.ActiveCall.conf_id.in_(set(interim))).values(updated_at=now))
+        if acct_xdrs:
+            conn.execute(insert(m.AccountXDR), acct_xdrs)
+        if vend_xdrs:
+            conn.execute(insert(m.VendorXDR), vend_xdrs)
+        for table, deltas in ((m.Account, acct_delta), (m.Customer, cust_delta),
+                              (m.Vendor, vend_delta)):
+            if deltas:
+                # One statement for all the accounts of the batch: a round trip
+                # per account would cost more than the rest of the commit.
+                conn.execute(update(table).where(table.id.in_(sorted(deltas))).values(
+                    balance=table.balance + case(deltas, value=table.id)))
+        return results
+
+    @staticmethod
+    def _xdr_row(x: XDR, now: dt.datetime) -> dict[str, Any]:
+        row: dict[str, Any] = dict(
+            session_key=x.session_key, conf_id=x.conf_id[:128], cli=x.cli[:64],
+            cld=x.cld[:64], connect_time=x.connect_time, disconnect_time=x.disconnect_time,
+            duration=x.duration, charged_duration=x.charged_duration, amount=x.amount,
+            tariff=x.tariff[:64], rate_prefix=x.rate_prefix,
+            disconnect_cause=x.disconnect_cause[:16], created_at=now)
+        if x.table == "account":
+            row.update(account_id=x.owner_pk, node_ip=x.peer_ip[:45])
+        else:
+            row.update(vendor_id=x.owner_pk, connection_id=x.connection_pk,
+                       remote_ip=x.peer_ip[:45])
+        return row
+
+    def load_reservations(self, now: dt.datetime) -> list[tuple[int, str, Decimal, float]]:
+        """Reservations of calls in progress: (account pk, call key, amount, seconds left)."""
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(select(
+                    m.ActiveCall.account_id, m.ActiveCall.conf_id, m.ActiveCall.reserved,
+                    m.ActiveCall.expires_at).where(
+                    m.ActiveCall.leg == "authorize", m.ActiveCall.expires_at > now,
+                    m.ActiveCall.account_id.is_not(None))).all()
+        except SQLAlchemyError as exc:
+            raise _translate(exc) from exc
+        return [(r[0], r[1], Decimal(r[2]), (r[3] - now).total_seconds()) for r in rows]
 
     def expire_calls(self, now: dt.datetime) -> int:
         """Forget calls whose Stop never came (their lifetime ran out)."""
@@ -291,24 +374,3 @@ class SqlStore:
                     m.ActiveCall.expires_at < now)).rowcount or 0
         except SQLAlchemyError as exc:
             raise _translate(exc) from exc
-
-    def _insert_xdr(self, conn: Connection, x: XDR, now: dt.datetime) -> None:
-        common = dict(session_key=x.session_key, conf_id=x.conf_id[:128], cli=x.cli[:64],
-                      cld=x.cld[:64], connect_time=x.connect_time,
-                      disconnect_time=x.disconnect_time, duration=x.duration,
-                      charged_duration=x.charged_duration, amount=x.amount,
-                      tariff=x.tariff[:64], rate_prefix=x.rate_prefix,
-                      disconnect_cause=x.disconnect_cause[:16], created_at=now)
-        try:
-            if x.table == "account":
-                conn.execute(insert(m.AccountXDR).values(account_id=x.owner_pk,
-                                                         node_ip=x.peer_ip[:45], **common))
-            else:
-                conn.execute(insert(m.VendorXDR).values(vendor_id=x.owner_pk,
-                                                        connection_id=x.connection_pk,
-                                                        remote_ip=x.peer_ip[:45], **common))
-        except IntegrityError:
-            # The processed-records table already guards against repeats; a
-            # clash here means the same xDR key from a different record, which
-            # is a bug worth stopping for, not a duplicate to hide.
-            raise
