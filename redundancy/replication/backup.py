@@ -110,6 +110,9 @@ def stream_backup(master: Server, master_datadir: str, staged: Path, report: Rep
                 backup.wait()
                 unpack.wait()
                 t.join(5)
+                for stream in (backup.stdout, unpack.stderr):
+                    if stream is not None:
+                        stream.close()
         if backup.returncode != 0:
             raise SnapshotFailed(f"mariabackup --backup failed (exit {backup.returncode}): "
                                  f"{_tail(log_path)}")

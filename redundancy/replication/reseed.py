@@ -145,6 +145,9 @@ def pipe_dump(master: Server, replica: Server, dbs: Sequence[str], report: Repor
             load.wait()
             for t in readers:
                 t.join(5)
+            for stream in (dump.stdout, dump.stderr, load.stderr):
+                if stream is not None:
+                    stream.close()
     seconds = time.monotonic() - start
     dump_err = errs.get("dump", b"").decode(errors="replace").strip()
     load_err = errs.get("load", b"").decode(errors="replace").strip()

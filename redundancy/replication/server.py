@@ -125,7 +125,7 @@ def render(conn: pymysql.Connection | None, sql: str, args: Sequence[Any] | None
         if isinstance(a, Secret):
             shown.append(MASK)
         elif conn is not None:
-            shown.append(conn.literal(a))
+            shown.append(conn.escape(a))
         else:
             shown.append(repr(a))
     return sql % tuple(shown)
@@ -203,12 +203,11 @@ class Server:
         if self.conn is None:
             self.connect()
         assert self.conn is not None
-        shown = render(self.conn, sql, args)
         if change and self.dry_run:
-            self.sql_log.record(self.label, shown, skipped=True)
+            self.sql_log.record(self.label, render(self.conn, sql, args), skipped=True)
             return []
         if change or not quiet:
-            self.sql_log.record(self.label, shown)
+            self.sql_log.record(self.label, render(self.conn, sql, args))
         try:
             with self.conn.cursor(pymysql.cursors.DictCursor) as cur:
                 cur.execute(sql, _reveal(args))
