@@ -33,6 +33,7 @@ from billing.db import DatabaseError, DatabaseUnavailable
 from billing.engine import Decision, Engine
 from billing.request import CallRequest, from_attributes
 from billing.store import AccountingOp
+from billing.wire import AttributeTable, encode_reply
 from vigil import logs, statefile
 
 log = logging.getLogger("billing.server")
@@ -87,6 +88,7 @@ class RadiusServer:
         self.engine = engine
         self.catalog = catalog
         self.dict = dictionary
+        self.table = AttributeTable(dictionary)
         self.host = host
         self.selftest_secret = selftest_secret
         self.commit_batch = commit_batch
@@ -283,7 +285,7 @@ class RadiusServer:
             log.warning("accounting request from %s has a bad authenticator (wrong shared "
                         "secret?): dropped", src_ip)
             return None
-        has_ma = 80 in pkt.keys() or "Message-Authenticator" in pkt.keys()
+        has_ma = dict.__contains__(pkt, 80)
         if has_ma:
             try:
                 ok = pkt.verify_message_authenticator()
@@ -323,21 +325,12 @@ class RadiusServer:
             return Pending(raw_key, pkt, addr, sock, op, req.log_id)
 
     def _request(self, pkt: rp.Packet, src_ip: str) -> CallRequest:
-        attrs: dict[str, list[str]] = {}
-        for key in pkt.keys():
-            if key in (80, "Message-Authenticator", "User-Password"):
-                continue
-            name = key if isinstance(key, str) else f"Attr-{key}"
-            try:
-                values = pkt[key]
-            except Exception:
-                values = []
-            attrs[name] = [v if isinstance(v, str) else
-                           (v.hex() if isinstance(v, bytes) else str(v)) for v in values]
+        attrs = self.table.decode(pkt)
         password = None
-        if "User-Password" in pkt:
+        raw_pw = dict.get(pkt, 2)
+        if raw_pw:
             try:
-                password = pkt.PwDecrypt(pkt["User-Password"][0])
+                password = pkt.PwDecrypt(raw_pw[0])
             except Exception:
                 password = None
         return from_attributes(src_ip, attrs, password)
@@ -364,13 +357,9 @@ class RadiusServer:
         sock.sendto(data, addr)
 
     def _encode(self, pkt: rp.Packet, decision: Decision, has_ma: bool) -> bytes:
-        reply = pkt.CreateReply()
-        reply.code = rp.AccessAccept if decision.accept else rp.AccessReject
-        for name, value in decision.attributes:
-            reply.AddAttribute(name, value)
-        if has_ma:
-            reply.add_message_authenticator()
-        return reply.ReplyPacket()
+        return encode_reply(self.table, rp.AccessAccept if decision.accept else rp.AccessReject,
+                            pkt.id, pkt.authenticator, pkt.secret, decision.attributes,
+                            message_authenticator=has_ma)
 
     def commit(self, batch: list[Pending]) -> None:
         now = self.engine.clock()
@@ -390,9 +379,8 @@ class RadiusServer:
                     log.info("duplicate accounting record: acknowledged, not charged again")
                 if p.op.kind == "quarantine" and fresh:
                     self.counters["quarantined"] += 1
-                reply = p.pkt.CreateReply()
-                reply.code = rp.AccountingResponse
-                data = reply.ReplyPacket()
+                data = encode_reply(self.table, rp.AccountingResponse, p.pkt.id,
+                                    p.pkt.authenticator, p.pkt.secret, ())
                 self._replies[p.raw_key] = (time.monotonic() + self.duplicate_ttl, data)
                 p.sock.sendto(data, p.addr)
                 self.counters["accounting_responses"] += 1
