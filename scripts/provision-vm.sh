@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Provisions one Vigil VM (see Vagrantfile):
+#   provision-vm.sh ROLE SITE HOST_NAME CENTRAL_IP
+# Installs the Debian packages and the virtualenv exactly as `make run` does,
+# writes /etc/vigil/vigil.conf for the role, creates the schema and the demo
+# data on sites, and runs supervisor as the systemd service `vigil`.
+set -euo pipefail
+ROLE="$1"; SITE="$2"; HOST="$3"; CENTRAL="$4"
+SRC=/vagrant
+DEST=/opt/vigil
+
+"$SRC/scripts/install-system-deps.sh"
+mkdir -p "$DEST" /etc/vigil /var/lib/vigil /var/log/vigil
+rsync -a --delete --exclude .venv --exclude run --exclude .git "$SRC/" "$DEST/"
+cd "$DEST"
+make venv
+
+conf=/etc/vigil/vigil.conf
+if [ ! -f "$conf" ]; then
+  sed -e "s/^Role=.*/Role=$ROLE/" -e "s/^Name=.*/Name=$SITE/" \
+      -e "s/^Host_Name=.*/Host_Name=$HOST/" \
+      -e "s#^Mail_Templates_Dir=.*#Mail_Templates_Dir=$DEST/etc/Mail_Templates#" \
+      etc/vigil.conf > "$conf"
+  # every server's scheduler sends its results to the central server
+  if grep -q '^Config_Server=' "$conf"; then
+    sed -i "s/^Config_Server=.*/Config_Server=$CENTRAL:5667/" "$conf"
+  fi
+  chmod 0600 "$conf"
+fi
+export VIGIL_CONF="$conf"
+if [ "$ROLE" != central ]; then
+  .venv/bin/vigil db upgrade
+  .venv/bin/vigil provision etc/demo/provision.yaml
+fi
+
+cat > /etc/systemd/system/vigil.service <<UNIT
+[Unit]
+Description=Vigil appliance ($ROLE)
+After=network-online.target
+
+[Service]
+Environment=VIGIL_CONF=$conf
+ExecStart=$DEST/.venv/bin/vigil supervisord
+ExecReload=/bin/kill -HUP \$MAINPID
+KillSignal=SIGTERM
+TimeoutStopSec=60
+Restart=on-failure
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+systemctl daemon-reload
+systemctl enable --now vigil
