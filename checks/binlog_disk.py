@@ -24,17 +24,16 @@ class BinlogDisk(Plugin):
         add_db_arguments(parser)
 
     def probe(self, ctx: Context) -> Reading:
-        from sqlalchemy.exc import OperationalError
+        import pymysql
 
         with connect(ctx) as conn:
-            if conn.dialect.name == "sqlite" and not ctx.args.url:
+            if conn.dialect == "sqlite" and not ctx.args.url:
                 return not_applicable()
             require_mysql(conn, "binlog_disk")
             try:
                 rows, _ = timed(conn, "SHOW BINARY LOGS")
-            except OperationalError as exc:
-                code = getattr(exc.orig, "args", (0,))[0]
-                if code == 1381:  # ER_NO_BINARY_LOGGING
+            except pymysql.MySQLError as exc:
+                if exc.args and exc.args[0] == 1381:  # ER_NO_BINARY_LOGGING
                     raise PluginError(f"binary logging is off on {where(database_url(ctx))}; "
                                       "this check does not apply") from None
                 raise

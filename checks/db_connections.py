@@ -23,7 +23,7 @@ class DbConnections(Plugin):
 
     def probe(self, ctx: Context) -> Reading:
         with connect(ctx) as conn:
-            if conn.dialect.name == "sqlite" and not ctx.args.url:
+            if conn.dialect == "sqlite" and not ctx.args.url:
                 return not_applicable()
             require_mysql(conn, "db_connections")
             status, _ = timed(conn, "SHOW GLOBAL STATUS LIKE 'Threads_connected'")

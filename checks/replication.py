@@ -31,7 +31,7 @@ class Status:
 def read_status(ctx: Context) -> Status:
     with connect(ctx) as conn:
         require_mysql(conn, "replication")
-        rows = list(conn.exec_driver_sql("SHOW SLAVE STATUS").mappings())
+        rows = conn.dicts("SHOW SLAVE STATUS")
         if not rows:
             raise PluginError(f"{where(database_url(ctx))} is not a replica "
                               "(SHOW SLAVE STATUS is empty)")

@@ -74,10 +74,11 @@ def _load_cfg(args: argparse.Namespace) -> vconfig.Config:
     return vconfig.load(args.config)
 
 
-def _checks(cfg: vconfig.Config, explicit: str | None) -> list[Any]:
+def _checks(cfg: vconfig.Config, explicit: str | None, *, all_roles: bool = False) -> list[Any]:
+    """This server's checks (its ``[Site] Role``), or every check for the central config."""
     path = Path(explicit) if explicit else cfg.path(settings.SECTION, "Checks_File")
     try:
-        return list(catalog.load(path))
+        return list(catalog.load(path, None if all_roles else cfg.get("Site", "Role")))
     except catalog.CatalogError as exc:
         raise CommandError(str(exc), EXIT_USAGE) from None
 
@@ -256,7 +257,7 @@ def _generate(cfg: vconfig.Config, args: argparse.Namespace, out_dir: Path) -> P
         sites = load_sites(sites_path)
     except SitesFileError as exc:
         raise CommandError(str(exc), EXIT_USAGE) from None
-    checks = _checks(cfg, args.checks)
+    checks = _checks(cfg, args.checks, all_roles=True)
     try:
         g = generate(sites, checks, nagios_settings(cfg, out_dir))
     except GenerateError as exc:

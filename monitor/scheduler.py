@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from monitor.runner import STATE_NAMES, Outcome, ProcessTracker, run_plugin
+from monitor.runner import STATE_NAMES, UNKNOWN, Outcome, ProcessTracker, clean_line, run_plugin
 from monitor.transport import Delivery, Outbox
 from nsca.result import CheckResult
 
@@ -118,6 +118,10 @@ class Scheduler:
 
     def run_checks(self, specs: Sequence[CheckLike]) -> list[tuple[CheckLike, Outcome]]:
         def one(spec: CheckLike) -> Outcome:
+            problem = getattr(spec, "problem", None)
+            if problem:
+                return Outcome(UNKNOWN, clean_line(f"UNKNOWN - check {spec.name} not run: "
+                                                   f"{problem}"), 0.0, time.time())
             return run_plugin(list(spec.command), float(spec.timeout_sec),
                               max_output=self.max_output, env=self.env, name=spec.name,
                               tracker=self.tracker)

@@ -299,6 +299,7 @@ class Server:
                     p = packet.decode_data(decrypt(buf[i * size:(i + 1) * size]))
                 except ProtocolError as exc:
                     errors[type(exc).__name__] += 1
+                    self.stats.add(bad_packets=1)
                     if sum(errors.values()) == 1:
                         log.warning("packet %d from %s skipped: %s", index, peer, exc)
                     continue
@@ -308,17 +309,14 @@ class Server:
             buf = buf[n * size:]
             if good:
                 fresh, dups = self.deduper.fresh(good)
+                self.stats.add(accepted=len(fresh), duplicates=dups)
                 if fresh:
                     ticket = self.sink.accept(fresh)
-                self.stats.add(accepted=len(fresh), duplicates=dups)
         if buf or (not size and buf):
             errors["TruncatedPacket"] += 1
             self.stats.add(truncated=1)
             log.warning("connection from %s ended inside a packet (%d stray bytes)", peer,
                         len(buf))
-        bad = sum(v for k, v in errors.items() if k not in ("too_old", "future",
-                                                              "TruncatedPacket"))
-        self.stats.add(bad_packets=bad)
         if errors:
             log.warning("connection from %s: %d packets, dropped %s", peer, index,
                         dict(errors))

@@ -11,7 +11,7 @@ DEST=/opt/vigil
 
 "$SRC/scripts/install-system-deps.sh"
 mkdir -p "$DEST" /etc/vigil /var/lib/vigil /var/log/vigil
-rsync -a --delete --exclude .venv --exclude run --exclude .git "$SRC/" "$DEST/"
+tar -C "$SRC" --exclude=./.venv --exclude=./run --exclude=./.git -cf - . | tar -C "$DEST" -xf -
 cd "$DEST"
 make venv
 

@@ -24,7 +24,7 @@ mkdir -p "$RUN_DIR"/{state,log,run,mail/new,mail/cur,mail/tmp}
 
 # Derive the demo configuration. Relative paths in etc/vigil.conf are taken
 # from etc/ (templates, sites and checks files), so they are made absolute.
-"$PY" - "$ROOT/etc/vigil.conf" "$CONF" "$RUN_DIR" <<'EOF'
+PORTS="$("$PY" - "$ROOT/etc/vigil.conf" "$CONF" "$RUN_DIR" <<'EOF'
 import configparser, os, socket, sys
 from pathlib import Path
 
@@ -58,6 +58,7 @@ for section in cp.sections():
 
 auth, acct = free_pair()
 nsca = free(socket.SOCK_STREAM)
+central = free(socket.SOCK_STREAM)
 smtp = free(socket.SOCK_STREAM)
 root = os.geteuid() == 0
 st = run / "state"
@@ -72,6 +73,7 @@ want = {
                    "Socket_File": run / "run" / "supervisor.sock"},
     "NSCA": {"Listen_Address": "127.0.0.1", "Listen_Port": nsca,
              "Config_Server": f"127.0.0.1:{nsca}", "Spool_Dir": st / "nsca-spool",
+             "Central_Servers": f"127.0.0.1:{central}",
              "Command_File": st / "nagios" / "var" / "rw" / "nagios.cmd"},
     "Monitor": {"Nagios_User": "root" if root else "nagios",
                 "Nagios_Group": "root" if root else "nagios"},
@@ -86,7 +88,10 @@ with open(dst, "w", encoding="utf-8") as fh:
              "rewritten at every `make run`.\n")
     cp.write(fh)
 os.chmod(dst, 0o600)  # secrets inside
+print(f"CENTRAL_NSCA_PORT={central}")
 EOF
+)"
+eval "$PORTS"
 
 cfg() { "$PY" -c 'import sys; from vigil import config
 c = config.load(sys.argv[1]); v = c.get(sys.argv[2], sys.argv[3])
@@ -128,4 +133,6 @@ cat <<EOF
 EOF
 
 export VIGIL_MAIL_DIR="$RUN_DIR/mail"
+# the demo's central NSCA receiver (etc/supervisor/demo/nsca-central.conf)
+export VIGIL_CENTRAL_NSCA_PORT="$CENTRAL_NSCA_PORT"
 exec "$VIGIL" -c "$CONF" supervisord --include 'supervisor/demo/*.conf'

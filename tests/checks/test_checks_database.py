@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -171,3 +172,18 @@ def test_sqlite_embedded_database(tmp_path: Path, state_dir: Path) -> None:
     (state_dir / "billing.db").unlink()
     assert run_check("db_query", config=conf).rc == 2
 
+
+
+def test_url_parsing() -> None:
+    from checks.db import PluginError, parse_url
+
+    u = parse_url("mysql+pymysql://billing@10.0.0.5:3307/porta-billing")
+    assert (u.backend, u.host, u.port, u.user, u.database) == \
+        ("mysql", "10.0.0.5", 3307, "billing", "porta-billing")
+    assert parse_url("mysql://root@localhost/x").port == 3306
+    assert parse_url("sqlite:///billing.db").database == "billing.db"
+    assert parse_url("sqlite:////var/lib/vigil/billing.db").database == "/var/lib/vigil/billing.db"
+    for bad, why in (("postgresql://x/y", "not supported"), ("nonsense", "not a database URL"),
+                     ("mysql://u:pw@h/d", "[Master] Password"), ("mysql://h:port/d", "bad port")):
+        with pytest.raises(PluginError, match=re.escape(why)):
+            parse_url(bad)
