@@ -1,0 +1,131 @@
+"""`make run`'s appliance (scripts/run-appliance.sh): the checked scenario with the
+real billing engine (`vigil radiusd`) under supervisord, alerts caught by the
+demo's aiosmtpd sink as files.
+
+The self-test is sped up through environment overrides, which supervisord
+passes on to every program.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from radcheck_peers import REPO, VIGIL, radclient_auth, wait_for
+
+from billing.radcheck_lock import pid_alive
+
+pytestmark = pytest.mark.slow
+
+N, FREQ, TIMEOUT = 2, 1, 1
+SLACK_SEC = 15
+
+FAST = {"VIGIL__SELF_TEST__ERRORS_BEFORE_RESTART": str(N),
+        "VIGIL__SELF_TEST__TEST_FREQUENCY_SEC": str(FREQ),
+        "VIGIL__SELF_TEST__TIMEOUT_SEC": str(TIMEOUT)}
+
+
+class Demo:
+    def __init__(self, run: Path) -> None:
+        self.run = run
+        self.conf = run / "vigil.conf"
+        self.out = run.parent / "make-run.out"
+        self.env = {**os.environ, **FAST}
+        with open(self.out, "wb") as fh:
+            self.proc = subprocess.Popen([str(REPO / "scripts" / "run-appliance.sh"), str(run)],
+                                         stdout=fh, stderr=subprocess.STDOUT, env=self.env)
+
+    def vigil(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([VIGIL, "-c", str(self.conf), *args], capture_output=True,
+                              text=True, timeout=60, env=self.env)
+
+    def programs(self) -> dict[str, dict]:
+        if not self.conf.exists():
+            return {}
+        r = self.vigil("status", "--json")
+        if not r.stdout.strip():
+            return {}
+        return {p["name"]: p for p in json.loads(r.stdout)["programs"]}
+
+    def radcheck(self) -> dict:
+        try:
+            return json.loads((self.run / "state" / "radcheck.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def mails(self) -> list[str]:
+        return sorted(p.read_text(errors="replace") for p in (self.run / "mail" / "new").glob("*"))
+
+    def port(self) -> int:
+        for line in self.conf.read_text().splitlines():
+            if line.replace(" ", "").startswith("Auth_Port="):
+                return int(line.split("=", 1)[1])
+        raise AssertionError("no Auth_Port")
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[Demo]:
+    d = Demo(tmp_path / "run")
+    try:
+        ours = {"radiusd", "radcheck", "mail-sink"}
+        ok = wait_for(lambda: (p := d.programs()) and all(
+            p.get(n, {}).get("state") == "RUNNING" for n in ours), timeout=60, step=0.5)
+        assert ok, d.out.read_text()
+        yield d
+    finally:
+        if d.proc.poll() is None:
+            d.proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+            try:
+                d.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                d.proc.kill()
+                d.proc.wait()
+
+
+def test_make_run_appliance_restarts_a_stopped_engine(demo: Demo, tmp_path: Path) -> None:
+    out = demo.out.read_text()
+    assert "vigil db upgrade" in out and "radclient -S" in out and "call" in out
+    assert wait_for(lambda: demo.radcheck().get("ok"), 20)
+    secret = (demo.run / "run" / "selftest.secret").read_text().strip()
+    assert radclient_auth(demo.port(), secret, tmp_path)
+    call = demo.vigil("call")
+    assert call.returncode == 0, call.stdout + call.stderr
+
+    old = demo.programs()["radiusd"]["pid"]
+    t0 = time.monotonic()
+    os.kill(old, signal.SIGSTOP)
+    back = wait_for(lambda: (s := demo.radcheck()).get("restarts", 0) >= 1 and s.get("ok"),
+                    timeout=N * (FREQ + TIMEOUT) + 60, step=0.2)
+    elapsed = time.monotonic() - t0
+    assert back, demo.radcheck()
+    print(f"\nvigil radiusd stopped -> restarted and answering in {elapsed:.1f} s "
+          f"(bound {N * (FREQ + TIMEOUT)} s + a few)")
+    assert elapsed <= N * (FREQ + TIMEOUT) + SLACK_SEC
+    assert demo.programs()["radiusd"]["pid"] != old and not pid_alive(old)
+    call = demo.vigil("call")
+    assert call.returncode == 0, call.stdout + call.stderr
+
+    def radcheck_kinds() -> list[str]:
+        # Nagios's own notifications reach the same sink; count radcheck's only.
+        return sorted(k for m in demo.mails() for line in m.splitlines()
+                      if line.startswith("X-Vigil-Kind:")
+                      and (k := line.split(":", 1)[1].strip()).startswith("radcheck"))
+
+    assert wait_for(lambda: len(radcheck_kinds()) >= 2, 15)
+    time.sleep(2 * FREQ)
+    assert radcheck_kinds() == ["radcheck-outage", "radcheck-recovery"]
+
+    # Ctrl-C: supervisord stops every program, radiusd and radcheck cleanly.
+    pids = {n: p["pid"] for n, p in demo.programs().items() if p["pid"]}
+    demo.proc.send_signal(signal.SIGINT)
+    assert demo.proc.wait(60) == 0
+    assert not any(pid_alive(p) for p in pids.values())
+    sup = (demo.run / "log" / "supervisord.log").read_text()
+    assert "stopped: radiusd (exit status 0)" in sup
+    assert "stopped: radcheck (exit status 0)" in sup
