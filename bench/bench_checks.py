@@ -140,6 +140,7 @@ def setup(tmp: Path) -> tuple[dict[str, list[str]], dict[str, list[str]], list[o
         "NSCA": {"Central_Servers": "127.0.0.1:5667"},
         "Log": {"Log_Dest": str(log)},
         "Checks": {"NTP_Server": "127.0.0.1"},
+        "Replication": {"User": "root"},
     })
     for _ in range(100):
         if sock.exists():
@@ -147,7 +148,8 @@ def setup(tmp: Path) -> tuple[dict[str, list[str]], dict[str, list[str]], list[o
         time.sleep(0.1)
 
     extra = {
-        "replication": ["-U", replica.url("billing"), "--master-url", db.url("billing")],
+        "replication": ["--replica", f"127.0.0.1:{replica.port}", "--master",
+                        f"127.0.0.1:{db.port}"],
         "clock_offset": ["-p", str(ntp.port)],
         "pidfile": ["-f", "supervisord.pid"],
         "open_fds": ["--engine"],

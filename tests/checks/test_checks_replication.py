@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from conftest import run_check, write_config
 
-from checks.replication import gtid_lag
 from vigil.testing.mariadb import MariaDB
 
 pytestmark = pytest.mark.mariadb
@@ -39,28 +38,24 @@ def wait_caught_up(master: MariaDB, replica: MariaDB, timeout: float = 20) -> No
     assert got == 0, "replica did not catch up"
 
 
-def conf_for(tmp_path: Path, replica: MariaDB) -> Path:
+def conf_for(tmp_path: Path, replica: MariaDB, master: MariaDB) -> Path:
     state = tmp_path / "state"
     state.mkdir(exist_ok=True)
-    return write_config(tmp_path / "vigil.conf", state,
-                        {"Master": {"URL": replica.url("billing")}})
-
-
-def test_gtid_lag_arithmetic() -> None:
-    assert gtid_lag("0-1-100", "0-1-100") == 0
-    assert gtid_lag("0-1-100,1-2-7", "0-1-90") == 17
-    assert gtid_lag("0-2-100", "0-1-99") == 1
+    return write_config(tmp_path / "vigil.conf", state, {"Replication": {
+        "Master_Host": "127.0.0.1", "Master_Port": master.port,
+        "Replica_Host": "127.0.0.1", "Replica_Port": replica.port, "User": "root"}})
 
 
 def test_replica_running_is_ok(pair: tuple[MariaDB, MariaDB], tmp_path: Path) -> None:
     master, replica = pair
     master.execute("INSERT INTO billing.t VALUES (1)")
     wait_caught_up(master, replica)
-    r = run_check("replication", "--master-url", master.url("billing"),
-                  config=conf_for(tmp_path, replica))
+    r = run_check("replication", config=conf_for(tmp_path, replica, master))
     assert r.rc == 0, r
-    assert "IO and SQL threads running, 0s behind" in r.line
+    assert "IO and SQL threads running, 0s behind the master" in r.line
     assert "0 transactions behind by GTID" in r.line and "'gtid_lag'=0" in r.line
+    r = run_check("replication", "-w", "~:-1", config=conf_for(tmp_path, replica, master))
+    assert r.rc == 1, r
 
 
 def test_sql_thread_stopped_is_critical(pair: tuple[MariaDB, MariaDB], tmp_path: Path) -> None:
@@ -69,11 +64,10 @@ def test_sql_thread_stopped_is_critical(pair: tuple[MariaDB, MariaDB], tmp_path:
     try:
         master.execute("INSERT INTO billing.t VALUES (2), (3)")
         time.sleep(0.3)
-        r = run_check("replication", "--master-url", master.url("billing"),
-                      config=conf_for(tmp_path, replica))
+        r = run_check("replication", config=conf_for(tmp_path, replica, master))
         assert r.rc == 2, r
-        assert "replication broken: SQL thread No" in r.line
-        assert "transactions behind by GTID" in r.line
+        assert "replication broken: SQL thread stopped" in r.line
+        assert "1 transactions behind by GTID" in r.line  # one INSERT of two rows
     finally:
         replica.execute("START SLAVE SQL_THREAD")
         wait_caught_up(master, replica)
@@ -82,24 +76,35 @@ def test_sql_thread_stopped_is_critical(pair: tuple[MariaDB, MariaDB], tmp_path:
 def test_sql_error_is_critical_with_the_error(pair: tuple[MariaDB, MariaDB],
                                               tmp_path: Path) -> None:
     master, replica = pair
-    replica.execute("INSERT INTO billing.t VALUES (100)")  # an errant row on the replica
+    # a conflicting row on the replica, kept out of its binlog (no errant GTID)
+    _unlogged(replica, "INSERT INTO billing.t VALUES (100)")
     master.execute("INSERT INTO billing.t VALUES (100)")   # duplicate key when replicated
     deadline = time.monotonic() + 10
     while replica.execute("SHOW SLAVE STATUS")[0][11] == "Yes" and time.monotonic() < deadline:
         time.sleep(0.1)
-    r = run_check("replication", config=conf_for(tmp_path, replica))
+    r = run_check("replication", "--no-master", config=conf_for(tmp_path, replica, master))
     assert r.rc == 2, r
-    assert "SQL thread No" in r.line and "Duplicate entry" in r.line
-    replica.execute("DELETE FROM billing.t WHERE id = 100")
+    assert "SQL thread stopped (error 1062" in r.line and "Duplicate entry" in r.line
+    _unlogged(replica, "DELETE FROM billing.t WHERE id = 100")
     replica.execute("START SLAVE SQL_THREAD")
     wait_caught_up(master, replica)
-    assert run_check("replication", config=conf_for(tmp_path, replica)).rc == 0
+    assert run_check("replication", config=conf_for(tmp_path, replica, master)).rc == 0
 
 
 def test_not_a_replica_is_unknown(pair: tuple[MariaDB, MariaDB], tmp_path: Path) -> None:
-    master, _ = pair
-    r = run_check("replication", "-U", master.url("billing"), config=conf_for(tmp_path, master))
+    master, replica = pair
+    r = run_check("replication", "--replica", f"127.0.0.1:{master.port}",
+                  config=conf_for(tmp_path, replica, master))
     assert r.rc == 3 and "is not a replica" in r.line, r
+
+
+def test_replica_down_is_critical(pair: tuple[MariaDB, MariaDB], tmp_path: Path) -> None:
+    from conftest import free_port
+
+    master, replica = pair
+    r = run_check("replication", "--replica", f"127.0.0.1:{free_port()}",
+                  config=conf_for(tmp_path, replica, master))
+    assert r.rc == 2 and "REPLICATION CRITICAL: replica" in r.line, r
 
 
 def test_master_gone_is_critical(tmp_path: Path) -> None:
@@ -116,8 +121,34 @@ def test_master_gone_is_critical(tmp_path: Path) -> None:
         while replica.execute("SHOW SLAVE STATUS")[0][10] == "Yes" and \
                 time.monotonic() < deadline:
             time.sleep(0.1)
-        r = run_check("replication", config=conf_for(tmp_path, replica))
+        r = run_check("replication", config=conf_for(tmp_path, replica, master))
         assert r.rc == 2 and "IO thread Connecting" in r.line, r
+    finally:
+        replica.destroy()
+        master.destroy()
+
+
+def _unlogged(db: MariaDB, sql: str) -> None:
+    conn = db.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION sql_log_bin = 0")
+            cur.execute(sql)
+    finally:
+        conn.close()
+
+
+def test_errant_transaction_is_critical(tmp_path: Path) -> None:
+    master = MariaDB("chk-master3", server_id=41).start()
+    replica = MariaDB("chk-replica3", server_id=42).start()
+    try:
+        replica.execute(f"CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={master.port}, "
+                        "MASTER_USER='root', MASTER_USE_GTID=slave_pos")
+        replica.execute("START SLAVE")
+        wait_caught_up(master, replica)
+        replica.execute("CREATE DATABASE oops")  # written on the replica: errant
+        r = run_check("replication", config=conf_for(tmp_path, replica, master))
+        assert r.rc == 2 and "errant transactions on the replica: 0-42-" in r.line, r
     finally:
         replica.destroy()
         master.destroy()
