@@ -57,7 +57,8 @@ class ReplicaStatus:
     @property
     def healthy(self) -> bool:
         return (self.configured and self.io_running and self.sql_running
-                and not self.last_errno and not self.errant_gtids)
+                and not self.last_errno and not self.errant_gtids
+                and self.master_reachable is not False)
 
     def problems(self) -> list[str]:
         out = []
