@@ -95,3 +95,39 @@ def _radius_section(conf: Path) -> dict[str, dict[str, object]]:
     p.optionxform = str  # type: ignore[assignment,method-assign]
     p.read(conf)
     return {"Radius": dict(p["Radius"]), "Log": dict(p["Log"])}
+
+
+def test_radcheck_plugin_follows_the_real_radcheck(engine: Engine, tmp_path: Path) -> None:
+    conf = write_config(tmp_path / "rc.conf", engine.state, {
+        **_radius_section(engine.conf),
+        "Self Test": {"Test_Frequency_sec": 1, "Timeout_sec": 1, "Errors_Before_Restart": 100,
+                      "Path_To_Lock_File": str(tmp_path / "radcheck.pid")},
+        "Email": {"SMTP_Port": free_port()},
+    })
+    env = {**os.environ, "VIGIL_CONF": str(conf)}
+    radcheck = subprocess.Popen([VIGIL, "radcheck"], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while not (engine.state / "radcheck.json").exists():
+            assert radcheck.poll() is None, "vigil radcheck exited"
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        r = run_check("radcheck", config=conf)
+        assert r.rc == 0 and "last self-test passed" in r.line, r
+        engine.proc.send_signal(signal.SIGTERM)
+        engine.proc.wait(15)
+        deadline = time.monotonic() + 20
+        while True:
+            r = run_check("radcheck", config=conf)
+            if r.rc == 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert r.rc == 2 and "last self-test failed" in r.line, r
+    finally:
+        radcheck.send_signal(signal.SIGTERM)
+        try:
+            radcheck.wait(15)
+        except subprocess.TimeoutExpired:
+            radcheck.kill()
+            radcheck.wait()
