@@ -9,7 +9,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from conftest import Pair, Writer, wipe_datadir
+from replication_pair import Pair, Writer, wipe_datadir
 
 from vigil.cli import main
 

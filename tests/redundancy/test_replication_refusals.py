@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import REPL_PASSWORD, Pair, wipe_datadir
+from replication_pair import REPL_PASSWORD, Pair, wipe_datadir
 
 from redundancy.replication.lock import SERVER_LOCK_NAME, file_lock
 from vigil.cli import main
