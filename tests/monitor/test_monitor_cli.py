@@ -1,0 +1,211 @@
+"""`vigil monitor ...` as an admin types it, on the shipped files and on broken ones."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from monitor import catalog
+from monitor.catalog import BrokenCheck
+from monitor.testing import write_conf
+
+ROOT = Path(__file__).resolve().parents[2]
+VIGIL = str(Path(sys.executable).parent / "vigil")
+
+CHECKS = """
+[DEFAULT]
+interval = 60
+timeout = 10
+roles = all
+
+[disk]
+service = Disk /
+subsystem = system
+args = -p / -w 99 -c 100
+
+[dsik]
+plugin = dsik
+service = Disk typo
+subsystem = system
+
+[load]
+service = Load
+subsystem = system
+args = -w 10:5 -c 20
+
+[memory]
+service = Memory
+subsystem = system
+roles = secondary
+"""
+
+
+def vigil(*args: str, conf: Path | None = None, timeout: float = 60,
+          env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    argv = [VIGIL] + (["-c", str(conf)] if conf else []) + list(args)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.fixture
+def conf(tmp_path: Path) -> Path:
+    (tmp_path / "checks.conf").write_text(CHECKS)
+    (tmp_path / "sites.conf").write_text("[site site-a]\nvigil-a1 = primary\n"
+                                         "[site site-b]\nvigil-b1 = secondary\n")
+    return write_conf(tmp_path / "vigil.conf", {
+        "Site": {"Role": "primary", "Name": "site-a", "Host_Name": "vigil-a1",
+                 "State_Dir": tmp_path / "state"},
+        "Log": {"Level": "INFO"},
+        "NSCA": {"Config_Server": "127.0.0.1:9", "Password": "x", "Timeout_sec": 1},
+        "Monitor": {"Checks_File": "checks.conf", "Sites_File": "sites.conf",
+                    "Nagios_User": "root", "Nagios_Group": "root",
+                    "On_Call_Email": "oncall@example.com"},
+    })
+
+
+def test_bad_checks_become_unknown_results_not_a_refused_file(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "checks.conf"
+    path.write_text(CHECKS)
+    specs = catalog.load(path, "primary")
+    assert [s.name for s in specs] == ["disk", "dsik", "load"]  # memory is secondary-only
+    dsik, load = specs[1], specs[2]
+    assert isinstance(dsik, BrokenCheck) and isinstance(load, BrokenCheck)
+    assert dsik.service_description == "Disk typo"
+    assert dsik.problem.startswith(f"{path}:13: [dsik] plugin: plugin 'dsik' does not exist")
+    assert f"{path}:20: [load] args" in load.problem and "10:5" in load.problem
+    assert caplog.text.count("will report UNKNOWN") == 2
+    assert [s.name for s in catalog.load(path, None)] == ["disk", "dsik", "load", "memory"]
+
+
+def test_unreadable_checks_file_is_refused_whole(tmp_path: Path) -> None:
+    path = tmp_path / "checks.conf"
+    path.write_text("[disk\nservice = x\n")
+    with pytest.raises(catalog.CatalogError):
+        catalog.load(path)
+    with pytest.raises(catalog.CatalogError, match="checks file not found"):
+        catalog.load(tmp_path / "none.conf")
+
+
+def test_shipped_checks_file_loads_clean() -> None:
+    specs = catalog.load(ROOT / "etc" / "checks.conf")
+    assert specs and not [s for s in specs if isinstance(s, BrokenCheck)]
+
+
+def test_run_once_table_and_json(conf: Path) -> None:
+    proc = vigil("monitor", "run-once", conf=conf)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].split() == ["CHECK", "STATE", "TIME", "OUTPUT"]
+    rows = {ln.split()[0]: ln.split()[1] for ln in lines[1:4]}
+    assert rows == {"disk": "OK", "dsik": "UNKNOWN", "load": "UNKNOWN"}
+    assert "3 checks in" in proc.stdout and "1 OK, 0 WARNING, 0 CRITICAL, 2 UNKNOWN" in proc.stdout
+    assert "check dsik will report UNKNOWN" in proc.stderr
+
+    doc = json.loads(vigil("monitor", "run-once", "--json", conf=conf).stdout)
+    assert doc["host"] == "vigil-a1"
+    by = {c["check"]: c for c in doc["checks"]}
+    assert by["disk"]["status"] == 0 and by["disk"]["service"] == "Disk /"
+    assert by["dsik"]["output"].startswith("UNKNOWN - check dsik not run: ")
+
+
+def test_run_once_send_spools_when_the_server_is_down(conf: Path, tmp_path: Path) -> None:
+    doc = json.loads(vigil("monitor", "run-once", "--json", "--send", conf=conf).stdout)
+    assert doc["sent"] == 0 and doc["waiting_passes"] == 1 and doc["send_error"]
+    spool = tmp_path / "state" / "monitor-spool"
+    assert len(list(spool.glob("*.json"))) == 1
+    assert (spool.stat().st_mode & 0o777) == 0o700
+
+
+def test_nagios_config_generates_and_verifies(conf: Path, tmp_path: Path) -> None:
+    proc = vigil("monitor", "nagios-config", "--out", str(tmp_path / "out"), "--verify",
+                 conf=conf)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2 sites, 4 hosts, 9 services" in proc.stdout  # 3 + 4 checks, 2 heartbeats
+    assert "configuration OK" in proc.stdout
+    site_a = (tmp_path / "out" / "objects" / "site-site-a.cfg").read_text()
+    assert "Disk typo" in site_a and "Memory" not in site_a  # roles respected
+    assert "Memory" in (tmp_path / "out" / "objects" / "site-site-b.cfg").read_text()
+    cmds = (tmp_path / "out" / "objects" / "commands.cfg").read_text()
+    assert f"{VIGIL} -c {conf} alert send --no-rate-limit" in cmds
+    assert f"file://{ROOT}/docs/checks.md#check-disk" not in site_a  # relative to the conf
+    assert f"file://{tmp_path.parent}/docs/checks.md#check-disk" in site_a
+
+
+def test_shipped_files_generate_a_valid_central_config(tmp_path: Path) -> None:
+    proc = vigil("monitor", "nagios-config", "--out", str(tmp_path / "out"), "--verify",
+                 conf=ROOT / "etc" / "vigil.conf",
+                 env={"VIGIL__MONITOR__NAGIOS_USER": "root"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"file://{ROOT}/docs/checks.md#check-disk" in (
+        tmp_path / "out" / "objects" / "site-site-a.cfg").read_text()
+
+
+@pytest.mark.parametrize("sites,message", [
+    (None, "cannot read the sites file"),
+    ("[site a]\nh = boss\n", "'boss' is not '<role> [address]'"),
+])
+def test_nagios_config_bad_sites_exit_2(conf: Path, tmp_path: Path, sites: str | None,
+                                        message: str) -> None:
+    path = tmp_path / "sites.conf"
+    if sites is None:
+        path.unlink()
+    else:
+        path.write_text(sites)
+    proc = vigil("monitor", "nagios-config", "--out", str(tmp_path / "out"), conf=conf)
+    assert proc.returncode == 2 and message in proc.stderr
+
+
+def test_inconsistent_thresholds_exit_2(conf: Path, tmp_path: Path) -> None:
+    proc = vigil("monitor", "nagios-config", "--out", str(tmp_path / "out"), conf=conf,
+                 env={"VIGIL__MONITOR__SITE_FRESHNESS_THRESHOLD_SEC": "150"})
+    assert proc.returncode == 2
+    assert "[Monitor] Site_Freshness_Threshold_sec: 150 must be at most" in proc.stderr
+
+
+def test_missing_checks_file_exit_2(conf: Path, tmp_path: Path) -> None:
+    (tmp_path / "checks.conf").unlink()
+    for action in (["run-once"], ["scheduler"]):
+        proc = vigil("monitor", *action, conf=conf)
+        assert proc.returncode == 2 and "checks file not found" in proc.stderr
+
+
+def test_nagios_refuses_to_run_a_config_nagios_rejects(conf: Path, tmp_path: Path) -> None:
+    proc = vigil("monitor", "nagios", conf=conf,
+                 env={"VIGIL__MONITOR__NAGIOS_BINARY": "/bin/false"})
+    assert proc.returncode == 1 and "found problems" in proc.stderr
+
+
+def test_scheduler_sigterm_is_clean_and_sighup_reloads(conf: Path, tmp_path: Path) -> None:
+    env = {"VIGIL__MONITOR__PASS_PERIOD_SEC": "1"}
+    log = tmp_path / "scheduler.log"
+    with open(log, "wb") as fh:
+        p = subprocess.Popen([VIGIL, "-c", str(conf), "monitor", "scheduler"], stdout=fh,
+                             stderr=subprocess.STDOUT, env={**os.environ, **env})
+        try:
+            deadline = time.monotonic() + 20
+            while "pass of 3 checks" not in log.read_text() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            (tmp_path / "checks.conf").write_text(CHECKS.replace("[dsik]", "[swap]")
+                                                  .replace("plugin = dsik\n", ""))
+            p.send_signal(signal.SIGHUP)
+            while "checks reloaded" not in log.read_text() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            p.send_signal(signal.SIGTERM)
+            assert p.wait(10) == 0
+        finally:
+            if p.poll() is None:
+                p.kill()
+    text = log.read_text()
+    assert "checks reloaded: 3 (were 3)" in text
+    assert "cannot send to nsca://127.0.0.1:9" in text
+    assert "SIGTERM received, stopping" in text and "scheduler for vigil-a1 stopped" in text
+    # What could not be sent waits on disk for the next start.
+    assert list((tmp_path / "state" / "monitor-spool").glob("*.json"))
