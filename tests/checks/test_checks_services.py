@@ -4,6 +4,7 @@ NSCA relay delivering to the Debian nsca daemon, the alert flood limiter."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -62,6 +63,7 @@ autostart=false
                 break
             time.sleep(0.2)
         yield sock
+        assert proc.poll() is None
     finally:
         proc.terminate()
         proc.wait(20)
@@ -87,6 +89,19 @@ def test_supervisor_socket_from_config(supervisord: Path, tmp_path: Path,
     cfg = write_config(tmp_path / "s.conf", state_dir,
                        {"Supervisor": {"Socket_File": str(supervisord)}})
     assert run_check("supervisor", "-P", "sleeper", config=cfg).rc == 0
+
+
+def test_supervisor_hung_is_critical_within_t(supervisord: Path, conf: Path) -> None:
+    pid = int((supervisord.parent / "supervisord.pid").read_text())
+    os.kill(pid, signal.SIGSTOP)  # the socket still accepts; nothing answers
+    try:
+        start = time.monotonic()
+        r = run_check("supervisor", "-S", str(supervisord), "-t", "2", config=conf)
+        took = time.monotonic() - start
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert r.rc == 2 and "SUPERVISOR CRITICAL" in r.line, r
+    assert took < 10
 
 
 def test_supervisor_not_running_is_critical(tmp_path: Path, conf: Path) -> None:
