@@ -384,6 +384,10 @@ class HardAlarm:
             os._exit(self.code)
 
     def __enter__(self) -> HardAlarm:
+        if threading.current_thread() is not threading.main_thread():
+            # run() called in-process from a worker thread: signals cannot be
+            # used there, and ending the process would end the caller too
+            return self
         self._old = signal.signal(signal.SIGALRM, self._raise)
         signal.setitimer(signal.ITIMER_REAL, self.seconds)
         self._timer = threading.Timer(self.seconds + self.GRACE, self._backstop)
@@ -392,6 +396,8 @@ class HardAlarm:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._old is None and self._timer is None:
+            return
         signal.setitimer(signal.ITIMER_REAL, 0)
         if self._timer is not None:
             self._timer.cancel()

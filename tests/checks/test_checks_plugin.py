@@ -199,3 +199,15 @@ def test_multiline_text_stays_one_line(tmp_path: Path) -> None:
     assert p.returncode == 1
     assert p.stdout == ("TEST_PLUGIN WARNING: first second / third (warning above 4) | "
                         "'v'=5;4\n")
+
+
+def test_run_in_a_worker_thread_works_without_signals() -> None:
+    import threading
+
+    out = io.StringIO()
+    codes: list[int] = []
+    t = threading.Thread(target=lambda: codes.append(
+        run(plugin_class("load")(), ["-w", "@0:1000000"], out=out)))
+    t.start()
+    t.join(30)
+    assert codes == [1] and out.getvalue().startswith("LOAD WARNING")
