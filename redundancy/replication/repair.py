@@ -320,6 +320,9 @@ class Repair:
         result = reseed.pipe_dump(self.master, self.replica, dbs, self.report)
         self.replica.close()
         self.replica.connect()
+        disabled = reseed.disable_events(self.replica, dbs)
+        if disabled:
+            self.report(f"  events {', '.join(disabled)} set DISABLE ON SLAVE on the replica")
         pos = self.replica.scalar("SELECT @@GLOBAL.gtid_slave_pos")
         if pos != result.gtid_pos:
             self.replica.execute(self.replica.sql("set_gtid_slave_pos"), (result.gtid_pos,))

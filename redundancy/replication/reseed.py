@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from redundancy.replication.errors import NotEnoughDisk, SnapshotFailed
 from redundancy.replication.server import Server, option_file
+from redundancy.replication.sql import quote_ident
 
 log = logging.getLogger(__name__)
 Report = Callable[[str], None]
@@ -162,6 +163,28 @@ def pipe_dump(master: Server, replica: Server, dbs: Sequence[str], report: Repor
         raise SnapshotFailed("the dump ended without its GTID position (cut short?)")
     report(f"  re-seed: {copied / 2**20:.1f} MB copied in {seconds:.1f} s")
     return DumpResult(found[-1].decode(), copied, seconds)
+
+
+def disable_events(replica: Server, dbs: Sequence[str]) -> list[str]:
+    """Events copied by the dump would run on the replica too: mark them master-only.
+
+    Replication itself creates them ``SLAVESIDE_DISABLED``; a dump loads them
+    ``ENABLED``, and an event firing on the replica is an errant write.
+    """
+    if not dbs:
+        return []
+    marks = ", ".join(["%s"] * len(dbs))
+    rows = replica.query("SELECT EVENT_SCHEMA AS db, EVENT_NAME AS name "
+                         "FROM information_schema.EVENTS WHERE STATUS = 'ENABLED' "
+                         f"AND EVENT_SCHEMA IN ({marks})", tuple(dbs))
+    if rows:
+        replica.execute_always(replica.sql("no_binlog_session"))
+    names = []
+    for r in rows:
+        name = f"{r['db']}.{r['name']}"
+        replica.execute(f"ALTER EVENT {quote_ident(name)} DISABLE ON SLAVE")
+        names.append(name)
+    return names
 
 
 def _last_line(text: str) -> str:

@@ -142,6 +142,8 @@ def test_purged_binlogs_reseeded_with_dump(pair: Pair, capsys: pytest.CaptureFix
 
 
 def test_wiped_replica_reseeded(pair: Pair, capsys: pytest.CaptureFixture[str]) -> None:
+    pair.master.execute("CREATE EVENT app.purge_old ON SCHEDULE EVERY 1 HOUR "
+                        "DO DELETE FROM app.t WHERE n < 0")
     wipe_datadir(pair.replica)
     conf = pair.conf()
     rc, out, _ = vigil(capsys, conf, "status")
@@ -158,6 +160,9 @@ def test_wiped_replica_reseeded(pair: Pair, capsys: pytest.CaptureFixture[str]) 
     assert "re-seeded app" in out
     assert writer.rows > 0
     pair.assert_equal()
+    # an event loaded from the dump must not fire on the replica
+    assert pair.replica.execute("SELECT STATUS FROM information_schema.EVENTS "
+                                "WHERE EVENT_NAME = 'purge_old'") == [("SLAVESIDE_DISABLED",)]
 
 
 def test_master_gone_mid_reseed_then_rerun(pair: Pair, capsys: pytest.CaptureFixture[str]
