@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -209,3 +210,33 @@ def test_scheduler_sigterm_is_clean_and_sighup_reloads(conf: Path, tmp_path: Pat
     assert "SIGTERM received, stopping" in text and "scheduler for vigil-a1 stopped" in text
     # What could not be sent waits on disk for the next start.
     assert list((tmp_path / "state" / "monitor-spool").glob("*.json"))
+
+
+def test_nagios_runs_in_the_foreground_and_stops_on_sigterm(conf: Path, tmp_path: Path) -> None:
+    nagios_dir = tmp_path / "nagios"
+    env = {"VIGIL__MONITOR__NAGIOS_DIR": str(nagios_dir),
+           "VIGIL__NSCA__COMMAND_FILE": str(nagios_dir / "var" / "rw" / "nagios.cmd")}
+    with open(tmp_path / "nagios.out", "wb") as fh:
+        p = subprocess.Popen([VIGIL, "-c", str(conf), "monitor", "nagios"], stdout=fh,
+                             stderr=subprocess.STDOUT, env={**os.environ, **env},
+                             start_new_session=True)
+        try:
+            status = nagios_dir / "var" / "status.dat"
+            deadline = time.monotonic() + 30
+            while not status.exists() and time.monotonic() < deadline:
+                assert p.poll() is None, (tmp_path / "nagios.out").read_text()
+                time.sleep(0.1)
+            assert status.exists()
+            # Nagios took the process's place: supervisor's signal reaches it directly.
+            assert os.readlink(f"/proc/{p.pid}/exe") == "/usr/sbin/nagios4"
+            assert (nagios_dir / "var" / "rw" / "nagios.cmd").is_fifo()
+            p.send_signal(signal.SIGTERM)
+            assert p.wait(20) == 0
+        finally:
+            if p.poll() is None:
+                p.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+    out = (tmp_path / "nagios.out").read_text()
+    assert "configuration OK" in out
+    assert "Caught SIGTERM, shutting down" in (nagios_dir / "var" / "nagios.log").read_text()
