@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -73,7 +74,12 @@ def test_engine_counters_and_rejects(engine: Engine, tmp_path: Path) -> None:
     for _ in range(3):
         assert run_check("radius_auth", config=bad).rc == 2
     assert run_check("radius_auth", config=engine.conf).rc == 0
-    time.sleep(1.5)  # the engine writes its counters every second here
+    deadline = time.monotonic() + 15  # the engine writes its counters every second here
+    while time.monotonic() < deadline:
+        stats = json.loads((engine.state / "radiusd-stats.json").read_text())
+        if stats["access_accepts"] + stats["access_rejects"] >= 4:
+            break
+        time.sleep(0.2)
     r = run_check("auth_failures", "--min-requests", "1", config=engine.conf)
     assert r.rc == 2 and "75.0% rejected (3 of 4" in r.line, r
 
