@@ -41,7 +41,7 @@ from vigil.supervisor_settings import state_file, supervisor_socket
 
 log = logging.getLogger(__name__)
 
-STARTUP_GRACE_SEC = 5.0
+FIRST_TEST_DELAY_SEC = 5.0
 
 
 class Notifier(Protocol):
@@ -83,7 +83,8 @@ class RadCheck:
                  probe: Callable[[SelfTest], ProbeResult] = probe,
                  restarter: Callable[[str], str],
                  notifier: Notifier,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 startup_grace: float = 0.0) -> None:
         if settings.errors_before_restart < 1:
             # The option's converter already refuses it; a direct caller must too.
             raise ValueError("errors_before_restart must be at least 1")
@@ -101,6 +102,11 @@ class RadCheck:
         self.outage_alerted = False
         self.outage_restarts = 0
         self.last: ProbeResult | None = None
+        # Until the engine has answered once, or this grace is over, failures are
+        # reported but do not lead to a restart: at boot supervisord starts the
+        # engine and radcheck together, and the engine may need a while to listen.
+        self.grace_until = clock() + startup_grace
+        self.seen_ok = False
         self._resume()
 
     def _resume(self) -> None:
@@ -143,6 +149,7 @@ class RadCheck:
         return result
 
     def _passed(self, result: ProbeResult, now: float) -> None:
+        self.seen_ok = True
         if self.consecutive_failures:
             log.warning("self-test OK again after %d failure(s) (%.1f ms)",
                         self.consecutive_failures, result.rtt_ms or 0.0)
@@ -161,9 +168,14 @@ class RadCheck:
 
     def _failed(self, result: ProbeResult, now: float) -> None:
         self.consecutive_failures += 1
-        self.failures_since_restart += 1
         if self.outage_since is None:
             self.outage_since = now
+        if not self.seen_ok and now < self.grace_until:
+            log.warning("self-test failed (%s) during the start-up grace (%.0f s left; no "
+                        "restart before the engine has answered once): %s", result.kind,
+                        self.grace_until - now, result.error)
+            return
+        self.failures_since_restart += 1
         n = self.settings.errors_before_restart
         log.warning("self-test failed (%d/%d, %s): %s", self.failures_since_restart, n,
                     result.kind, result.error)
@@ -206,7 +218,7 @@ class RadCheck:
         except OSError as exc:
             log.error("cannot write radcheck state %s: %s", self.settings.state_path, exc)
 
-    def run(self, stop: threading.Event, first_delay: float = STARTUP_GRACE_SEC) -> None:
+    def run(self, stop: threading.Event, first_delay: float = FIRST_TEST_DELAY_SEC) -> None:
         """Test every ``frequency`` s (start to start) until ``stop`` is set."""
         next_at = time.monotonic() + first_delay
         while not stop.wait(max(0.0, next_at - time.monotonic())):
@@ -239,15 +251,17 @@ def serve(cfg: Config, *, first_delay: float | None = None) -> int:
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     worker = alerts.AlertWorker(cfg).start()
     try:
-        check = RadCheck(cfg, settings, restarter=supervisor_restarter(cfg), notifier=worker)
+        grace = settings.errors_before_restart * (settings.frequency + settings.test.timeout)
+        check = RadCheck(cfg, settings, restarter=supervisor_restarter(cfg), notifier=worker,
+                         startup_grace=grace)
         t = settings.test
         log.info("radcheck started (pid %d): Access-Request for %s to %s every %g s, "
                  "timeout %g s, restart %s after %d failures", os.getpid(), t.user, t.target,
                  settings.frequency, t.timeout, settings.program,
                  settings.errors_before_restart)
-        grace = min(settings.frequency, STARTUP_GRACE_SEC) if first_delay is None \
+        delay = min(settings.frequency, FIRST_TEST_DELAY_SEC) if first_delay is None \
             else first_delay
-        check.run(stop, grace)
+        check.run(stop, delay)
     finally:
         left = worker.close(timeout=float(cfg.get("Email", "SMTP_Timeout_sec")) + 1.0)
         if left:

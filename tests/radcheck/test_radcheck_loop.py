@@ -164,3 +164,21 @@ def test_corrupt_state_file_is_reported_not_trusted(cfg, worker, caplog) -> None
     assert "ignoring radcheck state" in caplog.text
     run(check, script, OK)
     assert state(cfg)["ok"] is True
+
+
+def test_no_restart_during_start_up_grace_until_the_engine_answered(cfg, worker) -> None:
+    clock = [1000.0]
+    script, restarts = Script(), Restarts()
+    check = RadCheck(cfg, Settings.from_config(cfg), probe=script, restarter=restarts,
+                     notifier=worker, clock=lambda: clock[0], startup_grace=30)
+    run(check, script, TIMEOUT, TIMEOUT, TIMEOUT, TIMEOUT)  # engine still starting
+    assert restarts.calls == [] and state(cfg)["consecutive_failures"] == 4
+    clock[0] += 31  # grace over: the engine had its chance
+    run(check, script, TIMEOUT, TIMEOUT, TIMEOUT)
+    assert restarts.calls == ["radiusd"]
+    # once it has answered, the grace no longer applies
+    clock[0] = 1000.0
+    check2 = RadCheck(cfg, Settings.from_config(cfg), probe=script, restarter=restarts,
+                      notifier=worker, clock=lambda: clock[0], startup_grace=30)
+    run(check2, script, OK, TIMEOUT, TIMEOUT, TIMEOUT)
+    assert restarts.calls == ["radiusd", "radiusd"]
