@@ -137,3 +137,26 @@ def test_radcheck_plugin_follows_the_real_radcheck(engine: Engine, tmp_path: Pat
         except subprocess.TimeoutExpired:
             radcheck.kill()
             radcheck.wait()
+
+
+def test_billing_plugins_on_calls_the_engine_rated(engine: Engine) -> None:
+    """xDRs written by the real engine (demo data, `vigil call`): rate, ASR, ACD, DB."""
+    env = {**os.environ, "VIGIL_CONF": str(engine.conf)}
+    demo = Path(__file__).parents[2] / "etc" / "demo" / "provision.yaml"
+    subprocess.run([VIGIL, "provision", str(demo)], env=env, check=True, capture_output=True,
+                   timeout=60)
+    os.kill(engine.proc.pid, signal.SIGHUP)  # reload nodes
+    time.sleep(0.5)
+    for duration in (120, 60, 0):
+        p = subprocess.run([VIGIL, "call", "--duration", str(duration)], env=env,
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stdout + p.stderr
+    r = run_check("xdr_rate", "--window", "5", config=engine.conf)
+    assert r.rc == 0 and "(3 in the last 5 min)" in r.line, r
+    r = run_check("asr", "--window", "5", "--min-calls", "1", config=engine.conf)
+    assert r.rc == 0 and "ASR 66.7% (2 of 3 calls connected" in r.line, r
+    r = run_check("acd", "--window", "5", "--min-calls", "1", config=engine.conf)
+    assert r.rc == 0 and "ACD 90s over 2 connected" in r.line, r
+    assert run_check("db_query", config=engine.conf).rc == 0
+    assert run_check("active_calls", config=engine.conf).line.startswith(
+        "ACTIVE_CALLS OK: 0 calls in progress")
