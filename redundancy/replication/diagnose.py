@@ -31,6 +31,7 @@ class Fault(enum.Enum):
     INCOMPLETE = "incomplete-reseed"     # a previous re-seed did not finish
     SQL_ERROR = "sql-error"              # any other applier error
     IO_ERROR = "io-error"                # the replica cannot read the master's binlog
+    REPLICA_DOWN = "replica-down"        # its server does not answer (backup method only)
 
 
 # fault -> the method ``auto`` uses first
@@ -44,6 +45,7 @@ AUTO_METHOD = {
     Fault.INCOMPLETE: "dump",
     Fault.SQL_ERROR: "dump",
     Fault.IO_ERROR: None,
+    Fault.REPLICA_DOWN: "backup",
 }
 
 

@@ -20,9 +20,11 @@ from redundancy.replication import backup as backup_mod
 from redundancy.replication import reseed, rowfix
 from redundancy.replication.diagnose import Diagnosis, Fault, check_safe_target, diagnose
 from redundancy.replication.errors import (
+    AccessDenied,
     ReplicationError,
     ServerUnavailable,
     SnapshotFailed,
+    UnsafeTarget,
     VerifyFailed,
 )
 from redundancy.replication.lock import file_lock, server_lock
@@ -140,8 +142,18 @@ class Repair:
                 raise ServerUnavailable(f"cannot reach the master: {exc}") from exc
             try:
                 self.replica.connect()
+            except AccessDenied as exc:
+                raise AccessDenied(f"cannot log into the replica: {exc}") from exc
             except ServerUnavailable as exc:
-                raise ServerUnavailable(f"cannot reach the replica: {exc}") from exc
+                if self.opts.method in ("auto", "backup") and self.opts.backup_configured:
+                    try:
+                        return self._run_replica_down(exc)
+                    finally:
+                        self.master.close()
+                hint = ("" if self.opts.backup_configured else
+                        "; a replica whose server cannot start can be rebuilt with the backup "
+                        "method (set Replica_Datadir and Replica_Start_Command)")
+                raise ServerUnavailable(f"cannot reach the replica: {exc}{hint}") from exc
             locker = Server(self.pair.replica.with_(label="replica-lock"), SqlLog())
             try:
                 with locker, server_lock(locker):
@@ -190,6 +202,43 @@ class Repair:
             self._set_state("failed", method, str(exc))
             raise
         self._set_state("done", method)
+        return outcome
+
+    def _run_replica_down(self, why: ServerUnavailable) -> RepairOutcome:
+        """The replica's server does not answer: rebuild its datadir with mariabackup."""
+        self.report(f"the replica does not answer ({why})")
+        m_ident = self.master.query(self.master.sql("identity"))[0]
+        m_datadir = Path(str(m_ident["@@datadir"])).resolve()
+        r_datadir = Path(self.opts.replica_datadir).resolve()
+        if m_datadir == r_datadir or r_datadir in m_datadir.parents:
+            raise UnsafeTarget(f"[Replication] Replica_Datadir {r_datadir} is the master's "
+                               "datadir: refusing")
+        if (self.pair.master.port == self.pair.replica.port
+                and self.pair.master.host == self.pair.replica.host):
+            raise UnsafeTarget("[Replication] Replica_Host/Port is the master's address")
+        summary = "the replica's server is down; its datadir is rebuilt from the master"
+        self.report(f"diagnosis: {Fault.REPLICA_DOWN.value}: {summary}")
+        self.report("method: backup" + (" (dry run: nothing will be changed)"
+                                        if self.opts.dry_run else ""))
+        outcome = RepairOutcome(Fault.REPLICA_DOWN, summary, "backup", self.actions,
+                                dry_run=self.opts.dry_run)
+        try:
+            self._reseed_backup(None)
+            if self.opts.dry_run:
+                return outcome
+            dbs = reseed.databases(self.master, self.opts.databases)
+            outcome.verified = verify(self.master, self.replica, dbs,
+                                      self.opts.catch_up_timeout, self.report,
+                                      self.opts.checksums)
+            self.actions.append(f"verified: caught up to {outcome.verified.gtid_pos}, "
+                                f"{outcome.verified.tables} table checksum(s) equal")
+            self.cleanup_after_verify()
+        except BaseException as exc:
+            self._set_state("failed", "backup", str(exc))
+            raise
+        finally:
+            self.replica.close()
+        self._set_state("done", "backup")
         return outcome
 
     def _reseed_method(self) -> str:
@@ -332,7 +381,8 @@ class Repair:
                             f"({result.bytes_copied / 2**20:.1f} MB in {result.seconds:.1f} s) "
                             f"at GTID {result.gtid_pos}")
 
-    def _reseed_backup(self, st: ReplicaStatus) -> None:
+    def _reseed_backup(self, st: ReplicaStatus | None) -> None:
+        """``st`` None: the replica's server is down (nothing to ask it)."""
         from redundancy.replication.backup import ReplicaServerControl
 
         o = self.opts
@@ -341,7 +391,7 @@ class Repair:
         if not Path(m_datadir).is_dir():
             raise ReplicationError(f"the master's datadir {m_datadir} is not on this machine: "
                                    "the backup method runs mariabackup next to the master")
-        r_datadir = self.replica.scalar("SELECT @@datadir")
+        r_datadir = self.replica.scalar("SELECT @@datadir") if st is not None else None
         if r_datadir and Path(r_datadir).resolve() != datadir.resolve():
             raise ReplicationError(f"[Replication] Replica_Datadir is {datadir} but the "
                                    f"replica runs on {r_datadir}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import shutil
 import signal
 from pathlib import Path
 
@@ -48,5 +49,51 @@ def test_wiped_replica_reseeded_with_backup(pair: Pair, capsys: pytest.CaptureFi
         assert not old_marker.exists()                     # the old datadir was replaced
         assert not list(pair.replica.base.glob("data.old-*"))  # removed after verification
         pair.assert_equal()
+    finally:
+        kill_by_pidfile(pair.replica.base / "mysqld.pid")
+
+
+def test_replica_server_down_rebuilt_with_backup(pair: Pair,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """The replica's server is down and its datadir gone: auto rebuilds it with mariabackup."""
+    pair.replica.stop()
+    shutil.rmtree(pair.replica.datadir)
+    conf = pair.conf(Replica_Datadir=str(pair.replica.datadir),
+                     Replica_Start_Command=control_commands(pair), Connect_Timeout_sec="1")
+    try:
+        with Writer(pair.master) as writer:
+            rc = main(["-c", str(conf), "replication", "repair"])
+            out, err = capsys.readouterr()
+        assert rc == 0, out + err
+        assert "diagnosis: replica-down" in out and "method: backup" in out
+        assert writer.rows > 0
+        pair.assert_equal()
+    finally:
+        kill_by_pidfile(pair.replica.base / "mysqld.pid")
+
+
+def test_new_datadir_that_does_not_start_is_rolled_back(
+        pair: Pair, capsys: pytest.CaptureFixture[str]) -> None:
+    next_id = pair.master.execute("SELECT MAX(id) + 1 FROM app.t")[0][0]
+    pair.on_replica_unlogged("INSERT INTO app.t (id, v, n) VALUES (%s, 'keep-me', 1)",
+                             (next_id,))
+    datadir = pair.replica.datadir
+    script = pair.base / "start-picky.sh"
+    # an init script that fails on the freshly restored datadir (as a bad my.cnf would)
+    script.write_text(f"#!/bin/sh\nif [ -f {datadir}/xtrabackup_info ]; then\n"
+                      "  echo 'mariadbd: cannot start' >&2; exit 1\nfi\n"
+                      + "setsid " + shlex.join(pair.replica.args())
+                      + " </dev/null >/dev/null 2>&1 &\n")
+    script.chmod(0o755)
+    conf = pair.conf(Replica_Datadir=str(datadir), Replica_Start_Command=str(script))
+    try:
+        rc = main(["-c", str(conf), "replication", "repair", "--method", "backup"])
+        out, err = capsys.readouterr()
+        assert rc == 1
+        assert "did not start" in err and "old datadir is back in place" in err
+        # the old replica is back, running, with its own rows
+        assert pair.replica.execute("SELECT v FROM app.t WHERE id = %s",
+                                    (next_id,)) == [("keep-me",)]
+        assert list(pair.replica.base.glob("data.failed-*"))
     finally:
         kill_by_pidfile(pair.replica.base / "mysqld.pid")
