@@ -136,11 +136,11 @@ def run_plugin(argv: Sequence[str], timeout: float, *, max_output: int = 65536,
         return Outcome(status, clean_line(output), time.monotonic() - start, time.time())
 
     if not argv:
-        return done(UNKNOWN, "check has an empty command")
+        return done(UNKNOWN, f"UNKNOWN - {label} has an empty command")
     program = resolve_program(argv[0])
     if program is None:
         log.error("check %s: plugin %s not found", label, argv[0])
-        return done(UNKNOWN, f"plugin not found: {argv[0]}")
+        return done(UNKNOWN, f"UNKNOWN - plugin not found: {argv[0]}")
     try:
         proc = subprocess.Popen(
             [program, *argv[1:]], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -148,7 +148,7 @@ def run_plugin(argv: Sequence[str], timeout: float, *, max_output: int = 65536,
             env=dict(env) if env is not None else None)
     except OSError as exc:
         log.error("check %s: cannot run %s: %s", label, program, exc)
-        return done(UNKNOWN, f"cannot run {argv[0]}: {exc.strerror or exc}")
+        return done(UNKNOWN, f"UNKNOWN - cannot run {argv[0]}: {exc.strerror or exc}")
     if tracker is not None:
         tracker.add(proc.pid)
     try:
@@ -219,30 +219,30 @@ def _last_line(data: bytes) -> str:
 
 def judge(label: str, rc: int, out: bytes, err: bytes) -> tuple[int, str]:
     """Status and output line for a plugin that ended by itself (a pure function)."""
+
+    def because(why: str) -> str:
+        return f": {why}" if why else ""
+
     if rc < 0:
         try:
             signame = signal.Signals(-rc).name
         except ValueError:
             signame = str(-rc)
-        why = _last_line(err)
         log.warning("check %s: killed by %s", label, signame)
-        return (UNKNOWN, f"UNKNOWN - {label} killed by {signame}" + (f": {why}" if why else ""))
+        return UNKNOWN, f"UNKNOWN - {label} killed by {signame}{because(_last_line(err))}"
     if rc not in (OK, WARNING, CRITICAL, UNKNOWN):
-        why = _last_line(err) or _last_line(out)
         log.warning("check %s: exited with code %d", label, rc)
-        return (UNKNOWN, f"UNKNOWN - {label} exited with code {rc}"
-                             + (f": {why}" if why else ""))
+        why = _last_line(err) or _last_line(out)
+        return UNKNOWN, f"UNKNOWN - {label} exited with code {rc}{because(why)}"
     try:
         text_out = out.decode("utf-8")
     except UnicodeDecodeError:
-        return (UNKNOWN, f"UNKNOWN - {label} printed garbage (not UTF-8 text)")
+        return UNKNOWN, f"UNKNOWN - {label} printed garbage (not UTF-8 text)"
     first = next((ln for ln in text_out.splitlines() if ln.strip()), "")
     if not first:
-        why = _last_line(err)
         log.warning("check %s: printed nothing (exit code %d)", label, rc)
-        return (UNKNOWN, f"UNKNOWN - {label} printed nothing (exit code {rc})"
-                             + (f": {why}" if why else ""))
-    printable = sum(ch.isprintable() for ch in first)
-    if printable < len(first) * 0.9:
-        return (UNKNOWN, f"UNKNOWN - {label} printed garbage (control characters)")
-    return (rc, first)
+        return UNKNOWN, (f"UNKNOWN - {label} printed nothing (exit code {rc})"
+                         f"{because(_last_line(err))}")
+    if sum(ch.isprintable() for ch in first) < len(first) * 0.9:
+        return UNKNOWN, f"UNKNOWN - {label} printed garbage (control characters)"
+    return rc, first

@@ -168,10 +168,11 @@ def test_long_single_line_is_cut_for_nsca(tmp_path: Path) -> None:
 def test_missing_plugin_is_unknown_and_logged(tmp_path: Path,
                                               caplog: pytest.LogCaptureFixture) -> None:
     o = run_plugin([str(tmp_path / "no-such-plugin"), "-w", "1"], 5, name="ghost")
-    assert (o.status, o.output) == (UNKNOWN, f"plugin not found: {tmp_path}/no-such-plugin")
+    assert o.status == UNKNOWN
+    assert o.output == f"UNKNOWN - plugin not found: {tmp_path}/no-such-plugin"
     assert "check ghost: plugin" in caplog.text and "not found" in caplog.text
     o = run_plugin(["vigil-no-such-program"], 5)
-    assert (o.status, o.output) == (UNKNOWN, "plugin not found: vigil-no-such-program")
+    assert (o.status, o.output) == (UNKNOWN, "UNKNOWN - plugin not found: vigil-no-such-program")
 
 
 def test_not_executable_is_unknown(tmp_path: Path) -> None:

@@ -70,7 +70,7 @@ def test_a_pass_reports_every_check_whatever_it_does(tmp_path: Path,
     assert got["Mute"] == (3, "UNKNOWN - mute printed nothing (exit code 0)")
     assert got["Flood"] == (3, "UNKNOWN - flood printed more than 1000000 bytes "
                                "(output cut, plugin stopped)")
-    assert got["Ghost"] == (3, f"plugin not found: {tmp_path}/no-such-plugin")
+    assert got["Ghost"] == (3, f"UNKNOWN - plugin not found: {tmp_path}/no-such-plugin")
     assert got["Bad range"] == (3, "BADRANGE UNKNOWN: -w 10:5: start is above end")
     assert "check ghost: plugin" in caplog.text
     # The host result and the site heartbeat come with every pass.
