@@ -45,7 +45,8 @@ def register(subparsers: Any) -> None:
     rp.add_argument("--dry-run", action="store_true",
                     help="diagnose and print what would be done, change nothing")
     rp.add_argument("-v", "--verbose", dest="sub_verbose", action="count", default=0,
-                    help="print every SQL statement (passwords masked)")
+                    help="print every statement that changes something and every command "
+                         "run (passwords masked); -vv adds every status query")
     rp.add_argument("--replica", metavar="HOST:PORT", help="repair this replica instead")
     rp.add_argument("--repoint", action="store_true",
                     help="re-seed a replica that follows another master from the configured one")
@@ -149,7 +150,8 @@ def cmd_repair(args: argparse.Namespace) -> int:
     def report(line: str) -> None:
         print(line, flush=True)
 
-    sql_log = SqlLog(echo=(lambda s: print("  SQL " + s, flush=True)) if verbose else None)
+    sql_log = SqlLog(echo=(lambda s: print("  SQL " + s, flush=True)) if verbose else None,
+                     reads=verbose > 1)
     try:
         pair = params_from_config(cfg, args.replica)
         opts = RepairOptions.from_config(cfg, method=args.method, dry_run=args.dry_run,

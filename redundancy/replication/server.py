@@ -104,8 +104,10 @@ def parse_address(text: str) -> tuple[str, int]:
 class SqlLog:
     """Where the statements go: kept in order, and printed when verbose."""
 
-    def __init__(self, echo: Callable[[str], None] | None = None) -> None:
+    def __init__(self, echo: Callable[[str], None] | None = None,
+                 reads: bool = False) -> None:
         self.echo = echo
+        self.reads = reads          # also every status query (``-vv``)
         self.statements: list[str] = []
 
     def record(self, label: str, text: str, skipped: bool = False) -> None:
@@ -206,7 +208,7 @@ class Server:
         if change and self.dry_run:
             self.sql_log.record(self.label, render(self.conn, sql, args), skipped=True)
             return []
-        if change or not quiet:
+        if change or not quiet or self.sql_log.reads:
             self.sql_log.record(self.label, render(self.conn, sql, args))
         try:
             with self.conn.cursor(pymysql.cursors.DictCursor) as cur:
