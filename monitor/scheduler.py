@@ -31,6 +31,8 @@ from typing import Protocol
 
 from monitor.runner import STATE_NAMES, UNKNOWN, Outcome, ProcessTracker, clean_line, run_plugin
 from monitor.transport import Delivery, Outbox
+from nsca.errors import FieldError
+from nsca.packet import check_fields
 from nsca.result import CheckResult
 
 log = logging.getLogger(__name__)
@@ -104,6 +106,7 @@ class Scheduler:
         self._stop = threading.Event()
         self._last_start: dict[str, float] = {}
         self._reload: Callable[[], Sequence[CheckLike]] | None = None
+        self._unfit: set[str] = set()
         self._pool = ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="check")
 
     # ------------------------------------------------------------- passes
@@ -159,7 +162,20 @@ class Scheduler:
                                    host_summary(self.host_name, report), now))
         if self.site_name:
             results.extend(heartbeat_results(self.site_name, self.host_name, now))
-        return results
+        return [r for r in results if self._fits(r)]
+
+    def _fits(self, r: CheckResult) -> bool:
+        """An NSCA packet can carry it; else say so once, not every minute."""
+        try:
+            check_fields(r)
+        except FieldError as exc:
+            key = f"{r.host}/{r.service}"
+            if key not in self._unfit:
+                self._unfit.add(key)
+                log.error("monitor: result %s cannot travel over NSCA and is not sent: %s",
+                          key, exc)
+            return False
+        return True
 
     # --------------------------------------------------------- the loop
     def run_forever(self, period: float,

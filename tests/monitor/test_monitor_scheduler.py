@@ -166,3 +166,19 @@ def test_reload_keeps_the_old_checks_when_the_new_ones_are_bad(
         assert [c.name for c in sched.checks] == ["one", "two"]
     finally:
         sched.close()
+
+
+def test_a_name_nsca_cannot_carry_is_logged_once_and_the_rest_sent(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    ok = script(tmp_path, "ok", "echo 'OK'\n")
+    specs = [Spec("fine", "Fine", ok, 60, 5), Spec("long", "L" * 128, ok, 60, 5)]
+    rec = Recorder()
+    sched = Scheduler(specs, host_name="h", site_name=None,
+                      outbox=Outbox(rec, Spool(tmp_path / "spool")))
+    try:
+        sched.run_pass(everything=True)
+        sched.run_pass(everything=True)
+    finally:
+        sched.close()
+    assert [[r.service for r in batch] for batch in rec.got] == [["Fine", None]] * 2
+    assert caplog.text.count("cannot travel over NSCA") == 1
