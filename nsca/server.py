@@ -309,9 +309,10 @@ class Server:
             buf = buf[n * size:]
             if good:
                 fresh, dups = self.deduper.fresh(good)
-                self.stats.add(accepted=len(fresh), duplicates=dups)
+                self.stats.add(duplicates=dups)
                 if fresh:
                     ticket = self.sink.accept(fresh)
+                    self.stats.add(accepted=len(fresh))
         if buf or (not size and buf):
             errors["TruncatedPacket"] += 1
             self.stats.add(truncated=1)

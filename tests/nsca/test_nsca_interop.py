@@ -10,7 +10,7 @@ import pytest
 
 from nsca import client
 from nsca.result import CheckResult
-from nsca.testing import run_send_nsca, wait_lines
+from nsca.testing import run_send_nsca, spin, wait_lines
 
 METHODS = [0, 1, 3, 14]
 RESULTS = [
@@ -54,7 +54,8 @@ def test_real_send_nsca_to_vigil_server(vigil_server, tmp_path: Path, method: in
     assert b"3 data packet(s) sent" in proc.stdout
     lines = wait_lines(out, 3)
     assert strip_ts(lines) == EXPECTED
-    assert srv.server.stats.accepted == 3 and srv.server.stats.bad_packets == 0
+    assert spin(lambda: srv.server.stats.accepted == 3)
+    assert srv.server.stats.bad_packets == 0
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -158,7 +158,7 @@ def test_command_pipe_missing_then_created_then_recreated(tmp_path: Path, caplog
             with open(fifo, "rb") as fh:
                 got.append(fh.read())
 
-        t = threading.Thread(target=reader)
+        t = threading.Thread(target=reader, daemon=True)
         t.start()
         assert spin(lambda: sink.flush())
         # Nagios restarts: the reader goes away and the pipe is recreated
@@ -168,10 +168,10 @@ def test_command_pipe_missing_then_created_then_recreated(tmp_path: Path, caplog
         fifo.unlink()
         os.mkfifo(fifo)
         got.clear()
-        t = threading.Thread(target=reader)
+        t = threading.Thread(target=reader, daemon=True)
         t.start()
-        assert spin(lambda: (sink.put_lines([]) or True) and sink.flush())
-        sink.put_lines(["c\n"])
+        sink.put_lines(["c\n"])  # may find no reader yet: then it waits in the queue
+        assert spin(lambda: sink.flush() and sink.pending == 0)
         sink.close()
         t.join(5)
     assert got == [b"c\n"]
