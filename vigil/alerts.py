@@ -227,8 +227,16 @@ class FloodLimiter:
             state["sent"], state["held"] = sent, asdict(held)
 
     def held(self) -> Held:
-        with self._state() as state:
-            return self._held(state)
+        """What is held back now; read-only (check plugins call it, maybe as another user)."""
+        if self.path is None:
+            with self._mutex:
+                return self._held(self._memory)
+        try:
+            state = statefile.read_json(self.path, default={}) or {}
+        except statefile.CorruptStateError as exc:
+            log.error("flood limiter state unreadable: %s", exc)
+            return Held()
+        return self._held(state) if isinstance(state, dict) else Held()
 
 
 def limiter_for(cfg: Config, clock: Callable[[], float] = time.time) -> FloodLimiter:
