@@ -31,7 +31,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return UNKNOWN
     if args[0] in ("-l", "--list"):
         for name in PLUGINS:
-            print(f"{name:18} {plugin_class(name).title}")
+            try:
+                title = plugin_class(name).title
+            except Exception as exc:  # a broken module must not hide the others
+                title = f"(cannot load: {type(exc).__name__}: {exc})"
+            print(f"{name:18} {title}")
         return 0
     if args[0] in ("-V", "--version"):
         from checks.plugin import VERSION
@@ -44,6 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyError:
         print(format_line("VIGIL-CHECK", UNKNOWN,
                           f"no plugin named {name!r}; `vigil-check --list` shows them"))
+        return UNKNOWN
+    except Exception as exc:  # the plugin's module does not even import: still one line
+        print(format_line(name.upper(), UNKNOWN,
+                          f"cannot load plugin: {type(exc).__name__}: {exc}"))
         return UNKNOWN
     return run(cls(), args[1:])
 
