@@ -177,7 +177,12 @@ def _check_arguments(plugin: str, args: tuple[str, ...],
     from checks.plugin import UsageError, _HelpRequested, parse_arguments
 
     try:
-        parse_arguments(plugin_class(plugin)(), args)
+        cls = plugin_class(plugin)
+    except Exception as exc:  # a module that does not import
+        raise fail("plugin", f"plugin {plugin} cannot be loaded: {type(exc).__name__}: "
+                             f"{exc}") from None
+    try:
+        parse_arguments(cls(), args)
     except UsageError as exc:
         raise fail("args", f"args for {plugin}: {exc}") from None
     except _HelpRequested:
