@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -142,3 +143,28 @@ def test_bad_config_value(pair: Pair, capsys: pytest.CaptureFixture[str]) -> Non
     assert rc == 2 and "[Replication] Method" in err and "auto" in err
     rc, _, err = vigil(capsys, pair.conf(), "repair", "--replica", "nohost")
     assert rc == 1 and "is not host:port" in err
+
+
+def test_master_down(pair: Pair, capsys: pytest.CaptureFixture[str]) -> None:
+    conf = pair.conf(Connect_Timeout_sec="2")
+    pair.master.stop()
+    rc, out, _ = vigil(capsys, conf, "status", "--json")
+    st = json.loads(out)
+    assert rc == 1 and st["master_reachable"] is False and st["gtid_lag_transactions"] is None
+    assert any("master not reachable" in p for p in st["problems"])
+    rc, _, err = vigil(capsys, conf, "repair")
+    assert rc == 3 and "cannot reach the master" in err
+
+
+def test_repoint_reseeds_from_the_configured_master(pair: Pair,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    with MariaDB("repl-other", server_id=9) as other:
+        other.execute("CREATE USER 'repl'@'%%' IDENTIFIED BY %s", (REPL_PASSWORD,))
+        other.execute("GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%'")
+        pair.replica.execute("STOP SLAVE")
+        pair.replica.execute("CHANGE MASTER TO MASTER_PORT=%s", (other.port,))
+        pair.replica.execute("START SLAVE")
+        rc, out, err = vigil(capsys, pair.conf(), "repair", "--method", "dump", "--repoint")
+        assert rc == 0, out + err
+    assert pair.slave_status()["Master_Port"] == pair.master.port
+    pair.assert_equal()
