@@ -9,6 +9,32 @@ from checks.perfdata import Perfdata
 from checks.plugin import Context, Plugin, PluginError, Reading, TargetDown
 
 
+def socket_from_conf(path: str) -> str:
+    """``[unix_http_server] file=`` of a supervisord.conf, with supervisor's
+    ``%(ENV_NAME)s`` expansions taken from this environment."""
+    import configparser
+    import os
+    import re
+
+    parser = configparser.RawConfigParser()
+    try:
+        with open(path, encoding="utf-8") as fh:
+            parser.read_file(fh)
+        value = parser.get("unix_http_server", "file")
+    except OSError as exc:
+        raise PluginError(f"cannot read {path}: {exc.strerror}") from None
+    except configparser.Error as exc:
+        raise PluginError(f"{path}: no [unix_http_server] file= ({exc.message})") from None
+
+    def env(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name not in os.environ:
+            raise PluginError(f"{path}: file= uses %(ENV_{name})s but {name} is not set")
+        return os.environ[name]
+
+    return re.sub(r"%\(ENV_([A-Za-z0-9_]+)\)s", env, value.split(";")[0].strip())
+
+
 class Supervisor(Plugin):
     name = "supervisor"
     title = "Programs under supervisord that are not RUNNING"
@@ -17,9 +43,13 @@ class Supervisor(Plugin):
     critical = "0"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("-S", "--socket", metavar="PATH",
-                            help="supervisord's XML-RPC unix socket (default [Supervisor] "
-                                 "Socket_File, else <[Site] State_Dir>/supervisor.sock)")
+        where = parser.add_mutually_exclusive_group()
+        where.add_argument("-S", "--socket", metavar="PATH",
+                           help="supervisord's XML-RPC unix socket (default [Supervisor] "
+                                "Socket_File, else <[Site] State_Dir>/supervisor.sock)")
+        where.add_argument("-C", "--supervisord-conf", metavar="FILE",
+                           help="take the socket from this supervisord.conf's "
+                                "[unix_http_server] file= (%%(ENV_X)s expanded)")
         parser.add_argument("-P", "--program", action="append", default=[], metavar="NAME",
                             help="only these programs (repeat; group:name or name)")
 
@@ -27,7 +57,10 @@ class Supervisor(Plugin):
         from vigil.supervisor_client import Supervisor as Client
         from vigil.supervisor_client import SupervisorError, SupervisorUnavailable
 
-        sock = ctx.args.socket or str(self._socket(ctx))
+        if ctx.args.supervisord_conf:
+            sock = socket_from_conf(ctx.args.supervisord_conf)
+        else:
+            sock = ctx.args.socket or str(self._socket(ctx))
         client = Client(sock, timeout=ctx.remaining())
         try:
             programs = client.programs()

@@ -84,6 +84,20 @@ def test_supervisor_selected_programs(supervisord: Path, conf: Path) -> None:
     assert r.rc == 3 and "no program nosuch" in r.line, r
 
 
+def test_supervisor_socket_from_supervisord_conf(supervisord: Path, conf: Path) -> None:
+    sconf = supervisord.parent / "supervisord.conf"
+    r = run_check("supervisor", "-C", str(sconf), "-P", "sleeper", config=conf)
+    assert r.rc == 0, r
+    # the appliance's supervisord.conf names the socket through %(ENV_...)s
+    templ = supervisord.parent / "templ.conf"
+    templ.write_text("[unix_http_server]\nfile=%(ENV_VIGIL_TEST_SOCK)s\n")
+    r = run_check("supervisor", "-C", str(templ), "-P", "sleeper", config=conf,
+                  env={"VIGIL_TEST_SOCK": str(supervisord)})
+    assert r.rc == 0, r
+    r = run_check("supervisor", "-C", str(templ), config=conf)
+    assert r.rc == 3 and "VIGIL_TEST_SOCK is not set" in r.line, r
+
+
 def test_supervisor_socket_from_config(supervisord: Path, tmp_path: Path,
                                        state_dir: Path) -> None:
     cfg = write_config(tmp_path / "s.conf", state_dir,
