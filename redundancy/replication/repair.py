@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -132,6 +133,7 @@ class Repair:
         self.master = Server(pair.master, self.sql_log, opts.dry_run)
         self.replica = Server(pair.replica, self.sql_log, opts.dry_run)
         self.actions: list[str] = []
+        self._old_datadir: Path | None = None      # kept until verification passes
 
     # ------------------------------------------------------------------ main
     def run(self) -> RepairOutcome:
@@ -418,7 +420,6 @@ class Repair:
         try:
             result = backup_mod.stream_backup(self.master, m_datadir, staged, self.report)
         except BaseException:
-            import shutil
             shutil.rmtree(staged, ignore_errors=True)
             raise
         control = ReplicaServerControl(self.pair.replica, o.start_command, o.stop_command,
@@ -439,9 +440,8 @@ class Repair:
         self._old_datadir = old_dir
 
     def cleanup_after_verify(self) -> None:
-        old = getattr(self, "_old_datadir", None)
+        old = self._old_datadir
         if old is not None and not self.opts.keep_old_datadir:
-            import shutil
             shutil.rmtree(old, ignore_errors=True)
 
     # ---------------------------------------------------------------- state
