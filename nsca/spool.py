@@ -10,10 +10,10 @@ Layout under ``Spool_Dir``::
 A record is one JSON line: ``{"id": hex, "h": host, "s": service|null,
 "c": code, "o": output, "t": check time}``. Segment names sort in the order
 they were written (``<ns time>-<pid>-<seq>``). The writer seals a segment
-every ``seal_interval`` seconds or ``segment_max`` records, and a caller can
-wait until what it handed over is sealed (the server closes an NSCA
-connection only then, so a Vigil client that saw the close knows its results
-are on disk).
+every ``seal_interval`` seconds or ``segment_max`` records, or at once when
+a caller waits until what it handed over is sealed (the server closes an
+NSCA connection only then, so a Vigil client that saw the close knows its
+results are on disk; connections closing together share one fsync).
 """
 
 from __future__ import annotations
@@ -96,6 +96,7 @@ class SpoolWriter:
         self._sealed = 0    # records fsynced and renamed into ready/
         self._opened_at = 0.0
         self._stop = False
+        self._waiters = 0
         self.failed: str | None = None
         self._recover()
         self._thread = threading.Thread(target=self._sealer, name="spool-sealer", daemon=True)
@@ -179,7 +180,9 @@ class SpoolWriter:
                     self._cond.wait()
                     continue
                 left = self._opened_at + self.seal_interval - time.monotonic()
-                if left > 0:
+                # Someone waits for its results to be on disk (a connection about
+                # to close): seal now; concurrent connections share the fsync.
+                if left > 0 and not self._waiters:
                     self._cond.wait(left)
                     continue
                 with contextlib.suppress(SpoolError):
@@ -188,12 +191,17 @@ class SpoolWriter:
     def wait_sealed(self, ticket: int, timeout: float = 30.0) -> bool:
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._sealed < ticket and not self.failed:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
-            return self._sealed >= ticket
+            self._waiters += 1
+            self._cond.notify_all()
+            try:
+                while self._sealed < ticket and not self.failed:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    self._cond.wait(left)
+                return self._sealed >= ticket
+            finally:
+                self._waiters -= 1
 
     def close(self) -> None:
         with self._cond:
