@@ -8,7 +8,8 @@
 # loopback SMTP sink that keeps every mail as a file under RUN_DIR/mail;
 # radcheck every 10 s), prepares the database and demo data, then runs
 # supervisord in the foreground. Ctrl-C stops every program cleanly.
-# Running it again reuses RUN_DIR's database and picks fresh ports.
+# Running it again reuses RUN_DIR's database. RADIUS and NSCA keep etc/vigil.conf's
+# ports (1812/1813, 5667) when they are free; the banner shows the ones in use.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -36,16 +37,20 @@ def free(kind):
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
-def free_pair():
-    # auth and acct ports, both free for UDP
-    while True:
+def is_free(port, kind):
+    try:
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+
+def free_pair(preferred):
+    # auth and acct ports, both free for UDP; the configured ones (1812/1813) if they are
+    a = preferred
+    while not (is_free(a, socket.SOCK_DGRAM) and is_free(a + 1, socket.SOCK_DGRAM)):
         a = free(socket.SOCK_DGRAM)
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                s.bind(("127.0.0.1", a + 1))
-            return a, a + 1
-        except OSError:
-            continue
+    return a, a + 1
 
 cp = configparser.ConfigParser(interpolation=None, strict=True)
 cp.optionxform = str
@@ -56,8 +61,10 @@ for section in cp.sections():
         if v and not v.startswith("/") and "://" not in v and (etc / v).exists():
             cp.set(section, name, str((etc / v).resolve()))
 
-auth, acct = free_pair()
-nsca = free(socket.SOCK_STREAM)
+auth, acct = free_pair(cp.getint("Radius", "Auth_Port", fallback=1812))
+nsca = cp.getint("NSCA", "Listen_Port", fallback=5667)
+if not is_free(nsca, socket.SOCK_STREAM):
+    nsca = free(socket.SOCK_STREAM)
 central = free(socket.SOCK_STREAM)
 smtp = free(socket.SOCK_STREAM)
 root = os.geteuid() == 0
