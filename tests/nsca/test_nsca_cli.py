@@ -137,3 +137,48 @@ def test_vigil_nsca_send_dry_run(tmp_path: Path) -> None:
                        capture_output=True, text=True)
     assert r.returncode == 3 and "Connection refused" in r.stderr
     assert spin(lambda: True)
+
+
+def test_shipped_sample_configs_work(tmp_path: Path) -> None:
+    """etc/nsca/*.cfg: vigil-nsca takes nsca.cfg as shipped; the C nsca once the
+    Vigil additions are removed; both send_nsca programs take send_nsca.cfg."""
+    repo = Path(__file__).resolve().parents[2]
+    text = (repo / "etc/nsca/nsca.cfg").read_text()
+    port = free_port()
+    out = tmp_path / "nagios.cmd"
+    out.touch()
+    text = (text.replace("server_port=5667", f"server_port={port}")
+                .replace("/var/lib/nagios4/rw/nagios.cmd", str(out))
+                .replace("/var/lib/nagios4/nsca.dump", str(tmp_path / "dump"))
+                .replace("/run/vigil-nsca.pid", str(tmp_path / "pid")))
+    cfg = tmp_path / "nsca.cfg"
+    cfg.write_text(text)
+    send_cfg = tmp_path / "send_nsca.cfg"
+    send_cfg.write_text((repo / "etc/nsca/send_nsca.cfg").read_text())
+    for prog in ("send_nsca", str(BIN / "vigil-send-nsca")):
+        p = subprocess.Popen([BIN / "vigil-nsca", "-c", str(cfg)], stderr=subprocess.PIPE)
+        try:
+            wait_port(port)
+            r = subprocess.run([prog, "-H", "127.0.0.1", "-p", str(port), "-c", str(send_cfg)],
+                               input=b"h\ts\t0\tok\x17", capture_output=True, timeout=30)
+            assert r.returncode == 0, r.stderr
+        finally:
+            assert _stop(p)[0] == 0
+    assert len(wait_lines(out, 2)) == 2
+    c_cfg = tmp_path / "c-nsca.cfg"
+    keep = [ln for ln in text.splitlines()
+            if ln.split("=")[0] not in ("allowed_hosts", "clock_skew", "spool_dir")]
+    # append_to_file: the test reads a regular file, which "w" would truncate
+    c_cfg.write_text("\n".join(keep) + "\nnsca_user=root\nnsca_group=root\nappend_to_file=1\n")
+    p = subprocess.Popen(["/usr/sbin/nsca", "-f", "-c", str(c_cfg), "--single"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+        r = subprocess.run(["send_nsca", "-H", "127.0.0.1", "-p", str(port), "-c",
+                            str(send_cfg)], input=b"h\ts\t0\tok\x17", capture_output=True,
+                           timeout=30)
+        assert r.returncode == 0, r.stderr
+        assert len(wait_lines(out, 3)) == 3
+    finally:
+        p.terminate()
+        p.wait(10)
