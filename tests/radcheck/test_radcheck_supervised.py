@@ -127,3 +127,23 @@ def test_stopped_engine_is_restarted_and_alerted_once(appliance, smtp: SMTPSink,
     assert "stopped: radcheck (exit status 0)" in sup_log
     r = app.vigil("status")
     assert r.returncode == 3 and "no supervisord on" in r.stderr
+
+
+def test_program_stopped_by_an_operator_is_not_restarted(appliance, smtp: SMTPSink,
+                                                         tmp_path: Path) -> None:
+    app, _ = appliance
+    assert wait_for(lambda: radcheck_state(app).get("ok"), 15)
+    r = app.vigil("supervisorctl", "stop", "freeradius")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert wait_for(lambda: radcheck_state(app).get("restarts", 0) >= 1, 20)
+    assert app.programs()["freeradius"]["state"] == "STOPPED"
+    msgs = smtp.wait_for(1, timeout=10)
+    assert "FAILED: program freeradius was stopped by an operator; not restarting it" in \
+        msgs[0].get_content()
+    assert "nothing listens on" in msgs[0].get_content()  # the last error: refused
+    status = app.vigil("status")
+    assert status.returncode == 1 and "FAILING" in status.stdout
+    app.vigil("supervisorctl", "start", "freeradius")
+    assert wait_for(lambda: radcheck_state(app).get("ok"), 20)
+    assert [m["X-Vigil-Kind"] for m in smtp.wait_for(2, timeout=10)] == \
+        ["radcheck-outage", "radcheck-recovery"]
