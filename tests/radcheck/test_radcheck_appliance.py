@@ -131,3 +131,6 @@ def test_make_run_appliance_restarts_a_stopped_engine(demo: Demo, tmp_path: Path
     sup = (demo.run / "log" / "supervisord.log").read_text()
     assert "stopped: radiusd (exit status 0)" in sup
     assert "stopped: radcheck (exit status 0)" in sup
+    assert "stopped: mail-sink (exit status 0)" in sup
+    after = sup[sup.index("received SIGINT"):]
+    assert "SIGKILL" not in after  # every program stopped on its stop signal in time
