@@ -26,8 +26,9 @@ def test_good_file() -> None:
     assert sites[1].hosts[0].role == "secondary" and sites[1].hosts[0].address == "::1"
 
 
-def test_shipped_file_is_valid() -> None:
-    path = Path(__file__).resolve().parents[2] / "etc" / "sites.conf"
+@pytest.mark.parametrize("name", ["sites.conf", "sites.vagrant.conf"])
+def test_shipped_files_are_valid(name: str) -> None:
+    path = Path(__file__).resolve().parents[2] / "etc" / name
     sites = load(path)
     assert sites and all(s.hosts for s in sites)
 
