@@ -35,8 +35,10 @@ log = logging.getLogger(__name__)
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("monitor", help="check scheduler and central Nagios",
-                              description=__doc__.split("\n\n")[0])
+    p = subparsers.add_parser(
+        "monitor", help="check scheduler and central Nagios",
+        description="Run this server's checks (once, or every pass under supervisor) and "
+                    "generate or run the central Nagios. See docs/monitor.md.")
     sub = p.add_subparsers(dest="monitor_command", metavar="ACTION")
     sub.required = True
 
