@@ -240,3 +240,15 @@ def test_nagios_runs_in_the_foreground_and_stops_on_sigterm(conf: Path, tmp_path
     out = (tmp_path / "nagios.out").read_text()
     assert "configuration OK" in out
     assert "Caught SIGTERM, shutting down" in (nagios_dir / "var" / "nagios.log").read_text()
+
+
+def test_every_runbook_link_lands_on_an_anchor() -> None:
+    import re
+
+    checks_doc = (ROOT / "docs" / "checks.md").read_text()
+    anchors = set(re.findall(r'<a id="(check-[a-z0-9_]+)"', checks_doc))
+    missing = [s.name for s in catalog.load(ROOT / "etc" / "checks.conf")
+               if f"check-{s.name}" not in anchors]
+    assert missing == []
+    headings = re.findall(r"^### (\S+)$", (ROOT / "docs" / "monitor.md").read_text(), re.M)
+    assert {"site-down", "host-down"} <= set(headings)
