@@ -117,6 +117,24 @@ def supervisor_env(cfg: config.Config, includes: list[str] | None = None,
     }
 
 
+SHIPPED_SUPERVISORD_CONF = Path(__file__).resolve().parent.parent / "etc" / "supervisord.conf"
+
+
+def supervisord_conf(cfg: config.Config) -> Path:
+    """``[Supervisor] Config_File``; the shipped one if the default is not next to vigil.conf.
+
+    An appliance keeps vigil.conf in /etc/vigil and the program files with the
+    code, so the default ``supervisord.conf`` falls back to the source tree's.
+    """
+    conf = cfg.path("Supervisor", "Config_File")
+    if conf.is_file():
+        return conf
+    if cfg.get("Supervisor", "Config_File") == "supervisord.conf" and \
+            SHIPPED_SUPERVISORD_CONF.is_file():
+        return SHIPPED_SUPERVISORD_CONF
+    raise config.ConfigError(cfg.source, "Supervisor", "Config_File", f"{conf} does not exist")
+
+
 def _tool(name: str) -> str:
     here = Path(sys.executable).parent / name
     found = str(here) if here.exists() else shutil.which(name)
@@ -131,11 +149,9 @@ def cmd_supervisord(args: argparse.Namespace) -> int:
     if args.print_env:
         for k, v in env.items():
             print(f"{k}={v}")
+        print(f"# supervisord -n -c {supervisord_conf(cfg)}")
         return EXIT_OK
-    conf = cfg.path("Supervisor", "Config_File")
-    if not conf.is_file():
-        raise config.ConfigError(cfg.source, "Supervisor", "Config_File",
-                                 f"{conf} does not exist")
+    conf = supervisord_conf(cfg)
     for d in ("VIGIL_STATE_DIR", "VIGIL_LOG_DIR"):
         Path(env[d]).mkdir(parents=True, exist_ok=True)
     Path(env["VIGIL_SUPERVISOR_SOCKET"]).parent.mkdir(parents=True, exist_ok=True)
@@ -148,7 +164,7 @@ def cmd_supervisord(args: argparse.Namespace) -> int:
 def cmd_supervisorctl(args: argparse.Namespace) -> int:
     cfg = _load(args)
     env = supervisor_env(cfg)
-    conf = cfg.path("Supervisor", "Config_File")
+    conf = supervisord_conf(cfg)
     exe = _tool("supervisorctl")
     rest = [a for a in args.args if a != "--"]
     sys.stdout.flush()
