@@ -153,7 +153,10 @@ def cmd_relay(args: argparse.Namespace) -> int:
         idle = threading.Event()
         run_until_signalled(idle.set, lambda: _sleep_until(idle))
         return 0
-    run_until_signalled(relay.stop, relay.run)
+    try:
+        run_until_signalled(relay.stop, relay.run)
+    except NSCAError as exc:
+        _fail(exc, 1)
     return 0
 
 

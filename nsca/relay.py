@@ -24,6 +24,7 @@ rescan as a safety net.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -298,12 +299,28 @@ class Relay:
         self.stopping = threading.Event()
         self.workers = [_Worker(self, d) for d in destinations]
         self._observer: Observer | None = None  # type: ignore[valid-type]
+        self._lock_fd: int | None = None
 
     def wake(self) -> None:
         for w in self.workers:
             w.wake.set()
 
+    def _lock(self) -> None:
+        # Two relays on one spool would both send everything: refuse the second.
+        fd = os.open(self.spool / "relay.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise NSCAError(f"another relay (pid {holder}) is running on {self.spool}") \
+                from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
     def start(self) -> None:
+        self._lock()
         self._observer = Observer()
         self._observer.schedule(_Wakeup(self), str(self.spool / "ready"), recursive=False)
         self._observer.start()
@@ -342,6 +359,9 @@ class Relay:
             self._observer = None
         _fsync_dir(self.spool / "cursors")
         self.collect()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
         log.info("relay stopped: %s", self.summary())
 
     def summary(self) -> str:

@@ -206,17 +206,24 @@ class Server:
                     log.error("accept failed: %s", exc)
                     time.sleep(0.1)
                     continue
-                self._slots.acquire()
-                t = threading.Thread(target=self._run, args=(conn, addr), daemon=True,
-                                     name=f"nsca-{addr[0]}:{addr[1]}")
-                self._threads.add(t)
-                t.start()
+                while not self._slots.acquire(timeout=0.2):
+                    if self._stop.is_set():
+                        conn.close()
+                        break
+                else:
+                    self._start_thread(conn, addr)
         finally:
             self.sock.close()
             for t in list(self._threads):
                 t.join(5)
             self.sink.close()
             log.info("stopped: %s", self.summary())
+
+    def _start_thread(self, conn: socket.socket, addr: tuple) -> None:
+        t = threading.Thread(target=self._run, args=(conn, addr), daemon=True,
+                             name=f"nsca-{addr[0]}:{addr[1]}")
+        self._threads.add(t)
+        t.start()
 
     def start(self) -> threading.Thread:
         t = threading.Thread(target=self.serve_forever, name="nsca-server", daemon=True)
@@ -303,7 +310,7 @@ class Server:
                     if sum(errors.values()) == 1:
                         log.warning("packet %d from %s skipped: %s", index, peer, exc)
                     continue
-                if self._too_old_or_future(p, peer, init_ts, errors):
+                if self._too_old_or_future(p, peer, errors):
                     continue
                 good.append(p)
             buf = buf[n * size:]
@@ -313,7 +320,7 @@ class Server:
                 if fresh:
                     ticket = self.sink.accept(fresh)
                     self.stats.add(accepted=len(fresh))
-        if buf or (not size and buf):
+        if buf:
             errors["TruncatedPacket"] += 1
             self.stats.add(truncated=1)
             log.warning("connection from %s ended inside a packet (%d stray bytes)", peer,
@@ -334,7 +341,7 @@ class Server:
             return packet.PACKET_SIZE_V3
         return packet.PACKET_SIZE_LEGACY
 
-    def _too_old_or_future(self, p: DataPacket, peer: str, init_ts: int,
+    def _too_old_or_future(self, p: DataPacket, peer: str,
                            errors: collections.Counter[str]) -> bool:
         max_age = self.opts.max_packet_age
         if max_age <= 0:

@@ -67,6 +67,22 @@ def read_segment(path: Path) -> list[Record]:
     return records
 
 
+def _writer_alive(name: str) -> bool:
+    try:
+        pid = int(name.split("-")[1])
+    except (IndexError, ValueError):
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -105,6 +121,8 @@ class SpoolWriter:
     def _recover(self) -> None:
         """Seal segments a crashed writer left open (their whole lines are kept)."""
         for path in sorted(self.open_dir.glob("*" + SUFFIX)):
+            if _writer_alive(path.name):
+                continue  # another server on the same spool: its segment, not ours
             data = path.read_bytes()
             cut = data.rfind(b"\n") + 1
             if cut < len(data):

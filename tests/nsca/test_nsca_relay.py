@@ -180,3 +180,22 @@ def test_lost_cursor_update_vigil_dedupes_c_nsca_cannot(tmp_path: Path, vigil_se
     assert len(vig_out.read_text().splitlines()) == 40
     assert vig.server.stats.duplicates == 20
     assert len(c_nsca.lines()) == 60  # the C daemon filed the replayed batch again
+
+
+def test_a_second_relay_on_the_same_spool_is_refused(tmp_path: Path) -> None:
+    from nsca.errors import NSCAError
+
+    spool = tmp_path / "spool"
+    first = Relay(spool, [NSCADestination("127.0.0.1", free_port())], rescan_interval=0.1)
+    first.start()
+    try:
+        second = Relay(spool, [NSCADestination("127.0.0.1", free_port())])
+        with pytest.raises(NSCAError, match=rf"another relay \(pid {os.getpid()}\) is running"):
+            second.start()
+    finally:
+        first.stop()
+        first.shutdown()
+    third = Relay(spool, [NSCADestination("127.0.0.1", free_port())], rescan_interval=0.1)
+    third.start()  # the lock went with the first relay
+    third.stop()
+    third.shutdown()

@@ -235,11 +235,16 @@ def test_spool_recovers_a_torn_segment(tmp_path: Path) -> None:
     root = tmp_path / "spool"
     (root / "open").mkdir(parents=True)
     good = b'{"id":"00","h":"h","s":null,"c":0,"o":"x","t":1.0}\n'
-    (root / "open" / "1-1-1.jsonl").write_bytes(good + b'{"id":"01","h":')
+    dead = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True).stdout
+    torn = f"1-{int(dead)}-1.jsonl"  # written by a server that is gone
+    (root / "open" / torn).write_bytes(good + b'{"id":"01","h":')
+    alive = f"2-{os.getppid()}-1.jsonl"  # another server still writing: left alone
+    (root / "open" / alive).write_bytes(good)
     w = SpoolWriter(root)
     w.close()
-    assert ready_segments(root) == ["1-1-1.jsonl"]
-    assert len(read_segment(root / "ready" / "1-1-1.jsonl")) == 1
+    assert ready_segments(root) == [torn]
+    assert len(read_segment(root / "ready" / torn)) == 1
+    assert (root / "open" / alive).exists()
 
 
 def test_spool_full_disk(tmp_path: Path, caplog) -> None:
