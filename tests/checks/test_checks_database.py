@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import run_check, write_config
+from checks_fixtures import run_check, write_config
 
 from billing.models import Base
 

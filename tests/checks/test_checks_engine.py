@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import free_port, run_check, write_config
+from checks_fixtures import free_port, run_check, write_config
 
 VIGIL = str(Path(sys.executable).with_name("vigil"))
 

@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import run_check
+from checks_fixtures import run_check
 
 from vigil import statefile
 
@@ -211,7 +211,7 @@ def test_system_plugins_against_this_machine(conf: Path) -> None:
 
 
 def test_state_dir_not_writable_is_unknown(tmp_path: Path) -> None:
-    from conftest import write_config
+    from checks_fixtures import write_config
 
     blocker = tmp_path / "file"
     blocker.write_text("")

@@ -9,7 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import run_check
+from checks_fixtures import run_check
 
 from checks import PLUGINS
 from checks.cli import main as cli_main

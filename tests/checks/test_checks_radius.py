@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from conftest import SECRET, FreeRadius, free_port, run_check, write_config
+from checks_fixtures import SECRET, FreeRadius, free_port, run_check, write_config
 
 
 def radius_conf(tmp_path: Path, state_dir: Path, fr: FreeRadius, **self_test: str) -> Path:

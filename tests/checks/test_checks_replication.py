@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import run_check, write_config
+from checks_fixtures import run_check, write_config
 
 from vigil.testing.mariadb import MariaDB
 
@@ -99,7 +99,7 @@ def test_not_a_replica_is_unknown(pair: tuple[MariaDB, MariaDB], tmp_path: Path)
 
 
 def test_replica_down_is_critical(pair: tuple[MariaDB, MariaDB], tmp_path: Path) -> None:
-    from conftest import free_port
+    from checks_fixtures import free_port
 
     master, replica = pair
     r = run_check("replication", "--replica", f"127.0.0.1:{free_port()}",

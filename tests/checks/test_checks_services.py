@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import NTPResponder, run_check, write_config
+from checks_fixtures import NTPResponder, run_check, write_config
 
 from checks.clock_offset import from_ntp, to_ntp
 
