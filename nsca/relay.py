@@ -212,47 +212,56 @@ class _Worker(threading.Thread):
         self.down_since: float | None = None
 
     def run(self) -> None:
-        relay, dest = self.relay, self.dest
-        delay = relay.retry_min
+        relay = self.relay
+        self.delay = relay.retry_min
         while not relay.stopping.is_set():
             try:
-                batch, each, after = self.reader.next_batch(self.cursor, dest.batch_size)
-            except SpoolError as exc:
-                log.error("%s: %s", dest, exc)
-                relay.stopping.wait(delay)
-                continue
-            if not batch:
-                if after != self.cursor:
-                    self._advance(after)
-                self.wake.wait(relay.rescan_interval)
-                self.wake.clear()
-                continue
-            sendable = self._sendable(batch)
-            try:
-                if sendable:
-                    dest.send(sendable)
-            except NSCAError as exc:
-                # NSCA-NG acknowledges each result: keep what was acknowledged.
-                done = getattr(exc, "delivered", 0)
-                if done:
-                    self.sent += done
-                    self._advance(each[batch.index(sendable[done - 1])])
-                self.failures += 1
-                if self.down_since is None:
-                    self.down_since = time.monotonic()
-                    log.warning("%s: cannot deliver (%s); retrying with backoff", dest, exc)
-                else:
-                    log.debug("%s: still failing: %s", dest, exc)
-                relay.stopping.wait(delay)
-                delay = min(delay * 2, relay.retry_max)
-                continue
-            if self.down_since is not None:
-                log.info("%s: delivering again after %.0fs", dest,
-                         time.monotonic() - self.down_since)
-                self.down_since = None
-            delay = relay.retry_min
-            self.sent += len(sendable)
-            self._advance(after)
+                self._step()
+            except Exception:
+                # A worker that dies silently is a destination nobody feeds.
+                log.exception("%s: unexpected failure; retrying", self.dest)
+                relay.stopping.wait(relay.retry_max)
+
+    def _step(self) -> None:
+        relay, dest = self.relay, self.dest
+        try:
+            batch, each, after = self.reader.next_batch(self.cursor, dest.batch_size)
+        except SpoolError as exc:
+            log.error("%s: %s", dest, exc)
+            relay.stopping.wait(self.delay)
+            return
+        if not batch:
+            if after != self.cursor:
+                self._advance(after)
+            self.wake.wait(relay.rescan_interval)
+            self.wake.clear()
+            return
+        sendable = self._sendable(batch)
+        try:
+            if sendable:
+                dest.send(sendable)
+        except NSCAError as exc:
+            # NSCA-NG acknowledges each result: keep what was acknowledged.
+            done = getattr(exc, "delivered", 0)
+            if done:
+                self.sent += done
+                self._advance(each[batch.index(sendable[done - 1])])
+            self.failures += 1
+            if self.down_since is None:
+                self.down_since = time.monotonic()
+                log.warning("%s: cannot deliver (%s); retrying with backoff", dest, exc)
+            else:
+                log.debug("%s: still failing: %s", dest, exc)
+            relay.stopping.wait(self.delay)
+            self.delay = min(self.delay * 2, relay.retry_max)
+            return
+        if self.down_since is not None:
+            log.info("%s: delivering again after %.0fs", dest,
+                     time.monotonic() - self.down_since)
+            self.down_since = None
+        self.delay = relay.retry_min
+        self.sent += len(sendable)
+        self._advance(after)
 
     def _sendable(self, batch: list[Record]) -> list[Record]:
         out = []
@@ -266,8 +275,25 @@ class _Worker(threading.Thread):
         return out
 
     def _advance(self, cur: Cursor) -> None:
-        write_cursor(self.relay.spool, self.dest.name, cur, fsync=self.relay.cursor_fsync)
         self.cursor = cur
+        failing = False
+        while True:
+            try:
+                write_cursor(self.relay.spool, self.dest.name, cur,
+                             fsync=self.relay.cursor_fsync)
+            except OSError as exc:
+                # Sending on without a recorded cursor would widen what a crash
+                # re-sends: hold this destination until the cursor is on disk.
+                if not failing:
+                    log.error("%s: cannot record the cursor (%s); holding further sends",
+                              self.dest, exc.strerror)
+                    failing = True
+                if self.relay.stopping.wait(self.relay.retry_min):
+                    return
+                continue
+            if failing:
+                log.info("%s: cursor recorded again", self.dest)
+            return
 
 
 class _Wakeup(FileSystemEventHandler):

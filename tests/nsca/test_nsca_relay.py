@@ -199,3 +199,36 @@ def test_a_second_relay_on_the_same_spool_is_refused(tmp_path: Path) -> None:
     third.start()  # the lock went with the first relay
     third.stop()
     third.shutdown()
+
+
+def test_cursor_that_cannot_be_written_holds_the_destination(tmp_path: Path, vigil_server,
+                                                             caplog) -> None:
+    import logging
+
+    spool = tmp_path / "spool"
+    writer = SpoolWriter(spool, seal_interval=0.01)
+    central, out = vigil_server(method=1, password="pw")
+    relay = Relay(spool, [NSCADestination("127.0.0.1", central.port, password="pw")],
+                  retry_min=0.05, rescan_interval=0.1)
+    cursors = spool / "cursors"
+    with caplog.at_level(logging.INFO, logger="nsca.relay"):
+        relay.start()
+        try:
+            writer.append(Record(os.urandom(16), CheckResult("h", f"s{i}", 0, f"r{i}"))
+                          for i in range(20))
+            assert len(wait_lines(out, 20)) == 20
+            cursors.rename(tmp_path / "cursors.away")
+            cursors.write_text("not a folder")  # every cursor write now fails
+            writer.append(Record(os.urandom(16), CheckResult("h", f"s{i}", 0, f"r{i}"))
+                          for i in range(20, 60))
+            assert spin(lambda: "cannot record the cursor" in caplog.text)
+            time.sleep(0.3)
+            assert len(out.read_text().splitlines()) == 40  # held after one batch
+            cursors.unlink()
+            (tmp_path / "cursors.away").rename(cursors)
+            assert len(wait_lines(out, 60)) == 60
+            assert "cursor recorded again" in caplog.text
+        finally:
+            relay.stop()
+            relay.shutdown()
+            writer.close()
