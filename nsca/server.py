@@ -283,7 +283,7 @@ class Server:
             try:
                 chunk = conn.recv(262144)
             except TimeoutError:
-                log.warning("connection from %s idle for %.0fs; closing", peer,
+                log.warning("connection from %s idle for %gs; closing", peer,
                             self.opts.idle_timeout)
                 break
             except OSError as exc:

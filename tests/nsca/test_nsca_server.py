@@ -283,3 +283,26 @@ def test_server_with_full_spool_keeps_running(vigil_server, tmp_path: Path) -> N
                                 port=srv.port, password="pw")
     assert srv.server.stats.accepted == 0
     assert srv.server.stats.connections == 2
+
+
+def test_client_timeout_against_a_server_that_never_speaks() -> None:
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts (backlog), never answers
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(ConnectionFailed, match="timed out"):
+            client.send_results([CheckResult("h", "s", 0, "x")], host="127.0.0.1",
+                                port=silent.getsockname()[1], timeout=0.5)
+        assert time.monotonic() - t0 < 3
+    finally:
+        silent.close()
+
+
+def test_server_closes_an_idle_client(vigil_server, caplog) -> None:
+    srv, _ = vigil_server(method=1, password="pw", idle_timeout=0.5)
+    with caplog.at_level(logging.WARNING, logger="nsca.server"), \
+            socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
+        s.recv(packet.INIT_PACKET_SIZE)
+        t0 = time.monotonic()
+        assert s.recv(10) == b""  # the server gave up on us
+        assert time.monotonic() - t0 < 3
+    assert spin(lambda: "idle for 0.5s; closing" in caplog.text)
