@@ -48,6 +48,16 @@ from vigil.statefile import CorruptStateError, write_bytes_atomic
 log = logging.getLogger(__name__)
 
 
+class _QuietStop(logging.Filter):
+    """watchdog logs an ERROR when an inotify event races its own stop; harmless."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "called when the thread is inactive" not in record.getMessage()
+
+
+logging.getLogger("watchdog.observers.inotify").addFilter(_QuietStop())
+
+
 class Destination(Protocol):
     name: str
     batch_size: int

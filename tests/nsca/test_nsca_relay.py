@@ -232,3 +232,35 @@ def test_cursor_that_cannot_be_written_holds_the_destination(tmp_path: Path, vig
             relay.stop()
             relay.shutdown()
             writer.close()
+
+
+def test_relay_to_the_local_nagios_pipe(tmp_path: Path) -> None:
+    from nsca.relay import CommandFileDestination
+
+    fifo = tmp_path / "nagios.cmd"
+    os.mkfifo(fifo)
+    spool = tmp_path / "spool"
+    writer = SpoolWriter(spool, seal_interval=0.01)
+    writer.append(Record(os.urandom(16), CheckResult("h", f"s{i}", 0, f"r{i}", 1000.0 + i))
+                  for i in range(30))
+    writer.close()
+    relay = Relay(spool, [CommandFileDestination(fifo)], retry_min=0.05, retry_max=0.1,
+                  rescan_interval=0.1)
+    relay.start()
+    try:
+        assert spin(lambda: relay.workers[0].failures >= 2)  # Nagios not reading yet
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        got = b""
+        deadline = time.monotonic() + 10
+        while got.count(b"\n") < 30 and time.monotonic() < deadline:
+            try:
+                got += os.read(fd, 65536)
+            except BlockingIOError:
+                time.sleep(0.02)
+        os.close(fd)
+    finally:
+        relay.stop()
+        relay.shutdown()
+    lines = got.decode().splitlines()
+    assert lines[0] == "[1000] PROCESS_SERVICE_CHECK_RESULT;h;s0;0;r0"
+    assert outputs(lines) == [f"r{i}" for i in range(30)]
