@@ -24,7 +24,7 @@ import logging
 import secrets
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pyrad import packet as radpacket
 from pyrad.dictionary import Dictionary
@@ -66,11 +66,11 @@ class SelfTest:
 
     host: str
     port: int
-    secret: bytes
-    nas_ip: str
-    user: str
-    password: str
-    timeout: float
+    secret: bytes = field(repr=False)  # never in a log line or a traceback
+    nas_ip: str = "127.0.0.1"
+    user: str = ""
+    password: str = field(default="", repr=False)
+    timeout: float = 5.0
 
     @property
     def target(self) -> str:

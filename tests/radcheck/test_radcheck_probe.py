@@ -126,3 +126,8 @@ def test_judge_is_pure() -> None:
     reply = _signed_reply(req.RequestPacket(), SECRET.encode())
     assert judge(req, reply, t, 1.0).ok
     assert judge(req, reply[:1] + bytes([8]) + reply[2:], t, 1.0) is None
+
+
+def test_secrets_stay_out_of_repr() -> None:
+    text = repr(selftest(1812, secret="TopSecret", password="Hunter2"))
+    assert "TopSecret" not in text and "Hunter2" not in text
