@@ -46,6 +46,17 @@ ROLE_GROUPS: dict[str, tuple[str, ...]] = {
     "central": ("common", "central"),
     "all": ("common", "site", "central"),
 }
+# The master's heartbeat writer: primary (and all) when the billing database is MySQL/MariaDB.
+REPLICATION_ROLES = ("primary", "all")
+
+
+def program_groups(cfg: config.Config) -> list[str]:
+    role = cfg.get("Site", "Role")
+    groups = list(ROLE_GROUPS[role])
+    url = str(cfg.get("Master", "URL"))
+    if role in REPLICATION_ROLES and url.startswith(("mysql", "mariadb")):
+        groups.append("replication")
+    return groups
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -102,7 +113,7 @@ def supervisor_env(cfg: config.Config, includes: list[str] | None = None,
                            EXIT_USAGE)
     role = cfg.get("Site", "Role")
     names = only or ["*"]
-    files = [f"supervisor/{g}/{n}.conf" for g in ROLE_GROUPS[role] for n in names]
+    files = [f"supervisor/{g}/{n}.conf" for g in program_groups(cfg) for n in names]
     files += list(includes or [])
     return {
         "VIGIL_CONF": str(Path(cfg.source).resolve()),

@@ -39,6 +39,15 @@ def test_role_picks_program_groups(tmp_path: Path, role: str) -> None:
     assert env["VIGIL_CONF"] == str(tmp_path / "vigil.conf")
 
 
+def test_replication_heartbeat_only_with_a_mysql_master(tmp_path: Path) -> None:
+    conf = conf_for(tmp_path, Role="primary")
+    conf.write_text(conf.read_text() + "\n[Master]\nURL=mysql+pymysql://billing@127.0.0.1/b\n")
+    r = vigil(conf, "supervisord", "--print-env")
+    assert "supervisor/replication/*.conf" in r.stdout
+    conf.write_text(conf.read_text().replace("Role=primary", "Role=secondary"))
+    assert "supervisor/replication" not in vigil(conf, "supervisord", "--print-env").stdout
+
+
 def test_interface_roles() -> None:
     def programs(role: str) -> set[str]:
         return {p.stem for g in ROLE_GROUPS[role]
