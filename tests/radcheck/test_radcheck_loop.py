@@ -182,3 +182,25 @@ def test_no_restart_during_start_up_grace_until_the_engine_answered(cfg, worker)
                       notifier=worker, clock=lambda: clock[0], startup_grace=30)
     run(check2, script, OK, TIMEOUT, TIMEOUT, TIMEOUT)
     assert restarts.calls == ["radiusd", "radiusd"]
+
+
+def test_hung_smtp_does_not_hold_up_the_tests(tmp_path: Path) -> None:
+    import socket
+
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(8)  # accepts, never greets
+    try:
+        sections = base_conf(tmp_path, radius_port=free_udp_port(),
+                             smtp_port=hung.getsockname()[1],
+                             extra={"Self Test": {"Errors_Before_Restart": 1},
+                                    "Email": {"SMTP_Timeout_sec": 30}})
+        cfg = config.load(write_conf(tmp_path / "vigil.conf", sections))
+        worker = alerts.AlertWorker(cfg).start()
+        check, script, restarts = make(cfg, worker)
+        run(check, script, TIMEOUT, OK, TIMEOUT, OK)  # two outages, two recoveries queued
+        assert len(restarts.calls) == 2 and state(cfg)["ok"] is True
+        assert worker.pending() >= 3  # the mails wait on SMTP; the tests did not
+        assert worker.close(timeout=0.2) >= 3
+    finally:
+        hung.close()
