@@ -194,7 +194,7 @@ def test_hung_smtp_does_not_hold_up_the_tests(tmp_path: Path) -> None:
         sections = base_conf(tmp_path, radius_port=free_udp_port(),
                              smtp_port=hung.getsockname()[1],
                              extra={"Self Test": {"Errors_Before_Restart": 1},
-                                    "Email": {"SMTP_Timeout_sec": 30}})
+                                    "Email": {"SMTP_Timeout_sec": 2}})
         cfg = config.load(write_conf(tmp_path / "vigil.conf", sections))
         worker = alerts.AlertWorker(cfg).start()
         check, script, restarts = make(cfg, worker)
