@@ -5,10 +5,11 @@ Access-Accept (see :mod:`billing.radcheck_probe`) and counts consecutive
 failures. After ``Errors_Before_Restart`` of them it restarts the
 ``[Radius] Program`` through supervisord's XML-RPC socket, sends one outage
 alert, and keeps testing; if the engine still fails it is restarted again
-after every further ``Errors_Before_Restart`` failures (logged, no new mail:
-one outage, one mail). The first Access-Accept after an alerted outage sends
-the recovery notice. Mail goes out from a worker thread, flood-limited
-(:mod:`vigil.alerts`), so a dead SMTP server never delays a test.
+after twice as many further failures each time, up to 16 x
+``Errors_Before_Restart`` (logged, no new mail: one outage, one mail). The
+first Access-Accept after an alerted outage sends the recovery notice. Mail
+goes out from a worker thread, flood-limited (:mod:`vigil.alerts`), so a dead
+SMTP server never delays a test.
 
 After every test the result is written atomically to ``[Self Test]
 State_File`` for the check plugins::
@@ -42,6 +43,7 @@ from vigil.supervisor_settings import state_file, supervisor_socket
 log = logging.getLogger(__name__)
 
 FIRST_TEST_DELAY_SEC = 5.0
+MAX_BACKOFF_DOUBLINGS = 4  # at most Errors_Before_Restart x 16 failures between restarts
 
 
 class Notifier(Protocol):
@@ -166,6 +168,16 @@ class RadCheck:
         self.outage_alerted = False
         self.outage_restarts = 0
 
+    def restart_threshold(self) -> int:
+        """Failures that lead to the next restart: Errors_Before_Restart, then doubling.
+
+        A restart that did not help is unlikely to help at once again (a
+        configuration mismatch, a dependency down); restarting a live engine
+        every few tests would only cut the calls it still carries.
+        """
+        factor = 2 ** min(self.outage_restarts, MAX_BACKOFF_DOUBLINGS)
+        return self.settings.errors_before_restart * factor
+
     def _failed(self, result: ProbeResult, now: float) -> None:
         self.consecutive_failures += 1
         if self.outage_since is None:
@@ -176,7 +188,7 @@ class RadCheck:
                         self.grace_until - now, result.error)
             return
         self.failures_since_restart += 1
-        n = self.settings.errors_before_restart
+        n = self.restart_threshold()
         log.warning("self-test failed (%d/%d, %s): %s", self.failures_since_restart, n,
                     result.kind, result.error)
         if self.failures_since_restart < n:

@@ -94,16 +94,20 @@ def test_one_outage_one_restart_one_mail_then_recovery(cfg, worker, smtp) -> Non
     run(check, script, TIMEOUT)  # third in a row: restart
     assert restarts.calls == ["radiusd"]
     assert state(cfg)["restarts"] == 1 and state(cfg)["last_restart"] is not None
-    run(check, script, TIMEOUT, TIMEOUT, TIMEOUT)  # still down: restarted again, no new mail
+    run(check, script, *[TIMEOUT] * 5)  # still down: the next restart after 2 x 3 failures
+    assert restarts.calls == ["radiusd"]
+    run(check, script, TIMEOUT)  # restarted again, no new mail
     assert restarts.calls == ["radiusd", "radiusd"]
+    assert check.restart_threshold() == 12
     run(check, script, OK)
+    assert check.restart_threshold() == 3  # a new outage starts from Errors_Before_Restart
     assert worker.close(timeout=10) == 0
     msgs = smtp.wait_for(2)
     assert [m["X-Vigil-Kind"] for m in msgs] == ["radcheck-outage", "radcheck-recovery"]
     assert "failed 3 times in a row" in msgs[0].get_content()
     assert "Restart of supervisor program 'radiusd': radiusd was RUNNING" in \
         msgs[0].get_content()
-    assert "6 failed tests, 2 restart(s)" in msgs[1].get_content()
+    assert "9 failed tests, 2 restart(s)" in msgs[1].get_content()
     s = state(cfg)
     assert (s["ok"], s["consecutive_failures"], s["rtt_ms"], s["restarts"]) == (True, 0, 1.5, 2)
 
