@@ -25,25 +25,24 @@ rescan as a safety net.
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from nsca import client, packet
-from nsca.commandfile import CommandFileSink, format_command
-from nsca.errors import ConnectionFailed, FieldError, NSCAError, SpoolError
+from nsca import packet
+from nsca.cursor import Cursor, read_cursor, write_cursor
+from nsca.destinations import CommandFileDestination, Destination, NSCADestination
+from nsca.errors import FieldError, NSCAError, SpoolError
 from nsca.spool import SUFFIX, Record, read_segment, ready_segments
-from vigil.config import Secret
-from vigil.statefile import CorruptStateError, write_bytes_atomic
+
+__all__ = ["Relay", "Cursor", "read_cursor", "write_cursor", "Destination",
+           "NSCADestination", "CommandFileDestination"]
 
 log = logging.getLogger(__name__)
 
@@ -56,100 +55,6 @@ class _QuietStop(logging.Filter):
 
 
 logging.getLogger("watchdog.observers.inotify").addFilter(_QuietStop())
-
-
-class Destination(Protocol):
-    name: str
-    batch_size: int
-
-    def send(self, records: Sequence[Record]) -> None:
-        """Deliver all of them or raise :class:`NSCAError`."""
-
-
-class NSCADestination:
-    """A central NSCA server (C ``nsca`` or Vigil)."""
-
-    def __init__(self, host: str, port: int, *, password: str | Secret = "", method: int = 1,
-                 timeout: float = 10.0, batch_size: int = 20, packet_version: int = 3) -> None:
-        self.host, self.port = host, port
-        self.name = f"nsca-{host}-{port}"
-        self.batch_size = batch_size
-        self._password = password
-        self.method = method
-        self.timeout = timeout
-        self.packet_version = packet_version
-
-    def send(self, records: Sequence[Record]) -> None:
-        client.send_results([r.result for r in records], host=self.host, port=self.port,
-                            password=self._password, method=self.method,
-                            timeout=self.timeout, packet_version=self.packet_version,
-                            result_ids=[r.rid for r in records])
-
-    def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
-
-
-class CommandFileDestination:
-    """The local Nagios command file, as one more destination (central role, demo)."""
-
-    name = "command-file"
-
-    def __init__(self, path: Path, *, batch_size: int = 500) -> None:
-        self.sink = CommandFileSink(Path(path))
-        self.batch_size = batch_size
-
-    def __str__(self) -> str:
-        return f"command file {self.sink.path}"
-
-    def send(self, records: Sequence[Record]) -> None:
-        lines = []
-        for rec in records:
-            r = rec.result
-            try:
-                lines.append(format_command(r, int(r.timestamp or time.time())))
-            except FieldError as exc:
-                log.error("%s: result for %s dropped: %s", self, r.host[:64], exc)
-        if lines and not self.sink.try_write(lines):
-            raise ConnectionFailed(f"{self}: not writable ({self.sink.problem})")
-
-
-@dataclass(frozen=True)
-class Cursor:
-    segment: str = ""
-    offset: int = 0
-
-
-def cursor_path(spool: Path, name: str) -> Path:
-    return Path(spool) / "cursors" / f"{name}.json"
-
-
-def read_cursor(spool: Path, name: str) -> Cursor:
-    path = cursor_path(spool, name)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return Cursor()
-    try:
-        d = json.loads(data)
-        return Cursor(str(d["segment"]), int(d["offset"]))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CorruptStateError(
-            f"{path}: not a cursor ({exc}); remove it to send the whole spool to this "
-            "server again") from exc
-
-
-def write_cursor(spool: Path, name: str, cur: Cursor, *, fsync: bool) -> None:
-    path = cursor_path(spool, name)
-    data = json.dumps({"segment": cur.segment, "offset": cur.offset}).encode() + b"\n"
-    if fsync:
-        write_bytes_atomic(path, data)
-        return
-    # Rename without fsync: survives a crash of this process (the page cache
-    # stays), and the relay fsyncs the folder once a second for power loss.
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
 
 
 class _SegmentReader:
