@@ -104,7 +104,7 @@ def _stamped(p: DataPacket) -> packet.CheckResult:
 class Deduper:
     """Remembers the last ``window`` result ids (in memory)."""
 
-    def __init__(self, window: int = 1_000_000) -> None:
+    def __init__(self, window: int = 200_000) -> None:
         self.window = window
         self._seen: set[bytes] = set()
         self._order: collections.deque[bytes] = collections.deque()
@@ -142,7 +142,7 @@ class ServerOptions:
     clock_skew: int = 5
     idle_timeout: float = 60.0
     max_connections: int = 256
-    dedupe_window: int = 1_000_000
+    dedupe_window: int = 200_000
 
 
 @dataclass

@@ -92,8 +92,10 @@ declare(S, "Command_File", path, "/var/lib/nagios4/rw/nagios.cmd",
         "Nagios external command file (a pipe).")
 declare(S, "Alternate_Dump_File", text, "",
         "Where results go while the command file is missing; empty: keep them queued.")
-declare(S, "Dedupe_Window", integer(0, 10_000_000), "1000000",
-        "Result ids remembered to drop a batch the relay had to send twice (0: off).")
+declare(S, "Dedupe_Window", integer(0, 10_000_000), "200000",
+        "Result ids remembered to drop a batch the relay had to send twice (0: off); "
+        "about 100 bytes of memory each. It must cover what arrives while a crashed "
+        "relay restarts.")
 declare(S, "Idle_Timeout_sec", integer(1, 3600), "60",
         "Close a client connection silent for this long.")
 # -- spool and relay ---------------------------------------------------------------
