@@ -95,7 +95,7 @@ class SpoolWriter:
     """Appends records, seals segments with group commit; thread-safe."""
 
     def __init__(self, root: Path, *, seal_interval: float = 0.2,
-                 segment_max: int = 5000) -> None:
+                 segment_max: int = 5000, retry_after: float = 5.0) -> None:
         self.root = Path(root)
         self.open_dir = self.root / "open"
         self.ready_dir = self.root / "ready"
@@ -114,6 +114,8 @@ class SpoolWriter:
         self._stop = False
         self._waiters = 0
         self.failed: str | None = None
+        self._failed_at = 0.0
+        self.retry_after = retry_after
         self._recover()
         self._thread = threading.Thread(target=self._sealer, name="spool-sealer", daemon=True)
         self._thread.start()
@@ -148,7 +150,10 @@ class SpoolWriter:
         data = b"".join(encode_record(r) for r in records)
         with self._cond:
             if self.failed:
-                raise SpoolError(self.failed)
+                if time.monotonic() - self._failed_at < self.retry_after:
+                    raise SpoolError(self.failed)
+                log.info("spool %s: trying to write again", self.root)
+                self.failed = None
             if not data:
                 return self._appended
             n = data.count(b"\n")
@@ -172,8 +177,35 @@ class SpoolWriter:
     def _fail(self, exc: OSError) -> None:
         why = "disk full" if exc.errno == errno.ENOSPC else exc.strerror
         self.failed = f"spool {self.root}: cannot write: {why}"
-        log.error("%s; refusing new results until restarted", self.failed)
+        self._failed_at = time.monotonic()
+        log.error("%s; refusing new results for %gs", self.failed, self.retry_after)
+        self._abandon()
         raise SpoolError(self.failed) from exc
+
+    def _abandon(self) -> None:
+        """Close the segment that failed; keep its whole lines if they can be sealed."""
+        fh, name = self._fh, self._name
+        self._fh, self._name, self._count = None, None, 0
+        if fh is None or name is None:
+            return
+        with contextlib.suppress(OSError):
+            fh.close()  # type: ignore[attr-defined]
+        path = self.open_dir / name
+        try:
+            data = path.read_bytes()
+            cut = data.rfind(b"\n") + 1
+            with open(path, "r+b") as f:
+                f.truncate(cut)
+                os.fsync(f.fileno())
+            if cut:
+                os.replace(path, self.ready_dir / name)
+                _fsync_dir(self.ready_dir)
+            else:
+                path.unlink()
+        except OSError as exc:
+            # Left in open/: the next start of the server recovers it.
+            log.warning("spool %s: segment %s left for recovery: %s", self.root, name,
+                        exc.strerror)
 
     def _seal_locked(self) -> None:
         if self._fh is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import logging
 import os
@@ -255,7 +254,7 @@ def test_spool_full_disk(tmp_path: Path, caplog) -> None:
     if r.returncode:
         pytest.skip("cannot mount a small tmpfs here")
     try:
-        w = SpoolWriter(mnt / "spool", seal_interval=10)
+        w = SpoolWriter(mnt / "spool", seal_interval=10, retry_after=0.3)
         big = "x" * 3000
         from nsca.spool import Record
 
@@ -263,18 +262,27 @@ def test_spool_full_disk(tmp_path: Path, caplog) -> None:
                 pytest.raises(SpoolError, match="disk full"):
             for i in range(100):
                 w.append([Record(os.urandom(16), CheckResult("h", "s", 0, f"{i}{big}"))])
-        assert "refusing new results until restarted" in caplog.text
-        with pytest.raises(SpoolError):
+        assert "refusing new results for 0.3s" in caplog.text
+        with pytest.raises(SpoolError):  # at once: still refusing
             w.append([Record(os.urandom(16), CheckResult("h", "s", 0, "x"))])
-        with contextlib.suppress(SpoolError):
-            w.close()
+        # what fitted before the disk filled up is sealed, whole records only
+        kept = [r for s in ready_segments(mnt / "spool")
+                for r in read_segment(mnt / "spool" / "ready" / s)]
+        assert kept and all(r.result.output.endswith(big) for r in kept)
+        for s in ready_segments(mnt / "spool"):  # the admin frees space
+            (mnt / "spool" / "ready" / s).unlink()
+        time.sleep(0.35)
+        ticket = w.append([Record(os.urandom(16), CheckResult("h", "s", 0, "again"))])
+        assert w.wait_sealed(ticket, 5)
+        w.close()
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_server_with_full_spool_keeps_running(vigil_server, tmp_path: Path) -> None:
-    writer = SpoolWriter(tmp_path / "spool")
-    writer.failed = "spool: cannot write: disk full"
+    writer = SpoolWriter(tmp_path / "spool", retry_after=60)
+    writer.failed = "spool: cannot write: disk full"  # as _fail() leaves it
+    writer._failed_at = time.monotonic()
     srv, _ = vigil_server(SpoolSink(writer), method=1, password="pw")
     for _ in range(2):
         # the server resets the connection: the client must not think it was stored
