@@ -25,7 +25,8 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -38,6 +39,8 @@ from nsca.result import CheckResult
 log = logging.getLogger(__name__)
 
 SITE_HEARTBEAT_SERVICE = "site-heartbeat"
+# A pass waits for its checks up to this share of the period, then sends what it has.
+_PASS_WAIT = 0.8
 
 
 class CheckLike(Protocol):
@@ -64,6 +67,7 @@ class PassReport:
     delivery: Delivery | None = None
     cpu_sec: float = 0.0  # plugins' CPU (children) plus the scheduler's own
     interrupted: bool = False
+    still_running: list[str] = field(default_factory=list)
 
     def counts(self) -> Counter[str]:
         return Counter(o.state for _, o in self.outcomes)
@@ -78,8 +82,9 @@ def _cpu_now() -> float:
 def host_summary(host: str, report: PassReport) -> str:
     c = report.counts()
     parts = ", ".join(f"{c.get(s, 0)} {s}" for s in STATE_NAMES)
+    late = f"; still running: {', '.join(report.still_running)}" if report.still_running else ""
     return (f"OK - vigil scheduler on {host}: {len(report.outcomes)} checks in "
-            f"{report.duration:.1f} s ({parts})")
+            f"{report.duration:.1f} s ({parts}){late}")
 
 
 def heartbeat_results(site: str, host: str, ts: float) -> list[CheckResult]:
@@ -107,6 +112,7 @@ class Scheduler:
         self._last_start: dict[str, float] = {}
         self._reload: Callable[[], Sequence[CheckLike]] | None = None
         self._unfit: set[str] = set()
+        self._running: dict[str, tuple[CheckLike, Future[Outcome]]] = {}
         self._pool = ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="check")
 
     # ------------------------------------------------------------- passes
@@ -115,32 +121,47 @@ class Scheduler:
         out = []
         for spec in self.checks:
             last = self._last_start.get(spec.name)
+            if spec.name in self._running:
+                continue
             if last is None or now - last >= spec.interval_sec - period / 2:
                 out.append(spec)
         return out
 
-    def run_checks(self, specs: Sequence[CheckLike]) -> list[tuple[CheckLike, Outcome]]:
-        def one(spec: CheckLike) -> Outcome:
-            problem = getattr(spec, "problem", None)
-            if problem:
-                return Outcome(UNKNOWN, clean_line(f"UNKNOWN - check {spec.name} not run: "
-                                                   f"{problem}"), 0.0, time.time())
-            return run_plugin(list(spec.command), float(spec.timeout_sec),
-                              max_output=self.max_output, env=self.env, name=spec.name,
-                              tracker=self.tracker)
-
-        futures = [(spec, self._pool.submit(one, spec)) for spec in specs]
-        return [(spec, fut.result()) for spec, fut in futures]
+    def _run_one(self, spec: CheckLike) -> Outcome:
+        problem = getattr(spec, "problem", None)
+        if problem:
+            return Outcome(UNKNOWN, clean_line(f"UNKNOWN - check {spec.name} not run: "
+                                               f"{problem}"), 0.0, time.time())
+        return run_plugin(list(spec.command), float(spec.timeout_sec),
+                          max_output=self.max_output, env=self.env, name=spec.name,
+                          tracker=self.tracker)
 
     def run_pass(self, period: float = 0.0, *, everything: bool = False) -> PassReport:
+        """One pass. With a ``period``, a check still running near the end of it is left
+        to finish on its own: its result goes with a later pass, and the others (and
+        the host result) are not held up by a check with a long timeout."""
         start = self.clock()
         wall = time.time()
         cpu0 = _cpu_now()
         specs = list(self.checks) if everything else self.due(start, period)
+        specs = [s for s in specs if s.name not in self._running]
         for spec in specs:
             self._last_start[spec.name] = start
+            self._running[spec.name] = (spec, self._pool.submit(self._run_one, spec))
         report = PassReport(started_at=wall, duration=0.0)
-        report.outcomes = self.run_checks(specs)
+        pending = [fut for _, fut in self._running.values()]
+        if everything or period <= 0:
+            futures_wait(pending)
+        else:
+            futures_wait(pending, timeout=max(0.0, start + period * _PASS_WAIT - self.clock()))
+        order = {c.name: i for i, c in enumerate(self.checks)}
+        for name, (spec, fut) in sorted(self._running.items(),
+                                        key=lambda kv: order.get(kv[0], len(order))):
+            if fut.done():
+                del self._running[name]
+                report.outcomes.append((spec, fut.result()))
+            else:
+                report.still_running.append(name)
         report.duration = self.clock() - start
         if self._stop.is_set():
             # Plugins were killed under us: their "results" are ours, not theirs.
@@ -148,6 +169,9 @@ class Scheduler:
             report.cpu_sec = _cpu_now() - cpu0
             log.info("monitor: pass interrupted by stop; its results are not sent")
             return report
+        if report.still_running:
+            log.warning("monitor: still running at the end of the pass, reported later: %s",
+                        ", ".join(report.still_running))
         report.results = self.results_of(report)
         if self.outbox is not None:
             report.delivery = self.outbox.deliver(report.results)
@@ -231,6 +255,8 @@ class Scheduler:
         self.tracker.kill_all()
 
     def close(self) -> None:
+        """Kill what still runs (a straggler from the last pass) and end the workers."""
+        self.tracker.kill_all()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 

@@ -182,3 +182,36 @@ def test_a_name_nsca_cannot_carry_is_logged_once_and_the_rest_sent(
         sched.close()
     assert [[r.service for r in batch] for batch in rec.got] == [["Fine", None]] * 2
     assert caplog.text.count("cannot travel over NSCA") == 1
+
+
+def test_a_check_with_a_long_timeout_does_not_hold_up_the_others(tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    slow = script(tmp_path, "slow", f"while [ ! -e {gate} ]; do sleep 0.05; done\n"
+                                    "echo 'SLOW OK: done'\n")
+    fast = script(tmp_path, "fast", "echo 'FAST OK'\n")
+    specs = [Spec("slow", "Slow", slow, 1, 120), Spec("fast", "Fast", fast, 1, 5)]
+    rec = Recorder()
+    sched = Scheduler(specs, host_name="h", site_name=None,
+                      outbox=Outbox(rec, Spool(tmp_path / "spool")))
+    try:
+        first = sched.run_pass(0.5)
+        assert [s.name for s, _ in first.outcomes] == ["fast"]
+        assert first.still_running == ["slow"]
+        host = [r for r in rec.got[0] if r.service is None][0]
+        assert host.output.endswith("; still running: slow")
+        time.sleep(0.8)
+        second = sched.run_pass(0.5)  # slow is due again, but not started twice
+        assert [s.name for s, _ in second.outcomes] == ["fast"]
+        gate.touch()
+        deadline = time.monotonic() + 10
+        while True:
+            time.sleep(0.8)
+            report = sched.run_pass(0.5)
+            if any(s.name == "slow" for s, _ in report.outcomes) or time.monotonic() > deadline:
+                break
+        assert [(s.name, o.output) for s, o in report.outcomes] == [("slow", "SLOW OK: done"),
+                                                                   ("fast", "FAST OK")]
+    finally:
+        sched.close()
+    sent = [r.service for batch in rec.got for r in batch]
+    assert sent.count("Slow") == 1 and sent.count("Fast") == len(rec.got)
