@@ -60,7 +60,7 @@ class Server:
 
     def __init__(self, tmp: Path, host: str, site: str, checks: list[Spec], sender) -> None:
         self.state = tmp / host
-        self.state.mkdir()
+        self.state.mkdir(exist_ok=True)
         self.sched = Scheduler(checks, host_name=host, site_name=site,
                                outbox=Outbox(sender, Spool(self.state / "spool")),
                                parallelism=4, env={"PATH": "/usr/bin:/bin",
@@ -201,6 +201,20 @@ def test_results_reach_nagios_and_silence_pages_once(tmp_path: Path, central: Ce
             assert "monitor.md#site-down" in body
             db_mail = next(m for m in smtp.messages if "Billing DB" in m["Subject"])
             assert "checks.md#check-db_query" in db_mail.get_content()
+
+            # site-b comes back: one RECOVERY for the site, none for what was never paged.
+            smtp.clear()
+            servers["vigil-b1"] = Server(tmp_path, "vigil-b1", "site-b", specs,
+                                         SendNSCASender("/usr/sbin/send_nsca", "127.0.0.1",
+                                                        nsca.port, secret, 1,
+                                                        tmp_path / "b1-sendnsca", 5))
+            servers["vigil-b1"].start()
+            central.wait_status(lambda st: (st.host("site-b") or {}).get("current_state") == "0"
+                                and (st.host("vigil-b1") or {}).get("current_state") == "0"
+                                and services_show(st, "vigil-b1", healthy), 20)
+            smtp.wait_for(1, 10)
+            time.sleep(2)
+            assert [m["Subject"] for m in smtp.messages] == ["RECOVERY: site site-b is UP"]
         finally:
             for s in servers.values():
                 if s.thread.is_alive():
