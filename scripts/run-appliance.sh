@@ -128,7 +128,8 @@ cat <<EOF
    config       $CONF
    RADIUS       127.0.0.1:$AUTH_PORT (auth) / $(cfg Radius Acct_Port) (acct)
    logs         $RUN_DIR/log/   (one per program; billing log: billing.log)
-   mails        $RUN_DIR/mail/new/   (alerts caught by the SMTP sink on 127.0.0.1:$SMTP_PORT)
+   mails        $RUN_DIR/mail/new/   (alerts caught by the SMTP sink on 127.0.0.1:$SMTP_PORT;
+                radcheck's: grep -l 'X-Vigil-Kind: radcheck' $RUN_DIR/mail/new/*)
 
  In another terminal:
    $VIGIL -c $CONF status
