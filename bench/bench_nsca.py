@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-n", type=int, default=20000, help="results per run (default 20000)")
     ap.add_argument("--methods", default="1,14", help="encryption methods (default 1,14)")
     ap.add_argument("--batch", type=int, default=20, help="relay Batch_Size (default 20)")
-    ap.add_argument("--repeat", type=int, default=2, help="runs per pair; best kept")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per pair; best kept")
     args = ap.parse_args(argv)
     methods = [int(m) for m in args.methods.split(",")]
     n = args.n

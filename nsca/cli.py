@@ -119,24 +119,27 @@ def _fail(exc: Exception, code: int) -> None:
 
 
 def cmd_server(args: argparse.Namespace) -> int:
-    from nsca.daemon import run_until_signalled
+    from nsca.daemon import Stopper
     from nsca.errors import NSCAError
 
     cfg = _setup(args, "vigil-nsca-server")
+    stopper = Stopper()
     try:
         server = build_server(cfg)
     except NSCAError as exc:
         _fail(exc, 3)
-    run_until_signalled(server.stop, server.serve_forever)
+    stopper.on_stop(server.stop)
+    server.serve_forever()
     return 0
 
 
 def cmd_relay(args: argparse.Namespace) -> int:
-    from nsca.daemon import run_until_signalled
+    from nsca.daemon import Stopper
     from nsca.errors import NSCAError
     from vigil.statefile import CorruptStateError
 
     cfg = _setup(args, "vigil-nsca-relay")
+    stopper = Stopper()
     try:
         relay = build_relay(cfg)
     except NSCAError as exc:
@@ -148,13 +151,19 @@ def cmd_relay(args: argparse.Namespace) -> int:
         # stay up so supervisor does not flap, and say so once.
         import threading
 
-        log.warning("no destinations: [NSCA] Central_Servers, NG_Servers and "
-                    "Relay_To_Command_File are all empty; the relay idles")
         idle = threading.Event()
-        run_until_signalled(idle.set, lambda: _sleep_until(idle))
+
+        def wait() -> None:
+            log.warning("no destinations: [NSCA] Central_Servers, NG_Servers and "
+                        "Relay_To_Command_File are all empty; the relay idles")
+            _sleep_until(idle)
+
+        stopper.on_stop(idle.set)
+        wait()
         return 0
+    stopper.on_stop(relay.stop)
     try:
-        run_until_signalled(relay.stop, relay.run)
+        relay.run()
     except NSCAError as exc:
         _fail(exc, 1)
     return 0

@@ -30,16 +30,30 @@ log = logging.getLogger(__name__)
 USAGE = "Usage: vigil-nsca -c <config_file> [--single|--daemon|--inetd] [-f]"
 
 
-def run_until_signalled(stop: Callable[[], None], run: Callable[[], None]) -> None:
-    """Run ``run`` in this thread; SIGTERM/SIGINT call ``stop`` (clean exit)."""
-    def handler(signum: int, _frame: object) -> None:
-        log.info("signal %d: stopping", signum)
-        stop()
+class Stopper:
+    """SIGTERM/SIGINT handlers, installed before anything listens.
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
-    run()
+    Supervisor may stop a program the moment it is up; a signal that arrives
+    before the server exists is remembered and applied when it registers.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._callbacks: list[Callable[[], None]] = []
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._handler)
+            signal.signal(signal.SIGINT, self._handler)
+
+    def _handler(self, signum: int, _frame: object) -> None:
+        log.info("signal %d: stopping", signum)
+        self.requested = True
+        for cb in self._callbacks:
+            cb()
+
+    def on_stop(self, callback: Callable[[], None]) -> None:
+        self._callbacks.append(callback)
+        if self.requested:
+            callback()
 
 
 def server_from_nsca_cfg(path: str) -> Server:
@@ -104,10 +118,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from vigil import logs
 
     logs.setup("Console", None, os.environ.get("VIGIL_NSCA_LOG_LEVEL", "INFO"), "vigil-nsca")
+    stopper = Stopper()
     try:
         server = server_from_nsca_cfg(config)
     except NSCAError as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    run_until_signalled(server.stop, server.serve_forever)
+    stopper.on_stop(server.stop)
+    server.serve_forever()
     return 0

@@ -173,6 +173,7 @@ class Server:
         self.sink = sink
         self.clock = clock
         self.stats = Stats()
+        self.report_interval = 60.0
         self.deduper = Deduper(opts.dedupe_window)
         self._stop = threading.Event()
         self._slots = threading.BoundedSemaphore(opts.max_connections)
@@ -194,8 +195,14 @@ class Server:
     def serve_forever(self) -> None:
         log.info("listening on %s:%d (method %s)", self.opts.address, self.port,
                  crypto.method_name(self.opts.method))
+        last_report, reported = time.monotonic(), ""
         try:
             while not self._stop.is_set():
+                if time.monotonic() - last_report >= self.report_interval:
+                    last_report = time.monotonic()
+                    if self.summary() != reported:  # one line a minute while busy
+                        reported = self.summary()
+                        log.info("totals: %s", reported)
                 try:
                     conn, addr = self.sock.accept()
                 except TimeoutError:
