@@ -175,19 +175,30 @@ class FloodLimiter:
 
     @contextlib.contextmanager
     def _state(self) -> Iterator[dict[str, Any]]:
-        with self._mutex:
+        with self._mutex, contextlib.ExitStack() as stack:
             if self.path is None:
                 yield self._memory
                 return
-            # Not statefile.locked(self.path): write_json takes that lock itself.
-            with statefile.locked(self.path.with_name(self.path.name + ".admit")):
+            try:
+                # Not statefile.locked(self.path): write_json takes that lock itself.
+                stack.enter_context(statefile.locked(self.path.with_name(
+                    self.path.name + ".admit")))
                 try:
                     state = statefile.read_json(self.path, default={}) or {}
                 except statefile.CorruptStateError as exc:
                     log.error("flood limiter state unreadable, starting afresh: %s", exc)
                     state = {}
-                yield state
+            except OSError as exc:
+                # Fail open: an alert that cannot be counted is still sent.
+                log.error("flood limiter state %s unusable (%s); not limiting this alert",
+                          self.path, exc)
+                yield {}
+                return
+            yield state
+            try:
                 statefile.write_json(self.path, state)
+            except OSError as exc:
+                log.error("cannot save flood limiter state %s: %s", self.path, exc)
 
     @staticmethod
     def _held(state: dict[str, Any]) -> Held:

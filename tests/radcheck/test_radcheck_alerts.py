@@ -245,3 +245,12 @@ def test_cli_bad_input(tmp_path: Path, smtp: SMTPSink) -> None:
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0
     assert smtp.wait_for(1)[0]["To"] == "noc@example.org"
+
+
+def test_unusable_limiter_state_fails_open(tmp_path: Path, smtp: SMTPSink, caplog) -> None:
+    (tmp_path / "file").write_text("x")
+    cfg = make_cfg(tmp_path, smtp.port, Flood_State_File=tmp_path / "file" / "flood.json")
+    with caplog.at_level(logging.ERROR):
+        assert alerts.send_alert(cfg, "outage", "x")
+    assert "not limiting this alert" in caplog.text
+    assert len(smtp.wait_for(1)) == 1
