@@ -69,11 +69,10 @@ class _XOR:
     def _key(self, n: int) -> int:
         key = self._keys.get(n)
         if key is None:
-            stream = (self._iv * (n // IV_SIZE + 1))[:n]
+            key = int.from_bytes((self._iv * (n // IV_SIZE + 1))[:n], "big")
             if self._pw:
                 pw = (self._pw * (n // len(self._pw) + 1))[:n]
-                stream = bytes(a ^ b for a, b in zip(stream, pw, strict=True))
-            key = int.from_bytes(stream, "big")
+                key ^= int.from_bytes(pw, "big")
             self._keys[n] = key
         return key
 
