@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import ipaddress
 import logging
 import os
@@ -178,6 +179,7 @@ class Server:
         self._stop = threading.Event()
         self._slots = threading.BoundedSemaphore(opts.max_connections)
         self._threads: set[threading.Thread] = set()
+        self._conns: set[socket.socket] = set()
         family = socket.AF_INET6 if ":" in opts.address else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -221,12 +223,17 @@ class Server:
                     self._start_thread(conn, addr)
         finally:
             self.sock.close()
+            # Clients still connected: stop reading, keep what they sent, close.
+            for c in list(self._conns):
+                with contextlib.suppress(OSError):
+                    c.shutdown(socket.SHUT_RD)
             for t in list(self._threads):
                 t.join(5)
             self.sink.close()
             log.info("stopped: %s", self.summary())
 
     def _start_thread(self, conn: socket.socket, addr: tuple) -> None:
+        self._conns.add(conn)
         t = threading.Thread(target=self._run, args=(conn, addr), daemon=True,
                              name=f"nsca-{addr[0]}:{addr[1]}")
         self._threads.add(t)
@@ -266,6 +273,7 @@ class Server:
         except Exception:
             log.exception("connection from %s failed", addr[0])
         finally:
+            self._conns.discard(conn)
             conn.close()
             self._slots.release()
             self._threads.discard(threading.current_thread())

@@ -314,3 +314,17 @@ def test_server_closes_an_idle_client(vigil_server, caplog) -> None:
         assert s.recv(10) == b""  # the server gave up on us
         assert time.monotonic() - t0 < 3
     assert spin(lambda: "idle for 0.5s; closing" in caplog.text)
+
+
+def test_stop_does_not_wait_for_idle_clients(vigil_server) -> None:
+    srv, out = vigil_server(method=1, password="pw", idle_timeout=60)
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
+        init = s.recv(packet.INIT_PACKET_SIZE)
+        iv, ts = packet.decode_init(init)
+        s.sendall(crypto.encryptor(1, iv, "pw")(
+            packet.encode_data(CheckResult("h", "s", 0, "kept"), ts)))
+        assert len(wait_lines(out, 1)) == 1
+        t0 = time.monotonic()
+        srv.stop()  # the client is still connected and silent
+        assert time.monotonic() - t0 < 3
+        assert s.recv(10) == b""
