@@ -18,7 +18,9 @@ State_File`` for the check plugins::
      "rtt_ms": float|null, "restarts": int, "last_restart": unix|null, "pid": int, ...}
 
 ``Path_To_Lock_File`` keeps a second radcheck from running
-(:mod:`billing.radcheck_lock`).
+(:mod:`billing.radcheck_lock`). SIGTERM/SIGINT stop it (queued alerts get
+``SMTP_Timeout_sec`` + 1 s); SIGHUP re-reads the configuration before the next
+test (a bad file is logged and the old values kept).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from billing.radcheck_lock import LockError, LockHeld, PidLock
 from billing.radcheck_probe import ProbeResult, SelfTest, probe
 from vigil import alerts, statefile
 from vigil.config import Config, ConfigError
+from vigil.config import load as load_config
 from vigil.supervisor_client import Supervisor, SupervisorError
 from vigil.supervisor_settings import state_file, supervisor_socket
 
@@ -230,10 +233,16 @@ class RadCheck:
         except OSError as exc:
             log.error("cannot write radcheck state %s: %s", self.settings.state_path, exc)
 
-    def run(self, stop: threading.Event, first_delay: float = FIRST_TEST_DELAY_SEC) -> None:
-        """Test every ``frequency`` s (start to start) until ``stop`` is set."""
+    def run(self, stop: threading.Event, first_delay: float = FIRST_TEST_DELAY_SEC,
+            between: Callable[[], None] | None = None) -> None:
+        """Test every ``frequency`` s (start to start) until ``stop`` is set.
+
+        ``between`` runs before each test (serve() applies a SIGHUP reload there).
+        """
         next_at = time.monotonic() + first_delay
         while not stop.wait(max(0.0, next_at - time.monotonic())):
+            if between is not None:
+                between()
             started = time.monotonic()
             try:
                 self.run_once()
@@ -255,17 +264,41 @@ def serve(cfg: Config, *, first_delay: float | None = None) -> int:
     except LockError as exc:
         raise ConfigError(cfg.source, "Self Test", "Path_To_Lock_File", str(exc)) from exc
     stop = threading.Event()
+    reload_wanted = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
         log.info("%s received; stopping", signal.Signals(signum).name)
         stop.set()
 
+    def on_hup(_signum: int, _frame: object) -> None:
+        reload_wanted.set()
+
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_hup)
     worker = alerts.AlertWorker(cfg).start()
     try:
         grace = settings.errors_before_restart * (settings.frequency + settings.test.timeout)
         check = RadCheck(cfg, settings, restarter=supervisor_restarter(cfg), notifier=worker,
                          startup_grace=grace)
+
+        def reload() -> None:
+            if not reload_wanted.is_set():
+                return
+            reload_wanted.clear()
+            try:
+                new_cfg = load_config(cfg.source)
+                new = Settings.from_config(new_cfg)
+            except ConfigError as exc:
+                log.error("SIGHUP: configuration not reloaded, keeping the old one: %s", exc)
+                return
+            if new.lock_path != check.settings.lock_path:
+                log.warning("SIGHUP: Path_To_Lock_File changes at the next start only")
+            check.cfg, check.settings, worker.cfg = new_cfg, new, new_cfg
+            check.restarter = supervisor_restarter(new_cfg)
+            log.info("SIGHUP: configuration reloaded from %s (every %g s, timeout %g s, "
+                     "restart %s after %d failures)", new_cfg.source, new.frequency,
+                     new.test.timeout, new.program, new.errors_before_restart)
+
         t = settings.test
         log.info("radcheck started (pid %d): Access-Request for %s to %s every %g s, "
                  "timeout %g s, restart %s after %d failures", os.getpid(), t.user, t.target,
@@ -273,7 +306,7 @@ def serve(cfg: Config, *, first_delay: float | None = None) -> int:
                  settings.errors_before_restart)
         delay = min(settings.frequency, FIRST_TEST_DELAY_SEC) if first_delay is None \
             else first_delay
-        check.run(stop, delay)
+        check.run(stop, delay, between=reload)
     finally:
         left = worker.close(timeout=float(cfg.get("Email", "SMTP_Timeout_sec")) + 1.0)
         if left:

@@ -161,3 +161,47 @@ def test_second_radcheck_refuses_then_killed_radchecks_lock_is_taken_over(
     assert f"stale lock file {lock} left by pid {first.pid}" in text
     assert "radcheck stopped" in text
     assert not lock.exists()
+
+
+def test_sighup_rereads_the_configuration(tmp_path: Path) -> None:
+    import json
+
+    from radcheck_peers import FreeRadius
+
+    fr = FreeRadius(tmp_path / "raddb").start()
+    try:
+        sections = base_conf(tmp_path, radius_port=fr.port, smtp_port=free_udp_port(),
+                             extra={"Self Test": {"Password": "wrong",
+                                                  "Errors_Before_Restart": 100}})
+        conf = write_conf(tmp_path / "vigil.conf", sections)
+        state = tmp_path / "state" / "radcheck.json"
+        log = tmp_path / "radcheck.log"
+        proc = _start_radcheck(conf, log)
+
+        def kind() -> str | None:
+            try:
+                return json.loads(state.read_text()).get("kind")
+            except (FileNotFoundError, ValueError):
+                return None
+
+        try:
+            assert _wait_for(lambda: kind() == "reject")
+            conf.write_text(conf.read_text().replace("[Radius]", "[Radius]\nAuth_Port=0"))
+            proc.send_signal(signal.SIGHUP)  # a bad file: kept the old configuration
+            assert _wait_for(lambda: "configuration not reloaded" in log.read_text())
+            sections["Self Test"]["Password"] = "cisco"
+            write_conf(conf, sections)
+            proc.send_signal(signal.SIGHUP)
+            assert _wait_for(lambda: kind() == "accept")
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(20) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    finally:
+        fr.stop()
+    text = log.read_text()
+    assert "SIGHUP: configuration not reloaded, keeping the old one" in text
+    assert "SIGHUP: configuration reloaded" in text
+    assert "cisco" not in text and "wrong" not in text.replace("wrong shared secret", "")
