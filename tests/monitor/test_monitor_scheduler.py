@@ -194,24 +194,25 @@ def test_a_check_with_a_long_timeout_does_not_hold_up_the_others(tmp_path: Path)
     sched = Scheduler(specs, host_name="h", site_name=None,
                       outbox=Outbox(rec, Spool(tmp_path / "spool")))
     try:
-        first = sched.run_pass(0.5)
+        first = sched.run_pass(3.0)
         assert [s.name for s, _ in first.outcomes] == ["fast"]
         assert first.still_running == ["slow"]
         host = [r for r in rec.got[0] if r.service is None][0]
         assert host.output.endswith("; still running: slow")
         time.sleep(0.8)
-        second = sched.run_pass(0.5)  # slow is due again, but not started twice
+        second = sched.run_pass(3.0)  # slow is due again, but not started twice
         assert [s.name for s, _ in second.outcomes] == ["fast"]
         gate.touch()
         deadline = time.monotonic() + 10
         while True:
             time.sleep(0.8)
-            report = sched.run_pass(0.5)
+            report = sched.run_pass(3.0)
             if any(s.name == "slow" for s, _ in report.outcomes) or time.monotonic() > deadline:
                 break
         assert [(s.name, o.output) for s, o in report.outcomes] == [("slow", "SLOW OK: done"),
                                                                    ("fast", "FAST OK")]
     finally:
+        gate.touch()  # a failed assertion must not leave close() waiting 120 s
         sched.close()
     sent = [r.service for batch in rec.got for r in batch]
     assert sent.count("Slow") == 1 and sent.count("Fast") == len(rec.got)
