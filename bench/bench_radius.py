@@ -30,7 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vigil.testing.engine import BillingSandbox, free_udp_port  # noqa: E402
+from vigil.testing.engine import BillingSandbox  # noqa: E402
+from vigil.testing.freeradius import FreeRadius, start_freeradius  # noqa: E402
 from vigil.testing.mariadb import MariaDB  # noqa: E402
 
 SECRET = "benchsecret"
@@ -110,89 +111,10 @@ def run_radclient(port: int, kind: str, files: list[Path], secret_file: Path,
     return ok, time.perf_counter() - t0, failed
 
 
-def freeradius(workdir: Path) -> tuple[subprocess.Popen[bytes], int, int]:
-    auth, acct = free_udp_port(), free_udp_port()
-    d = workdir / "raddb"
-    d.mkdir()
-    (d / "radiusd.conf").write_text(f"""
-prefix = /usr
-exec_prefix = /usr
-sysconfdir = /etc
-localstatedir = /var
-sbindir = /usr/sbin
-logdir = {d}
-raddbdir = {d}
-radacctdir = {d}
-name = freeradius
-confdir = {d}
-modconfdir = {d}
-run_dir = {d}
-db_dir = {d}
-libdir = /usr/lib/freeradius
-pidfile = {d}/radiusd.pid
-max_request_time = 30
-cleanup_delay = 5
-max_requests = 65536
-hostname_lookups = no
-log {{
-  destination = files
-  file = {d}/radius.log
-}}
-security {{
-  allow_core_dumps = no
-  reject_delay = 0
-}}
-thread pool {{
-  start_servers = 4
-  max_servers = 8
-  min_spare_servers = 2
-  max_spare_servers = 8
-  max_queue_size = 65536
-}}
-client gw {{
-  ipaddr = 127.0.0.1
-  secret = {SECRET}
-}}
-modules {{
-  files {{
-    filename = {d}/users
-  }}
-  always ok {{
-    rcode = ok
-  }}
-}}
-server default {{
-  listen {{
-    type = auth
-    ipaddr = 127.0.0.1
-    port = {auth}
-  }}
-  listen {{
-    type = acct
-    ipaddr = 127.0.0.1
-    port = {acct}
-  }}
-  authorize {{
-    files
-  }}
-  authenticate {{
-  }}
-  preacct {{
-  }}
-  accounting {{
-    ok
-  }}
-}}
-""")
-    (d / "radiusd.conf").chmod(0o600)
-    with open(d / "users", "w") as f:
-        for i in range(ACCOUNTS):
-            f.write(f'"acc{i:04d}" Auth-Type := Accept\n\th323-credit-time = "3600"\n\n')
-    binary = shutil.which("freeradius") or "/usr/sbin/freeradius"
-    proc = subprocess.Popen(["taskset", "-c", "0", binary, "-f", "-d", str(d)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(2.0)
-    return proc, auth, acct
+def freeradius() -> FreeRadius:
+    users = "".join(f'"acc{i:04d}" Auth-Type := Accept\n\th323-credit-time = "3600"\n\n'
+                    for i in range(ACCOUNTS))
+    return start_freeradius(SECRET, users, threads=4, max_threads=8, cpu=0, cleanup_delay=5)
 
 
 def paced_latency(box: BillingSandbox, rate: int, seconds: float) -> list[float]:
@@ -287,15 +209,15 @@ def main() -> int:
         box.stop()
         if db:
             db.destroy()
-    fr, fauth, facct = freeradius(work)
+    fr = freeradius()
+    fauth, facct = fr.auth_port, fr.acct_port
     try:
         for label, port, files, kind in (("authorization", fauth, authz, "auth"),
                                          ("accounting", facct, acct, "acct")):
             ok, secs, failed = run_radclient(port, kind, files, secret_file)
             results[f"freeradius {label}"] = (ok / secs, failed)
     finally:
-        fr.terminate()
-        fr.wait()
+        fr.stop()
     backend = "SQLite" if args.sqlite else "MariaDB (durable: flush at commit, sync binlog)"
     print(f"\nRADIUS throughput, {args.requests} requests each, radclient -p 128 on CPU 1,"
           f" server on CPU 0; Vigil on {backend}")

@@ -6,17 +6,15 @@ Loopback only, private ports, temporary folders.
 
 from __future__ import annotations
 
-import shutil
 import socket
 import struct
-import subprocess
-import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from checks.clock_offset import to_ntp
+from vigil.testing.freeradius import FreeRadius
+from vigil.testing.freeradius import start_freeradius as _start_freeradius
 
 SECRET = "SecretKey-test"
 SELFTEST_USER = "127.0.0.1"
@@ -90,118 +88,8 @@ class NTPResponder:
         self.sock.close()
 
 
-_RADIUSD_CONF = """\
-prefix = /usr
-exec_prefix = /usr
-sysconfdir = /etc
-localstatedir = /var
-sbindir = /usr/sbin
-logdir = {d}
-raddbdir = {d}
-radacctdir = {d}
-name = freeradius
-confdir = {d}
-modconfdir = {d}
-run_dir = {d}
-db_dir = {d}
-libdir = /usr/lib/freeradius
-pidfile = {d}/radiusd.pid
-max_request_time = 30
-cleanup_delay = 0
-hostname_lookups = no
-log {{
-  destination = stdout
-}}
-security {{
-  allow_core_dumps = no
-  reject_delay = 0
-}}
-thread pool {{
-  start_servers = 2
-  max_servers = 4
-  min_spare_servers = 1
-  max_spare_servers = 3
-}}
-client selftest {{
-  ipaddr = 127.0.0.1
-  secret = {secret}
-}}
-modules {{
-  files {{
-    filename = {d}/users
-  }}
-  pap {{
-  }}
-  always ok {{
-    rcode = ok
-  }}
-}}
-server default {{
-  listen {{
-    type = auth
-    ipaddr = 127.0.0.1
-    port = {auth}
-  }}
-  listen {{
-    type = acct
-    ipaddr = 127.0.0.1
-    port = {acct}
-  }}
-  authorize {{
-    files
-    pap
-  }}
-  authenticate {{
-    Auth-Type PAP {{
-      pap
-    }}
-  }}
-  preacct {{
-  }}
-  accounting {{
-    ok
-  }}
-}}
-"""
-
-
-@dataclass
-class FreeRadius:
-    dir: Path
-    auth_port: int
-    acct_port: int
-    proc: subprocess.Popen[bytes]
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 def start_freeradius() -> FreeRadius:
     """FreeRADIUS on two free loopback ports, the self-test account in its users file."""
-    binary = shutil.which("freeradius") or shutil.which("radiusd")
-    if binary is None:
-        raise FileNotFoundError("freeradius is not installed (make setup)")
-    d = Path(tempfile.mkdtemp(prefix="vigil-checks-freeradius-"))
-    auth, acct = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM)
-    (d / "radiusd.conf").write_text(_RADIUSD_CONF.format(d=d, secret=SECRET, auth=auth,
-                                                         acct=acct))
-    (d / "radiusd.conf").chmod(0o600)
-    (d / "users").write_text(f'"{SELFTEST_USER}" Cleartext-Password := "{SELFTEST_PASSWORD}"\n')
-    (d / "dictionary").write_text("")
-    with open(d / "radiusd.log", "wb") as log:
-        proc = subprocess.Popen([binary, "-f", "-d", str(d), "-l", "stdout"], stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 15
-    while b"Ready to process requests" not in (d / "radiusd.log").read_bytes():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError("freeradius did not start:\n"
-                               + (d / "radiusd.log").read_text(errors="replace")[-2000:])
-        time.sleep(0.05)
-    return FreeRadius(d, auth, acct, proc)
+    return _start_freeradius(
+        SECRET, f'"{SELFTEST_USER}" Cleartext-Password := "{SELFTEST_PASSWORD}"\n',
+        prefix="vigil-checks-freeradius-")

@@ -1,0 +1,156 @@
+"""A real FreeRADIUS (Debian's) with a throw-away raddb on free loopback ports.
+
+The reference peer of the tests and benchmarks: the `files` module answers
+from a users file the caller writes, accounting is acknowledged by `ok`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+_RADIUSD_CONF = """\
+prefix = /usr
+exec_prefix = /usr
+sysconfdir = /etc
+localstatedir = /var
+sbindir = /usr/sbin
+logdir = {d}
+raddbdir = {d}
+radacctdir = {d}
+name = freeradius
+confdir = {d}
+modconfdir = {d}
+run_dir = {d}
+db_dir = {d}
+libdir = /usr/lib/freeradius
+pidfile = {d}/radiusd.pid
+max_request_time = 30
+cleanup_delay = {cleanup_delay}
+max_requests = 65536
+hostname_lookups = no
+log {{
+  destination = stdout
+}}
+security {{
+  allow_core_dumps = no
+  reject_delay = 0
+}}
+thread pool {{
+  start_servers = {threads}
+  max_servers = {max_threads}
+  min_spare_servers = 1
+  max_spare_servers = {max_threads}
+  max_queue_size = 65536
+}}
+client local {{
+  ipaddr = 127.0.0.1
+  secret = {secret}
+}}
+modules {{
+  files {{
+    filename = {d}/users
+  }}
+  pap {{
+  }}
+  always ok {{
+    rcode = ok
+  }}
+}}
+server default {{
+  listen {{
+    type = auth
+    ipaddr = 127.0.0.1
+    port = {auth}
+  }}
+  listen {{
+    type = acct
+    ipaddr = 127.0.0.1
+    port = {acct}
+  }}
+  authorize {{
+    files
+    pap
+  }}
+  authenticate {{
+    Auth-Type PAP {{
+      pap
+    }}
+  }}
+  preacct {{
+  }}
+  accounting {{
+    ok
+  }}
+}}
+"""
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class FreeRadius:
+    dir: Path
+    auth_port: int
+    acct_port: int
+    proc: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> FreeRadius:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_freeradius(secret: str, users: str, threads: int = 2, max_threads: int = 4,
+                     cpu: int | None = None, cleanup_delay: int = 0,
+                     prefix: str = "vigil-freeradius-") -> FreeRadius:
+    """Start FreeRADIUS; ``users`` is the text of its users file.
+
+    The shared secret goes into a mode-0600 radiusd.conf, never onto the
+    command line. ``cpu`` pins it to one core (benchmarks).
+    """
+    binary = shutil.which("freeradius") or shutil.which("radiusd")
+    if binary is None:
+        raise FileNotFoundError("freeradius is not installed (make setup)")
+    d = Path(tempfile.mkdtemp(prefix=prefix))
+    auth, acct = _free_udp_port(), _free_udp_port()
+    conf = d / "radiusd.conf"
+    conf.write_text(_RADIUSD_CONF.format(d=d, secret=secret, auth=auth, acct=acct,
+                                         threads=threads, max_threads=max_threads,
+                                         cleanup_delay=cleanup_delay))
+    conf.chmod(0o600)
+    (d / "users").write_text(users)
+    (d / "dictionary").write_text("")
+    argv = [binary, "-f", "-d", str(d), "-l", "stdout"]
+    if cpu is not None and shutil.which("taskset"):
+        argv = ["taskset", "-c", str(cpu), *argv]
+    with open(d / "radiusd.log", "wb") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    deadline = time.monotonic() + 15
+    while b"Ready to process requests" not in (d / "radiusd.log").read_bytes():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError("freeradius did not start:\n"
+                               + (d / "radiusd.log").read_text(errors="replace")[-2000:])
+        time.sleep(0.05)
+    return FreeRadius(d, auth, acct, proc)
