@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from radcheck_peers import VIGIL, base_conf, free_udp_port, write_conf
 
-from billing.radcheck_lock import LockError, LockHeld, PidLock, pid_alive
+from billing.radcheck_lock import LockError, LockHeld, PidLock
 
 HOLD = """
 import sys, time
@@ -25,10 +25,9 @@ time.sleep(60)
 
 
 def dead_pid() -> int:
-    p = subprocess.Popen([sys.executable, "-c", "pass"])
-    p.wait()
-    assert not pid_alive(p.pid)
-    return p.pid
+    # Above the kernel's pid_max: certainly not running (a real dead child's pid
+    # can be reused at once on a busy machine).
+    return int(Path("/proc/sys/kernel/pid_max").read_text()) + 1
 
 
 def test_acquire_writes_pid_and_release_removes(tmp_path: Path) -> None:
@@ -158,7 +157,9 @@ def test_second_radcheck_refuses_then_killed_radchecks_lock_is_taken_over(
             third.kill()
             third.wait()
     text = log.read_text()
-    assert f"stale lock file {lock} left by pid {first.pid}" in text
+    # (or, if the kernel already gave the pid to another process: "pid reused")
+    assert f"stale lock file {lock} left by pid {first.pid}" in text or \
+        f"lock file {lock} names pid {first.pid}, which runs but does not hold" in text
     assert "radcheck stopped" in text
     assert not lock.exists()
 
