@@ -46,6 +46,8 @@ ROLE_GROUPS: dict[str, tuple[str, ...]] = {
     "central": ("common", "central"),
     "all": ("common", "site", "central"),
 }
+UNIX_PATH_MAX = 107  # sun_path is 108 bytes with the terminating NUL
+
 # The master's heartbeat writer: primary (and all) when the billing database is MySQL/MariaDB.
 REPLICATION_ROLES = ("primary", "all")
 
@@ -112,6 +114,11 @@ def supervisor_env(cfg: config.Config, includes: list[str] | None = None,
         raise CommandError("supervisord needs a configuration file (-c FILE or VIGIL_CONF)",
                            EXIT_USAGE)
     role = cfg.get("Site", "Role")
+    sock = supervisor_socket(cfg)
+    if len(str(sock).encode()) > UNIX_PATH_MAX:
+        raise config.ConfigError(cfg.source, "Supervisor", "Socket_File",
+                                 f"{sock} is longer than a unix socket path may be "
+                                 f"({UNIX_PATH_MAX} bytes); set a shorter one")
     names = only or ["*"]
     files = [f"supervisor/{g}/{n}.conf" for g in program_groups(cfg) for n in names]
     files += list(includes or [])
@@ -120,7 +127,7 @@ def supervisor_env(cfg: config.Config, includes: list[str] | None = None,
         "VIGIL_BIN": str(Path(sys.executable).parent),
         "VIGIL_STATE_DIR": str(cfg.path("Site", "State_Dir")),
         "VIGIL_LOG_DIR": str(cfg.path("Site", "Log_Dir")),
-        "VIGIL_SUPERVISOR_SOCKET": str(supervisor_socket(cfg)),
+        "VIGIL_SUPERVISOR_SOCKET": str(sock),
         "VIGIL_ROLE": role,
         "VIGIL_PROGRAMS": " ".join(files),
         "VIGIL_SMTP_HOST": str(cfg.get("Email", "SMTP_Host")),

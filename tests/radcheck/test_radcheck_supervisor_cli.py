@@ -107,3 +107,12 @@ def test_radcheck_once(tmp_path: Path, freeradius: FreeRadius) -> None:
     out = json.loads(r.stdout)
     assert out["ok"] is False and out["kind"] == "reject"
     assert "wrong" not in r.stdout + r.stderr  # the password is never printed
+
+
+def test_too_long_socket_path_is_a_config_error(tmp_path: Path) -> None:
+    sections = base_conf(tmp_path, radius_port=free_udp_port(), smtp_port=free_udp_port(),
+                         extra={"Supervisor": {"Socket_File": tmp_path / ("x" * 120)}})
+    conf = write_conf(tmp_path / "vigil.conf", sections)
+    r = vigil(conf, "supervisord", "--print-env")
+    assert r.returncode == 2
+    assert "[Supervisor] Socket_File:" in r.stderr and "longer than a unix socket path" in r.stderr
