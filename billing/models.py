@@ -170,48 +170,39 @@ class Connection(Base):
     vendor: Mapped[Vendor] = relationship()
 
 
-class AccountXDR(Base):
+class _XDRColumns:
+    """What account and vendor xDRs both record about a call."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_key: Mapped[str] = mapped_column(String(191), unique=True)
+    conf_id: Mapped[str] = mapped_column(String(128), default="")
+    cli: Mapped[str] = mapped_column(String(64), default="")
+    cld: Mapped[str] = mapped_column(String(64), default="")
+    connect_time: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    disconnect_time: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    duration: Mapped[int] = mapped_column(Integer, default=0)
+    charged_duration: Mapped[int] = mapped_column(Integer, default=0)
+    amount: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
+    tariff: Mapped[str] = mapped_column(String(64), default="")
+    rate_prefix: Mapped[str] = mapped_column(String(32), default="")
+    disconnect_cause: Mapped[str] = mapped_column(String(16), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class AccountXDR(_XDRColumns, Base):
     __tablename__ = "account_xdrs"
     __table_args__ = (Index("ix_account_xdrs_created", "created_at"),
                       Index("ix_account_xdrs_account", "account_id", "connect_time"))
-    id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
-    session_key: Mapped[str] = mapped_column(String(191), unique=True)
-    conf_id: Mapped[str] = mapped_column(String(128), default="")
-    cli: Mapped[str] = mapped_column(String(64), default="")
-    cld: Mapped[str] = mapped_column(String(64), default="")
     node_ip: Mapped[str] = mapped_column(String(45), default="")
-    connect_time: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
-    disconnect_time: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
-    duration: Mapped[int] = mapped_column(Integer, default=0)
-    charged_duration: Mapped[int] = mapped_column(Integer, default=0)
-    amount: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
-    tariff: Mapped[str] = mapped_column(String(64), default="")
-    rate_prefix: Mapped[str] = mapped_column(String(32), default="")
-    disconnect_cause: Mapped[str] = mapped_column(String(16), default="")
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
-class VendorXDR(Base):
+class VendorXDR(_XDRColumns, Base):
     __tablename__ = "vendor_xdrs"
     __table_args__ = (Index("ix_vendor_xdrs_created", "created_at"),)
-    id: Mapped[int] = mapped_column(primary_key=True)
     vendor_id: Mapped[int] = mapped_column(ForeignKey("vendors.id"))
     connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id"))
-    session_key: Mapped[str] = mapped_column(String(191), unique=True)
-    conf_id: Mapped[str] = mapped_column(String(128), default="")
-    cli: Mapped[str] = mapped_column(String(64), default="")
-    cld: Mapped[str] = mapped_column(String(64), default="")
     remote_ip: Mapped[str] = mapped_column(String(45), default="")
-    connect_time: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
-    disconnect_time: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
-    duration: Mapped[int] = mapped_column(Integer, default=0)
-    charged_duration: Mapped[int] = mapped_column(Integer, default=0)
-    amount: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
-    tariff: Mapped[str] = mapped_column(String(64), default="")
-    rate_prefix: Mapped[str] = mapped_column(String(32), default="")
-    disconnect_cause: Mapped[str] = mapped_column(String(16), default="")
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class ActiveCall(Base):
