@@ -123,6 +123,12 @@ def test_make_run_appliance_restarts_a_stopped_engine(demo: Demo, tmp_path: Path
     time.sleep(2 * FREQ)
     assert radcheck_kinds() == ["radcheck-outage", "radcheck-recovery"]
 
+    # The self-test never touched the books: only the two `vigil call`s made xDRs.
+    xdrs = json.loads(demo.vigil("cdr", "list", "--json").stdout)
+    assert xdrs and all(x.get("cli") != "127.0.0.1" and x.get("owner") != "127.0.0.1"
+                        for x in xdrs)
+    assert len({x["conf_id"] for x in xdrs}) == 2
+
     # Ctrl-C: supervisord stops every program, radiusd and radcheck cleanly.
     pids = {n: p["pid"] for n, p in demo.programs().items() if p["pid"]}
     demo.proc.send_signal(signal.SIGINT)
