@@ -185,6 +185,8 @@ class FloodLimiter:
                     self.path.name + ".admit")))
                 try:
                     state = statefile.read_json(self.path, default={}) or {}
+                    if not isinstance(state, dict):
+                        raise statefile.CorruptStateError(f"{self.path}: not a JSON object")
                 except statefile.CorruptStateError as exc:
                     log.error("flood limiter state unreadable, starting afresh: %s", exc)
                     state = {}

@@ -77,9 +77,11 @@ def test_limiter_memory_survives_a_restart(tmp_path: Path) -> None:
     assert alerts.FloodLimiter(path, 5, 450, clock).held().count == 2
 
 
-def test_corrupt_limiter_state_is_reported_and_replaced(tmp_path: Path, caplog) -> None:
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]"])
+def test_corrupt_limiter_state_is_reported_and_replaced(tmp_path: Path, caplog,
+                                                       content: str) -> None:
     path = tmp_path / "flood.json"
-    path.write_text("{not json")
+    path.write_text(content)
     with caplog.at_level(logging.ERROR):
         assert alerts.FloodLimiter(path, 5, 450).admit("x") is not None
     assert "flood limiter state unreadable" in caplog.text
