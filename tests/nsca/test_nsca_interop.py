@@ -77,3 +77,22 @@ def test_many_results_one_connection_both_ways(real_nsca, vigil_server) -> None:
     srv, out = vigil_server(method=1, password="x")
     assert client.send_results(results, host="127.0.0.1", port=srv.port, password="x") == 2000
     assert len(wait_lines(out, 2000)) == 2000
+
+
+def test_real_nsca_init_packet(real_nsca) -> None:
+    """The daemon's side of the handshake: 128-byte IV + its clock, 132 bytes."""
+    import socket
+    import time
+
+    from nsca import packet
+
+    nsca = real_nsca(method=1, password="x")
+    with socket.create_connection(("127.0.0.1", nsca.port), timeout=5) as s:
+        data = b""
+        while len(data) < packet.INIT_PACKET_SIZE:
+            chunk = s.recv(packet.INIT_PACKET_SIZE - len(data))
+            assert chunk
+            data += chunk
+        iv, ts = packet.decode_init(data)
+    assert len(iv) == 128 and len(set(iv)) > 32  # random, not zeros
+    assert abs(ts - time.time()) < 5
