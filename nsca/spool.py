@@ -51,8 +51,19 @@ def encode_record(rec: Record) -> bytes:
 
 
 def decode_record(line: bytes) -> Record:
+    """One spool line; ValueError for anything a worker could choke on later."""
     d = json.loads(line)
-    return Record(bytes.fromhex(d["id"]), CheckResult(d["h"], d["s"], d["c"], d["o"], d["t"]))
+    rid = bytes.fromhex(d["id"])
+    if len(rid) != 16:
+        raise ValueError(f"result id of {len(rid)} bytes, not 16")
+    if not isinstance(d["h"], str) or not isinstance(d["o"], str) or \
+            (d["s"] is not None and not isinstance(d["s"], str)):
+        raise ValueError("host, service and output must be text")
+    if d["c"] not in (0, 1, 2, 3):
+        raise ValueError(f"status {d['c']!r} is not 0-3")
+    if d["t"] is not None and not isinstance(d["t"], int | float):
+        raise ValueError(f"timestamp {d['t']!r} is not a number")
+    return Record(rid, CheckResult(d["h"], d["s"], d["c"], d["o"], d["t"]))
 
 
 def read_segment(path: Path) -> list[Record]:

@@ -264,3 +264,20 @@ def test_relay_to_the_local_nagios_pipe(tmp_path: Path) -> None:
     lines = got.decode().splitlines()
     assert lines[0] == "[1000] PROCESS_SERVICE_CHECK_RESULT;h;s0;0;r0"
     assert outputs(lines) == [f"r{i}" for i in range(30)]
+
+
+def test_bad_spool_records_are_skipped_not_fatal(tmp_path: Path, vigil_server) -> None:
+    from nsca.spool import decode_record, encode_record, read_segment
+
+    good = Record(os.urandom(16), CheckResult("h", "s", 0, "fine", 1000.0))
+    line = encode_record(good)
+    bad = [line.replace(good.rid.hex().encode(), b"abcd"),  # an id of 2 bytes
+           line.replace(b'"c":0', b'"c":9'),  # status out of range
+           line.replace(b'"h":"h"', b'"h":5'),  # host not text
+           b"{not json\n"]
+    for b in bad:
+        with pytest.raises(ValueError):
+            decode_record(b)
+    seg = tmp_path / "segment.jsonl"
+    seg.write_bytes(b"".join(bad) + line)
+    assert read_segment(seg) == [good]
