@@ -1,7 +1,7 @@
 """The NSCA relay's spool as the plugins see it: backlog and last delivery per destination.
 
 Layout and cursor format are the NSCA room's (:mod:`nsca.spool`,
-:mod:`nsca.relay`): sealed segments ``ready/*.jsonl`` (one result a line) and
+:mod:`nsca.cursor`): sealed segments ``ready/*.jsonl`` (one result a line) and
 ``cursors/<destination>.json`` = the next record to send, rewritten each
 time a batch is delivered, so its mtime is the time of the last delivery.
 """
@@ -51,7 +51,7 @@ def destinations(ctx: Context) -> tuple[Path, list[str]]:
 
 
 def spool_state(spool: Path, names: list[str]) -> list[DestinationState]:
-    from nsca.relay import cursor_path, read_cursor
+    from nsca.cursor import cursor_path, read_cursor
     from vigil.statefile import CorruptStateError
 
     segments = sorted(p for p in (spool / "ready").glob("*.jsonl"))

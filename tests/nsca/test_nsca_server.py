@@ -233,7 +233,7 @@ def test_spool_server_acknowledges_only_after_fsync(vigil_server, tmp_path: Path
 def test_spool_recovers_a_torn_segment(tmp_path: Path) -> None:
     root = tmp_path / "spool"
     (root / "open").mkdir(parents=True)
-    good = b'{"id":"00","h":"h","s":null,"c":0,"o":"x","t":1.0}\n'
+    good = b'{"id":"000102030405060708090a0b0c0d0e0f","h":"h","s":null,"c":0,"o":"x","t":1.0}\n'
     dead = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True).stdout
     torn = f"1-{int(dead)}-1.jsonl"  # written by a server that is gone
     (root / "open" / torn).write_bytes(good + b'{"id":"01","h":')
