@@ -128,6 +128,10 @@ def place_call(args: argparse.Namespace) -> int:
     r1 = auth("authentication", None)
     if r1.code != rp.AccessAccept:
         _print(steps, args.json)
+        if str(r1.get("h323-return-code", [""])[0]).rpartition("=")[2] == "3":
+            print("hint: the debit account is logged in by another call that has not ended "
+                  "(simultaneous-login prevention, [Fraud_Detection]); send that call's "
+                  "Stop, or wait Recovery_Time_sec")
         return 1
     r2 = auth("authorization", args.cld)
     if r2.code != rp.AccessAccept:

@@ -20,78 +20,12 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(shutil.which("radclient") is None,
                                 reason="radclient missing: run `make setup`")
 
-AUTH = """\
-NAS-IP-Address = 164.4.89.20
-NAS-Port-Type = Async
-User-Name = "NextoneUser"
-Calling-Station-Id = "193.100.201.1"
-h323-conf-id = "4985ee3f-3ed46e60@192.168.0.31"
-User-Password = "nextone"
-Cisco-AVPair = "h323-ivr-out=PortaBilling_UserName:193.100.201.1"
-Cisco-AVPair = "h323-ivr-out=PortaBilling_Ignore_Password:YES"
-"""
-AUTHZ = """\
-NAS-IP-Address = 164.4.89.20
-NAS-Port-Type = Async
-User-Name = "NextoneUserA"
-Called-Station-Id = "441259322891834"
-Calling-Station-Id = "193.100.201.1"
-h323-conf-id = "4985ee3f-3ed46e60@192.168.0.31"
-User-Password = "Nextone"
-Cisco-AVPair = "h323-ivr-out=PortaBilling_UserName:193.100.201.1"
-Cisco-AVPair = "h323-ivr-out=PortaBilling_Ignore_Password:YES"
-"""
-STOP_ORIGINATE = """\
-NAS-IP-Address = 164.4.89.20
-NAS-Port-Type = Async
-Called-Station-Id = "59322891834"
-Calling-Station-Id = "193.100.201.1"
-Acct-Status-Type = Stop
-Service-Type = Login-User
-h323-gw-id = "BTS"
-h323-call-origin = "originate"
-h323-call-type = "VoIP"
-h323-setup-time = "00:01:50.596 EDT Mon Sep 04 2006"
-h323-connect-time = "00:02:05.111 EDT Mon Sep 04 2006"
-h323-disconnect-time = "00:05:05.152 EDT Mon Sep 04 2006"
-h323-disconnect-cause = "10"
-h323-conf-id = "1043-3366331310-596453@ssl.supertelecom.net"
-Acct-Session-Id = "56eb"
-Acct-Session-Time = 180
-Acct-Delay-Time = 0
-Acct-Authentic = Local
-NAS-Port = 0
-NAS-Identifier = "ssl"
-h323-incoming-conf-id = "4985ee3f-3ed46e60@192.168.0.31"
-Cisco-AVPair = "subscriber=Subscriber"
-Cisco-AVPair = "session-protocol=SIP"
-Cisco-AVPair = "remote-media-address=65.218.170.184"
-Cisco-AVPair = "gw-final-xlated-cdn=59322891834"
-Cisco-AVPair = "release-source=6"
-h323-remote-address = "65.218.170.184"
-Cisco-AVPair = "h323-ivr-out=PortaBilling_UserName:193.100.201.1"
-"""
-STOP_ANSWER = """\
-NAS-IP-Address = 164.4.89.20
-NAS-Port-Type = Async
-Called-Station-Id = "59322891834"
-Calling-Station-Id = "193.100.201.1"
-Acct-Status-Type = Stop
-Service-Type = Login-User
-h323-gw-id = "193.100.201.1"
-h323-call-origin = "answer"
-h323-call-type = "VoIP"
-h323-setup-time = "00:01:50.577 EDT Mon Sep 04 2006"
-h323-connect-time = "00:02:05.112 EDT Mon Sep 04 2006"
-h323-disconnect-time = "00:05:05.156 EDT Mon Sep 04 2006"
-h323-disconnect-cause = "10"
-h323-conf-id = "4985ee3f-3ed46e60@192.168.0.31"
-Acct-Session-Id = "56ea"
-Acct-Session-Time = 180
-h323-incoming-conf-id = "4985ee3f-3ed46e60@192.168.0.31"
-h323-remote-address = "192.168.0.31"
-Cisco-AVPair = "h323-ivr-out=PortaBilling_UserName:193.100.201.1"
-"""
+DEMO = ROOT / "etc" / "demo"
+# The source's call, as shipped for admins to replay with radclient (README).
+AUTH = (DEMO / "nextone-1-authentication.txt").read_text()
+AUTHZ = (DEMO / "nextone-2-authorization.txt").read_text()
+STOP_ORIGINATE = (DEMO / "nextone-3-stop-originate.txt").read_text()
+STOP_ANSWER = (DEMO / "nextone-4-stop-answer.txt").read_text()
 
 
 def radclient(box, kind: str, body: str, secret: str = "nextone", tries: int = 1,
