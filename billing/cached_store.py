@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal
@@ -28,6 +29,7 @@ class CachedStore:
         self.accounts = AccountCache(account_ttl)
         self.ledger = Ledger()
         self._write_behind: list[AccountingOp] = []
+        self._write_lock = threading.Lock()  # the packet loop adds, the committer takes
         self._last_write = time.monotonic()
 
     # the engine's view -------------------------------------------------------
@@ -51,33 +53,38 @@ class CachedStore:
             return None
         ttl = decision.credit_time + lifetime
         self.ledger.hold(account.pk, call_key, decision.amount, ttl)
-        self._write_behind.append(AccountingOp(
+        op = AccountingOp(
             session_key="", kind="reserve", call_key=call_key, leg="authorize",
             account_pk=account.pk, node_ip=node_ip, cli=cli, cld=cld,
-            reserved=decision.amount, expires_at=now + dt.timedelta(seconds=ttl)))
+            reserved=decision.amount, expires_at=now + dt.timedelta(seconds=ttl))
+        with self._write_lock:
+            self._write_behind.append(op)
         return decision
 
     def apply(self, ops: Sequence[AccountingOp], now: dt.datetime) -> list[bool]:
-        pending, self._write_behind = self._write_behind, []
+        with self._write_lock:
+            pending, self._write_behind = self._write_behind, []
         self._last_write = time.monotonic()
         try:
             results = self.db.apply([*pending, *ops], now)
         except DatabaseError:
             # Reservations stay in memory; they are retried with the next batch.
-            self._write_behind = pending + self._write_behind
+            with self._write_lock:
+                self._write_behind = pending + self._write_behind
             raise
         results = results[len(pending):]
         for op, fresh in zip(ops, results, strict=True):
             if op.kind != "stop":
                 continue
+            if fresh:
+                # Charge the cached balance before the reservation goes: in
+                # between, funds read low (safe), never high.
+                for x in op.xdrs:
+                    if x.table == "account" and x.amount:
+                        sign = -1 if op.billing_model == "debit" else 1
+                        cust = x.amount if op.billing_model == "credit" else Decimal(0)
+                        self.accounts.charged(x.owner_pk, sign * x.amount, cust)
             self.ledger.release(op.call_key)
-            if not fresh:
-                continue
-            for x in op.xdrs:
-                if x.table == "account" and x.amount:
-                    sign = -1 if op.billing_model == "debit" else 1
-                    cust = x.amount if op.billing_model == "credit" else Decimal(0)
-                    self.accounts.charged(x.owner_pk, sign * x.amount, cust)
         return results
 
     # the server's housekeeping -----------------------------------------------
@@ -85,9 +92,11 @@ class CachedStore:
         """Write reservations behind when no accounting came to carry them:
         at once when ``force`` (the server is idle), else when enough have
         gathered or the oldest has waited half a second."""
-        if not self._write_behind:
-            return
-        due = force or len(self._write_behind) >= 256 or \
+        with self._write_lock:
+            if not self._write_behind:
+                return
+            waiting = len(self._write_behind)
+        due = force or waiting >= 256 or \
             time.monotonic() - self._last_write > 0.5
         if due:
             try:

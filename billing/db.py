@@ -84,9 +84,14 @@ def engine_for_url(url: URL | str, connect_timeout: int = 5, pool_size: int = 10
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            # Take the write lock at BEGIN: two writers then queue instead of
-            # failing on lock upgrade (the pysqlite default is deferred).
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Writers take the write lock at BEGIN: two writers then queue
+            # instead of failing on lock upgrade. Readers that say so
+            # (execution option sqlite_read_only) do not, so that the engine's
+            # look-ups never wait behind the committer.
+            if conn.get_execution_options().get("sqlite_read_only"):
+                conn.exec_driver_sql("BEGIN")
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         # pysqlite's own transaction handling must be off for the above to work
         @event.listens_for(engine, "connect")

@@ -19,6 +19,7 @@ import select
 import signal
 import socket
 import struct
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from pyrad import packet as rp
 from pyrad.dictionary import Dictionary
 
 from billing.catalog import Catalog
+from billing.committer import Committer
 from billing.db import DatabaseError, DatabaseUnavailable
 from billing.engine import Decision, Engine
 from billing.request import CallRequest, from_attributes
@@ -101,6 +103,12 @@ class RadiusServer:
         self._replies: OrderedDict[tuple[Any, ...], tuple[float, bytes | None]] = OrderedDict()
         self._stop = False
         self._reload = False
+        self._lock = threading.Lock()  # counters and the reply cache: two threads use them
+        self._next_stats = self._next_expire = 0.0
+        self._refresh_every = max(1.0, getattr(getattr(engine.store, "accounts", None),
+                                               "ttl", 10.0) / 2)
+        self._next_refresh = time.monotonic() + self._refresh_every
+        self.committer = Committer(self, commit_batch)
         self.auth_sock = self._bind(auth_port)
         self.acct_sock = self._bind(acct_port)
 
@@ -138,45 +146,53 @@ class RadiusServer:
                     log.info("restored %d reservations of calls in progress", n)
             except DatabaseError as exc:
                 log.warning("reservations of calls in progress not restored: %s", exc)
-        next_stats = next_reload = next_expire = 0.0
-        refresh_every = max(1.0, getattr(getattr(self.engine.store, "accounts", None), "ttl",
-                                         10.0) / 2)
-        next_refresh = time.monotonic() + refresh_every
+        self.committer.start()
+        next_reload = 0.0
         socks = [self.auth_sock, self.acct_sock]
-        while not self._stop:
-            now = time.monotonic()
-            if self._reload or now >= next_reload:
-                if self._reload:
-                    log.info("SIGHUP: reloading nodes and connections")
-                self._reload = False
-                self.catalog.load()
-                if hasattr(self.engine.store, "reload"):
-                    self.engine.store.reload()
-                next_reload = now + self.reload_interval
-            if now >= next_stats:
-                self.write_stats()
-                next_stats = now + self.stats_interval
-            if now >= next_refresh and hasattr(self.engine.store, "refresh_accounts"):
+        try:
+            while not self._stop:
+                now = time.monotonic()
+                if self._reload or now >= next_reload:
+                    if self._reload:
+                        log.info("SIGHUP: reloading nodes and connections")
+                    self._reload = False
+                    self.catalog.load()
+                    if hasattr(self.engine.store, "reload"):
+                        self.engine.store.reload()
+                    next_reload = now + self.reload_interval
                 try:
-                    self.engine.store.refresh_accounts()
-                except DatabaseError as exc:
-                    log.warning("account cache refresh failed: %s", exc)
-                next_refresh = now + refresh_every
-            if now >= next_expire:
-                self._expire()
-                next_expire = now + 60
+                    ready, _, _ = select.select(socks, [], [], 0.5)
+                except InterruptedError:
+                    continue
+                if ready:
+                    self.poll_once(ready)
+        finally:
+            log.info("RADIUS engine stopping")
+            # Accountings already taken in are committed and answered first.
+            self.committer.stop()
+            self.write_stats()
+            self.auth_sock.close()
+            self.acct_sock.close()
+
+    def housekeeping(self) -> None:
+        """Database chores, run by the committer thread between commits so the
+        packet loop never waits on them."""
+        now = time.monotonic()
+        store = self.engine.store
+        if hasattr(store, "flush"):
+            store.flush(self.engine.clock(), force=False)
+        if now >= self._next_stats:
+            self.write_stats()
+            self._next_stats = now + self.stats_interval
+        if now >= self._next_refresh and hasattr(store, "refresh_accounts"):
             try:
-                ready, _, _ = select.select(socks, [], [], 0.5)
-            except InterruptedError:
-                continue
-            if ready:
-                self.poll_once(ready)
-            elif hasattr(self.engine.store, "flush"):
-                self.engine.store.flush(self.engine.clock())
-        log.info("RADIUS engine stopping")
-        self.write_stats()
-        self.auth_sock.close()
-        self.acct_sock.close()
+                store.refresh_accounts()
+            except DatabaseError as exc:
+                log.warning("account cache refresh failed: %s", exc)
+            self._next_refresh = now + self._refresh_every
+        if now >= self._next_expire:
+            self._expire()
+            self._next_expire = now + 60
 
     def _expire(self) -> None:
         store = self.engine.store
@@ -191,7 +207,8 @@ class RadiusServer:
     def write_stats(self) -> None:
         if self.stats_path is None:
             return
-        data: dict[str, Any] = dict(self.counters)
+        with self._lock:
+            data: dict[str, Any] = dict(self.counters)
         data.update(pid=os.getpid(), started_at=int(self.started_at), updated_at=int(time.time()))
         try:
             statefile.write_json(self.stats_path, data)
@@ -200,9 +217,8 @@ class RadiusServer:
 
     # ------------------------------------------------------------ packets
     def poll_once(self, ready: list[socket.socket]) -> None:
-        """Drain what is waiting, answer Access-Requests at once, commit the
-        accountings of this round together and then answer them."""
-        batch: list[Pending] = []
+        """Drain what is waiting: Access-Requests are answered at once,
+        accountings go to the committer, which answers them once stored."""
         for sock in ready:
             for _ in range(self.commit_batch):
                 try:
@@ -214,20 +230,30 @@ class RadiusServer:
                     break
                 pending = self.handle(raw, addr, sock)
                 if pending is not None:
-                    batch.append(pending)
-        if batch:
-            self.commit(batch)
-        elif hasattr(self.engine.store, "flush"):
-            self.engine.store.flush(self.engine.clock(), force=False)
+                    self.committer.submit(pending)
         self._trim_cache()
+
+    def count(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self.counters[name] += n
 
     def _trim_cache(self) -> None:
         now = time.monotonic()
-        while self._replies:
-            key, (expires, _) = next(iter(self._replies.items()))
-            if expires > now:
-                break
-            self._replies.popitem(last=False)
+        with self._lock:
+            while self._replies:
+                key, (expires, _) = next(iter(self._replies.items()))
+                if expires > now:
+                    break
+                self._replies.popitem(last=False)
+
+    def _remember(self, key: tuple[Any, ...], data: bytes | None) -> None:
+        with self._lock:
+            self._replies[key] = (time.monotonic() + self.duplicate_ttl, data)
+            self._replies.move_to_end(key)
+
+    def _forget(self, key: tuple[Any, ...]) -> None:
+        with self._lock:
+            self._replies.pop(key, None)
 
     def _secret_for(self, src_ip: str, raw: bytes) -> tuple[bytes, bool] | None:
         nas_ip = _nas_ip_attribute(raw)
@@ -246,7 +272,7 @@ class RadiusServer:
         src_ip = addr[0]
         if len(raw) < 20 or struct.unpack("!H", raw[2:4])[0] > len(raw) or \
                 struct.unpack("!H", raw[2:4])[0] < 20:
-            self.counters["dropped_malformed"] += 1
+            self.count("dropped_malformed")
             log.warning("malformed packet from %s:%d (%d bytes): dropped", src_ip, addr[1],
                         len(raw))
             return None
@@ -254,20 +280,21 @@ class RadiusServer:
         is_auth = sock is self.auth_sock
         if (is_auth and code != rp.AccessRequest) or (
                 not is_auth and code != rp.AccountingRequest):
-            self.counters["dropped_malformed"] += 1
+            self.count("dropped_malformed")
             log.warning("unexpected RADIUS code %d from %s on the %s port: dropped", code,
                         src_ip, "auth" if is_auth else "acct")
             return None
         raw_key = (src_ip, addr[1], raw[1], raw[4:20])
-        cached = self._replies.get(raw_key)
+        with self._lock:
+            cached = self._replies.get(raw_key)
         if cached is not None:
-            self.counters["retransmissions"] += 1
+            self.count("retransmissions")
             if cached[1] is not None:
                 sock.sendto(cached[1], addr)
             return None  # still being committed: its reply will follow
         found = self._secret_for(src_ip, raw)
         if found is None:
-            self.counters["dropped_unknown_nas"] += 1
+            self.count("dropped_unknown_nas")
             log.info("request from unknown client %s: silently dropped", src_ip)
             return None
         secret, need_ma = found
@@ -277,11 +304,11 @@ class RadiusServer:
             else:
                 pkt = rp.AcctPacket(packet=raw, secret=secret, dict=self.dict)
         except Exception as exc:  # pyrad raises a mix of PacketError, KeyError, struct.error
-            self.counters["dropped_malformed"] += 1
+            self.count("dropped_malformed")
             log.warning("undecodable packet from %s: %s: dropped", src_ip, exc)
             return None
         if not is_auth and not pkt.VerifyAcctRequest():
-            self.counters["dropped_bad_authenticator"] += 1
+            self.count("dropped_bad_authenticator")
             log.warning("accounting request from %s has a bad authenticator (wrong shared "
                         "secret?): dropped", src_ip)
             return None
@@ -292,36 +319,36 @@ class RadiusServer:
             except Exception:
                 ok = False
             if not ok:
-                self.counters["dropped_bad_authenticator"] += 1
+                self.count("dropped_bad_authenticator")
                 log.warning("request from %s has a bad Message-Authenticator (wrong shared "
                             "secret?): dropped", src_ip)
                 return None
         elif need_ma:
-            self.counters["dropped_bad_authenticator"] += 1
+            self.count("dropped_bad_authenticator")
             log.warning("request from %s lacks the Message-Authenticator its node requires: "
                         "dropped", src_ip)
             return None
         try:
             req = self._request(pkt, src_ip)
         except Exception as exc:
-            self.counters["dropped_malformed"] += 1
+            self.count("dropped_malformed")
             log.warning("unreadable attributes from %s: %s: dropped", src_ip, exc)
             return None
         with logs.call_context(req.log_id):
             if is_auth:
                 self._auth(pkt, req, addr, sock, raw_key, has_ma)
                 return None
-            self.counters["accounting_requests"] += 1
+            self.count("accounting_requests")
             try:
                 op = self.engine.accounting_op(req)
             except DatabaseUnavailable as exc:
-                self.counters["db_errors"] += 1
+                self.count("db_errors")
                 log.error("database unavailable, accounting not acknowledged: %s", exc)
                 return None
             except Exception:
                 log.exception("accounting request could not be processed; not acknowledged")
                 return None
-            self._replies[raw_key] = (time.monotonic() + self.duplicate_ttl, None)
+            self._remember(raw_key, None)
             return Pending(raw_key, pkt, addr, sock, op, req.log_id)
 
     def _request(self, pkt: rp.Packet, src_ip: str) -> CallRequest:
@@ -337,7 +364,7 @@ class RadiusServer:
 
     def _auth(self, pkt: rp.Packet, req: CallRequest, addr: tuple[str, int],
               sock: socket.socket, raw_key: tuple[Any, ...], has_ma: bool) -> None:
-        self.counters["access_requests"] += 1
+        self.count("access_requests")
         log.info("Processing %s request from %s: User-Name=%r Called-Station-Id=%r",
                  "authorization" if req.called else "authentication", req.nas_ip,
                  req.user_name, req.called)
@@ -345,15 +372,15 @@ class RadiusServer:
             decision = (self.engine.authorize(req) if req.called
                         else self.engine.authenticate(req))
         except DatabaseUnavailable as exc:
-            self.counters["db_errors"] += 1
+            self.count("db_errors")
             log.error("database unavailable, no answer (the gateway fails over): %s", exc)
             return
         except Exception:
             log.exception("request could not be processed; no answer")
             return
         data = self._encode(pkt, decision, has_ma)
-        self._replies[raw_key] = (time.monotonic() + self.duplicate_ttl, data)
-        self.counters["access_accepts" if decision.accept else "access_rejects"] += 1
+        self._remember(raw_key, data)
+        self.count("access_accepts" if decision.accept else "access_rejects")
         sock.sendto(data, addr)
 
     def _encode(self, pkt: rp.Packet, decision: Decision, has_ma: bool) -> bytes:
@@ -366,24 +393,24 @@ class RadiusServer:
         try:
             results = self.engine.store.apply([p.op for p in batch], now)
         except DatabaseError as exc:
-            self.counters["db_errors"] += 1
+            self.count("db_errors")
             log.error("accounting commit of %d records failed, none acknowledged: %s",
                       len(batch), exc)
             for p in batch:
-                self._replies.pop(p.raw_key, None)
+                self._forget(p.raw_key)
             return
         for p, fresh in zip(batch, results, strict=True):
             with logs.call_context(p.conf_id):
                 if not fresh and p.op.kind in ("stop", "quarantine"):
-                    self.counters["accounting_duplicates"] += 1
+                    self.count("accounting_duplicates")
                     log.info("duplicate accounting record: acknowledged, not charged again")
                 if p.op.kind == "quarantine" and fresh:
-                    self.counters["quarantined"] += 1
+                    self.count("quarantined")
                 data = encode_reply(self.table, rp.AccountingResponse, p.pkt.id,
                                     p.pkt.authenticator, p.pkt.secret, ())
-                self._replies[p.raw_key] = (time.monotonic() + self.duplicate_ttl, data)
+                self._remember(p.raw_key, data)
                 p.sock.sendto(data, p.addr)
-                self.counters["accounting_responses"] += 1
+                self.count("accounting_responses")
                 log.info("Accounting response")
 
 

@@ -131,6 +131,7 @@ class SqlStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.reader = engine.execution_options(sqlite_read_only=True)
         self._for_update = engine.dialect.name != "sqlite"
 
     # ------------------------------------------------------------- reading
@@ -154,7 +155,7 @@ class SqlStore:
 
     def find_account(self, account_id: str) -> AccountView | None:
         try:
-            with self.engine.connect() as conn:
+            with self.reader.connect() as conn:
                 return self._account_query(conn, m.Account.account_id == account_id)
         except SQLAlchemyError as exc:
             raise _translate(exc) from exc
@@ -163,7 +164,7 @@ class SqlStore:
         """Many accounts in few queries (the engine's cache refresh)."""
         out: list[AccountView] = []
         try:
-            with self.engine.connect() as conn:
+            with self.reader.connect() as conn:
                 for i in range(0, len(pks), 1000):
                     q = (select(*self._ACCOUNT_COLUMNS)
                          .join(m.Customer, m.Customer.id == m.Account.customer_id)
