@@ -161,3 +161,34 @@ def test_sighup_reloads_nodes_and_sigterm_exits_cleanly(box, tmp_path):
     assert "SIGHUP: reloading nodes" in box.log_text()
     assert box.stop() == 0
     assert "RADIUS engine stopping" in box.log_text()
+
+
+def test_concurrent_authorizations_never_promise_the_same_money(tmp_path):
+    """Twenty calls at once on one debit account (1.02 USD, 0.29/min): the
+    credit times granted together never cost more than the balance."""
+    from concurrent.futures import ThreadPoolExecutor
+    from decimal import Decimal as D
+
+    box = BillingSandbox(base=tmp_path / "engine", extra="[Fraud_Detection]\nActive=No\n")
+    with box:
+        def authorize(i: int) -> int:
+            c = box.client("nextone", timeout=2, retries=2)
+            req = c.CreateAuthPacket(code=rp.AccessRequest, User_Name="NextoneUserA")
+            req["NAS-IP-Address"] = "164.4.89.20"
+            req["Called-Station-Id"] = "441259322891834"
+            req["h323-conf-id"] = f"parallel-{i}"
+            req["Cisco-AVPair"] = ["h323-ivr-out=PortaBilling_UserName:193.100.201.1",
+                                   "h323-ivr-out=PortaBilling_Ignore_Password:YES"]
+            try:
+                reply = c.SendPacket(req)
+            finally:
+                c._CloseSocket()
+            if reply.code != rp.AccessAccept:
+                return 0
+            return int(reply["h323-credit-time"][0])
+
+        with ThreadPoolExecutor(10) as pool:
+            granted = list(pool.map(authorize, range(20)))
+    minutes = sum(g // 60 for g in granted)
+    assert minutes * D("0.29") <= D("1.02")
+    assert sorted(granted, reverse=True)[:1] == [180]  # the first call got the whole 3 min
