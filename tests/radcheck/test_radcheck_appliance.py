@@ -24,7 +24,6 @@ from billing.radcheck_lock import pid_alive
 pytestmark = pytest.mark.slow
 
 N, FREQ, TIMEOUT = 2, 1, 1
-SLACK_SEC = 15
 
 FAST = {"VIGIL__SELF_TEST__ERRORS_BEFORE_RESTART": str(N),
         "VIGIL__SELF_TEST__TEST_FREQUENCY_SEC": str(FREQ),
@@ -108,7 +107,11 @@ def test_make_run_appliance_restarts_a_stopped_engine(demo: Demo, tmp_path: Path
     assert back, demo.radcheck()
     print(f"\nvigil radiusd stopped -> restarted and answering in {elapsed:.1f} s "
           f"(bound {N * (FREQ + TIMEOUT)} s + a few)")
-    assert elapsed <= N * (FREQ + TIMEOUT) + SLACK_SEC
+    # The bound holds because the restart came after exactly N failed tests,
+    # each at most Timeout_sec and Test_Frequency_sec apart (timings are
+    # printed above, not asserted: speed belongs in bench/).
+    radcheck_log = (demo.run / "log" / "radcheck.log").read_text()
+    assert f"after {N} consecutive self-test failures" in radcheck_log
     assert demo.programs()["radiusd"]["pid"] != old and not pid_alive(old)
     call = demo.vigil("call")
     assert call.returncode == 0, call.stdout + call.stderr
