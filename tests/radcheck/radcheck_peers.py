@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from vigil.testing.freeradius import write_raddb
+
 FREERADIUS = shutil.which("freeradius") or "/usr/sbin/freeradius"
 VENV_BIN = Path(sys.executable).parent
 VIGIL = str(VENV_BIN / "vigil")
@@ -33,73 +35,6 @@ def free_udp_port() -> int:
         return s.getsockname()[1]
 
 
-RADIUSD_CONF = """\
-prefix = /usr
-exec_prefix = /usr
-sysconfdir = /etc
-localstatedir = /var
-sbindir = /usr/sbin
-logdir = {d}
-raddbdir = {d}
-radacctdir = {d}
-name = freeradius
-confdir = {d}
-modconfdir = {d}
-run_dir = {d}
-db_dir = {d}
-libdir = /usr/lib/freeradius
-pidfile = {d}/radiusd.pid
-max_request_time = 30
-cleanup_delay = 0
-max_requests = 1024
-hostname_lookups = no
-log {{
-  destination = stdout
-  colourise = no
-  auth = yes
-}}
-security {{
-  allow_core_dumps = no
-  max_attributes = 200
-  reject_delay = 0
-  status_server = no
-}}
-thread pool {{
-  start_servers = 2
-  max_servers = 4
-  min_spare_servers = 1
-  max_spare_servers = 3
-}}
-client selftest {{
-  ipaddr = 127.0.0.1
-  secret = {secret}
-}}
-modules {{
-  files {{
-    filename = {d}/users
-  }}
-  pap {{
-  }}
-}}
-server default {{
-  listen {{
-    type = auth
-    ipaddr = 127.0.0.1
-    port = {port}
-  }}
-  authorize {{
-    files
-    pap
-  }}
-  authenticate {{
-    pap
-  }}
-  post-auth {{
-  }}
-}}
-"""
-
-
 class FreeRadius:
     """A throw-away FreeRADIUS: ``.command`` for supervisor, or ``.start()`` itself."""
 
@@ -108,12 +43,8 @@ class FreeRadius:
         self.dir = folder
         self.port = port or free_udp_port()
         self.secret = secret
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "radiusd.conf").write_text(RADIUSD_CONF.format(d=folder, port=self.port,
-                                                                 secret=secret))
-        os.chmod(folder / "radiusd.conf", 0o600)  # holds the secret
-        (folder / "users").write_text(f'"{user}" Cleartext-Password := "{password}"\n')
-        (folder / "dictionary").write_text("")
+        write_raddb(folder, secret, f'"{user}" Cleartext-Password := "{password}"\n',
+                    self.port, free_udp_port())
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property

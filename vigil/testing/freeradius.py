@@ -120,6 +120,19 @@ class FreeRadius:
         self.stop()
 
 
+def write_raddb(folder: Path, secret: str, users: str, auth_port: int, acct_port: int,
+                threads: int = 2, max_threads: int = 4, cleanup_delay: int = 0) -> None:
+    """A minimal raddb in ``folder``: the secret stays in a mode-0600 file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    conf = folder / "radiusd.conf"
+    conf.write_text(_RADIUSD_CONF.format(d=folder, secret=secret, auth=auth_port,
+                                         acct=acct_port, threads=threads,
+                                         max_threads=max_threads, cleanup_delay=cleanup_delay))
+    conf.chmod(0o600)
+    (folder / "users").write_text(users)
+    (folder / "dictionary").write_text("")
+
+
 def start_freeradius(secret: str, users: str, threads: int = 2, max_threads: int = 4,
                      cpu: int | None = None, cleanup_delay: int = 0,
                      prefix: str = "vigil-freeradius-") -> FreeRadius:
@@ -133,13 +146,7 @@ def start_freeradius(secret: str, users: str, threads: int = 2, max_threads: int
         raise FileNotFoundError("freeradius is not installed (make setup)")
     d = Path(tempfile.mkdtemp(prefix=prefix))
     auth, acct = _free_udp_port(), _free_udp_port()
-    conf = d / "radiusd.conf"
-    conf.write_text(_RADIUSD_CONF.format(d=d, secret=secret, auth=auth, acct=acct,
-                                         threads=threads, max_threads=max_threads,
-                                         cleanup_delay=cleanup_delay))
-    conf.chmod(0o600)
-    (d / "users").write_text(users)
-    (d / "dictionary").write_text("")
+    write_raddb(d, secret, users, auth, acct, threads, max_threads, cleanup_delay)
     argv = [binary, "-f", "-d", str(d), "-l", "stdout"]
     if cpu is not None and shutil.which("taskset"):
         argv = ["taskset", "-c", str(cpu), *argv]
