@@ -67,7 +67,10 @@ def build_server(cfg: Any):  # type: ignore[no-untyped-def]
         password=cfg.get(S, "Password").reveal(), method=cfg.get(S, "Encryption_Method"),
         allowed=parse_allowed(cfg.get(S, "Allowed_Hosts")),
         max_packet_age=cfg.get(S, "Max_Packet_Age"), clock_skew=cfg.get(S, "Clock_Skew_sec"),
-        idle_timeout=cfg.get(S, "Idle_Timeout_sec"), dedupe_window=cfg.get(S, "Dedupe_Window"))
+        idle_timeout=cfg.get(S, "Idle_Timeout_sec"), dedupe_window=cfg.get(S, "Dedupe_Window"),
+        first_packet_timeout=cfg.get(S, "First_Packet_Timeout_sec"),
+        max_connections=cfg.get(S, "Max_Connections"),
+        max_per_source=cfg.get(S, "Max_Connections_Per_Source"))
     sink: Sink
     if cfg.get(S, "Server_Output") == "spool":
         sink = SpoolSink(SpoolWriter(spool_dir(cfg),

@@ -23,31 +23,29 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+from nsca.droplog import printable
 from nsca.errors import FieldError
-from nsca.result import CheckResult
+from nsca.result import CheckResult, to_bytes, unsafe_name
 
 log = logging.getLogger(__name__)
-
-_BAD_NAME = set(";\n\r\0")
-
 
 def escape_output(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\r", "").replace("\n", "\\n")
 
 
-def _name(value: str, what: str) -> str:
-    if _BAD_NAME & set(value):
-        raise FieldError(f"{what} {value!r} contains ';' or a line break")
-    return value
-
-
 def format_command(result: CheckResult, timestamp: int) -> str:
-    """One ``[time] PROCESS_..._CHECK_RESULT;...`` line, with its newline."""
-    host = _name(result.host, "host name")
-    out = escape_output(result.output)
+    """One ``[time] PROCESS_..._CHECK_RESULT;...`` line, with its newline.
+
+    Raises :class:`FieldError` for a name that would forge a command: this is
+    the last door before Nagios, whatever the path the result took.
+    """
+    why = unsafe_name(result)
+    if why:
+        raise FieldError(why)
+    host, out = result.host, escape_output(result.output)
     if result.service is None:
         return f"[{timestamp}] PROCESS_HOST_CHECK_RESULT;{host};{result.status};{out}\n"
-    svc = _name(result.service, "service description")
+    svc = result.service
     return f"[{timestamp}] PROCESS_SERVICE_CHECK_RESULT;{host};{svc};{result.status};{out}\n"
 
 
@@ -65,6 +63,7 @@ class CommandFileSink:
         self._pending: collections.deque[str] = collections.deque()
         self._problem: str | None = None
         self.dropped = 0
+        self.refused = 0
         self.written = 0
 
     # -- opening ---------------------------------------------------------
@@ -146,7 +145,8 @@ class CommandFileSink:
             try:
                 lines.append(format_command(result, ts))
             except FieldError as exc:
-                log.warning("refused result from %s: %s", result.host[:64], exc)
+                self.refused += 1
+                log.warning("refused result for %s: %s", printable(result.host), exc)
         self.put_lines(lines)
 
     def flush(self) -> bool:
@@ -157,7 +157,7 @@ class CommandFileSink:
         while self._pending:
             if not self._open():
                 return False
-            data = "".join(self._pending).encode("utf-8", "replace")
+            data = to_bytes("".join(self._pending))
             try:
                 self._write_all(data)
             except BrokenPipeError:
@@ -184,7 +184,7 @@ class CommandFileSink:
 
     def try_write(self, lines: list[str]) -> bool:
         """Write now or not at all (nothing is queued): for the relay, which retries."""
-        data = "".join(lines).encode("utf-8", "replace")
+        data = to_bytes("".join(lines))
         with self._lock:
             if self._pending and not self._flush_locked():
                 return False

@@ -56,7 +56,8 @@ class Crypter(Protocol):
 
 
 def _password_bytes(password: str | bytes) -> bytes:
-    return password.encode("utf-8") if isinstance(password, str) else password
+    # surrogateescape: a password read from a file as bytes goes back as those bytes
+    return password.encode("utf-8", "surrogateescape") if isinstance(password, str) else password
 
 
 class _XOR:

@@ -67,11 +67,15 @@ def server_from_nsca_cfg(path: str) -> Server:
     opts = ServerOptions(
         address=nscacfg.get_str(cfg, "server_address", "0.0.0.0") or "0.0.0.0",
         port=nscacfg.get_int(cfg, path, "server_port", 5667, 1, 65535),
-        password=nscacfg.get_str(cfg, "password"),
+        password=nscacfg.get_password(cfg),
         method=method,
         allowed=allowed,
         max_packet_age=nscacfg.get_int(cfg, path, "max_packet_age", 30, 0, 900),
         clock_skew=nscacfg.get_int(cfg, path, "clock_skew", 5, 0, 300),
+        first_packet_timeout=nscacfg.get_int(cfg, path, "first_packet_timeout", 10, 1, 3600),
+        max_connections=nscacfg.get_int(cfg, path, "max_connections", 256, 1, 100_000),
+        max_per_source=nscacfg.get_int(cfg, path, "max_connections_per_source", 32, 1,
+                                       100_000),
     )
     sink: Sink
     spool_dir = nscacfg.get_str(cfg, "spool_dir")

@@ -26,7 +26,9 @@ from cryptography.hazmat.bindings.openssl.binding import Binding
 from OpenSSL import SSL
 
 from nsca.commandfile import format_command
+from nsca.droplog import printable
 from nsca.errors import ConnectionFailed, FieldError, NSCANGError
+from nsca.result import to_bytes
 from nsca.spool import Record
 from vigil.config import Secret
 
@@ -149,7 +151,7 @@ class NGSession:
 
     def push(self, command: str) -> None:
         """Submit one command line (ending in a newline); returns once it is ``OKAY``."""
-        data = command.encode("utf-8")
+        data = to_bytes(command)
         reply = self._request(f"PUSH {len(data)}")
         if reply.startswith("FAIL"):
             raise CommandRefused(f"{self}: PUSH refused: {reply[5:]}")
@@ -201,15 +203,15 @@ class NGDestination:
                 try:
                     line = format_command(r, int(r.timestamp or 0) or _now())
                 except FieldError as exc:
-                    log.error("%s: result for %s dropped: %s", self, r.host[:64], exc)
+                    log.error("%s: result for %s dropped: %s", self, printable(r.host), exc)
                     done += 1
                     continue
                 try:
                     session.push(line)
                 except CommandRefused as exc:
                     # Sending it again would be refused again: log it and move on.
-                    log.error("%s: result for %s;%s refused: %s", self, r.host,
-                              r.service or "-", exc)
+                    log.error("%s: result for %s;%s refused: %s", self, printable(r.host),
+                              printable(r.service or "-"), exc)
                 done += 1
             session.quit()
         except (ConnectionFailed, NSCANGError) as exc:

@@ -18,28 +18,55 @@ class CfgError(NSCAError):
 
 
 def parse(path: str | Path) -> dict[str, tuple[str, int]]:
-    """``{name: (value, line number)}``; comments and blank lines skipped."""
+    """``{name: (value, line number)}``; comments and blank lines skipped.
+
+    Values are kept as the C programs read them: everything after the first
+    ``=`` up to the newline, spaces and a CR included (``strtok(NULL, "\\n")``),
+    so a password line means the same to Vigil and to C. Bytes that are not
+    UTF-8 come back as the same bytes (surrogateescape). Names are stripped;
+    :func:`get_str` and :func:`get_int` strip values that are not passwords.
+    """
     try:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
+        data = Path(path).read_bytes()
     except OSError as exc:
         raise CfgError(f"Error: cannot read config file {path}: {exc.strerror}") from exc
+    text = data.decode("utf-8", "surrogateescape")
     out: dict[str, tuple[str, int]] = {}
-    for n, raw in enumerate(text.splitlines(), 1):
+    for n, raw in enumerate(text.split("\n"), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        name, sep, value = line.partition("=")
+        name, sep, value = raw.partition("=")
         if not sep:
             raise CfgError(f"Error: {path} line {n}: expected name=value, got {line[:60]!r}")
-        out[name.strip()] = (value.strip(), n)
+        # C's strtok skips the run of '=' after the name
+        out[name.strip()] = (value.lstrip("="), n)
     return out
+
+
+def get_password(cfg: dict[str, tuple[str, int]], name: str = "password") -> str:
+    """The password exactly as the C programs read it (nothing stripped)."""
+    return cfg[name][0] if name in cfg else ""
+
+
+def get_bool(cfg: dict[str, tuple[str, int]], path: str | Path, name: str,
+             default: bool) -> bool:
+    """C's ``legacy_2_7_mode=yes`` (the only spelling send_nsca honours), and 1/0."""
+    if name not in cfg:
+        return default
+    value, line = cfg[name][0].strip().lower(), cfg[name][1]
+    if value in ("yes", "1", "true", "on"):
+        return True
+    if value in ("no", "0", "false", "off"):
+        return False
+    raise CfgError(f"Error: {path} line {line}: {name}={value!r}: use yes or no")
 
 
 def get_int(cfg: dict[str, tuple[str, int]], path: str | Path, name: str, default: int,
             lo: int, hi: int) -> int:
     if name not in cfg:
         return default
-    value, line = cfg[name]
+    value, line = cfg[name][0].strip(), cfg[name][1]
     if not value.lstrip("-").isdigit() or not lo <= int(value) <= hi:
         raise CfgError(f"Error: {path} line {line}: {name}={value!r} is not a whole number "
                        f"in {lo}..{hi}")
@@ -47,4 +74,4 @@ def get_int(cfg: dict[str, tuple[str, int]], path: str | Path, name: str, defaul
 
 
 def get_str(cfg: dict[str, tuple[str, int]], name: str, default: str = "") -> str:
-    return cfg[name][0] if name in cfg else default
+    return cfg[name][0].strip() if name in cfg else default

@@ -28,7 +28,7 @@ import zlib
 from dataclasses import dataclass
 
 from nsca.errors import BadCRC, BadVersion, FieldError, TruncatedPacket
-from nsca.result import CheckResult
+from nsca.result import CheckResult, from_bytes, to_bytes
 
 IV_SIZE = 128
 INIT_PACKET_SIZE = IV_SIZE + 4
@@ -101,7 +101,7 @@ def crc32(data: bytes) -> int:
 
 
 def _field(text: str, size: int, name: str) -> bytes:
-    raw = text.encode("utf-8")
+    raw = to_bytes(text)
     if b"\0" in raw:
         raise FieldError(f"{name} contains a NUL byte")
     if len(raw) > size - 1:
@@ -112,7 +112,23 @@ def _field(text: str, size: int, name: str) -> bytes:
 def _truncate_utf8(raw: bytes, limit: int) -> bytes:
     if len(raw) <= limit:
         return raw
-    return raw[:limit].decode("utf-8", "ignore").encode("utf-8")
+    cut = raw[:limit]
+    # Drop a multi-byte character the cut left incomplete; any other byte stays.
+    for back in range(1, min(4, len(cut)) + 1):
+        b = cut[-back]
+        if b & 0xC0 == 0x80:  # continuation byte: keep looking for the lead
+            continue
+        if b >= 0xC0:
+            need = 2 if b < 0xE0 else 3 if b < 0xF0 else 4
+            if need > back:
+                cut = cut[:-back]
+        break
+    return cut
+
+
+def truncate_name(text: str, size: int) -> str:
+    """Cut a name to ``size - 1`` bytes, as the C ``send_nsca`` does (``strncpy``)."""
+    return from_bytes(to_bytes(text)[:size - 1])
 
 
 def check_fields(result: CheckResult) -> None:
@@ -139,7 +155,7 @@ def encode_data(result: CheckResult, timestamp: int, *, version: int = 3,
     service = _field(result.service or "", SERVICE_LEN, "service description")
     if result.service == "":
         raise FieldError("service description is empty; use None for a host check")
-    raw_out = result.output.encode("utf-8").replace(b"\0", b"")
+    raw_out = to_bytes(result.output).replace(b"\0", b"")
     trailer = b""
     if result_id is not None or result.timestamp is not None:
         rid = result_id if result_id is not None else bytes(RESULT_ID_SIZE)
@@ -162,11 +178,7 @@ def _text(field: bytes, name: str) -> str:
     end = field.find(b"\0")
     if end < 0:
         raise FieldError(f"{name} is not NUL-terminated (oversized field)")
-    try:
-        return field[:end].decode("utf-8")
-    except UnicodeDecodeError:
-        # Plugins print Latin-1 now and then; keep it readable instead of dropping it.
-        return field[:end].decode("latin-1")
+    return from_bytes(field[:end])
 
 
 def decode_data(packet: bytes) -> DataPacket:
@@ -190,8 +202,7 @@ def decode_data(packet: bytes) -> DataPacket:
     rid, check_time = _trailer(out_field)
     if not host:
         raise FieldError("host name is empty")
-    if not 0 <= code <= 3:
-        raise FieldError(f"return code {code} is not 0..3")
+    # A code outside 0..3 is written through, as the C nsca does (Nagios shows UNKNOWN).
     result = CheckResult(host, service or None, code, output, check_time)
     return DataPacket(result, timestamp, rid, size)
 

@@ -38,7 +38,9 @@ from watchdog.observers import Observer
 from nsca import packet
 from nsca.cursor import Cursor, read_cursor, write_cursor
 from nsca.destinations import CommandFileDestination, Destination, NSCADestination
+from nsca.droplog import DropLog
 from nsca.errors import FieldError, NSCAError, SpoolError
+from nsca.result import unsafe_name
 from nsca.spool import SUFFIX, Record, read_segment, ready_segments
 
 __all__ = ["Relay", "Cursor", "read_cursor", "write_cursor", "Destination",
@@ -123,6 +125,7 @@ class _Worker(threading.Thread):
         self.reader = _SegmentReader(relay.spool)
         self.cursor = read_cursor(relay.spool, dest.name)
         self.sent = 0
+        self.refused = 0
         self.failures = 0
         self.down_since: float | None = None
 
@@ -179,12 +182,21 @@ class _Worker(threading.Thread):
         self._advance(after)
 
     def _sendable(self, batch: list[Record]) -> list[Record]:
+        # Checked again here, not only at the server: a spool written by an older
+        # version (or by hand) may hold a name that would forge a Nagios command.
         out = []
         for r in batch:
+            why = unsafe_name(r.result)
+            if why:
+                self.refused += 1
+                self.relay.drops.add(str(self.dest), "forged name", f"{r.result.host};"
+                                     f"{r.result.service or ''}")
+                continue
             try:
                 packet.check_fields(r.result)
             except FieldError as exc:
-                log.error("%s: spooled result %s dropped: %s", self.dest, r.rid.hex(), exc)
+                self.refused += 1
+                self.relay.drops.add(str(self.dest), "unsendable", str(exc))
                 continue
             out.append(r)
         return out
@@ -238,6 +250,7 @@ class Relay:
         self.cursor_fsync = cursor_fsync
         self.rescan_interval = rescan_interval
         self.stopping = threading.Event()
+        self.drops = DropLog(log)
         self.workers = [_Worker(self, d) for d in destinations]
         self._observer: Observer | None = None  # type: ignore[valid-type]
         self._lock_fd: int | None = None
@@ -278,6 +291,7 @@ class Relay:
                 self.collect()
                 if not self.cursor_fsync:
                     _fsync_dir(self.spool / "cursors")
+                self.drops.tick()
                 if time.monotonic() - last_stats >= 60:
                     last_stats = time.monotonic()
                     log.info("relay: %s", self.summary())
@@ -300,13 +314,14 @@ class Relay:
             self._observer = None
         _fsync_dir(self.spool / "cursors")
         self.collect()
+        self.drops.flush()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
         log.info("relay stopped: %s", self.summary())
 
     def summary(self) -> str:
-        return " ".join(f"{w.dest}: sent={w.sent} failures={w.failures}"
+        return " ".join(f"{w.dest}: sent={w.sent} refused={w.refused} failures={w.failures}"
                         f"{' DOWN' if w.down_since is not None else ''}" for w in self.workers)
 
     def collect(self) -> int:

@@ -10,10 +10,12 @@ tabs and newlines). All results go over one connection.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Sequence
 
-from nsca import client, nscacfg
+from nsca import client, nscacfg, packet
+from nsca.droplog import printable
 from nsca.errors import NSCAError
 from nsca.result import CheckResult
 
@@ -29,11 +31,20 @@ class UsageError(Exception):
 
 
 def _delim(text: str) -> str:
-    if text.lower().startswith("0x"):
-        try:
-            return chr(int(text, 16))
-        except ValueError:
-            raise UsageError(f"bad delimiter {text!r}") from None
+    """``-d``/``-ds`` as send_nsca reads them: ``0x2c`` hex, ``44`` decimal, else a character."""
+    try:
+        if text.lower().startswith("0x"):
+            value = int(text, 16)
+        elif text.isdigit():
+            value = int(text)
+        else:
+            value = -1
+    except ValueError:
+        raise UsageError(f"bad delimiter {text!r}") from None
+    if value >= 0:
+        if not 0 < value <= 255:
+            raise UsageError(f"delimiter {text!r} is not a byte value 1..255")
+        return chr(value) if value < 0x80 else chr(0xDC00 + value)  # a raw byte
     if not text:
         raise UsageError("empty delimiter")
     return text[0]
@@ -95,29 +106,27 @@ def parse_input(data: str, delim: str = "\t", set_delim: str = "\x17") -> list[C
             parts.append(token)
         if len(parts) < 3:
             if chunk.strip():
-                log.warning("skipped incomplete input %r", chunk[:80])
+                log.warning("skipped incomplete input %s", printable(chunk))
             continue
+        # Names too long for their field are cut, as send_nsca's strncpy does.
+        host = packet.truncate_name(parts[0], packet.HOST_LEN)
         try:
             if rest:
-                results.append(CheckResult(parts[0], parts[1], _code(parts[2]), rest))
+                results.append(CheckResult(host, packet.truncate_name(parts[1],
+                                                                      packet.SERVICE_LEN),
+                                           _code(parts[2]), rest))
             else:
-                results.append(CheckResult(parts[0], None, _code(parts[1]), parts[2]))
+                results.append(CheckResult(host, None, _code(parts[1]), parts[2]))
         except ValueError as exc:
-            log.warning("skipped input %r: %s", chunk[:80], exc)
+            log.warning("skipped input %s: %s", printable(chunk), exc)
     return results
 
 
 def _code(text: str) -> int:
-    # atoi(): leading digits, else 0
-    digits = ""
-    for ch in text.strip():
-        if not ch.isdigit() and not (ch == "-" and not digits):
-            break
-        digits += ch
-    try:
-        return int(digits)
-    except ValueError:
-        return 0
+    """C's ``(int16_t)atoi(text)``: blanks, a sign, digits; anything else ends it."""
+    m = re.match(r"[ \t\n\v\f\r]*([+-]?[0-9]+)", text)
+    value = int(m.group(1)) if m else 0
+    return (value + 0x8000) % 0x10000 - 0x8000
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -133,18 +142,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if opts["config"]:
         try:
             cfg = nscacfg.parse(opts["config"])
-            password = nscacfg.get_str(cfg, "password")
+            password = nscacfg.get_password(cfg)
             method = nscacfg.get_int(cfg, opts["config"], "encryption_method", 1, 0, 255)
-            legacy = bool(nscacfg.get_int(cfg, opts["config"], "legacy_2_7_mode",
-                                          int(legacy), 0, 1))
+            legacy = nscacfg.get_bool(cfg, opts["config"], "legacy_2_7_mode", legacy)
         except nscacfg.CfgError as exc:
             print(str(exc), file=sys.stderr)
             return EXIT_UNKNOWN
     data = sys.stdin.buffer.read().decode("utf-8", "surrogateescape")
     results = parse_input(data, opts["delim"], opts["set_delim"])
-    results = [CheckResult(r.host, r.service, r.status,
-                           r.output.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
-               for r in results]
     try:
         n = client.send_results(results, host=opts["host"], port=opts["port"],
                                 password=password, method=method, timeout=opts["timeout"],
@@ -154,4 +159,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CRITICAL
     if not opts["quiet"]:
         print(f"{n} data packet(s) sent to host successfully.")
-    return EXIT_OK if n or not results else EXIT_CRITICAL
+    # send_nsca 2.10.2: nothing sent (empty or unusable input) is CRITICAL too
+    return EXIT_OK if n else EXIT_CRITICAL

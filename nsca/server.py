@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import ipaddress
 import logging
 import os
@@ -35,8 +36,10 @@ from typing import Protocol
 
 from nsca import crypto, packet
 from nsca.commandfile import CommandFileSink
+from nsca.droplog import DropLog
 from nsca.errors import NSCAError, ProtocolError, SpoolError
 from nsca.packet import DataPacket
+from nsca.result import unsafe_name
 from nsca.spool import Record, SpoolWriter
 
 log = logging.getLogger(__name__)
@@ -142,7 +145,11 @@ class ServerOptions:
     max_packet_age: int = 30
     clock_skew: int = 5
     idle_timeout: float = 60.0
+    # A connection must hand over a whole packet this soon; a client sends
+    # within milliseconds, send_nsca itself gives up after 10 s by default.
+    first_packet_timeout: float = 10.0
     max_connections: int = 256
+    max_per_source: int = 32
     dedupe_window: int = 200_000
 
 
@@ -156,6 +163,9 @@ class Stats:
     too_old: int = 0
     future: int = 0
     truncated: int = 0
+    forged: int = 0
+    evicted: int = 0
+    source_limit: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **counts: int) -> None:
@@ -180,6 +190,10 @@ class Server:
         self._slots = threading.BoundedSemaphore(opts.max_connections)
         self._threads: set[threading.Thread] = set()
         self._conns: set[socket.socket] = set()
+        self._live: dict[socket.socket, _Conn] = {}
+        self._per_source: collections.Counter[str] = collections.Counter()
+        self._conn_lock = threading.Lock()
+        self.drops = DropLog(log)
         family = socket.AF_INET6 if ":" in opts.address else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -215,10 +229,15 @@ class Server:
                     log.error("accept failed: %s", exc)
                     time.sleep(0.1)
                     continue
+                self.drops.tick()
+                if not self._admit(conn, addr[0]):
+                    continue
                 while not self._slots.acquire(timeout=0.2):
                     if self._stop.is_set():
+                        self._forget(conn)
                         conn.close()
                         break
+                    self._evict(None)
                 else:
                     self._start_thread(conn, addr)
         finally:
@@ -230,7 +249,55 @@ class Server:
             for t in list(self._threads):
                 t.join(5)
             self.sink.close()
+            self.drops.flush()
             log.info("stopped: %s", self.summary())
+
+    # -- slots -------------------------------------------------------------
+    def _admit(self, conn: socket.socket, peer: str) -> bool:
+        """Register a new connection, making room by evicting silent ones.
+
+        A connection that has not yet handed over a whole packet is the one
+        to go: a real client sends within milliseconds of connecting, so only
+        idle or hostile sockets are ever evicted, never a working client.
+        """
+        with self._conn_lock:
+            if self._per_source[peer] >= self.opts.max_per_source \
+                    and not self._evict_locked(peer):
+                self.stats.add(source_limit=1)
+                self.drops.add(peer, "over the per-source connection limit")
+                conn.close()
+                return False
+            if len(self._live) >= self.opts.max_connections:
+                self._evict_locked(None)
+            self._live[conn] = _Conn(conn, peer, time.monotonic())
+            self._per_source[peer] += 1
+        return True
+
+    def _evict(self, peer: str | None) -> bool:
+        with self._conn_lock:
+            return self._evict_locked(peer)
+
+    def _evict_locked(self, peer: str | None) -> bool:
+        silent = [c for c in self._live.values()
+                  if not c.active and not c.evicted and (peer is None or c.peer == peer)]
+        if not silent:
+            return False
+        victim = min(silent, key=lambda c: c.started)
+        victim.evicted = True
+        self._per_source[victim.peer] -= 1
+        with contextlib.suppress(OSError):
+            victim.sock.shutdown(socket.SHUT_RDWR)
+        return True
+
+    def _forget(self, conn: socket.socket) -> None:
+        with self._conn_lock:
+            c = self._live.pop(conn, None)
+            if c is None:
+                return
+            if not c.evicted:
+                self._per_source[c.peer] -= 1
+            if self._per_source[c.peer] <= 0:
+                del self._per_source[c.peer]
 
     def _start_thread(self, conn: socket.socket, addr: tuple) -> None:
         self._conns.add(conn)
@@ -251,7 +318,8 @@ class Server:
         s = self.stats
         return (f"connections={s.connections} accepted={s.accepted} duplicates={s.duplicates} "
                 f"bad_packets={s.bad_packets} too_old={s.too_old} future={s.future} "
-                f"truncated={s.truncated} refused_hosts={s.refused_hosts}")
+                f"truncated={s.truncated} refused_hosts={s.refused_hosts} forged={s.forged} "
+                f"evicted={s.evicted} source_limit={s.source_limit}")
 
     # -- one connection ---------------------------------------------------
     def _allowed(self, ip: str) -> bool:
@@ -273,6 +341,7 @@ class Server:
         except Exception:
             log.exception("connection from %s failed", addr[0])
         finally:
+            self._forget(conn)
             self._conns.discard(conn)
             conn.close()
             self._slots.release()
@@ -282,27 +351,37 @@ class Server:
         self.stats.add(connections=1)
         if not self._allowed(peer):
             self.stats.add(refused_hosts=1)
-            log.warning("refused connection from %s: not in allowed hosts", peer)
+            self.drops.add(peer, "not in allowed hosts")
             return
-        conn.settimeout(self.opts.idle_timeout)
+        state = self._live.get(conn)
+        started = time.monotonic()
         iv = os.urandom(packet.IV_SIZE)
         init_ts = int(self.clock())
+        conn.settimeout(self.opts.idle_timeout)
         conn.sendall(packet.encode_init(iv, init_ts))
         decrypt = crypto.decryptor(self.opts.method, iv, self.opts.password)
         size = 0
         buf = b""
         ticket = 0
-        errors: collections.Counter[str] = collections.Counter()
         index = 0
+        active = False
         while True:
+            if not active:
+                # Until a whole packet came, the short deadline counts from the connect.
+                left = started + self.opts.first_packet_timeout - time.monotonic()
+                conn.settimeout(max(0.001, min(left, self.opts.idle_timeout)))
             try:
                 chunk = conn.recv(262144)
             except TimeoutError:
-                log.warning("connection from %s idle for %gs; closing", peer,
-                            self.opts.idle_timeout)
+                if active:
+                    self.drops.add(peer, f"idle for {self.opts.idle_timeout:g} s")
+                else:
+                    self.drops.add(peer, "no whole packet within "
+                                         f"{self.opts.first_packet_timeout:g} s")
                 break
-            except OSError as exc:
-                log.warning("connection from %s: %s", peer, exc)
+            except OSError:
+                if state is None or not state.evicted:
+                    self.drops.add(peer, "connection reset")
                 break
             if not chunk:
                 break
@@ -314,20 +393,29 @@ class Server:
             n = len(buf) // size
             if not n:
                 continue
+            if not active:
+                active = True
+                if state is not None:
+                    state.active = True
+                conn.settimeout(self.opts.idle_timeout)
             good = []
             for i in range(n):
                 index += 1
                 try:
                     p = packet.decode_data(decrypt(buf[i * size:(i + 1) * size]))
                 except ProtocolError as exc:
-                    errors[type(exc).__name__] += 1
                     self.stats.add(bad_packets=1)
-                    if sum(errors.values()) == 1:
-                        log.warning("packet %d from %s skipped: %s", index, peer, exc)
+                    self.drops.add(peer, type(exc).__name__, str(exc))
                     continue
-                if self._too_old_or_future(p, peer, errors):
+                why = unsafe_name(p.result)
+                if why:
+                    self.stats.add(forged=1)
+                    self.drops.add(peer, "forged name", f"{p.result.host};"
+                                   f"{p.result.service or ''}")
                     continue
-                good.append(p)
+                p = self._judge_age(p, init_ts, peer)
+                if p is not None:
+                    good.append(p)
             buf = buf[n * size:]
             if good:
                 fresh, dups = self.deduper.fresh(good)
@@ -335,14 +423,12 @@ class Server:
                 if fresh:
                     ticket = self.sink.accept(fresh)
                     self.stats.add(accepted=len(fresh))
-        if buf:
-            errors["TruncatedPacket"] += 1
+        if state is not None and state.evicted:
+            self.stats.add(evicted=1)
+            self.drops.add(peer, "evicted before sending a packet (slots full)")
+        elif buf:
             self.stats.add(truncated=1)
-            log.warning("connection from %s ended inside a packet (%d stray bytes)", peer,
-                        len(buf))
-        if errors:
-            log.warning("connection from %s: %d packets, dropped %s", peer, index,
-                        dict(errors))
+            self.drops.add(peer, "ended inside a packet")
         if ticket and not self.sink.wait(ticket, 30.0):
             log.error("connection from %s: results not yet on disk after 30s", peer)
             return
@@ -356,25 +442,38 @@ class Server:
             return packet.PACKET_SIZE_V3
         return packet.PACKET_SIZE_LEGACY
 
-    def _too_old_or_future(self, p: DataPacket, peer: str,
-                           errors: collections.Counter[str]) -> bool:
+    def _judge_age(self, p: DataPacket, init_ts: int, peer: str) -> DataPacket | None:
+        """The packet, stamped for the command file, or None when too old or too new.
+
+        ``send_nsca`` stamps every packet with the server's own init timestamp,
+        so on a long-lived connection (a slow pipe into it) that says only when
+        the connection began, not how old the result is. Such a packet, which
+        this connection's IV and timestamp were needed to make, is judged
+        fresh and filed at its arrival, as the C nsca does. A packet stamped
+        with any other time (a replay, a client's own clock) is judged by it.
+        """
+        if p.timestamp == init_ts:
+            return dataclasses.replace(p, timestamp=int(self.clock()))
         max_age = self.opts.max_packet_age
         if max_age <= 0:
-            return False
+            return p
         now = self.clock()
         skew = self.opts.clock_skew
         if p.timestamp > now + skew:
-            errors["future"] += 1
             self.stats.add(future=1)
-            if errors["future"] == 1:
-                log.warning("packet from %s for %s dropped: stamped %ds in the future", peer,
-                            p.result.host, p.timestamp - int(now))
-            return True
+            self.drops.add(peer, "stamped in the future", f"{p.timestamp - int(now)} s ahead")
+            return None
         if now - p.timestamp > max_age + skew:
-            errors["too_old"] += 1
             self.stats.add(too_old=1)
-            if errors["too_old"] == 1:
-                log.warning("packet from %s for %s dropped: %ds old, max_packet_age %d", peer,
-                            p.result.host, int(now) - p.timestamp, max_age)
-            return True
-        return False
+            self.drops.add(peer, "older than max_packet_age", f"{int(now) - p.timestamp} s old")
+            return None
+        return p
+
+
+@dataclass
+class _Conn:
+    sock: socket.socket
+    peer: str
+    started: float
+    active: bool = False   # handed over a whole packet: never evicted
+    evicted: bool = False

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nsca.errors import SpoolError
-from nsca.result import CheckResult
+from nsca.result import STATUS_MAX, STATUS_MIN, CheckResult, from_bytes, to_bytes
 
 log = logging.getLogger(__name__)
 
@@ -45,22 +45,24 @@ class Record:
 
 def encode_record(rec: Record) -> bytes:
     r = rec.result
-    return (json.dumps({"id": rec.rid.hex(), "h": r.host, "s": r.service, "c": r.status,
+    return to_bytes(json.dumps({"id": rec.rid.hex(), "h": r.host, "s": r.service, "c": r.status,
                         "o": r.output, "t": r.timestamp}, ensure_ascii=False,
-                       separators=(",", ":")) + "\n").encode("utf-8")
+                       separators=(",", ":")) + "\n")
 
 
 def decode_record(line: bytes) -> Record:
     """One spool line; ValueError for anything a worker could choke on later."""
-    d = json.loads(line)
+    # Bytes that are not UTF-8 (a Latin-1 host name) are stored as they came
+    # and read back to the same lone surrogates, so they leave byte for byte.
+    d = json.loads(from_bytes(line))
     rid = bytes.fromhex(d["id"])
     if len(rid) != 16:
         raise ValueError(f"result id of {len(rid)} bytes, not 16")
     if not isinstance(d["h"], str) or not isinstance(d["o"], str) or \
             (d["s"] is not None and not isinstance(d["s"], str)):
         raise ValueError("host, service and output must be text")
-    if d["c"] not in (0, 1, 2, 3):
-        raise ValueError(f"status {d['c']!r} is not 0-3")
+    if type(d["c"]) is not int or not STATUS_MIN <= d["c"] <= STATUS_MAX:
+        raise ValueError(f"status {d['c']!r} is not a 16-bit code")
     if d["t"] is not None and not isinstance(d["t"], int | float):
         raise ValueError(f"timestamp {d['t']!r} is not a number")
     return Record(rid, CheckResult(d["h"], d["s"], d["c"], d["o"], d["t"]))

@@ -272,7 +272,7 @@ def test_bad_spool_records_are_skipped_not_fatal(tmp_path: Path, vigil_server) -
     good = Record(os.urandom(16), CheckResult("h", "s", 0, "fine", 1000.0))
     line = encode_record(good)
     bad = [line.replace(good.rid.hex().encode(), b"abcd"),  # an id of 2 bytes
-           line.replace(b'"c":0', b'"c":9'),  # status out of range
+           line.replace(b'"c":0', b'"c":70000'),  # status beyond 16 bits
            line.replace(b'"h":"h"', b'"h":5'),  # host not text
            b"{not json\n"]
     for b in bad:
