@@ -376,8 +376,8 @@ class Server:
                 if active:
                     self.drops.add(peer, f"idle for {self.opts.idle_timeout:g} s")
                 else:
-                    self.drops.add(peer, "no whole packet within "
-                                         f"{self.opts.first_packet_timeout:g} s")
+                    first = min(self.opts.first_packet_timeout, self.opts.idle_timeout)
+                    self.drops.add(peer, f"no whole packet within {first:g} s")
                 break
             except OSError:
                 if state is None or not state.evicted:
