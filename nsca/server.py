@@ -193,6 +193,7 @@ class Server:
         self._live: dict[socket.socket, _Conn] = {}
         self._per_source: collections.Counter[str] = collections.Counter()
         self._conn_lock = threading.Lock()
+        self._evicting = 0
         self.drops = DropLog(log)
         family = socket.AF_INET6 if ":" in opts.address else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
@@ -203,7 +204,8 @@ class Server:
             self.sock.close()
             raise NSCAError(f"cannot listen on {opts.address}:{opts.port}: {exc.strerror}") \
                 from exc
-        self.sock.listen(128)
+        # a deep backlog: a burst of connections must wait for accept, not lose its SYN
+        self.sock.listen(1024)
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
 
@@ -237,7 +239,8 @@ class Server:
                         self._forget(conn)
                         conn.close()
                         break
-                    self._evict(None)
+                    if not self._evicting:
+                        self._evict(None)
                 else:
                     self._start_thread(conn, addr)
         finally:
@@ -267,7 +270,8 @@ class Server:
                 self.drops.add(peer, "over the per-source connection limit")
                 conn.close()
                 return False
-            if len(self._live) >= self.opts.max_connections:
+            # evicted ones still hold their slot until their thread is done
+            if len(self._live) - self._evicting >= self.opts.max_connections:
                 self._evict_locked(None)
             self._live[conn] = _Conn(conn, peer, time.monotonic())
             self._per_source[peer] += 1
@@ -284,6 +288,8 @@ class Server:
             return False
         victim = min(silent, key=lambda c: c.started)
         victim.evicted = True
+        self._evicting += 1
+        self.stats.add(evicted=1)
         self._per_source[victim.peer] -= 1
         with contextlib.suppress(OSError):
             victim.sock.shutdown(socket.SHUT_RDWR)
@@ -294,7 +300,9 @@ class Server:
             c = self._live.pop(conn, None)
             if c is None:
                 return
-            if not c.evicted:
+            if c.evicted:
+                self._evicting -= 1
+            else:
                 self._per_source[c.peer] -= 1
             if self._per_source[c.peer] <= 0:
                 del self._per_source[c.peer]
@@ -358,7 +366,15 @@ class Server:
         iv = os.urandom(packet.IV_SIZE)
         init_ts = int(self.clock())
         conn.settimeout(self.opts.idle_timeout)
-        conn.sendall(packet.encode_init(iv, init_ts))
+        try:
+            conn.sendall(packet.encode_init(iv, init_ts))
+        except OSError:
+            # gone already (or evicted before its thread ran)
+            if state is None or not state.evicted:
+                self.drops.add(peer, "connection reset")
+            else:
+                self.drops.add(peer, "evicted before sending a packet (slots full)")
+            return
         decrypt = crypto.decryptor(self.opts.method, iv, self.opts.password)
         size = 0
         buf = b""
@@ -424,7 +440,6 @@ class Server:
                     ticket = self.sink.accept(fresh)
                     self.stats.add(accepted=len(fresh))
         if state is not None and state.evicted:
-            self.stats.add(evicted=1)
             self.drops.add(peer, "evicted before sending a packet (slots full)")
         elif buf:
             self.stats.add(truncated=1)
