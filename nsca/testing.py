@@ -58,12 +58,14 @@ class RealNSCA:
         self.cfg = self.dir / "nsca.cfg"
         user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
         group = subprocess.run(["id", "-gn"], capture_output=True, text=True).stdout.strip()
-        self.cfg.write_text(
+        # surrogateescape: a password given as bytes that are not UTF-8 is written as those bytes
+        self.cfg.write_bytes((
             f"pid_file={self.dir}/nsca.pid\nserver_port={self.port}\n"
             f"server_address=127.0.0.1\nnsca_user={user}\nnsca_group={group}\ndebug=0\n"
             f"command_file={self.command_file}\nalternate_dump_file={self.dir}/dump\n"
             f"aggregate_writes=0\nappend_to_file=1\nmax_packet_age={max_packet_age}\n"
-            f"password={password}\ndecryption_method={method}\n")
+            f"password={password}\ndecryption_method={method}\n"
+        ).encode("utf-8", "surrogateescape"))
         self.cfg.chmod(0o600)
         self.proc: subprocess.Popen[bytes] | None = None
 
