@@ -40,6 +40,33 @@ CIPHERS = b"PSK-AES256-CBC-SHA:PSK-AES256-GCM-SHA384:PSK-AES128-GCM-SHA256:PSK"
 MAX_LINE = 1024
 
 
+REPLIES = ("MOIN", "OKAY", "FAIL", "BAIL")
+
+
+def split_line(buf: bytes) -> tuple[str | None, bytes]:
+    """The first whole server line of ``buf`` (None if not yet there) and the rest.
+
+    Pure, for the property tests: any bytes give a line, None or
+    :class:`NSCANGError` (a line longer than ``MAX_LINE``), nothing else.
+    """
+    line, nl, rest = buf.partition(b"\n")
+    if not nl:
+        if len(buf) > MAX_LINE:
+            raise NSCANGError(f"response line longer than {MAX_LINE} bytes")
+        return None, buf
+    if len(line) > MAX_LINE:
+        raise NSCANGError(f"response line longer than {MAX_LINE} bytes")
+    return line.rstrip(b"\r").decode("ascii", "replace"), rest
+
+
+def parse_reply(line: str) -> tuple[str, str]:
+    """``"FAIL not allowed"`` -> ``("FAIL", "not allowed")``; NSCANGError for anything else."""
+    word, _, text = line.partition(" ")
+    if word not in REPLIES:
+        raise NSCANGError(f"unexpected reply {printable(line, 60)}")
+    return word, text
+
+
 class CommandRefused(NSCANGError):
     """The server answered FAIL to one command (not authorised, malformed)."""
 
@@ -126,7 +153,13 @@ class NGSession:
 
     def _line(self) -> str:
         assert self._conn is not None
-        while b"\n" not in self._buf:
+        while True:
+            try:
+                line, self._buf = split_line(self._buf)
+            except NSCANGError as exc:
+                raise NSCANGError(f"{self}: {exc}") from None
+            if line is not None:
+                return line
             try:
                 chunk = self._conn.recv(4096)
             except SSL.ZeroReturnError:
@@ -136,17 +169,18 @@ class NGSession:
             if not chunk:
                 raise ConnectionFailed(f"{self}: the server closed the session")
             self._buf += chunk
-            if len(self._buf) > MAX_LINE and b"\n" not in self._buf:
-                raise NSCANGError(f"{self}: response line longer than {MAX_LINE} bytes")
-        line, _, self._buf = self._buf.partition(b"\n")
-        return line.rstrip(b"\r").decode("ascii", "replace")
 
     def _request(self, line: str) -> str:
         self._send(line.encode("ascii") + b"\r\n")
         reply = self._line()
-        if reply.startswith("BAIL"):
+        try:
+            word, text = parse_reply(reply)
+        except NSCANGError as exc:
             self.close()
-            raise NSCANGError(f"{self}: server bailed out: {reply[5:]}")
+            raise NSCANGError(f"{self}: {exc}") from None
+        if word == "BAIL":
+            self.close()
+            raise NSCANGError(f"{self}: server bailed out: {printable(text)}")
         return reply
 
     def push(self, command: str) -> None:
@@ -154,15 +188,15 @@ class NGSession:
         data = to_bytes(command)
         reply = self._request(f"PUSH {len(data)}")
         if reply.startswith("FAIL"):
-            raise CommandRefused(f"{self}: PUSH refused: {reply[5:]}")
+            raise CommandRefused(f"{self}: PUSH refused: {printable(reply[5:])}")
         if reply != "OKAY":
-            raise NSCANGError(f"{self}: unexpected answer to PUSH: {reply[:80]}")
+            raise NSCANGError(f"{self}: unexpected answer to PUSH: {printable(reply)}")
         self._send(data)
         reply = self._line()
         if reply.startswith("FAIL"):
-            raise CommandRefused(f"{self}: command refused: {reply[5:]}")
+            raise CommandRefused(f"{self}: command refused: {printable(reply[5:])}")
         if reply != "OKAY":
-            raise NSCANGError(f"{self}: unexpected answer to a command: {reply[:80]}")
+            raise NSCANGError(f"{self}: unexpected answer to a command: {printable(reply)}")
 
     def quit(self) -> None:
         try:
