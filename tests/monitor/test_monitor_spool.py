@@ -80,7 +80,7 @@ def test_corrupt_spool_file_is_set_aside(tmp_path: Path, caplog: pytest.LogCaptu
     assert (bad.parent / (bad.name + ".corrupt")).exists()
     assert "is corrupt" in caplog.text
     wrong = spool.put(results(1, "d"))
-    wrong.write_text(json.dumps([{"host": "h", "service": "s", "status": 9, "output": "x"}]))
+    wrong.write_text(json.dumps([{"host": "h", "service": "s", "status": 70000, "output": "x"}]))
     assert [b[0].output for _, b in spool.batches()] == ["OUT a0", "OUT c0"]
 
 
