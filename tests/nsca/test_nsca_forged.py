@@ -103,3 +103,31 @@ def test_command_writer_escapes_output_and_refuses_in_put(tmp_path: Path) -> Non
     sink.close()
     assert out.read_text() == "[2] PROCESS_SERVICE_CHECK_RESULT;h;s;2;a\\nb\\nc\\\\d\n"
     assert sink.refused == 1
+
+
+def test_forged_names_never_reach_nsca_ng(tmp_path: Path, caplog) -> None:
+    """The NSCA-NG path: the relay refuses them before any PUSH."""
+    from nsca.ng import NGDestination
+    from nsca.testing import RealNSCANG
+
+    ng = RealNSCANG(tmp_path / "ng", password="ng-pw").start()
+    spool = tmp_path / "spool"
+    w = SpoolWriter(spool, seal_interval=0.01)
+    w.append([Record(os.urandom(16), CheckResult(h, s, 2, "x", 1700000000.0))
+              for h, s in FORGED])
+    w.append([Record(os.urandom(16), CheckResult("web1", "PING", 0, "a\nb", 1700000001.0))])
+    w.close()
+    relay = Relay(spool, [NGDestination("127.0.0.1", ng.port, identity="vigil", psk="ng-pw")],
+                  retry_min=0.05, retry_max=0.2, rescan_interval=0.1)
+    t = threading.Thread(target=relay.run)
+    try:
+        with caplog.at_level(logging.WARNING):
+            t.start()
+            assert wait_lines(ng.out, 1) == [
+                "[1700000001] PROCESS_SERVICE_CHECK_RESULT;web1;PING;0;a\\nb"]
+            assert spin(lambda: relay.workers[0].refused == len(FORGED))
+    finally:
+        relay.stop()
+        t.join(10)
+        ng.stop()
+    assert ng.lines() == ["[1700000001] PROCESS_SERVICE_CHECK_RESULT;web1;PING;0;a\\nb"]
