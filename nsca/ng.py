@@ -27,7 +27,7 @@ from OpenSSL import SSL
 
 from nsca.commandfile import format_command
 from nsca.droplog import printable
-from nsca.errors import ConnectionFailed, FieldError, NSCANGError
+from nsca.errors import ConnectionFailed, FieldError, NSCAError, NSCANGError
 from nsca.result import to_bytes
 from nsca.spool import Record
 from vigil.config import Secret
@@ -135,7 +135,11 @@ class NGSession:
                                    f"password?): {exc}") from exc
         self._conn = conn
         session = os.urandom(9).hex()
-        reply = self._request(f"MOIN 1 {session}")
+        try:
+            reply = self._request(f"MOIN 1 {session}")
+        except NSCAError:
+            self.close()  # a server that hangs up or babbles must not leak the socket
+            raise
         if not reply.startswith("MOIN"):
             self.close()
             raise NSCANGError(f"{self}: MOIN refused: {reply}")
