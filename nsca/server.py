@@ -6,10 +6,18 @@
   after one block, so even the mcrypt ciphers recover.)
 - v3 (4304-byte) and 2.7 legacy (720-byte) clients are both understood; the
   size is found from the first packet of each connection.
-- ``max_packet_age`` is enforced: a packet stamped more than ``clock_skew``
-  seconds in the future, or older than ``max_packet_age + clock_skew``, is
-  dropped. (0 turns the check off.)
-- Allowed hosts are checked before the init packet is sent.
+- ``max_packet_age`` is enforced per packet: a packet stamped more than
+  ``clock_skew`` seconds in the future, or older than ``max_packet_age +
+  clock_skew``, is dropped (0 turns the check off); one stamped with its own
+  connection's init time is judged on arrival (see :meth:`Server._judge_age`).
+- Allowed hosts are checked before the init packet is sent, and before the
+  connection takes a slot.
+- Slots: ``max_connections`` in all, ``max_per_source`` per address, and a
+  ``first_packet_timeout``; a connection that has not yet handed over a whole
+  packet is evicted to make room, never one that has.
+- A name carrying ``;`` or a line break (it would forge a Nagios command) is
+  refused; every refusal and drop goes to a rate-limited summary
+  (:mod:`nsca.droplog`), never one log line per packet.
 - Results go to a sink: the Nagios command file (reopened when Nagios
   recreates the pipe) or the on-disk spool; with the spool the connection is
   closed only once its results are fsynced, so the client's clean close is
@@ -263,6 +271,12 @@ class Server:
         to go: a real client sends within milliseconds of connecting, so only
         idle or hostile sockets are ever evicted, never a working client.
         """
+        self.stats.add(connections=1)
+        if not self._allowed(peer):
+            self.stats.add(refused_hosts=1)
+            self.drops.add(peer, "not in allowed hosts")
+            conn.close()
+            return False
         with self._conn_lock:
             if self._per_source[peer] >= self.opts.max_per_source \
                     and not self._evict_locked(peer):
@@ -356,11 +370,6 @@ class Server:
             self._threads.discard(threading.current_thread())
 
     def _handle(self, conn: socket.socket, peer: str) -> None:
-        self.stats.add(connections=1)
-        if not self._allowed(peer):
-            self.stats.add(refused_hosts=1)
-            self.drops.add(peer, "not in allowed hosts")
-            return
         state = self._live.get(conn)
         started = time.monotonic()
         iv = os.urandom(packet.IV_SIZE)
