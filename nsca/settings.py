@@ -82,7 +82,9 @@ declare(S, "Listen_Port", integer(1, 65535), "5667", "Port `vigil nsca server` l
 declare(S, "Allowed_Hosts", allowed_hosts, "",
         "Comma list of addresses or networks that may send results; empty: everyone.")
 declare(S, "Max_Packet_Age", integer(0, 900), "30",
-        "Drop packets older than this many seconds (0: off), as nsca's max_packet_age.")
+        "Drop packets older than this many seconds (0: off), as nsca's max_packet_age. "
+        "A packet stamped with its own connection's start (send_nsca's) is judged on "
+        "arrival, so a slow pipe into send_nsca loses nothing.")
 declare(S, "Clock_Skew_sec", integer(0, 300), "5",
         "Tolerance added to Max_Packet_Age, and allowed for packets stamped in the future.")
 declare(S, "Server_Output", choice("spool", "command_file"), "spool",

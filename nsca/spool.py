@@ -45,9 +45,11 @@ class Record:
 
 def encode_record(rec: Record) -> bytes:
     r = rec.result
-    return to_bytes(json.dumps({"id": rec.rid.hex(), "h": r.host, "s": r.service, "c": r.status,
-                        "o": r.output, "t": r.timestamp}, ensure_ascii=False,
-                       separators=(",", ":")) + "\n")
+    # to_bytes: a byte that was not UTF-8 goes to disk as that byte (see decode_record)
+    line = json.dumps({"id": rec.rid.hex(), "h": r.host, "s": r.service, "c": r.status,
+                       "o": r.output, "t": r.timestamp}, ensure_ascii=False,
+                      separators=(",", ":"))
+    return to_bytes(line + "\n")
 
 
 def decode_record(line: bytes) -> Record:
