@@ -263,3 +263,38 @@ def test_slow_pipe_into_send_nsca_is_accepted_like_c(tmp_path: Path) -> None:
         assert p.v.server.stats.too_old == 0
     finally:
         p.stop()
+
+
+def test_bytes_pass_through_the_spool_and_relay(tmp_path: Path) -> None:
+    """send_nsca -> Vigil server -> spool -> relay -> C nsca: the bytes C to C gives."""
+    from nsca.relay import NSCADestination, Relay
+    from nsca.server import SpoolSink
+    from nsca.spool import SpoolWriter
+
+    data = b"h\xe9te\tsvc \xff\t1\tlat\xe9n \xc3\x17" + b"web1\t\xe9\t0\t" + b"y" * 5000 + b"\x17"
+    ref = RealNSCA(tmp_path / "ref", password="pw").start()
+    central = RealNSCA(tmp_path / "central", password="pw").start()
+    spool = tmp_path / "spool"
+    srv = VigilServer(ServerOptions(port=0, password="pw"),
+                      SpoolSink(SpoolWriter(spool, seal_interval=0.02)))
+    relay = Relay(spool, [NSCADestination("127.0.0.1", central.port, password="pw")],
+                  retry_min=0.05, retry_max=0.2, rescan_interval=0.1)
+    t = threading.Thread(target=relay.run)
+    t.start()
+    try:
+        cfg = _cfg(tmp_path, b"password=pw\nencryption_method=1\n")
+        assert _send("send_nsca", ref.port, data, cfg).returncode == 0
+        assert _send("send_nsca", srv.port, data, cfg).returncode == 0
+        assert spin(lambda: len(central.command_file.read_bytes().splitlines()) == 2)
+        assert spin(lambda: len(ref.command_file.read_bytes().splitlines()) == 2)
+    finally:
+        relay.stop()
+        t.join(10)
+        srv.stop()
+        ref.stop()
+        central.stop()
+    got, want = _bodies(central.command_file.read_bytes()), _bodies(ref.command_file.read_bytes())
+    assert got[0] == want[0] == b"PROCESS_SERVICE_CHECK_RESULT;h\xe9te;svc \xff;1;lat\xe9n \xc3"
+    # The relay's packets carry the Vigil trailer (result id, check time) in the
+    # last 32 bytes of the output field, so a long output is cut 32 bytes sooner.
+    assert want[1].startswith(got[1]) and len(want[1]) - len(got[1]) == packet.TRAILER.size
