@@ -153,7 +153,7 @@ class ServerOptions:
     max_packet_age: int = 30
     clock_skew: int = 5
     idle_timeout: float = 60.0
-    # A connection must hand over a whole packet this soon; a client sends
+    # A connection must hand over a valid packet this soon; a client sends
     # within milliseconds, send_nsca itself gives up after 10 s by default.
     first_packet_timeout: float = 10.0
     max_connections: int = 256
@@ -267,7 +267,7 @@ class Server:
     def _admit(self, conn: socket.socket, peer: str) -> bool:
         """Register a new connection, making room by evicting silent ones.
 
-        A connection that has not yet handed over a whole packet is the one
+        A connection that has not yet handed over a valid packet is the one
         to go: a real client sends within milliseconds of connecting, so only
         idle or hostile sockets are ever evicted, never a working client.
         """
@@ -392,7 +392,7 @@ class Server:
         active = False
         while True:
             if not active:
-                # Until a whole packet came, the short deadline counts from the connect.
+                # Until a valid packet came, the short deadline counts from the connect.
                 left = started + self.opts.first_packet_timeout - time.monotonic()
                 conn.settimeout(max(0.001, min(left, self.opts.idle_timeout)))
             try:
@@ -402,7 +402,7 @@ class Server:
                     self.drops.add(peer, f"idle for {self.opts.idle_timeout:g} s")
                 else:
                     first = min(self.opts.first_packet_timeout, self.opts.idle_timeout)
-                    self.drops.add(peer, f"no whole packet within {first:g} s")
+                    self.drops.add(peer, f"no valid packet within {first:g} s")
                 break
             except OSError:
                 if state is None or not state.evicted:
@@ -418,11 +418,6 @@ class Server:
             n = len(buf) // size
             if not n:
                 continue
-            if not active:
-                active = True
-                if state is not None:
-                    state.active = True
-                conn.settimeout(self.opts.idle_timeout)
             good = []
             for i in range(n):
                 index += 1
@@ -432,6 +427,14 @@ class Server:
                     self.stats.add(bad_packets=1)
                     self.drops.add(peer, type(exc).__name__, str(exc))
                     continue
+                if not active:
+                    # A packet that decodes (right password, right CRC): a real
+                    # client, never evicted from now on. Garbage of the right
+                    # size does not buy that.
+                    active = True
+                    if state is not None:
+                        state.active = True
+                    conn.settimeout(self.opts.idle_timeout)
                 why = unsafe_name(p.result)
                 if why:
                     self.stats.add(forged=1)
@@ -499,5 +502,5 @@ class _Conn:
     sock: socket.socket
     peer: str
     started: float
-    active: bool = False   # handed over a whole packet: never evicted
+    active: bool = False   # handed over a valid packet: never evicted
     evicted: bool = False

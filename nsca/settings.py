@@ -101,11 +101,11 @@ declare(S, "Dedupe_Window", integer(0, 10_000_000), "200000",
 declare(S, "Idle_Timeout_sec", integer(1, 3600), "60",
         "Close a client connection silent for this long.")
 declare(S, "First_Packet_Timeout_sec", integer(1, 3600), "10",
-        "Close a connection that has not sent a whole packet this long after connecting "
+        "Close a connection that has not sent a valid packet this long after connecting "
         "(send_nsca gives up after 10 s by default), so idle sockets cannot hold slots.")
 declare(S, "Max_Connections", integer(1, 100_000), "256",
         "Connections served at once. When full, the oldest connection that has not yet "
-        "sent a packet is closed to make room.")
+        "sent a valid packet is closed to make room.")
 declare(S, "Max_Connections_Per_Source", integer(1, 100_000), "32",
         "Connections from one address at once; beyond it that address's oldest silent "
         "connection is closed, or the new one refused when all of them are sending.")

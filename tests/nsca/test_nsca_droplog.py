@@ -22,7 +22,7 @@ def test_one_line_per_source_per_interval(caplog) -> None:
         for i in range(20_000):
             drops.add("10.1.2.3", "BadCRC" if i % 3 else "forged name", "web1;db1\n")
             clock.now = i / 2_000  # 10 s in all
-        drops.add("10.1.2.4", "no whole packet within 10 s")
+        drops.add("10.1.2.4", "no valid packet within 10 s")
         drops.flush()
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) <= 4, lines

@@ -318,7 +318,7 @@ def test_server_closes_an_idle_client(vigil_server, caplog) -> None:
         assert s.recv(10) == b""  # the server gave up on us
         assert time.monotonic() - t0 < 3
         assert spin(lambda: srv.server.drops.flush() > 0)
-    assert "no whole packet within 0.5 s 1" in caplog.text
+    assert "no valid packet within 0.5 s 1" in caplog.text
 
 
 def test_stop_does_not_wait_for_idle_clients(vigil_server) -> None:

@@ -117,3 +117,15 @@ def test_silent_connection_closed_at_the_first_packet_deadline(vigil_server) -> 
 def test_limits_are_options(vigil_server, option: str) -> None:
     srv, _ = vigil_server(method=1, password="pw", **{option: 7})
     assert getattr(srv.server.opts, option) == 7
+
+
+def test_garbage_of_packet_size_does_not_buy_a_slot(vigil_server) -> None:
+    srv, _ = vigil_server(method=1, password="pw", first_packet_timeout=60, max_per_source=1)
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as junk:
+        junk.recv(packet.INIT_PACKET_SIZE)
+        junk.sendall(b"\x55" * packet.PACKET_SIZE_V3)  # the right size, the wrong password
+        assert spin(lambda: srv.server.stats.bad_packets == 1)
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
+            assert len(s.recv(packet.INIT_PACKET_SIZE)) == packet.INIT_PACKET_SIZE
+            assert junk.recv(10) == b""  # evicted for the newcomer
+    assert srv.server.stats.evicted == 1
