@@ -17,6 +17,7 @@ from typing import Protocol
 
 from nsca import client
 from nsca.commandfile import CommandFileSink, format_command
+from nsca.droplog import printable
 from nsca.errors import ConnectionFailed, FieldError
 from nsca.spool import Record
 from vigil.config import Secret
@@ -74,6 +75,6 @@ class CommandFileDestination:
             try:
                 lines.append(format_command(r, int(r.timestamp or time.time())))
             except FieldError as exc:
-                log.error("%s: result for %s dropped: %s", self, r.host[:64], exc)
+                log.error("%s: result for %s dropped: %s", self, printable(r.host), exc)
         if lines and not self.sink.try_write(lines):
             raise ConnectionFailed(f"{self}: not writable ({self.sink.problem})")
