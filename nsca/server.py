@@ -277,9 +277,10 @@ class Server:
             self.drops.add(peer, "not in allowed hosts")
             conn.close()
             return False
+        source = source_of(peer)
         with self._conn_lock:
-            if self._per_source[peer] >= self.opts.max_per_source \
-                    and not self._evict_locked(peer):
+            if self._per_source[source] >= self.opts.max_per_source \
+                    and not self._evict_locked(source):
                 self.stats.add(source_limit=1)
                 self.drops.add(peer, "over the per-source connection limit")
                 conn.close()
@@ -287,24 +288,24 @@ class Server:
             # evicted ones still hold their slot until their thread is done
             if len(self._live) - self._evicting >= self.opts.max_connections:
                 self._evict_locked(None)
-            self._live[conn] = _Conn(conn, peer, time.monotonic())
-            self._per_source[peer] += 1
+            self._live[conn] = _Conn(conn, source, time.monotonic())
+            self._per_source[source] += 1
         return True
 
-    def _evict(self, peer: str | None) -> bool:
+    def _evict(self, source: str | None) -> bool:
         with self._conn_lock:
-            return self._evict_locked(peer)
+            return self._evict_locked(source)
 
-    def _evict_locked(self, peer: str | None) -> bool:
+    def _evict_locked(self, source: str | None) -> bool:
         silent = [c for c in self._live.values()
-                  if not c.active and not c.evicted and (peer is None or c.peer == peer)]
+                  if not c.active and not c.evicted and (source is None or c.source == source)]
         if not silent:
             return False
         victim = min(silent, key=lambda c: c.started)
         victim.evicted = True
         self._evicting += 1
         self.stats.add(evicted=1)
-        self._per_source[victim.peer] -= 1
+        self._per_source[victim.source] -= 1
         with contextlib.suppress(OSError):
             victim.sock.shutdown(socket.SHUT_RDWR)
         return True
@@ -317,9 +318,9 @@ class Server:
             if c.evicted:
                 self._evicting -= 1
             else:
-                self._per_source[c.peer] -= 1
-            if self._per_source[c.peer] <= 0:
-                del self._per_source[c.peer]
+                self._per_source[c.source] -= 1
+            if self._per_source[c.source] <= 0:
+                del self._per_source[c.source]
 
     def _start_thread(self, conn: socket.socket, addr: tuple) -> None:
         self._conns.add(conn)
@@ -497,10 +498,27 @@ class Server:
         return p
 
 
+def source_of(peer: str) -> str:
+    """What the per-source limit counts: the IPv4 address, or the IPv6 /64.
+
+    One IPv6 host commonly holds a whole /64, so counting single addresses
+    would give it 2**64 allowances.
+    """
+    try:
+        addr = ipaddress.ip_address(peer.split("%", 1)[0])
+    except ValueError:
+        return peer
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped:
+            return str(addr.ipv4_mapped)
+        return str(ipaddress.IPv6Network((addr, 64), strict=False))
+    return str(addr)
+
+
 @dataclass
 class _Conn:
     sock: socket.socket
-    peer: str
+    source: str  # see source_of
     started: float
     active: bool = False   # handed over a valid packet: never evicted
     evicted: bool = False

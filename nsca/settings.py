@@ -107,8 +107,9 @@ declare(S, "Max_Connections", integer(1, 100_000), "256",
         "Connections served at once. When full, the oldest connection that has not yet "
         "sent a valid packet is closed to make room.")
 declare(S, "Max_Connections_Per_Source", integer(1, 100_000), "32",
-        "Connections from one address at once; beyond it that address's oldest silent "
-        "connection is closed, or the new one refused when all of them are sending.")
+        "Connections from one address (an IPv6 /64) at once; beyond it that address's "
+        "oldest silent connection is closed, or the new one refused when all of them "
+        "are sending.")
 # -- spool and relay ---------------------------------------------------------------
 declare(S, "Spool_Dir", text, "",
         "On-disk spool between the server and the relay; empty: <[Site] State_Dir>/nsca-spool.")

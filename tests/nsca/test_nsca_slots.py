@@ -19,6 +19,7 @@ import pytest
 
 from nsca import crypto, packet
 from nsca.result import CheckResult
+from nsca.server import source_of
 from nsca.testing import run_send_nsca, spin, wait_lines
 
 
@@ -129,3 +130,11 @@ def test_garbage_of_packet_size_does_not_buy_a_slot(vigil_server) -> None:
             assert len(s.recv(packet.INIT_PACKET_SIZE)) == packet.INIT_PACKET_SIZE
             assert junk.recv(10) == b""  # evicted for the newcomer
     assert srv.server.stats.evicted == 1
+
+
+@pytest.mark.parametrize("peer,source", [
+    ("10.1.2.3", "10.1.2.3"), ("2001:db8::1", "2001:db8::/64"),
+    ("2001:db8::ffff:1", "2001:db8::/64"), ("::ffff:10.0.0.1", "10.0.0.1"),
+    ("fe80::1%eth0", "fe80::/64")])
+def test_per_source_counts_ipv4_addresses_and_ipv6_64s(peer: str, source: str) -> None:
+    assert source_of(peer) == source
