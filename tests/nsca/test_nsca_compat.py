@@ -162,9 +162,9 @@ def test_password_values_read_like_c(tmp_path: Path, password: bytes) -> None:
     ncfg = _cfg(tmp_path, b"server_port=%d\nserver_address=127.0.0.1\npassword=%s\n"
                 b"decryption_method=1\ncommand_file=%s\n" % (port, password, bytes(out)),
                 "nsca.cfg")
+    c = RealNSCA(tmp_path / "c", password=password.decode("utf-8", "surrogateescape")).start()
     daemon = subprocess.Popen([str(BIN / "vigil-nsca"), "-c", str(ncfg)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    c = RealNSCA(tmp_path / "c", password=password.decode("utf-8", "surrogateescape")).start()
     try:
         assert spin(lambda: _listening(port))
         assert _send("send_nsca", port, b"h\ts\t0\tC to Vigil\x17", cfg).returncode == 0
