@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from billing import h323time, rating
+from billing import h323time, rating, record_key
 from billing.catalog import Catalog, NodeInfo, TariffInfo
 from billing.request import CallRequest
 from billing.store import XDR, AccountingOp, AccountView, BillingStore, Reservation
@@ -295,8 +295,10 @@ class Engine:
 
     # ---------------------------------------------------------- accounting
     def session_key(self, req: CallRequest) -> str:
-        return "|".join((req.nas_ip, req.status_type or "?", req.call_origin or "-",
-                         req.conf_id, req.incoming_conf_id, req.session_id))[:191]
+        # Whole or digested, never cut: see billing/record_key.py.
+        return record_key.session_key(req.nas_ip, req.status_type or "?",
+                                      req.call_origin or "-", req.conf_id,
+                                      req.incoming_conf_id, req.session_id)
 
     def accounting_op(self, req: CallRequest) -> AccountingOp:
         """Decide what an accounting record does; the store applies it."""
@@ -410,8 +412,15 @@ class Engine:
             except TranslationError as exc:
                 log.error("Connection translation rule failed: %s", exc)
         if acct is None:
-            log.warning("Accounting for unknown account %r: no account charge", req.account_id)
-        elif node is None:
+            # Acknowledged but neither charged nor forgotten: kept whole with
+            # its reason for an admin (a typo in provisioning, a rogue
+            # gateway), like a record that cannot be rated.
+            reason = (f"unknown account {req.account_id!r}" if req.account_id
+                      else "no account in the record (User-Name, PortaBilling_UserName)")
+            log.error("Accounting record quarantined: %s", reason)
+            return AccountingOp(session_key=key, kind="quarantine", quarantine_reason=reason,
+                                raw={k: [str(x) for x in v] for k, v in req.raw.items()})
+        if node is None:
             log.warning("Accounting from an unknown node %s: no account charge", req.nas_ip)
         else:
             op.account_pk, op.billing_model, op.customer_pk = (acct.pk, acct.billing_model,

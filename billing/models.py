@@ -20,9 +20,22 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
 )
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 MONEY = Numeric(16, 5)
+
+
+def _key(width: int) -> String:
+    """A record's identity: compared byte for byte on MariaDB too (its
+    default collation folds case and ignores trailing spaces, which made two
+    different conf-ids one record). Values come from billing.record_key."""
+    exact = mysql.VARCHAR(width, collation="utf8mb4_nopad_bin")
+    return String(width).with_variant(exact, "mysql", "mariadb")
+
+
+SESSION_KEY = _key(191)
+CALL_KEY = _key(128)
 
 
 class Base(DeclarativeBase):
@@ -174,7 +187,7 @@ class _XDRColumns:
     """What account and vendor xDRs both record about a call."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    session_key: Mapped[str] = mapped_column(String(191), unique=True)
+    session_key: Mapped[str] = mapped_column(SESSION_KEY, unique=True)
     conf_id: Mapped[str] = mapped_column(String(128), default="")
     cli: Mapped[str] = mapped_column(String(64), default="")
     cld: Mapped[str] = mapped_column(String(64), default="")
@@ -215,7 +228,7 @@ class ActiveCall(Base):
     __tablename__ = "active_calls"
     __table_args__ = (UniqueConstraint("conf_id", "leg"),)
     id: Mapped[int] = mapped_column(primary_key=True)
-    conf_id: Mapped[str] = mapped_column(String(128))
+    conf_id: Mapped[str] = mapped_column(CALL_KEY)
     leg: Mapped[str] = mapped_column(String(16), default="")  # authorize | originate | answer
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), nullable=True)
     node_ip: Mapped[str] = mapped_column(String(45), default="")
@@ -231,7 +244,7 @@ class ProcessedAccounting(Base):
     """Every accounting record already handled, so a repeat never charges twice."""
 
     __tablename__ = "processed_accounting"
-    session_key: Mapped[str] = mapped_column(String(191), primary_key=True)
+    session_key: Mapped[str] = mapped_column(SESSION_KEY, primary_key=True)
     processed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
 
@@ -241,7 +254,7 @@ class QuarantinedAccounting(Base):
 
     __tablename__ = "quarantined_accounting"
     id: Mapped[int] = mapped_column(primary_key=True)
-    session_key: Mapped[str] = mapped_column(String(191), unique=True)
+    session_key: Mapped[str] = mapped_column(SESSION_KEY, unique=True)
     reason: Mapped[str] = mapped_column(String(255))
     attributes: Mapped[str] = mapped_column(String(8000))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from billing import record_key
+
 PB_USERNAME = "PortaBilling_UserName:"
 PB_IGNORE_PASSWORD = "PortaBilling_Ignore_Password:"
 
@@ -60,8 +62,9 @@ class CallRequest:
 
     @property
     def call_key(self) -> str:
-        """The call (both legs): the incoming leg's conference id."""
-        return self.incoming_conf_id or self.conf_id
+        """The call (both legs): the incoming leg's conference id (whole, or
+        digested when too long for its column: never cut)."""
+        return record_key.call_key(self.incoming_conf_id or self.conf_id)
 
     @property
     def log_id(self) -> str:

@@ -18,7 +18,6 @@ import os
 import select
 import signal
 import socket
-import struct
 import threading
 import time
 from collections import OrderedDict
@@ -29,11 +28,13 @@ from typing import Any
 from pyrad import packet as rp
 from pyrad.dictionary import Dictionary
 
+from billing import radius_decode
 from billing.catalog import Catalog
 from billing.committer import Committer
 from billing.db import DatabaseError, DatabaseUnavailable
+from billing.drop_log import DropLog
 from billing.engine import Decision, Engine
-from billing.request import CallRequest, from_attributes
+from billing.request import CallRequest
 from billing.store import AccountingOp
 from billing.wire import AttributeTable, encode_reply
 from vigil import logs, statefile
@@ -62,23 +63,10 @@ class Counters(dict[str, int]):
     NAMES = ("access_requests", "access_accepts", "access_rejects", "accounting_requests",
              "accounting_responses", "accounting_duplicates", "retransmissions",
              "dropped_unknown_nas", "dropped_bad_authenticator", "dropped_malformed",
-             "db_errors", "quarantined")
+             "dropped_internal_error", "db_errors", "quarantined")
 
     def __init__(self) -> None:
         super().__init__({n: 0 for n in self.NAMES})
-
-
-def _nas_ip_attribute(raw: bytes) -> str | None:
-    """NAS-IP-Address read before the packet is decoded: it picks the secret."""
-    pos = 20
-    while pos + 2 <= len(raw):
-        t, ln = raw[pos], raw[pos + 1]
-        if ln < 2:
-            return None
-        if t == 4 and ln == 6:
-            return socket.inet_ntoa(raw[pos + 2:pos + 6])
-        pos += ln
-    return None
 
 
 class RadiusServer:
@@ -86,7 +74,7 @@ class RadiusServer:
                  host: str, auth_port: int, acct_port: int, selftest_secret: bytes,
                  commit_batch: int = 64, duplicate_ttl: float = 30.0,
                  stats_path: Path | None = None, stats_interval: float = 5.0,
-                 reload_interval: float = 600.0) -> None:
+                 reload_interval: float = 600.0, drop_log_interval: float = 10.0) -> None:
         self.engine = engine
         self.catalog = catalog
         self.dict = dictionary
@@ -99,6 +87,7 @@ class RadiusServer:
         self.stats_interval = stats_interval
         self.reload_interval = reload_interval
         self.counters = Counters()
+        self.drops = DropLog(log, interval=drop_log_interval)
         self.started_at = time.time()
         self._replies: OrderedDict[tuple[Any, ...], tuple[float, bytes | None]] = OrderedDict()
         self._stop = False
@@ -166,8 +155,11 @@ class RadiusServer:
                     continue
                 if ready:
                     self.poll_once(ready)
+                if self.drops.due():
+                    self.drops.flush()
         finally:
             log.info("RADIUS engine stopping")
+            self.drops.flush()
             # Accountings already taken in are committed and answered first.
             self.committer.stop()
             self.write_stats()
@@ -228,10 +220,21 @@ class RadiusServer:
                 except OSError as exc:
                     log.warning("recvfrom failed: %s", exc)
                     break
-                pending = self.handle(raw, addr, sock)
+                try:
+                    pending = self.handle(raw, addr, sock)
+                except Exception as exc:
+                    # Last resort: a bug past the decoding boundary costs this
+                    # one packet, counted and summarised, never the engine.
+                    self.drop(addr[0], "internal_error", f"{type(exc).__name__}: {exc}")
+                    continue
                 if pending is not None:
                     self.committer.submit(pending)
         self._trim_cache()
+
+    def drop(self, source: str, cause: str, detail: str) -> None:
+        """A refused datagram: counted for radius_drops, told in the summary."""
+        self.count(f"dropped_{cause}")
+        self.drops.note(source, cause, detail)
 
     def count(self, name: str, n: int = 1) -> None:
         with self._lock:
@@ -255,8 +258,7 @@ class RadiusServer:
         with self._lock:
             self._replies.pop(key, None)
 
-    def _secret_for(self, src_ip: str, raw: bytes) -> tuple[bytes, bool] | None:
-        nas_ip = _nas_ip_attribute(raw)
+    def _secret_for(self, src_ip: str, nas_ip: str | None) -> tuple[bytes, bool] | None:
         for n in self.catalog.nodes_by_source.get(src_ip, []):
             if n.nas_ip == nas_ip:
                 return n.secret, n.require_message_authenticator
@@ -270,21 +272,13 @@ class RadiusServer:
 
     def handle(self, raw: bytes, addr: tuple[str, int], sock: socket.socket) -> Pending | None:
         src_ip = addr[0]
-        if len(raw) < 20 or struct.unpack("!H", raw[2:4])[0] > len(raw) or \
-                struct.unpack("!H", raw[2:4])[0] < 20:
-            self.count("dropped_malformed")
-            log.warning("malformed packet from %s:%d (%d bytes): dropped", src_ip, addr[1],
-                        len(raw))
-            return None
-        code = raw[0]
         is_auth = sock is self.auth_sock
-        if (is_auth and code != rp.AccessRequest) or (
-                not is_auth and code != rp.AccountingRequest):
-            self.count("dropped_malformed")
-            log.warning("unexpected RADIUS code %d from %s on the %s port: dropped", code,
-                        src_ip, "auth" if is_auth else "acct")
+        try:
+            header = radius_decode.check_header(raw, is_auth)
+        except radius_decode.BadPacket as exc:
+            self.drop(src_ip, exc.cause, exc.detail)
             return None
-        raw_key = (src_ip, addr[1], raw[1], raw[4:20])
+        raw_key = (src_ip, addr[1], header.ident, header.authenticator)
         with self._lock:
             cached = self._replies.get(raw_key)
         if cached is not None:
@@ -292,48 +286,13 @@ class RadiusServer:
             if cached[1] is not None:
                 sock.sendto(cached[1], addr)
             return None  # still being committed: its reply will follow
-        found = self._secret_for(src_ip, raw)
-        if found is None:
-            self.count("dropped_unknown_nas")
-            log.info("request from unknown client %s: silently dropped", src_ip)
-            return None
-        secret, need_ma = found
         try:
-            if is_auth:
-                pkt: rp.Packet = rp.AuthPacket(packet=raw, secret=secret, dict=self.dict)
-            else:
-                pkt = rp.AcctPacket(packet=raw, secret=secret, dict=self.dict)
-        except Exception as exc:  # pyrad raises a mix of PacketError, KeyError, struct.error
-            self.count("dropped_malformed")
-            log.warning("undecodable packet from %s: %s: dropped", src_ip, exc)
+            decoded = radius_decode.decode(header, src_ip, self._secret_for, self.dict,
+                                           self.table)
+        except radius_decode.BadPacket as exc:
+            self.drop(src_ip, exc.cause, exc.detail)
             return None
-        if not is_auth and not pkt.VerifyAcctRequest():
-            self.count("dropped_bad_authenticator")
-            log.warning("accounting request from %s has a bad authenticator (wrong shared "
-                        "secret?): dropped", src_ip)
-            return None
-        has_ma = dict.__contains__(pkt, 80)
-        if has_ma:
-            try:
-                ok = pkt.verify_message_authenticator()
-            except Exception:
-                ok = False
-            if not ok:
-                self.count("dropped_bad_authenticator")
-                log.warning("request from %s has a bad Message-Authenticator (wrong shared "
-                            "secret?): dropped", src_ip)
-                return None
-        elif need_ma:
-            self.count("dropped_bad_authenticator")
-            log.warning("request from %s lacks the Message-Authenticator its node requires: "
-                        "dropped", src_ip)
-            return None
-        try:
-            req = self._request(pkt, src_ip)
-        except Exception as exc:
-            self.count("dropped_malformed")
-            log.warning("unreadable attributes from %s: %s: dropped", src_ip, exc)
-            return None
+        pkt, req, has_ma = decoded.packet, decoded.request, decoded.has_message_authenticator
         with logs.call_context(req.log_id):
             if is_auth:
                 self._auth(pkt, req, addr, sock, raw_key, has_ma)
@@ -350,17 +309,6 @@ class RadiusServer:
                 return None
             self._remember(raw_key, None)
             return Pending(raw_key, pkt, addr, sock, op, req.log_id)
-
-    def _request(self, pkt: rp.Packet, src_ip: str) -> CallRequest:
-        attrs = self.table.decode(pkt)
-        password = None
-        raw_pw = dict.get(pkt, 2)
-        if raw_pw:
-            try:
-                password = pkt.PwDecrypt(raw_pw[0])
-            except Exception:
-                password = None
-        return from_attributes(src_ip, attrs, password)
 
     def _auth(self, pkt: rp.Packet, req: CallRequest, addr: tuple[str, int],
               sock: socket.socket, raw_key: tuple[Any, ...], has_ma: bool) -> None:
@@ -400,6 +348,10 @@ class RadiusServer:
                 self._forget(p.raw_key)
             return
         for p, fresh in zip(batch, results, strict=True):
+            if fresh is None:  # not stored, even in quarantine: the gateway retries
+                self.count("db_errors")
+                self._forget(p.raw_key)
+                continue
             with logs.call_context(p.conf_id):
                 if not fresh and p.op.kind in ("stop", "quarantine"):
                     self.count("accounting_duplicates")

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from billing import models as m
+from billing import quarantine
 from billing.db import DatabaseError, DatabaseUnavailable, is_unavailable
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,7 @@ class BillingStore(Protocol):
     def available(self, account: AccountView, now: dt.datetime,
                   exclude_call: str = "") -> Decimal: ...
 
-    def apply(self, ops: Sequence[AccountingOp], now: dt.datetime) -> list[bool]: ...
+    def apply(self, ops: Sequence[AccountingOp], now: dt.datetime) -> list[bool | None]: ...
 
 
 def _translate(exc: SQLAlchemyError) -> DatabaseError:
@@ -217,34 +218,50 @@ class SqlStore:
             raise _translate(exc) from exc
 
     # ----------------------------------------------------------- accounting
-    def apply(self, ops: Sequence[AccountingOp], now: dt.datetime) -> list[bool]:
+    def apply(self, ops: Sequence[AccountingOp], now: dt.datetime) -> list[bool | None]:
         """Apply records in one transaction (group commit).
 
         Returns, per record, False when it had been applied before (a
         duplicate: nothing charged again). If the batch fails for a reason
         other than the database being gone, each record is retried alone so
-        that one bad record cannot hold back the others; a record that still
-        fails raises.
+        that one bad record cannot hold back the others; a Stop that still
+        cannot be stored is quarantined in its place (the op is turned into
+        a quarantine, see billing/quarantine.py), and a record that cannot
+        even be quarantined gets None: not stored, not to be acknowledged.
         """
         if not ops:
             return []
         try:
             with self.engine.begin() as conn:
-                return self._apply_batch(conn, ops, now)
+                return list(self._apply_batch(conn, ops, now))
         except SQLAlchemyError as exc:
             err = _translate(exc)
-            if isinstance(err, DatabaseUnavailable) or len(ops) == 1:
+            if isinstance(err, DatabaseUnavailable):
                 raise err from exc
             log.warning("group commit of %d records failed (%s); applying one by one",
                         len(ops), err)
-        results = []
+        results: list[bool | None] = []
         for op in ops:
+            results.append(self._apply_alone(op, now))
+        return results
+
+    def _apply_alone(self, op: AccountingOp, now: dt.datetime) -> bool | None:
+        for attempt in range(2):
             try:
                 with self.engine.begin() as conn:
-                    results.extend(self._apply_batch(conn, [op], now))
+                    return self._apply_batch(conn, [op], now)[0]
             except SQLAlchemyError as exc:
-                raise _translate(exc) from exc
-        return results
+                err = _translate(exc)
+                if isinstance(err, DatabaseUnavailable):
+                    raise err from exc
+                if attempt or not quarantine.can_replace(op):
+                    log.error("accounting record %s cannot be stored: %s; not acknowledged",
+                              op.session_key, err)
+                    return None
+                log.error("accounting record %s cannot be stored (%s): quarantined",
+                          op.session_key, err)
+                quarantine.replace(op, f"cannot be stored: {err}")
+        return None
 
     def _insert_ignore(self, table: Any) -> Any:
         stmt = insert(table)

@@ -41,14 +41,33 @@ class _ContextFilter(logging.Filter):
         return True
 
 
+# Every control character (C0, DEL, C1 and the Unicode line and paragraph
+# separators) as a visible escape: a conf-id or user name carrying "\n" or
+# ESC must not forge a log line or drive the terminal that shows the log.
+_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7f, 0xa0))}
+_ESCAPES.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t",
+                 0x2028: "\\u2028", 0x2029: "\\u2029"})
+
+
+def escape(text: str) -> str:
+    """``text`` with its control characters written as escapes."""
+    return text.translate(_ESCAPES)
+
+
 class OneLineFormatter(logging.Formatter):
-    """Folds newlines so that one event is exactly one line."""
+    """One event is exactly one line: what the event says (message, its
+    arguments, the conf-id) is escaped; a traceback's own newlines are
+    folded into " | " so it stays readable on its one line."""
 
     def format(self, record: logging.LogRecord) -> str:
-        if not hasattr(record, "conf_id"):
-            record.conf_id = _conf_id.get()
-        line = super().format(record)
-        return line.replace("\r", "\\r").replace("\n", " | ")
+        record.conf_id = escape(str(getattr(record, "conf_id", None) or _conf_id.get()))
+        msg, args = record.msg, record.args
+        try:
+            record.msg, record.args = escape(record.getMessage()), None
+            line = super().format(record)
+        finally:
+            record.msg, record.args = msg, args
+        return escape(line.replace("\r\n", " | ").replace("\n", " | "))
 
 
 def setup(log_to: str = "Console", dest: str | None = None, level: str = "INFO",

@@ -1,0 +1,187 @@
+"""The one decoding boundary between a UDP datagram and the engine.
+
+Everything a datagram can do wrong ends here as one exception,
+:class:`BadPacket`, with a ``cause`` (what the drop is counted as) and a
+``detail`` (said once in the drop summary). Nothing past :func:`decode`
+sees unchecked bytes: the header and every attribute's length are checked
+before anything is sliced, then pyrad decodes (its mix of ``PacketError``,
+``KeyError``, ``struct.error`` and ``UnicodeError`` is mapped here), then
+the authenticators are verified, then the attributes are read into a
+:class:`~billing.request.CallRequest`. This is pyrad's own
+``PacketError`` / ``ServerPacketError`` pattern (RFC 2865 section 3: a
+packet whose length field or attributes lie is silently discarded).
+
+This module holds no socket and no state: ``decode`` is a pure function of
+the bytes, the port kind and the secret look-up it is given.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pyrad import packet as rp
+from pyrad.dictionary import Dictionary
+
+from billing.request import CallRequest, from_attributes
+from billing.wire import MESSAGE_AUTHENTICATOR, AttributeTable
+
+HEADER = 20
+MAX_LENGTH = 4096  # RFC 2865 section 3
+NAS_IP_ADDRESS = 4
+USER_PASSWORD = 2
+VENDOR_SPECIFIC = 26
+
+# What a drop is counted as: the keys of the engine's stats file are
+# ``dropped_<cause>`` (checks/radius_drops.py reads them).
+MALFORMED = "malformed"
+UNKNOWN_NAS = "unknown_nas"
+BAD_AUTHENTICATOR = "bad_authenticator"
+CAUSES = (MALFORMED, UNKNOWN_NAS, BAD_AUTHENTICATOR)
+
+
+class BadPacket(Exception):
+    """A datagram that is not a request this engine will answer.
+
+    ``cause`` is one of :data:`CAUSES`; ``detail`` says what was wrong, in
+    words precise enough for a test to check.
+    """
+
+    def __init__(self, cause: str, detail: str) -> None:
+        super().__init__(f"{cause}: {detail}")
+        self.cause = cause
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Header:
+    """What is known of a datagram before any secret: checked and trimmed."""
+
+    code: int
+    ident: int
+    authenticator: bytes
+    raw: bytes  # exactly ``length`` octets: padding past it is ignored (RFC 2865)
+    nas_ip: str | None
+    has_message_authenticator: bool
+
+
+@dataclass
+class Decoded:
+    packet: rp.Packet
+    request: CallRequest
+    has_message_authenticator: bool
+
+
+# (NAS-IP-Address or None, source ip) -> (secret, Message-Authenticator required) or None
+SecretLookup = Callable[[str, "str | None"], "tuple[bytes, bool] | None"]
+
+
+def _malformed(detail: str) -> BadPacket:
+    return BadPacket(MALFORMED, detail)
+
+
+def check_header(raw: bytes, is_auth: bool) -> Header:
+    """Check the header, the length field and every attribute's length.
+
+    Raises :class:`BadPacket` (cause ``malformed``); never anything else.
+    """
+    if len(raw) < HEADER:
+        raise _malformed(f"{len(raw)} bytes, shorter than a RADIUS header")
+    code, ident, length = struct.unpack_from("!BBH", raw)
+    expected = rp.AccessRequest if is_auth else rp.AccountingRequest
+    if code != expected:
+        raise _malformed(f"code {code} on the {'auth' if is_auth else 'acct'} port")
+    if length < HEADER or length > MAX_LENGTH:
+        raise _malformed(f"length field {length} outside {HEADER}..{MAX_LENGTH}")
+    if length > len(raw):
+        raise _malformed(f"length field {length} but the datagram has {len(raw)} bytes")
+    raw = raw[:length]
+    nas_ip: str | None = None
+    has_ma = False
+    pos = HEADER
+    while pos < length:
+        if pos + 2 > length:
+            raise _malformed(f"attribute header cut at byte {pos}")
+        typ, alen = raw[pos], raw[pos + 1]
+        if alen < 2:
+            raise _malformed(f"attribute {typ} has length {alen}")
+        if pos + alen > length:
+            raise _malformed(f"attribute {typ} (length {alen}) runs past the end of the "
+                             f"packet at byte {pos}")
+        if typ == NAS_IP_ADDRESS:
+            if alen != 6:
+                raise _malformed(f"NAS-IP-Address has length {alen}, not 6")
+            if nas_ip is None:
+                nas_ip = socket.inet_ntoa(raw[pos + 2:pos + 6])
+        elif typ == MESSAGE_AUTHENTICATOR:
+            if alen != 18:
+                raise _malformed(f"Message-Authenticator has length {alen}, not 18")
+            has_ma = True
+        elif typ == VENDOR_SPECIFIC and alen < 7:
+            raise _malformed(f"Vendor-Specific of length {alen} holds no attribute")
+        pos += alen
+    return Header(code, ident, raw[4:20], raw, nas_ip, has_ma)
+
+
+def decode(header: Header, source_ip: str, secret_for: SecretLookup, dictionary: Dictionary,
+           table: AttributeTable) -> Decoded:
+    """Decode and authenticate a checked datagram into a request.
+
+    Raises :class:`BadPacket` only: ``unknown_nas`` when no client matches,
+    ``bad_authenticator`` when the secret does not, ``malformed`` when
+    pyrad or the attribute reader cannot make sense of it.
+    """
+    found = secret_for(source_ip, header.nas_ip)
+    if found is None:
+        raise BadPacket(UNKNOWN_NAS, "unknown client: no node with this source address and "
+                        "NAS-IP-Address")
+    secret, need_ma = found
+    is_auth = header.code == rp.AccessRequest
+    try:
+        pkt: rp.Packet
+        if is_auth:
+            pkt = rp.AuthPacket(packet=header.raw, secret=secret, dict=dictionary)
+        else:
+            pkt = rp.AcctPacket(packet=header.raw, secret=secret, dict=dictionary)
+    except Exception as exc:  # pyrad raises PacketError, KeyError, struct.error, ...
+        raise _malformed(f"undecodable: {type(exc).__name__}: {exc}") from exc
+    if not is_auth and not _verify(pkt.VerifyAcctRequest):
+        raise BadPacket(BAD_AUTHENTICATOR, "accounting request authenticator does not match "
+                        "the shared secret")
+    if header.has_message_authenticator:
+        if not _verify(pkt.verify_message_authenticator):
+            raise BadPacket(BAD_AUTHENTICATOR, "Message-Authenticator does not match the "
+                            "shared secret")
+    elif need_ma:
+        raise BadPacket(BAD_AUTHENTICATOR, "no Message-Authenticator, which this node requires")
+    try:
+        attrs = table.decode(pkt)
+        password = None
+        raw_pw = dict.get(pkt, USER_PASSWORD)
+        if raw_pw:
+            password = _password(pkt, raw_pw[0])
+        req = from_attributes(source_ip, attrs, password)
+    except Exception as exc:
+        raise _malformed(f"unreadable attributes: {type(exc).__name__}: {exc}") from exc
+    return Decoded(pkt, req, header.has_message_authenticator)
+
+
+def _verify(check: Callable[[], bool]) -> bool:
+    try:
+        return bool(check())
+    except Exception:  # pyrad raises on a Message-Authenticator it cannot read
+        return False
+
+
+def _password(pkt: rp.Packet, crypted: bytes) -> str | None:
+    """User-Password in clear, or None when it cannot be (wrong length, not
+    UTF-8): the engine then refuses a login that needs one."""
+    if not isinstance(crypted, bytes) or not crypted or len(crypted) % 16 or len(crypted) > 128:
+        return None
+    try:
+        text = pkt.PwDecrypt(crypted)
+    except Exception:
+        return None
+    return text if isinstance(text, str) else None
