@@ -61,9 +61,11 @@ def load_document(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ProvisionError(f"{path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ProvisionError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     try:
         doc = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
+    except (ValueError, RecursionError, yaml.YAMLError) as exc:
         raise ProvisionError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}:"
                              f" {str(exc).splitlines()[0]}") from None
     if doc is None:
@@ -72,7 +74,7 @@ def load_document(path: Path) -> dict[str, Any]:
         raise ProvisionError(f"{path}: the document must be a mapping of sections")
     unknown = set(doc) - set(SECTIONS)
     if unknown:
-        raise ProvisionError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}; "
+        raise ProvisionError(f"{path}: unknown section(s) {', '.join(sorted(map(str, unknown)))}; "
                              f"allowed: {', '.join(SECTIONS)}")
     return doc
 
@@ -142,10 +144,20 @@ def _items(doc: dict[str, Any], section: str) -> list[dict[str, Any]]:
     return items
 
 
+def _sublist(where: str, value: Any) -> list[Any]:
+    """A nested list (rates, accessibility): absent is empty, anything else
+    but a list is the admin's mistake, named."""
+    if value is None or value == "":
+        return []
+    if not isinstance(value, list):
+        raise ProvisionError(f"{where}: must be a list")
+    return value
+
+
 def _check_keys(where: str, item: dict[str, Any], allowed: set[str]) -> None:
     extra = set(item) - allowed
     if extra:
-        raise ProvisionError(f"{where}: unknown field(s) {', '.join(sorted(extra))}; "
+        raise ProvisionError(f"{where}: unknown field(s) {', '.join(sorted(map(str, extra)))}; "
                              f"allowed: {', '.join(sorted(allowed))}")
 
 
@@ -214,7 +226,7 @@ class _Applier:
                                 {"name": _str(f"{w}.name", p.get("name"))},
                                 {"currency": _str(f"{w}.currency", p.get("currency", "USD")),
                                  "breakage": _dec(f"{w}.breakage", p.get("breakage", 0))})
-            for j, a in enumerate(p.get("accessibility") or []):
+            for j, a in enumerate(_sublist(f"{w}.accessibility", p.get("accessibility"))):
                 wa = f"{w}.accessibility[{j}]"
                 if not isinstance(a, dict):
                     raise ProvisionError(f"{wa}: must be a mapping")
@@ -291,7 +303,7 @@ class _Applier:
                                          t.get("post_call_surcharge", 0), True),
              "login_fee": _dec(f"{w}.login_fee", t.get("login_fee", 0)),
              "off_peak_period": period, "round_charged_amount": rnd})
-        for j, r in enumerate(t.get("rates") or []):
+        for j, r in enumerate(_sublist(f"{w}.rates", t.get("rates"))):
             wr = f"{w}.rates[{j}]"
             if not isinstance(r, dict):
                 raise ProvisionError(f"{wr}: must be a mapping")

@@ -106,22 +106,26 @@ def parse_row(cells: list[str]) -> dict[str, Any]:
 def read_sheet(text: str) -> tuple[list[tuple[int, dict[str, Any]]],
                                    list[tuple[int, list[str], str]]]:
     """Good rows (line, values) and bad rows (line, cells, why)."""
-    reader = csv.reader(io.StringIO(text))
+    # newline="": the csv module then reads CR, LF and CRLF line ends itself
+    reader = csv.reader(io.StringIO(text, newline=""))
     in_table = False
     good: list[tuple[int, dict[str, Any]]] = []
     bad: list[tuple[int, list[str], str]] = []
-    for cells in reader:
-        line = reader.line_num
-        if not in_table:
-            if cells and cells[0].strip().lower() == "destination":
-                in_table = True
-            continue
-        if not any(c.strip() for c in cells):
-            continue
-        try:
-            good.append((line, parse_row(cells)))
-        except ValueError as exc:
-            bad.append((line, cells, str(exc)))
+    try:
+        for cells in reader:
+            line = reader.line_num
+            if not in_table:
+                if cells and cells[0].strip().lower() == "destination":
+                    in_table = True
+                continue
+            if not any(c.strip() for c in cells):
+                continue
+            try:
+                good.append((line, parse_row(cells)))
+            except ValueError as exc:
+                bad.append((line, cells, str(exc)))
+    except csv.Error as exc:
+        raise RateSheetError(f"line {reader.line_num}: not CSV: {exc}") from None
     if not in_table:
         raise RateSheetError("no rate table: expected a header row starting with "
                              "'Destination'")
