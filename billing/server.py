@@ -304,8 +304,11 @@ class RadiusServer:
                 self.count("db_errors")
                 log.error("database unavailable, accounting not acknowledged: %s", exc)
                 return None
-            except Exception:
-                log.exception("accounting request could not be processed; not acknowledged")
+            except Exception as exc:
+                # an engine bug: this record goes unacknowledged (the gateway
+                # retries), told in the rate-limited drop summary
+                self.drop(src_ip, "internal_error", f"accounting not processed: "
+                          f"{type(exc).__name__}: {exc}")
                 return None
             self._remember(raw_key, None)
             return Pending(raw_key, pkt, addr, sock, op, req.log_id)
@@ -323,8 +326,9 @@ class RadiusServer:
             self.count("db_errors")
             log.error("database unavailable, no answer (the gateway fails over): %s", exc)
             return
-        except Exception:
-            log.exception("request could not be processed; no answer")
+        except Exception as exc:
+            self.drop(req.source_ip, "internal_error",
+                      f"request not processed: {type(exc).__name__}: {exc}")
             return
         data = self._encode(pkt, decision, has_ma)
         self._remember(raw_key, data)

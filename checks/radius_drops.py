@@ -1,4 +1,8 @@
-"""RADIUS packets the engine dropped (unknown NAS, bad authenticator, malformed) per minute."""
+"""RADIUS packets the engine dropped (unknown NAS, bad authenticator, malformed) per minute.
+
+``internal_error`` counts packets the engine's last-resort guard dropped (a
+bug past billing/radius_decode.py): it should stay 0, so any is alerted on.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,8 @@ from checks.counters import add_stats_arguments, counter_delta
 from checks.perfdata import Perfdata
 from checks.plugin import Context, Plugin, Reading
 
-KINDS = ("dropped_unknown_nas", "dropped_bad_authenticator", "dropped_malformed")
+KINDS = ("dropped_unknown_nas", "dropped_bad_authenticator", "dropped_malformed",
+         "dropped_internal_error")
 
 
 class RadiusDrops(Plugin):
