@@ -17,6 +17,8 @@ the bytes, the port kind and the secret look-up it is given.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import socket
 import struct
 from collections.abc import Callable
@@ -64,7 +66,11 @@ class Header:
     authenticator: bytes
     raw: bytes  # exactly ``length`` octets: padding past it is ignored (RFC 2865)
     nas_ip: str | None
-    has_message_authenticator: bool
+    message_authenticator_at: int  # offset of its value in ``raw``; 0: none
+
+    @property
+    def has_message_authenticator(self) -> bool:
+        return self.message_authenticator_at > 0
 
 
 @dataclass
@@ -99,7 +105,7 @@ def check_header(raw: bytes, is_auth: bool) -> Header:
         raise _malformed(f"length field {length} but the datagram has {len(raw)} bytes")
     raw = raw[:length]
     nas_ip: str | None = None
-    has_ma = False
+    ma_at = 0
     pos = HEADER
     while pos < length:
         if pos + 2 > length:
@@ -118,11 +124,13 @@ def check_header(raw: bytes, is_auth: bool) -> Header:
         elif typ == MESSAGE_AUTHENTICATOR:
             if alen != 18:
                 raise _malformed(f"Message-Authenticator has length {alen}, not 18")
-            has_ma = True
+            if ma_at:
+                raise _malformed("two Message-Authenticators")
+            ma_at = pos + 2
         elif typ == VENDOR_SPECIFIC and alen < 7:
             raise _malformed(f"Vendor-Specific of length {alen} holds no attribute")
         pos += alen
-    return Header(code, ident, raw[4:20], raw, nas_ip, has_ma)
+    return Header(code, ident, raw[4:20], raw, nas_ip, ma_at)
 
 
 def decode(header: Header, source_ip: str, secret_for: SecretLookup, dictionary: Dictionary,
@@ -139,6 +147,17 @@ def decode(header: Header, source_ip: str, secret_for: SecretLookup, dictionary:
                         "NAS-IP-Address")
     secret, need_ma = found
     is_auth = header.code == rp.AccessRequest
+    # Authenticators are checked on the raw bytes first: a flood of forged
+    # or mutated packets then costs an MD5 each, not a full decode.
+    if not is_auth and not _acct_authenticator_ok(header.raw, secret):
+        raise BadPacket(BAD_AUTHENTICATOR, "accounting request authenticator does not match "
+                        "the shared secret")
+    if header.has_message_authenticator:
+        if is_auth and not _message_authenticator_ok(header, secret):
+            raise BadPacket(BAD_AUTHENTICATOR, "Message-Authenticator does not match the "
+                            "shared secret")
+    elif need_ma:
+        raise BadPacket(BAD_AUTHENTICATOR, "no Message-Authenticator, which this node requires")
     try:
         pkt: rp.Packet
         if is_auth:
@@ -147,15 +166,10 @@ def decode(header: Header, source_ip: str, secret_for: SecretLookup, dictionary:
             pkt = rp.AcctPacket(packet=header.raw, secret=secret, dict=dictionary)
     except Exception as exc:  # pyrad raises PacketError, KeyError, struct.error, ...
         raise _malformed(f"undecodable: {type(exc).__name__}: {exc}") from exc
-    if not is_auth and not _verify(pkt.VerifyAcctRequest):
-        raise BadPacket(BAD_AUTHENTICATOR, "accounting request authenticator does not match "
-                        "the shared secret")
-    if header.has_message_authenticator:
-        if not _verify(pkt.verify_message_authenticator):
-            raise BadPacket(BAD_AUTHENTICATOR, "Message-Authenticator does not match the "
-                            "shared secret")
-    elif need_ma:
-        raise BadPacket(BAD_AUTHENTICATOR, "no Message-Authenticator, which this node requires")
+    if header.has_message_authenticator and not is_auth and \
+            not _verify(pkt.verify_message_authenticator):
+        raise BadPacket(BAD_AUTHENTICATOR, "Message-Authenticator does not match the "
+                        "shared secret")
     try:
         attrs = table.decode(pkt)
         password = None
@@ -166,6 +180,20 @@ def decode(header: Header, source_ip: str, secret_for: SecretLookup, dictionary:
     except Exception as exc:
         raise _malformed(f"unreadable attributes: {type(exc).__name__}: {exc}") from exc
     return Decoded(pkt, req, header.has_message_authenticator)
+
+
+def _acct_authenticator_ok(raw: bytes, secret: bytes) -> bool:
+    """RFC 2866 section 3: MD5(code+id+length+16 zeros+attributes+secret)."""
+    digest = hashlib.md5(raw[:4] + bytes(16) + raw[HEADER:] + secret).digest()
+    return hmac.compare_digest(digest, raw[4:HEADER])
+
+
+def _message_authenticator_ok(header: Header, secret: bytes) -> bool:
+    """RFC 3579 section 3.2, Access-Request: HMAC-MD5 of the packet with the
+    Message-Authenticator's value zeroed."""
+    at, raw = header.message_authenticator_at, header.raw
+    mac = hmac.new(secret, raw[:at] + bytes(16) + raw[at + 16:], "md5").digest()
+    return hmac.compare_digest(mac, raw[at:at + 16])
 
 
 def _verify(check: Callable[[], bool]) -> bool:

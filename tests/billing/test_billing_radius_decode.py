@@ -247,3 +247,19 @@ def test_different_keys_never_collide(a, b):
         assert record_key.session_key(a) != record_key.session_key(b)
         assert record_key.call_key(a) != record_key.call_key(b)
     assert len(record_key.session_key(a)) <= 180 and len(record_key.call_key(a)) <= 128
+
+
+def test_message_authenticators_are_checked_on_the_raw_bytes():
+    pkt = rp.AuthPacket(secret=SECRET, dict=DICT)
+    pkt["NAS-IP-Address"] = "164.4.89.20"
+    pkt["User-Name"] = "u"
+    pkt.add_message_authenticator()
+    raw = pkt.RequestPacket()
+    d = decode(check_header(raw, True), "127.0.0.1", lambda s, n: (SECRET, True), DICT, TABLE)
+    assert d.has_message_authenticator and d.request.user_name == "u"
+    for pos in (1, 5, len(raw) - 1):  # identifier, authenticator, the MAC itself
+        bad = bytearray(raw)
+        bad[pos] ^= 1
+        with pytest.raises(BadPacket) as e:
+            decode(check_header(bytes(bad), True), "127.0.0.1", secret_for, DICT, TABLE)
+        assert e.value.cause == BAD_AUTHENTICATOR
