@@ -81,7 +81,7 @@ class Decoded:
 
 
 # (NAS-IP-Address or None, source ip) -> (secret, Message-Authenticator required) or None
-SecretLookup = Callable[[str, "str | None"], "tuple[bytes, bool] | None"]
+SecretLookup = Callable[[str, str | None], tuple[bytes, bool] | None]
 
 
 def _malformed(detail: str) -> BadPacket:
