@@ -210,8 +210,9 @@ class SqlStore:
                 conn.execute(delete(m.ActiveCall).where(m.ActiveCall.conf_id == call_key,
                                                         m.ActiveCall.leg == "authorize"))
                 conn.execute(insert(m.ActiveCall).values(
-                    conf_id=call_key, leg="authorize", account_id=account.pk, node_ip=node_ip,
-                    cli=cli, cld=cld, reserved=decision.amount, started_at=now, updated_at=now,
+                    conf_id=call_key, leg="authorize", account_id=account.pk,
+                    node_ip=node_ip[:45], cli=cli[:64], cld=cld[:64],  # shown, not identity
+                    reserved=decision.amount, started_at=now, updated_at=now,
                     expires_at=expires))
                 return decision
         except SQLAlchemyError as exc:

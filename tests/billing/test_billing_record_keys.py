@@ -112,3 +112,32 @@ def test_a_record_the_database_refuses_is_quarantined_alone_and_its_batch_stored
         assert eng.store.apply(again, now) == [False] * 20
     finally:
         db.dispose()
+
+
+def test_an_authorization_with_long_ids_reserves_under_the_whole_call_key(db_url):
+    from billing import record_key, schema
+
+    db = engine_for_url(db_url)
+    try:
+        schema.upgrade(db)
+        apply_document(db, load_document(ROOT / "etc" / "demo" / "provision.yaml"))
+        cat = Catalog(db)
+        cat.load()
+        eng = Engine(SqlStore(db), cat, EngineSettings(fraud_active=False))
+        conf = "call-" + "9" * 300
+        req = CallRequest(source_ip="127.0.0.1", nas_ip="164.4.89.20", user_name="x",
+                          password="x", called="441259322891834", calling="193.100.201.1",
+                          conf_id=conf, ivr_out=["PortaBilling_UserName:193.100.201.1",
+                                                 "PortaBilling_Ignore_Password:YES",
+                                                 "padding=" + "p" * 200])
+        assert eng.authorize(req).accept
+        with db.connect() as c:
+            keys = c.execute(select(m.ActiveCall.conf_id)).scalars().all()
+        assert keys == [record_key.call_key(conf)] and len(keys[0]) == 128
+        # the Stop of that call ends it: the same key, not a cut one
+        op = eng.accounting_op(stop(conf))
+        assert eng.store.apply([op], dt.datetime.now()) == [True]
+        with db.connect() as c:
+            assert c.execute(select(func.count(m.ActiveCall.id))).scalar_one() == 0
+    finally:
+        db.dispose()
