@@ -35,18 +35,24 @@ class _Source:
 
 class DropLog:
     def __init__(self, logger: logging.Logger, interval: float = 10.0, max_sources: int = 20,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, max_tracked: int = 10_000) -> None:
         self.log = logger
         self.interval = interval
         self.max_sources = max_sources
+        self.max_tracked = max_tracked
         self.clock = clock
         self._sources: dict[str, _Source] = {}
+        # spoofed sources beyond max_tracked: counted, not remembered one by one
+        self._untracked = 0
         self._since = clock()
 
     def note(self, source: str, cause: str, detail: str = "") -> None:
         if not self._sources:
             self._since = self.clock()  # an interval starts with its first drop
         s = self._sources.get(source)
+        if s is None and len(self._sources) >= self.max_tracked:
+            self._untracked += 1
+            return
         if s is None:
             s = self._sources[source] = _Source()
             if len(self._sources) <= self.max_sources:
@@ -72,6 +78,7 @@ class DropLog:
         if not self._sources:
             return 0
         sources, self._sources = self._sources, {}
+        untracked, self._untracked = self._untracked, 0
         # A source whose one drop was told at once needs no summary.
         ranked = sorted(((k, v) for k, v in sources.items() if v.total > 1 or not v.told),
                         key=lambda kv: -kv[1].total)
@@ -82,7 +89,9 @@ class DropLog:
                              "" if s.total == 1 else "s", src, seconds, causes,
                              f" (first: {s.first})" if s.first else "")
         rest = ranked[self.max_sources:]
-        if rest:
-            self.log.warning("dropped %s packets from %d other sources in %.0f s",
-                             f"{sum(s.total for _, s in rest):,}", len(rest), seconds)
-        return min(len(ranked), self.max_sources) + (1 if rest else 0)
+        if rest or untracked:
+            self.log.warning("dropped %s packets from %s other sources in %.0f s",
+                             f"{sum(s.total for _, s in rest) + untracked:,}",
+                             f"{len(rest)}" if not untracked else f"more than {len(rest)}",
+                             seconds)
+        return min(len(ranked), self.max_sources) + (1 if rest or untracked else 0)

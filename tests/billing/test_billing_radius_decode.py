@@ -263,3 +263,19 @@ def test_message_authenticators_are_checked_on_the_raw_bytes():
         with pytest.raises(BadPacket) as e:
             decode(check_header(bytes(bad), True), "127.0.0.1", secret_for, DICT, TABLE)
         assert e.value.cause == BAD_AUTHENTICATOR
+
+
+def test_spoofed_sources_cannot_grow_the_drop_table_without_bound(caplog):
+    clock = Clock()
+    drops = DropLog(logging.getLogger("test.drops"), interval=10, max_sources=3, clock=clock,
+                    max_tracked=100)
+    with caplog.at_level(logging.WARNING, "test.drops"):
+        for i in range(5000):
+            drops.note(f"198.51.{i // 256}.{i % 256}", "malformed", "x")
+        assert len(drops._sources) == 100
+        clock.now += 10
+        drops.flush()
+    last = caplog.records[-1].getMessage()
+    # 3 told at once, 3 summaries, then the fold: at most 2 * max_sources + 1 lines
+    assert last == "dropped 4,994 packets from more than 94 other sources in 10 s"
+    assert len(caplog.records) == 7
