@@ -9,8 +9,10 @@ interval, one line per source that sent more::
     dropped 18,233 packets from 10.1.2.3 in 10 s: 17,900 malformed, 333 unknown NAS
     (first: attribute 4 (length 6) runs past the end of the packet at byte 20)
 
-Spoofed sources could make the sources themselves many: at most
-``max_sources`` lines are written per interval, the rest folded into one.
+Spoofed sources could make the sources themselves many: per interval at
+most ``max_sources`` first drops are told at once and ``max_sources``
+summaries written, the rest folded into one line; beyond ``max_tracked``
+sources drops are only counted, so the table itself stays bounded.
 A clock is passed in so tests can drive intervals without sleeping.
 """
 
