@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 from pyrad import packet as rp
 
@@ -26,11 +29,24 @@ FUZZ_TOTAL = 21_000
 BURST = 100  # fuzz datagrams between two valid requests
 
 
+def radius_drops(box: BillingSandbox, state: Path) -> subprocess.CompletedProcess[str]:
+    """The real check plugin, reading the engine's stats file."""
+    return subprocess.run([sys.executable, "-m", "checks.radius_drops", "--config",
+                           str(box.config), "--state-dir", str(state)],
+                          capture_output=True, text=True, timeout=30)
+
+
 def test_a_burst_of_hostile_datagrams_leaves_the_engine_up_answering_and_quiet(tmp_path):
     with BillingSandbox(base=tmp_path / "engine") as box:
         proc = box.proc
         assert proc is not None
         start_lines = len(box.log_text().splitlines())
+        stats_path = box.state / "radiusd-stats.json"
+        deadline = time.monotonic() + 10
+        while not stats_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        baseline = radius_drops(box, tmp_path / "checks")
+        assert baseline.returncode == 0, baseline.stdout + baseline.stderr
         fuzz = Fuzzer(DICT, SECRET, NAS, seed=9)
         valid = answered = sent = 0
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as bad, \
@@ -68,7 +84,6 @@ def test_a_burst_of_hostile_datagrams_leaves_the_engine_up_answering_and_quiet(t
               f"{answered} answered")
         assert answered >= 0.95 * valid
         # counted for the radius_drops plugin (the stats file is rewritten every second)
-        stats_path = box.state / "radiusd-stats.json"
         deadline = time.monotonic() + 10
         dropped = 0
         while time.monotonic() < deadline:
@@ -79,6 +94,8 @@ def test_a_burst_of_hostile_datagrams_leaves_the_engine_up_answering_and_quiet(t
             time.sleep(0.2)
         assert dropped >= 0.95 * sent, stats
         assert stats.get("dropped_internal_error", 0) == 0, stats
+        check = radius_drops(box, tmp_path / "checks")
+        assert check.returncode == 2 and " malformed" in check.stdout, check.stdout
         assert box.stop() == 0
         log = box.log_text()
         stderr = (box.base / "radiusd.stderr").read_text()
