@@ -57,7 +57,10 @@ def test_a_burst_of_hostile_datagrams_leaves_the_engine_up_answering_and_quiet(t
             sent += 2
             started = time.monotonic()
             i = 0
+            deadline = started + 90
             while sent < FUZZ_TOTAL:
+                assert proc.poll() is None, f"the engine died after {sent} datagrams"
+                assert time.monotonic() < deadline, f"only {sent} datagrams sent in 90 s"
                 for _ in range(BURST):
                     is_auth = fuzz.rnd.random() < 0.5
                     data = fuzz.next(is_auth)
