@@ -45,6 +45,11 @@ class Replication(Plugin):
         from redundancy.replication.server import params_from_config, parse_address
         from redundancy.replication.status import replica_status
 
+        if not ctx.args.replica and not master_is_mysql(ctx):
+            # The all-in-one demo and SQLite sites have no replica to watch: saying
+            # CRITICAL there would page on-call every hour about nothing.
+            return Reading(0, "not configured: the billing database is the embedded SQLite "
+                           "([Master] URL), there is no replica", judge=False, perf=False)
         cfg = ctx.config()
         try:
             pair = params_from_config(cfg, ctx.args.replica)
@@ -67,9 +72,9 @@ class Replication(Plugin):
         try:
             st = replica_status(pair.replica if ctx.args.no_master else pair, heartbeat)
         except AccessDenied as exc:
-            raise PluginError(f"replica {pair.replica.address}: {exc}") from None
+            raise PluginError(_named(f"replica {pair.replica.address}", str(exc))) from None
         except ReplicationError as exc:  # ServerUnavailable: the replica does not answer
-            raise TargetDown(f"replica {pair.replica.address}: {exc}") from None
+            raise TargetDown(_named(f"replica {pair.replica.address}", str(exc))) from None
         if not st.configured:
             raise PluginError(f"{pair.replica.address} is not a replica "
                               "(SHOW SLAVE STATUS is empty)")
@@ -99,6 +104,21 @@ class Replication(Plugin):
         if details:
             text += ", " + ", ".join(details)
         return Reading(round(lag, 3), text, min=0, extra=extra)
+
+
+def master_is_mysql(ctx: Context) -> bool:
+    """Replication exists only when the billing database is MySQL/MariaDB."""
+    from checks.db import master_url_text
+
+    try:
+        return master_url_text(ctx).startswith(("mysql", "mariadb"))
+    except Exception:  # a bad URL: let the probe say what is wrong with it
+        return True
+
+
+def _named(who: str, message: str) -> str:
+    """``who: message`` unless the message already starts with ``who``."""
+    return message if message.startswith(who) else f"{who}: {message}"
 
 
 PLUGIN = Replication

@@ -6,6 +6,12 @@
 - ``nagios-config --out DIR``: generate the central Nagios configuration.
 - ``nagios``: generate into ``[Monitor] Nagios_Dir``, verify, and run Nagios in
   the foreground (the central role, under supervisor).
+- ``web``: generate the dashboard (lighttpd + Nagios CGIs, runbooks, graphs) into
+  ``[Monitor] Web_Dir`` and run lighttpd in the foreground (central role).
+- ``perfdata --file F``: store Nagios' perfdata file in the graphs' RRD files
+  (Nagios runs it; monitor/graphs.py).
+- ``notify service|host -- NOTIFY...``: compose a Nagios notification mail from
+  the NAGIOS_* environment and send it through NOTIFY (Nagios runs it).
 """
 
 from __future__ import annotations
@@ -21,12 +27,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from monitor import catalog, settings
+from monitor import catalog, graphs, notify, settings, web
 from monitor.nagios_config import GenerateError, NagiosSettings, generate, hand_over_runtime
 from monitor.scheduler import PassReport, Scheduler, plugin_env
 from monitor.sites import SitesFileError
 from monitor.sites import load as load_sites
 from monitor.spool import Spool
+from monitor.startup import StartupGate
 from monitor.transport import Outbox, Sender, SendNSCASender, VigilNSCASender
 from vigil import config as vconfig
 from vigil.cli import EXIT_FAILED, EXIT_USAGE, CommandError
@@ -69,6 +76,24 @@ def register(subparsers: Any) -> None:
     q.add_argument("--sites", metavar="FILE", help="sites file (default [Monitor] Sites_File)")
     q.add_argument("--checks", metavar="FILE", help="checks file (default [Monitor] Checks_File)")
     q.set_defaults(func=cmd_nagios)
+
+    q = sub.add_parser("web", help="generate the dashboard into [Monitor] Web_Dir and run "
+                                   "lighttpd in the foreground (central role, under supervisor)")
+    q.add_argument("--dry-run", action="store_true",
+                   help="generate and check the configuration (lighttpd -tt), do not serve")
+    q.set_defaults(func=cmd_web)
+
+    q = sub.add_parser("perfdata", help="store a Nagios perfdata file in the graphs' RRD files "
+                                        "(run by Nagios every Perfdata_Interval_sec)")
+    q.add_argument("--file", required=True, metavar="PATH", help="Nagios' service_perfdata_file")
+    q.set_defaults(func=cmd_perfdata)
+
+    q = sub.add_parser("notify", help="mail a Nagios notification (run by Nagios with "
+                                      "environment macros): NAGIOS_* in, NOTIFY gets the mail")
+    q.add_argument("kind", choices=("service", "host"))
+    q.add_argument("notify", nargs=argparse.REMAINDER,
+                   help="-- then the notify command (gets --subject S --to ADDR, body on stdin)")
+    q.set_defaults(func=cmd_notify)
 
 
 # ------------------------------------------------------------------ helpers
@@ -122,12 +147,28 @@ def build_outbox(cfg: vconfig.Config) -> Outbox:
                   Spool(folder, cfg.get(settings.SECTION, "Spool_Max_Passes")))
 
 
-def build_scheduler(cfg: vconfig.Config, checks: list[Any], outbox: Outbox | None) -> Scheduler:
+# Roles whose server runs the engine and radcheck (etc/supervisor/site/).
+ENGINE_ROLES = ("primary", "secondary", "all")
+
+
+def startup_gate(cfg: vconfig.Config) -> StartupGate | None:
+    """The start-up grace of a server that runs the engine (monitor/startup.py)."""
+    grace = cfg.get(settings.SECTION, "Startup_Grace_sec")
+    if not grace or cfg.get("Site", "Role") not in ENGINE_ROLES:
+        return None
+    state_dir = cfg.path("Site", "State_Dir")
+    radcheck = (cfg.path("Self Test", "State_File") if cfg.get("Self Test", "State_File")
+                else state_dir / "radcheck.json")
+    return StartupGate(radcheck, state_dir / "radiusd-stats.json", grace)
+
+
+def build_scheduler(cfg: vconfig.Config, checks: list[Any], outbox: Outbox | None,
+                    gate: StartupGate | None = None) -> Scheduler:
     return Scheduler(checks, host_name=cfg.get("Site", "Host_Name"),
                      site_name=cfg.get("Site", "Name"), outbox=outbox,
                      parallelism=cfg.get(settings.SECTION, "Parallelism"),
                      max_output=cfg.get(settings.SECTION, "Max_Output_Bytes"),
-                     env=plugin_env(cfg.source))
+                     env=plugin_env(cfg.source), gate=gate)
 
 
 def report_rows(report: PassReport) -> list[dict[str, Any]]:
@@ -189,7 +230,7 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     logs.setup("Console", None, cfg.get("Log", "Level"), "monitor-scheduler")
     checks_path = args.checks
     checks = _checks(cfg, checks_path)
-    sched = build_scheduler(cfg, checks, build_outbox(cfg))
+    sched = build_scheduler(cfg, checks, build_outbox(cfg), startup_gate(cfg))
     period = float(cfg.get(settings.SECTION, "Pass_Period_sec"))
 
     def reload() -> list[Any]:
@@ -235,12 +276,8 @@ def nagios_settings(cfg: vconfig.Config, out_dir: Path) -> NagiosSettings:
                                   f"only {{vigil}} and {{config}} may be used ({exc})") from None
     if not conf:
         notify = notify.replace(" -c  ", " ")
-    runbook: str = cfg.get(settings.SECTION, "Runbook_URL")
-    if "://" not in runbook:
-        base = Path(runbook)
-        if not base.is_absolute() and not cfg.source.startswith("<"):
-            base = (Path(cfg.source).resolve().parent / base).resolve()
-        runbook = base.resolve().as_uri()
+    runbook = settings.runbook_base(cfg)
+    vigil_command = [vigil_bin, "-c", conf] if conf else [vigil_bin]
     command_file: Path | None = None
     try:
         command_file = cfg.path("NSCA", "Command_File")
@@ -250,7 +287,10 @@ def nagios_settings(cfg: vconfig.Config, out_dir: Path) -> NagiosSettings:
                           notify_command=notify, runbook_url=runbook,
                           nagios_user=cfg.get(settings.SECTION, "Nagios_User"),
                           nagios_group=cfg.get(settings.SECTION, "Nagios_Group"),
-                          command_file=command_file)
+                          command_file=command_file, vigil_command=vigil_command,
+                          graph_url=web.GRAPH_SCRIPT,
+                          perfdata_interval_sec=cfg.get(settings.SECTION,
+                                                        "Perfdata_Interval_sec"))
 
 
 def _generate(cfg: vconfig.Config, args: argparse.Namespace, out_dir: Path) -> Path:
@@ -307,3 +347,71 @@ def cmd_nagios(args: argparse.Namespace) -> int:
     # Nagios takes our place: supervisor's SIGTERM reaches it directly.
     os.execv(binary, [binary, str(main_cfg)])
     return 0  # not reached
+
+
+def web_settings(cfg: vconfig.Config) -> web.WebSettings:
+    password = cfg.get(settings.SECTION, "Web_Password")
+    text = password.reveal() if isinstance(password, vconfig.Secret) else str(password)
+    if not text:
+        raise vconfig.ConfigError(cfg.source, settings.SECTION, "Web_Password",
+                                  "empty: the dashboard needs a password for its login")
+    user = cfg.get(settings.SECTION, "Nagios_User")
+    run_as = user if os.geteuid() == 0 and user != "root" else None
+    return web.WebSettings(
+        web_dir=settings.web_dir(cfg), nagios_cfg=settings.nagios_dir(cfg) / "nagios.cfg",
+        address=cfg.get(settings.SECTION, "Web_Address"),
+        port=cfg.get(settings.SECTION, "Web_Port"),
+        user=cfg.get(settings.SECTION, "Web_User"), password=text,
+        rrdtool=str(cfg.get(settings.SECTION, "Rrdtool_Binary")), run_as=run_as)
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    cfg = _load_cfg(args)
+    ws = web_settings(cfg)
+    base = settings.runbook_base(cfg)
+    try:
+        conf = web.generate(ws, base)
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"dashboard in {ws.web_dir}: {exc}", EXIT_FAILED) from None
+    binary = str(cfg.get(settings.SECTION, "Lighttpd_Binary"))
+    try:
+        proc = subprocess.run([binary, "-tt", "-f", str(conf)], capture_output=True, text=True,
+                              timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise CommandError(f"{binary}: {exc}", 3) from None
+    if proc.returncode != 0:
+        raise CommandError(f"{binary} -tt -f {conf}: {(proc.stderr or proc.stdout).strip()}",
+                           EXIT_FAILED)
+    url = settings.web_url(cfg)
+    print(f"dashboard {url}/ (user {ws.user}), runbooks {base}/, config {conf}")
+    if args.dry_run:
+        return 0
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # lighttpd takes our place: supervisor's SIGTERM reaches it directly.
+    os.execv(binary, [binary, "-D", "-f", str(conf)])
+    return 0  # not reached
+
+
+def cmd_perfdata(args: argparse.Namespace) -> int:
+    cfg = _load_cfg(args)
+    store = graphs.Store(settings.web_dir(cfg) / "rrd",
+                         str(cfg.get(settings.SECTION, "Rrdtool_Binary")))
+    try:
+        lines, stored = graphs.process_file(Path(args.file), store)
+    except (OSError, graphs.GraphError) as exc:
+        raise CommandError(f"perfdata {args.file}: {exc}", EXIT_FAILED) from None
+    log.debug("monitor: perfdata %d lines, %d samples stored", lines, stored)
+    return 0
+
+
+def cmd_notify(args: argparse.Namespace) -> int:
+    command = [w for w in args.notify if w != "--"] if args.notify[:1] == ["--"] \
+        else list(args.notify)
+    if not command:
+        raise CommandError("notify: give the notify command after --", EXIT_USAGE)
+    if len(command) == 1:  # Nagios passed it as one word through the shell
+        import shlex
+
+        command = shlex.split(command[0])
+    return notify.send(os.environ, args.kind, command)

@@ -4,7 +4,7 @@ Layout of the output folder::
 
     nagios.cfg                 main configuration (paths under var/)
     objects/templates.cfg      etc/nagios/templates.cfg, copied
-    objects/commands.cfg       stale commands and the on-call notification commands
+    objects/commands.cfg       stale commands, the on-call notification commands, perfdata
     objects/contacts.cfg       on-call contacts and their contact group
     objects/servicegroups.cfg  one service group per subsystem
     objects/site-<name>.cfg    the site's virtual host, its hosts, their services, its host group
@@ -18,12 +18,14 @@ one-alert-per-silent-site design.
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from monitor import runbooks
 from monitor.scheduler import SITE_HEARTBEAT_SERVICE, CheckLike
 from monitor.settings import Timing
 from monitor.sites import Site
@@ -47,12 +49,18 @@ class NagiosSettings:
     timing: Timing
     on_call: Sequence[str]
     notify_command: str  # gets --subject S --to ADDR, the body on stdin
-    runbook_url: str
+    runbook_url: str  # the base: runbooks.link(runbook_url, page, anchor)
     nagios_user: str = "nagios"
     nagios_group: str = "nagios"
     command_file: Path | None = None  # default var/rw/nagios.cmd
     var_dir: Path | None = None  # default out_dir/var
     extra_main: dict[str, str] = field(default_factory=dict)
+    # `vigil -c CONF` (words) for the commands Nagios runs through Vigil: the mail
+    # composer and the perfdata processor. Empty: the notify command gets a printf body.
+    vigil_command: Sequence[str] = ()
+    graph_url: str = ""  # each service's action_url (+ ?host=&service=); empty: none
+    perfdata_interval_sec: int = 0  # 0: perfdata not kept (no graphs)
+    docs_dir: Path = runbooks.DOCS  # where the runbooks' first steps are read
 
     @property
     def var(self) -> Path:
@@ -97,14 +105,27 @@ def checks_for_role(checks: Sequence[CheckLike], role: str) -> list[CheckLike]:
 
 
 # ---------------------------------------------------------------- commands
-def notification_commands(notify: str) -> str:
+def notification_commands(notify: str, vigil_command: Sequence[str] = ()) -> str:
+    """How Nagios mails on-call: through ``vigil monitor notify`` (macros from the
+    environment, see monitor/notify.py) when the vigil command is known."""
+    if vigil_command:
+        base = " ".join(shlex.quote(w) for w in vigil_command)
+        return "".join(
+            _obj(model.Command, command_name=f"notify-{kind}-by-vigil",
+                 command_line=f"{base} monitor notify {kind} -- {notify}")
+            for kind in ("service", "host"))
+    return printf_notification_commands(notify)
+
+
+def printf_notification_commands(notify: str) -> str:
+    """The plain-shell fallback (no vigil program to compose the mail)."""
     service_body = ("***** Vigil / Nagios *****\\n\\nNotification: $NOTIFICATIONTYPE$\\n"
                     "Host: $HOSTNAME$ (site $HOSTGROUPNAME$)\\nService: $SERVICEDESC$\\n"
-                    "State: $SERVICESTATE$\\nInfo: $SERVICEOUTPUT$\\nSince: $LONGDATETIME$\\n"
-                    "Runbook: $SERVICENOTESURL$\\n")
+                    "State: $SERVICESTATE$\\nInfo: $SERVICEOUTPUT$\\n"
+                    "Runbook: $SERVICENOTESURL$\\nFirst step: $SERVICENOTES$\\n")
     host_body = ("***** Vigil / Nagios *****\\n\\nNotification: $NOTIFICATIONTYPE$\\n"
                  "Host: $HOSTNAME$ ($HOSTALIAS$)\\nState: $HOSTSTATE$\\nInfo: $HOSTOUTPUT$\\n"
-                 "Since: $LONGDATETIME$\\nRunbook: $HOSTNOTESURL$\\n")
+                 "Runbook: $HOSTNOTESURL$\\nFirst step: $HOSTNOTES$\\n")
     service_line = (f'/usr/bin/printf "%b" "{service_body}" | {notify} --subject '
                     '"$NOTIFICATIONTYPE$: $HOSTNAME$/$SERVICEDESC$ is $SERVICESTATE$" '
                     '--to "$CONTACTEMAIL$"')
@@ -113,6 +134,18 @@ def notification_commands(notify: str) -> str:
     return (_obj(model.Command, command_name="notify-service-by-vigil",
                  command_line=service_line)
             + _obj(model.Command, command_name="notify-host-by-vigil", command_line=host_line))
+
+
+def perfdata_command(vigil_command: Sequence[str], perf_file: Path) -> str:
+    base = " ".join(shlex.quote(w) for w in vigil_command)
+    return _obj(model.Command, command_name="vigil-process-perfdata",
+                command_line=f"{base} monitor perfdata --file {shlex.quote(str(perf_file))}")
+
+
+def note_text(text: str) -> str:
+    """A runbook's first step as a Nagios ``notes`` value (no ';', no shell or macro chars)."""
+    clean = text.replace(";", ",").replace("$", "").replace("`", "'")
+    return " ".join(clean.split())[:400]
 
 
 def stale_commands() -> str:
@@ -148,21 +181,24 @@ def contacts(emails: Iterable[str]) -> str:
 def site_objects(site: Site, checks_of: Callable[[str], Sequence[CheckLike]],
                  settings: NagiosSettings) -> str:
     t = settings.timing
-    guide = settings.runbook_url.split("#")[0].rsplit("/", 1)[0] + "/monitor.md"
+    base = settings.runbook_url
+    steps = runbooks.first_steps(settings.docs_dir, "monitor")
+    check_steps = runbooks.first_steps(settings.docs_dir, "checks")
+    action = (f"{settings.graph_url}?host=$HOSTNAME$&service=$SERVICEDESC$"
+              if settings.graph_url else None)
     text = f"# Site {site.name}: generated by `vigil monitor nagios-config`; do not edit.\n\n"
     text += _obj(model.Host, use="vigil-passive-host", host_name=site.name,
                  notification_interval=t.notification_interval,
                  alias=f"site {site.name}", address="127.0.0.1",
                  check_command=f"vigil-site-stale!{t.site_sec}",
                  freshness_threshold=t.site_sec, hostgroups=site.name,
-                 notes=f"Any host of site {site.name} keeps this fresh. Stale means the whole "
-                       "site went silent (one alert).",
-                 notes_url=f"{guide}#site-down")
+                 notes=note_text(steps.get("site-down", "")) or None,
+                 notes_url=runbooks.link(base, "monitor", "site-down"))
     text += _obj(model.Service, use="vigil-passive-service", host_name=site.name,
                  service_description=SITE_HEARTBEAT_SERVICE,
                  check_command=f"vigil-service-stale!{t.service_sec}",
                  freshness_threshold=t.service_sec, notifications_enabled=0,
-                 servicegroups="site", notes_url=f"{guide}#site-down")
+                 servicegroups="site", notes_url=runbooks.link(base, "monitor", "site-down"))
     for host in site.hosts:
         text += _obj(model.Host, use="vigil-passive-host", host_name=host.name,
                      notification_interval=t.notification_interval,
@@ -170,7 +206,8 @@ def site_objects(site: Site, checks_of: Callable[[str], Sequence[CheckLike]],
                      parents=site.name, hostgroups=site.name,
                      check_command=f"vigil-host-stale!{t.host_sec}",
                      freshness_threshold=t.host_sec,
-                     notes_url=f"{guide}#host-down")
+                     notes=note_text(steps.get("host-down", "")) or None,
+                     notes_url=runbooks.link(base, "monitor", "host-down"))
         seen: dict[str, str] = {}
         for spec in checks_of(host.role):
             desc = spec.service_description
@@ -184,7 +221,9 @@ def site_objects(site: Site, checks_of: Callable[[str], Sequence[CheckLike]],
                          check_command=f"vigil-service-stale!{service_freshness(spec, t)}",
                          freshness_threshold=service_freshness(spec, t),
                          servicegroups=subsystem_of(spec),
-                         notes_url=f"{settings.runbook_url}#check-{spec.name}")
+                         notes=note_text(check_steps.get(f"check-{spec.name}", "")) or None,
+                         notes_url=runbooks.link(base, "checks", f"check-{spec.name}"),
+                         action_url=action)
     text += _obj(model.Hostgroup, hostgroup_name=site.name, alias=f"Site {site.name}")
     return text
 
@@ -238,7 +277,7 @@ def main_config(settings: NagiosSettings) -> str:
         "enable_notifications": 1,
         "enable_event_handlers": 0,
         "enable_flap_detection": 0,
-        "process_performance_data": 0,
+        **perfdata_main(settings),
         "soft_state_dependencies": 0,
         "check_for_orphaned_services": 1,
         "check_for_orphaned_hosts": 1,
@@ -251,11 +290,34 @@ def main_config(settings: NagiosSettings) -> str:
         "illegal_object_name_chars": "`~!$%^&*|'\"<>?,()=",
         "illegal_macro_output_chars": "`~$&|'\"<>",
         "admin_email": settings.on_call[0] if settings.on_call else "",
+        # the mail composer reads the macros from its environment (monitor/notify.py)
+        "enable_environment_macros": 1 if settings.vigil_command else 0,
         **settings.extra_main,
     }
     head = ("# Vigil central Nagios: generated by `vigil monitor nagios-config`; do not edit.\n"
             "# Regenerate from etc/sites.conf, etc/checks.conf and [Monitor] instead.\n")
     return head + "".join(f"{k}={v}\n" for k, v in lines.items())
+
+
+def perfdata_file(settings: NagiosSettings) -> Path:
+    return settings.var / "perfdata" / "service-perfdata"
+
+
+def perfdata_main(settings: NagiosSettings) -> dict[str, object]:
+    """Bulk perfdata (as PNP4Nagios): one line per result into a file that
+    ``vigil monitor perfdata`` takes every Perfdata_Interval_sec (monitor/graphs.py)."""
+    if not settings.perfdata_interval_sec or not settings.vigil_command:
+        return {"process_performance_data": 0}
+    return {
+        "process_performance_data": 1,
+        "service_perfdata_file": perfdata_file(settings),
+        "service_perfdata_file_template":
+            "$TIMET$\\t$HOSTNAME$\\t$SERVICEDESC$\\t$SERVICEPERFDATA$",
+        "service_perfdata_file_mode": "a",
+        "service_perfdata_file_processing_interval": settings.perfdata_interval_sec,
+        "service_perfdata_file_processing_command": "vigil-process-perfdata",
+        "perfdata_timeout": 30,
+    }
 
 
 @dataclass
@@ -281,7 +343,11 @@ def generate(sites: Sequence[Site], checks: Sequence[CheckLike],
     # Build everything first: a failure leaves the previous configuration in place.
     files: dict[str, str] = {
         "templates.cfg": TEMPLATES.read_text(encoding="utf-8"),
-        "commands.cfg": stale_commands() + notification_commands(settings.notify_command),
+        "commands.cfg": (stale_commands()
+                         + notification_commands(settings.notify_command,
+                                                 settings.vigil_command)
+                         + (perfdata_command(settings.vigil_command, perfdata_file(settings))
+                            if settings.vigil_command else "")),
         "contacts.cfg": contacts(settings.on_call),
     }
     services = 0
@@ -304,7 +370,7 @@ def generate(sites: Sequence[Site], checks: Sequence[CheckLike],
     if objects.exists():
         shutil.rmtree(objects)
     staging.rename(objects)
-    for sub in ("rw", "tmp", "checkresults"):
+    for sub in ("rw", "tmp", "checkresults", "perfdata"):
         (settings.var / sub).mkdir(parents=True, exist_ok=True)
     settings.cmd_file.parent.mkdir(parents=True, exist_ok=True)
     main = out / "nagios.cfg"

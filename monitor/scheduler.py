@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from monitor.runner import STATE_NAMES, UNKNOWN, Outcome, ProcessTracker, clean_line, run_plugin
+from monitor.startup import StartupGate
 from monitor.transport import Delivery, Outbox
 from nsca.errors import FieldError
 from nsca.packet import check_fields
@@ -68,6 +69,7 @@ class PassReport:
     cpu_sec: float = 0.0  # plugins' CPU (children) plus the scheduler's own
     interrupted: bool = False
     still_running: list[str] = field(default_factory=list)
+    waiting_for: str | None = None  # the start-up grace held the checks back
 
     def counts(self) -> Counter[str]:
         return Counter(o.state for _, o in self.outcomes)
@@ -83,6 +85,9 @@ def host_summary(host: str, report: PassReport) -> str:
     c = report.counts()
     parts = ", ".join(f"{c.get(s, 0)} {s}" for s in STATE_NAMES)
     late = f"; still running: {', '.join(report.still_running)}" if report.still_running else ""
+    if report.waiting_for:
+        return (f"OK - vigil scheduler on {host} starting: checks wait for "
+                f"{report.waiting_for}")
     return (f"OK - vigil scheduler on {host}: {len(report.outcomes)} checks in "
             f"{report.duration:.1f} s ({parts}){late}")
 
@@ -98,7 +103,8 @@ class Scheduler:
     def __init__(self, checks: Sequence[CheckLike], *, host_name: str, site_name: str | None,
                  outbox: Outbox | None, parallelism: int = 8, max_output: int = 65536,
                  env: Mapping[str, str] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 gate: StartupGate | None = None) -> None:
         self.checks = list(checks)
         self.host_name = host_name
         self.site_name = site_name
@@ -107,6 +113,7 @@ class Scheduler:
         self.max_output = max_output
         self.env = dict(env) if env is not None else None
         self.clock = clock
+        self.gate = gate
         self.tracker = ProcessTracker()
         self._stop = threading.Event()
         self._last_start: dict[str, float] = {}
@@ -143,6 +150,14 @@ class Scheduler:
         start = self.clock()
         wall = time.time()
         cpu0 = _cpu_now()
+        waiting = None if everything or self.gate is None else self.gate.waiting_for()
+        if waiting is not None:
+            report = PassReport(started_at=wall, duration=0.0, waiting_for=waiting)
+            report.results = self.results_of(report)
+            if self.outbox is not None:
+                report.delivery = self.outbox.deliver(report.results)
+            report.cpu_sec = _cpu_now() - cpu0
+            return report
         specs = list(self.checks) if everything else self.due(start, period)
         specs = [s for s in specs if s.name not in self._running]
         for spec in specs:
@@ -215,6 +230,9 @@ class Scheduler:
                 if on_pass is not None:
                     on_pass(report)
             next_at += period
+            if report.waiting_for is not None and self._wait_for_gate(next_at):
+                next_at = self.clock()  # the grace ended: the first real pass now
+                continue
             now = self.clock()
             if next_at < now:
                 missed = math.ceil((now - next_at) / period)
@@ -224,7 +242,24 @@ class Scheduler:
             self._stop.wait(max(0.0, next_at - now))
         log.info("monitor: scheduler for %s stopped", self.host_name)
 
+    def _wait_for_gate(self, until: float) -> bool:
+        """During the grace, look every second whether it ended; True if it did."""
+        assert self.gate is not None
+        while not self._stop.is_set() and self.clock() < until:
+            if self.gate.waiting_for() is None:
+                if self.gate.timed_out:
+                    log.warning("monitor: start-up grace over without the engine ready; "
+                                "running the checks")
+                else:
+                    log.info("monitor: start-up grace ended: the engine answers")
+                return True
+            self._stop.wait(min(1.0, max(0.0, until - self.clock())))
+        return False
+
     def _log_pass(self, report: PassReport) -> None:
+        if report.waiting_for is not None:
+            log.info("monitor: start-up grace: checks wait for %s", report.waiting_for)
+            return
         c = report.counts()
         d = report.delivery
         log.info("monitor: pass of %d checks in %.2f s (cpu %.2f s): %s; sent %d, %d pass(es) "

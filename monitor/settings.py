@@ -19,8 +19,10 @@ from vigil.config import (
     declare,
     email_list,
     integer,
+    ip_address,
     nonempty,
     path,
+    secret,
     text,
 )
 
@@ -47,6 +49,11 @@ declare(SECTION, "Spool_Max_Passes", integer(1, 100000), "1440",
 declare(SECTION, "Parallelism", integer(1, 64), "8", "Checks run at the same time.")
 declare(SECTION, "Pass_Period_sec", integer(1, 3600), "60",
         "A scheduler pass starts every this many seconds (the source checks once a minute).")
+declare(SECTION, "Startup_Grace_sec", integer(0, 3600), "120",
+        "At start the checks wait (at most this long) until radcheck has passed a "
+        "self-test and the engine has written its counters since the scheduler started, "
+        "so a start does not page; the host result and heartbeat are sent meanwhile. "
+        "Keep it below Freshness_Threshold_sec - Pass_Period_sec. 0: no grace.")
 declare(SECTION, "Max_Output_Bytes", integer(256, 10_000_000), "65536",
         "A plugin printing more than this is stopped and reported UNKNOWN.")
 declare(SECTION, "Transport", choice("vigil", "send_nsca"), "vigil",
@@ -92,9 +99,31 @@ declare(SECTION, "On_Call_Email", email_list, "",
 declare(SECTION, "Notify_Command", nonempty, "{vigil} -c {config} alert send --no-rate-limit",
         "Command that mails an alert: it gets --subject S --to ADDR and the body on stdin. "
         "{vigil} is the vigil program, {config} this configuration file.")
-declare(SECTION, "Runbook_URL", nonempty, "../docs/checks.md",
-        "notes_url base of every service (a URL, or a path relative to the config file); "
-        "#check-<name> is appended.")
+declare(SECTION, "Runbook_URL", text, "",
+        "Where the runbooks are: every notes_url (services, hosts, sites) and the "
+        "runbook link of every mail is <Runbook_URL>/<page>.html#<section>. Empty: "
+        "<Web_URL>/runbooks (the HTML pages `vigil monitor web` renders from docs/). A "
+        "path (relative to the config file) links the Markdown files themselves.")
+
+# ------------------------------------------------- the dashboard (central)
+declare(SECTION, "Web_Address", ip_address, "127.0.0.1",
+        "Where the Nagios web UI (lighttpd) listens: loopback unless the NOC must reach it.")
+declare(SECTION, "Web_Port", integer(1, 65535), "8080", "Its TCP port.")
+declare(SECTION, "Web_URL", text, "",
+        "The dashboard's address as people reach it, for links in mails "
+        "(empty: http://Web_Address:Web_Port).")
+declare(SECTION, "Web_User", nagios_name, "noc",
+        "The dashboard login; acknowledgements, comments and downtimes carry it.")
+declare(SECTION, "Web_Password", secret, "",
+        "Its password (the web UI does not start without one); kept hashed in "
+        "<Web_Dir>/htdigest.users, never on a command line.")
+declare(SECTION, "Web_Dir", text, "",
+        "Generated web configuration, rendered runbooks and the graphs' RRD files "
+        "(empty: <State_Dir>/web).")
+declare(SECTION, "Lighttpd_Binary", path, "/usr/sbin/lighttpd", "The web server.")
+declare(SECTION, "Rrdtool_Binary", path, "/usr/bin/rrdtool", "Stores and draws the graphs.")
+declare(SECTION, "Perfdata_Interval_sec", integer(5, 3600), "15",
+        "Nagios hands its perfdata file to the graphs this often.")
 
 
 @dataclass(frozen=True)
@@ -151,6 +180,30 @@ def spool_dir(cfg: Config) -> Path:
 
 def nagios_dir(cfg: Config) -> Path:
     return state_subdir(cfg, "Nagios_Dir", "nagios")
+
+
+def web_dir(cfg: Config) -> Path:
+    return state_subdir(cfg, "Web_Dir", "web")
+
+
+def web_url(cfg: Config) -> str:
+    url: str = cfg.get(SECTION, "Web_URL")
+    if url:
+        return url.rstrip("/")
+    return f"http://{cfg.get(SECTION, 'Web_Address')}:{cfg.get(SECTION, 'Web_Port')}"
+
+
+def runbook_base(cfg: Config) -> str:
+    """The base of every runbook link (see Runbook_URL)."""
+    value: str = cfg.get(SECTION, "Runbook_URL")
+    if not value:
+        return web_url(cfg) + "/runbooks"
+    if "://" in value:
+        return value.rstrip("/")
+    base = Path(value)
+    if not base.is_absolute() and not cfg.source.startswith("<"):
+        base = Path(cfg.source).resolve().parent / base
+    return base.resolve().as_uri()
 
 
 def on_call(cfg: Config) -> list[str]:

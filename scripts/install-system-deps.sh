@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Vigil and its tests need: the MariaDB server
 # binaries (tests start their own instances), the real protocol peers the
-# tests talk to (radclient, nsca/send_nsca, nsca-ng, nagios4) and iproute2
+# tests talk to (radclient, nsca/send_nsca, nsca-ng, nagios4), the central
+# dashboard (nagios4-cgi behind lighttpd, rrdtool graphs; headless chromium
+# in its tests) and iproute2
 # for the two-site network namespaces. Idempotent: does nothing when all
 # are present. Daemons these packages start on their own are stopped and
 # disabled, since Vigil runs its own on the same ports.
@@ -13,9 +15,10 @@ PACKAGES=(
   freeradius-utils freeradius
   nsca nsca-client nsca-ng-server
   nagios4-core
+  nagios4-cgi lighttpd rrdtool chromium
   iproute2 procps psmisc
 )
-SERVICES=(freeradius nsca nsca-ng-server nagios4)
+SERVICES=(freeradius nsca nsca-ng-server nagios4 lighttpd)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

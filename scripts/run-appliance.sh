@@ -26,7 +26,7 @@ mkdir -p "$RUN_DIR"/{state,log,run,mail/new,mail/cur,mail/tmp}
 # Derive the demo configuration. Relative paths in etc/vigil.conf are taken
 # from etc/ (templates, sites and checks files), so they are made absolute.
 PORTS="$("$PY" - "$ROOT/etc/vigil.conf" "$CONF" "$RUN_DIR" <<'EOF'
-import configparser, os, socket, sys
+import configparser, os, secrets, socket, sys
 from pathlib import Path
 
 src, dst, run = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
@@ -67,6 +67,14 @@ if not is_free(nsca, socket.SOCK_STREAM):
     nsca = free(socket.SOCK_STREAM)
 central = free(socket.SOCK_STREAM)
 smtp = free(socket.SOCK_STREAM)
+web = cp.getint("Monitor", "Web_Port", fallback=8080)
+if not is_free(web, socket.SOCK_STREAM):
+    web = free(socket.SOCK_STREAM)
+# the demo login; kept across runs so a browser's saved login keeps working
+old = configparser.ConfigParser(interpolation=None)
+old.optionxform = str
+old.read(dst, encoding="utf-8")
+web_password = old.get("Monitor", "Web_Password", fallback="") or secrets.token_urlsafe(9)
 root = os.geteuid() == 0
 st = run / "state"
 want = {
@@ -81,9 +89,14 @@ want = {
     "NSCA": {"Listen_Address": "127.0.0.1", "Listen_Port": nsca,
              "Config_Server": f"127.0.0.1:{nsca}", "Spool_Dir": st / "nsca-spool",
              "Central_Servers": f"127.0.0.1:{central}",
+             # the demo's central receiver (nsca-central) feeds Nagios; the relay
+             # writing the command file too would hand Nagios every result twice
+             "Relay_To_Command_File": "No",
              "Command_File": st / "nagios" / "var" / "rw" / "nagios.cmd"},
     "Monitor": {"Nagios_User": "root" if root else "nagios",
-                "Nagios_Group": "root" if root else "nagios"},
+                "Nagios_Group": "root" if root else "nagios",
+                "Web_Address": "127.0.0.1", "Web_Port": web, "Web_URL": "",
+                "Web_User": "noc", "Web_Password": web_password, "Runbook_URL": ""},
 }
 for section, options in want.items():
     if not cp.has_section(section):
@@ -127,6 +140,8 @@ cat <<EOF
 == Vigil appliance in $RUN_DIR (role all), Ctrl-C stops everything
    config       $CONF
    RADIUS       127.0.0.1:$AUTH_PORT (auth) / $(cfg Radius Acct_Port) (acct)
+   dashboard    http://127.0.0.1:$(cfg Monitor Web_Port)/   (login $(cfg Monitor Web_User) / $(cfg Monitor Web_Password))
+                Nagios by site and by subsystem, graphs (each service's action icon), runbooks
    logs         $RUN_DIR/log/   (one per program; billing log: billing.log)
    mails        $RUN_DIR/mail/new/   (alerts caught by the SMTP sink on 127.0.0.1:$SMTP_PORT;
                 radcheck's: grep -l 'X-Vigil-Kind: radcheck' $RUN_DIR/mail/new/*)
