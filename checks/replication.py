@@ -45,11 +45,10 @@ class Replication(Plugin):
         from redundancy.replication.server import params_from_config, parse_address
         from redundancy.replication.status import replica_status
 
-        if not ctx.args.replica and not master_is_mysql(ctx):
-            # The all-in-one demo and SQLite sites have no replica to watch: saying
-            # CRITICAL there would page on-call every hour about nothing.
-            return Reading(0, "not configured: the billing database is the embedded SQLite "
-                           "([Master] URL), there is no replica", judge=False, perf=False)
+        # The all-in-one demo and SQLite sites have no replica: an absent one there is
+        # "not configured", not CRITICAL (which paged on-call every hour about nothing).
+        # A replica that answers is still checked; MySQL/MariaDB sites always are.
+        embedded = not ctx.args.replica and not master_is_mysql(ctx)
         cfg = ctx.config()
         try:
             pair = params_from_config(cfg, ctx.args.replica)
@@ -74,6 +73,10 @@ class Replication(Plugin):
         except AccessDenied as exc:
             raise PluginError(_named(f"replica {pair.replica.address}", str(exc))) from None
         except ReplicationError as exc:  # ServerUnavailable: the replica does not answer
+            if embedded:
+                return Reading(0, "not configured: the billing database is the embedded "
+                               f"SQLite ([Master] URL) and no replica answers at "
+                               f"{pair.replica.address}", judge=False, perf=False)
             raise TargetDown(_named(f"replica {pair.replica.address}", str(exc))) from None
         if not st.configured:
             raise PluginError(f"{pair.replica.address} is not a replica "

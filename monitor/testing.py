@@ -71,14 +71,17 @@ def _me() -> tuple[str, str]:
 class CentralNagios:
     def __init__(self, workdir: Path, sites: Sequence[Site], checks: Sequence[CheckLike], *,
                  notify_command: str, on_call: Sequence[str] = ("oncall@example.com",),
-                 timing: Timing = FAST, runbook_url: str = "file:///vigil/docs/checks.md",
-                 binary: str = NAGIOS) -> None:
+                 timing: Timing = FAST, runbook_url: str = "file:///vigil/docs",
+                 binary: str = NAGIOS, vigil_command: Sequence[str] = (),
+                 graph_url: str = "", perfdata_interval_sec: int = 0) -> None:
         user, group = _me()
         self.dir = Path(workdir)
         self.binary = binary
         self.settings = NagiosSettings(out_dir=self.dir, timing=timing, on_call=list(on_call),
                                        notify_command=notify_command, runbook_url=runbook_url,
-                                       nagios_user=user, nagios_group=group)
+                                       nagios_user=user, nagios_group=group,
+                                       vigil_command=vigil_command, graph_url=graph_url,
+                                       perfdata_interval_sec=perfdata_interval_sec)
         self.generated = generate(sites, checks, self.settings)
         self.proc: subprocess.Popen[bytes] | None = None
 

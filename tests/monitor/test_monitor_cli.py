@@ -67,7 +67,9 @@ def conf(tmp_path: Path) -> Path:
         "NSCA": {"Config_Server": "127.0.0.1:9", "Password": "x", "Timeout_sec": 1},
         "Monitor": {"Checks_File": "checks.conf", "Sites_File": "sites.conf",
                     "Nagios_User": "root", "Nagios_Group": "root",
-                    "On_Call_Email": "oncall@example.com"},
+                    "On_Call_Email": "oncall@example.com", "Runbook_URL": "../docs",
+                    # no engine or radcheck here: nothing to wait for at start
+                    "Startup_Grace_sec": 0},
     })
 
 
@@ -145,8 +147,12 @@ def test_shipped_files_generate_a_valid_central_config(tmp_path: Path) -> None:
                  conf=ROOT / "etc" / "vigil.conf",
                  env={"VIGIL__MONITOR__NAGIOS_USER": "root"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert f"file://{ROOT}/docs/checks.md#check-disk" in (
-        tmp_path / "out" / "objects" / "site-site-a.cfg").read_text()
+    site_a = (tmp_path / "out" / "objects" / "site-site-a.cfg").read_text()
+    # the shipped default: the dashboard's HTML runbooks, for services, hosts and sites
+    assert "http://127.0.0.1:8080/runbooks/checks.html#check-disk" in site_a
+    assert "http://127.0.0.1:8080/runbooks/monitor.html#host-down" in site_a
+    assert "http://127.0.0.1:8080/runbooks/monitor.html#site-down" in site_a
+    assert "action_url" in site_a and "/graphs/graph.cgi?host=$HOSTNAME$" in site_a
 
 
 @pytest.mark.parametrize("sites,message", [

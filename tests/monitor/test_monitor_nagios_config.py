@@ -39,7 +39,7 @@ def settings(out: Path, **kw: Any) -> NagiosSettings:
                                                                   "noc@example.com"],
                                 notify_command="/opt/vigil/bin/vigil -c /etc/vigil.conf alert "
                                                "send --no-rate-limit",
-                                runbook_url="https://vigil.example.com/docs/checks.md",
+                                runbook_url="https://vigil.example.com/runbooks",
                                 nagios_user="root", nagios_group="root")
     base.update(kw)
     return NagiosSettings(**base)
@@ -87,7 +87,7 @@ def test_services_are_passive_with_freshness_and_runbooks(generated) -> None:  #
                 and s["service_description"] == "Disk /")
     assert disk["freshness_threshold"] == "180"
     assert disk["check_command"] == "vigil-service-stale!180"
-    assert disk["notes_url"] == "https://vigil.example.com/docs/checks.md#check-disk"
+    assert disk["notes_url"] == "https://vigil.example.com/runbooks/checks.html#check-disk"
     assert disk["servicegroups"] == "system"
     # A check run every five minutes gets three of its intervals, not three minutes.
     binlog = next(s for s in services if s["service_description"] == "Binlog disk")
@@ -115,7 +115,7 @@ def test_groups_per_site_and_per_subsystem(generated) -> None:  # type: ignore[n
     assert hosts["vigil-db2"]["notification_options"] == "d,r"
     assert hosts["site-a"]["freshness_threshold"] == "120"
     assert hosts["site-a"]["check_command"] == "vigil-site-stale!120"
-    assert hosts["site-a"]["notes_url"] == "https://vigil.example.com/docs/monitor.md#site-down"
+    assert hosts["site-a"]["notes_url"] == "https://vigil.example.com/runbooks/monitor.html#site-down"
     assert hosts["vigil-primary"]["address"] == "127.0.0.1"
 
 
