@@ -305,14 +305,16 @@ def perfdata_file(settings: NagiosSettings) -> Path:
 
 def perfdata_main(settings: NagiosSettings) -> dict[str, object]:
     """Bulk perfdata (as PNP4Nagios): one line per result into a file that
-    ``vigil monitor perfdata`` takes every Perfdata_Interval_sec (monitor/graphs.py)."""
+    ``vigil monitor perfdata`` takes every Perfdata_Interval_sec (monitor/graphs.py).
+    Each line carries the result's own time ($LASTSERVICECHECK$, the passive
+    result's timestamp), so results a spool delivers late land where they belong."""
     if not settings.perfdata_interval_sec or not settings.vigil_command:
         return {"process_performance_data": 0}
     return {
         "process_performance_data": 1,
         "service_perfdata_file": perfdata_file(settings),
         "service_perfdata_file_template":
-            "$TIMET$\\t$HOSTNAME$\\t$SERVICEDESC$\\t$SERVICEPERFDATA$",
+            "$LASTSERVICECHECK$\\t$HOSTNAME$\\t$SERVICEDESC$\\t$SERVICEPERFDATA$",
         "service_perfdata_file_mode": "a",
         "service_perfdata_file_processing_interval": settings.perfdata_interval_sec,
         "service_perfdata_file_processing_command": "vigil-process-perfdata",

@@ -228,3 +228,70 @@ def write_conf(path: Path, sections: dict[str, dict[str, object]]) -> Path:
     path.write_text(text)
     path.chmod(0o600)
     return path
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync")
+
+
+def chromium(workdir: Path, url: str, *, screenshot: Path | None = None,
+             timeout: float = 90.0) -> str:
+    """Load ``url`` in Debian's headless chromium (a fresh profile each time) and return
+    the DOM after scripts ran, or write a screenshot. Credentials may be in the URL."""
+    profile = workdir / f"chromium-profile-{time.monotonic_ns()}"
+    profile.mkdir(parents=True)
+    what = [f"--screenshot={screenshot}", "--window-size=1280,1600"] if screenshot \
+        else ["--dump-dom"]
+    proc = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *what, url],
+                          capture_output=True, text=True, timeout=timeout, check=False,
+                          start_new_session=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"chromium {url}: exit {proc.returncode}: {proc.stderr[-2000:]}")
+    return proc.stdout
+
+
+class Dashboard:
+    """``vigil -c CONF monitor web``: lighttpd serving the Nagios CGIs, runbooks and graphs."""
+
+    def __init__(self, vigil: str, conf: Path, port: int, log: Path) -> None:
+        self.argv = [vigil, "-c", str(conf), "monitor", "web"]
+        self.port = port
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> Dashboard:
+        with open(self.log, "wb") as fh:
+            self.proc = subprocess.Popen(self.argv, stdout=fh, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+
+        def listening() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"vigil monitor web exited: {self.log.read_text()}")
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+        if not wait_until(listening, timeout):
+            self.stop()
+            raise TimeoutError(f"the dashboard did not listen within {timeout} s")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+        self.proc = None
+
+    def __enter__(self) -> Dashboard:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
