@@ -152,3 +152,16 @@ def test_errant_transaction_is_critical(tmp_path: Path) -> None:
     finally:
         replica.destroy()
         master.destroy()
+
+
+def test_no_replica_on_an_sqlite_appliance_is_ok_not_configured(tmp_path: Path) -> None:
+    from checks_fixtures import free_port
+
+    state = tmp_path / "state"
+    state.mkdir()
+    # the all-in-one demo: billing on SQLite, [Replication] left at its defaults
+    conf = write_config(tmp_path / "vigil.conf", state, {"Replication": {
+        "Replica_Host": "127.0.0.1", "Replica_Port": free_port()}})
+    r = run_check("replication", config=conf)
+    assert r.rc == 0 and "REPLICATION OK: not configured" in r.line, r
+    assert r.line.count("replica 127.0.0.1") <= 1

@@ -228,3 +228,8 @@ def test_nsca_spool_and_delivery_with_a_real_relay(tmp_path: Path, state_dir: Pa
 def test_nsca_not_configured_is_unknown(conf: Path) -> None:
     r = run_check("nsca_delivery", config=conf)
     assert r.rc == 3 and "no central servers configured" in r.line, r
+
+
+def test_clock_offset_without_a_server_is_ok_not_configured(conf: Path) -> None:
+    r = run_check("clock_offset", config=conf)
+    assert r.rc == 0 and "CLOCK_OFFSET OK: not configured: no NTP server" in r.line, r
