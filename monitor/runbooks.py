@@ -40,7 +40,7 @@ nav {{ font-size: small; }}
 # docs link to each other as `other.md#anchor`; served, they are `other.html#anchor`.
 _MD_LINK = re.compile(r'href="(?![a-z]+:)([^"#]+)\.md(#[^"]*)?"')
 _STEP_VERBS = ("Check", "Look", "Run", "Compare", "Restart", "Reach", "See", "Read", "Find",
-               "Free", "Fix", "Start", "Stop", "Open", "Reduce", "Raise", "Make", "Ask")
+               "Free", "Fix", "Start", "Stop", "Reduce", "Raise", "Make", "Ask")
 
 
 @dataclass(frozen=True)
@@ -135,14 +135,18 @@ def _plain(text: str) -> str:
 
 def first_step(section: str) -> str:
     """What to do first, from a runbook section: its first numbered step, else the first
-    sentence that starts with an imperative verb, else its first sentence."""
+    sentence that starts with an imperative verb, else what CRITICAL means, else its
+    first sentence."""
     m = re.search(r"^1\.\s+(.*?)(?=^\d+\.\s|^\s*$)", section + "\n\n", re.M | re.S)
     if m:
         return _sentence(_plain(m.group(1)))
     flat = _plain(section)
     sentences = re.split(r"(?<=[.!?])\s+(?=[A-Z])", flat)
     for s in sentences:
-        if s.startswith(_STEP_VERBS):
+        if s.split(" ", 1)[0] in _STEP_VERBS:
+            return _sentence(s)
+    for s in sentences:  # else what CRITICAL means, which names what to look at
+        if "CRITICAL" in s.split(":", 1)[0]:
             return _sentence(s)
     return _sentence(sentences[0]) if sentences else ""
 

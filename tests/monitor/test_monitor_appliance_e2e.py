@@ -1,0 +1,161 @@
+"""`make run` as the NOC meets it (scripts/run-appliance.sh, every program under
+supervisord, real engine, radcheck, scheduler, NSCA chain, nagios4, lighttpd):
+
+- the banner names the dashboard's http URL on 127.0.0.1 and the demo login, and a
+  headless chromium sees hosts by site and services by subsystem there;
+- a clean start pages nobody: zero PROBLEM mails in the 150 s after it, no
+  CRITICAL service (the demo is green), each result reaches Nagios once;
+- a `kill -STOP` of the engine shows in Nagios.
+
+Long (about four minutes): marked e2e. The web port is a free one (environment
+override, which supervisord hands to every program); RADIUS and NSCA ports are
+picked free by run-appliance.sh itself when the usual ones are taken.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from monitor import nagios_status
+from monitor.testing import chromium, free_port, wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+VIGIL = str(Path(sys.executable).parent / "vigil")
+CLEAN_START_SEC = 150
+
+
+class Appliance:
+    def __init__(self, run: Path, env: dict[str, str]) -> None:
+        self.run = run
+        self.conf = run / "vigil.conf"
+        self.out = run.parent / "make-run.out"
+        self.env = env
+        self.started = time.monotonic()
+        with open(self.out, "wb") as fh:
+            self.proc = subprocess.Popen([str(REPO / "scripts" / "run-appliance.sh"), str(run)],
+                                         stdout=fh, stderr=subprocess.STDOUT, env=env)
+
+    def vigil(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([VIGIL, "-c", str(self.conf), *args], capture_output=True,
+                              text=True, timeout=60, env=self.env)
+
+    def programs(self) -> dict[str, dict]:
+        if not self.conf.exists():
+            return {}
+        r = self.vigil("status", "--json")
+        try:
+            return {p["name"]: p for p in json.loads(r.stdout)["programs"]}
+        except (ValueError, KeyError):
+            return {}
+
+    def status(self) -> nagios_status.Status:
+        return nagios_status.read(self.run / "state" / "nagios" / "var" / "status.dat")
+
+    def mails(self) -> list[str]:
+        return [p.read_text(errors="replace") for p in (self.run / "mail" / "new").glob("*")]
+
+    def problem_subjects(self) -> list[str]:
+        out = []
+        for m in self.mails():
+            subject = re.search(r"^Subject: (.*)$", m, re.M)
+            if subject and subject.group(1).startswith("PROBLEM"):
+                out.append(subject.group(1))
+        return out
+
+
+@pytest.fixture
+def appliance(tmp_path: Path) -> Iterator[Appliance]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL")}
+    env.update({"VIGIL__MONITOR__WEB_PORT": str(free_port()),
+                # the engine stays stopped for the kill -STOP step (restarts are radcheck's
+                # own tests); a clean start is not affected
+                "VIGIL__SELF_TEST__ERRORS_BEFORE_RESTART": "1000"})
+    app = Appliance(tmp_path / "run", env)
+    try:
+        want = {"radiusd", "radcheck", "monitor-scheduler", "nagios", "nagios-web", "mail-sink",
+                "nsca-server", "nsca-relay", "nsca-central"}
+        assert wait_until(lambda: want <= {n for n, p in app.programs().items()
+                                           if p.get("state") == "RUNNING"}, 90, 0.5), \
+            app.out.read_text()[-3000:]
+        yield app
+    finally:
+        if app.proc.poll() is None:
+            app.proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+            try:
+                app.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                app.proc.kill()
+                app.proc.wait()
+
+
+def test_make_run_dashboard_quiet_start_and_a_hung_engine(appliance: Appliance,
+                                                         tmp_path: Path) -> None:
+    app = appliance
+    banner = app.out.read_text()
+    m = re.search(r"dashboard\s+(http://127\.0\.0\.1:(\d+)/)\s+\(login (\S+) / (\S+)\)", banner)
+    assert m, banner
+    url, port, user, password = m.group(1), m.group(2), m.group(3), m.group(4)
+    assert port == app.env["VIGIL__MONITOR__WEB_PORT"]
+
+    # hosts by site, services by subsystem, as the browser shows them
+    auth_url = url.replace("http://", f"http://{user}:{password}@")
+    assert wait_until(lambda: "vigil-primary" in chromium(
+        tmp_path, auth_url + "cgi-bin/nagios4/status.cgi?hostgroup=all&style=overview"), 60, 2)
+    sites = chromium(tmp_path, auth_url + "cgi-bin/nagios4/status.cgi?hostgroup=all"
+                     "&style=overview")
+    assert "Site site-a" in sites
+    subsystems = chromium(tmp_path, auth_url + "cgi-bin/nagios4/status.cgi?servicegroup=all"
+                          "&style=overview")
+    for group in ("Subsystem radius", "Subsystem billing", "Subsystem system"):
+        assert group in subsystems, group
+
+    # a clean start pages nobody
+    deadline = app.started + CLEAN_START_SEC
+    while time.monotonic() < deadline:
+        assert app.problem_subjects() == [], app.problem_subjects()
+        time.sleep(min(5.0, max(0.0, deadline - time.monotonic())))
+    assert app.problem_subjects() == []
+    st = app.status()
+    services = st.services_of("vigil-primary")
+    assert len(services) >= 20
+    checked = [s for s in services if s.get("has_been_checked") == "1"]
+    assert len(checked) == len(services), [s["service_description"] for s in services
+                                           if s not in checked]
+    critical = [(s["service_description"], s.get("plugin_output")) for s in services
+                if s.get("current_state") == "2"]
+    assert critical == []
+    replication = next(s for s in services if s["service_description"] == "Replication")
+    assert replication["current_state"] == "0"
+    assert "not configured" in replication["plugin_output"]
+
+    # each result reaches Nagios once: one passive result per service per pass
+    passes = app.run.joinpath("log", "monitor-scheduler.log").read_text().count("pass of ")
+    nagios_log = (app.run / "state" / "nagios" / "var" / "nagios.log").read_text()
+    memory = nagios_log.count("PASSIVE SERVICE CHECK: vigil-primary;Memory;")
+    assert 1 <= memory <= passes, (memory, passes)
+
+    # kill -STOP of the engine: Nagios shows the RADIUS services CRITICAL
+    pid = app.programs()["radiusd"]["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        def radius_critical() -> bool:
+            s = app.status().service("vigil-primary", "RADIUS authentication") or {}
+            return s.get("current_state") == "2"
+
+        assert wait_until(radius_critical, 150, 2), app.status().service(
+            "vigil-primary", "RADIUS authentication")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert any("RADIUS authentication is CRITICAL" in s for s in app.problem_subjects())
