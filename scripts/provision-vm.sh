@@ -25,6 +25,11 @@ if [ ! -f "$conf" ]; then
   if grep -q '^Config_Server=' "$conf"; then
     sed -i "s/^Config_Server=.*/Config_Server=$CENTRAL:5667/" "$conf"
   fi
+  # the central's dashboard login: a password of its own, never the shipped empty one
+  if [ "$ROLE" = central ] && grep -q '^Web_Password=$' "$conf"; then
+    sed -i "s/^Web_Password=$/Web_Password=$(head -c 12 /dev/urandom | base64 | tr -d '/+=')/" \
+      "$conf"
+  fi
   chmod 0600 "$conf"
 fi
 export VIGIL_CONF="$conf"
@@ -51,3 +56,7 @@ WantedBy=multi-user.target
 UNIT
 systemctl daemon-reload
 systemctl enable --now vigil
+if [ "$ROLE" = central ]; then
+  echo "dashboard: http://127.0.0.1:$(sed -n 's/^Web_Port=//p' "$conf")/ on the central VM" \
+       "(login $(sed -n 's/^Web_User=//p' "$conf"), password: Web_Password in $conf)"
+fi
