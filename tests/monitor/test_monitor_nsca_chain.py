@@ -139,7 +139,8 @@ def test_scheduler_through_vigil_nsca_to_nagios_and_sigterm_pages(chain: dict,
         "Log": {"Level": "INFO"},
         "NSCA": {"Config_Server": f"127.0.0.1:{chain['cs_port']}", "Password": PASSWORD,
                  "Encryption_Method": 1},
-        "Monitor": {"Checks_File": tmp / "checks.conf", "Pass_Period_sec": 1},
+        "Monitor": {"Checks_File": tmp / "checks.conf", "Pass_Period_sec": 1,
+                    "Startup_Grace_sec": 0},  # no engine here to wait for
     })
     sched = Proc("scheduler", [VIGIL, "-c", str(conf), "monitor", "scheduler"],
                  tmp / "scheduler.log")
