@@ -289,6 +289,9 @@ def nagios_settings(cfg: vconfig.Config, out_dir: Path) -> NagiosSettings:
                           nagios_group=cfg.get(settings.SECTION, "Nagios_Group"),
                           command_file=command_file, vigil_command=vigil_command,
                           graph_url=web.GRAPH_SCRIPT,
+                          perfdata_store=[sys.executable, "-m", "monitor.graphs", "--rrd-dir",
+                                          str(settings.web_dir(cfg) / "rrd"), "--rrdtool",
+                                          str(cfg.get(settings.SECTION, "Rrdtool_Binary"))],
                           perfdata_interval_sec=cfg.get(settings.SECTION,
                                                         "Perfdata_Interval_sec"))
 

@@ -1,12 +1,14 @@
 """Every service's perfdata kept in RRD files (Debian ``rrdtool``) and drawn on demand.
 
 How the data gets here: Nagios appends one line per result to its
-``service_perfdata_file`` (``TIMET<TAB>HOST<TAB>SERVICE<TAB>PERFDATA``) and
+``service_perfdata_file`` (``TIME<TAB>HOST<TAB>SERVICE<TAB>PERFDATA``) and
 every ``service_perfdata_file_processing_interval`` closes it and runs
-``vigil monitor perfdata --file F`` (PNP4Nagios's "bulk mode"): that command
-moves the file aside, parses it and feeds every metric to its RRD through one
-``rrdtool -`` pipe, so a pass costs one Python start and one rrdtool process
-whatever the number of services.
+``python -m monitor.graphs --rrd-dir D --file F`` (PNP4Nagios's "bulk mode"),
+which moves the file aside, parses it and feeds every metric to its RRD
+through one ``rrdtool -`` pipe: one small Python start (this module imports
+only the standard library, unlike the ``vigil`` command, which loads every
+room's options) and one rrdtool process per batch, whatever the number of
+services. ``vigil monitor perfdata`` does the same for an admin.
 
 Layout: ``<rrd_dir>/<host>/<service>/<label>.rrd`` (each name percent-encoded,
 so a service description can never leave the folder) and ``units.json``
@@ -298,3 +300,25 @@ def cgi_main(rrd_dir: str, rrdtool: str = "/usr/bin/rrdtool") -> int:
                   + str(exc).encode() + b"\n")
     out.flush()
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m monitor.graphs --rrd-dir D --file F``: what Nagios runs per batch."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m monitor.graphs",
+                                 description="Store a Nagios perfdata file in RRD files.")
+    ap.add_argument("--rrd-dir", required=True, type=Path)
+    ap.add_argument("--file", required=True, type=Path)
+    ap.add_argument("--rrdtool", default="/usr/bin/rrdtool")
+    args = ap.parse_args(argv)
+    try:
+        process_file(args.file, Store(args.rrd_dir, args.rrdtool))
+    except (OSError, GraphError) as exc:
+        print(f"monitor.graphs: {args.file}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -60,6 +60,8 @@ class NagiosSettings:
     vigil_command: Sequence[str] = ()
     graph_url: str = ""  # each service's action_url (+ ?host=&service=); empty: none
     perfdata_interval_sec: int = 0  # 0: perfdata not kept (no graphs)
+    # stores a perfdata file (gets --file F); empty: `vigil_command monitor perfdata`
+    perfdata_store: Sequence[str] = ()
     docs_dir: Path = runbooks.DOCS  # where the runbooks' first steps are read
 
     @property
@@ -136,10 +138,11 @@ def printf_notification_commands(notify: str) -> str:
             + _obj(model.Command, command_name="notify-host-by-vigil", command_line=host_line))
 
 
-def perfdata_command(vigil_command: Sequence[str], perf_file: Path) -> str:
-    base = " ".join(shlex.quote(w) for w in vigil_command)
+def perfdata_command(settings: NagiosSettings, perf_file: Path) -> str:
+    words = list(settings.perfdata_store) or [*settings.vigil_command, "monitor", "perfdata"]
+    base = " ".join(shlex.quote(w) for w in words)
     return _obj(model.Command, command_name="vigil-process-perfdata",
-                command_line=f"{base} monitor perfdata --file {shlex.quote(str(perf_file))}")
+                command_line=f"{base} --file {shlex.quote(str(perf_file))}")
 
 
 def note_text(text: str) -> str:
@@ -348,7 +351,7 @@ def generate(sites: Sequence[Site], checks: Sequence[CheckLike],
         "commands.cfg": (stale_commands()
                          + notification_commands(settings.notify_command,
                                                  settings.vigil_command)
-                         + (perfdata_command(settings.vigil_command, perfdata_file(settings))
+                         + (perfdata_command(settings, perfdata_file(settings))
                             if settings.vigil_command else "")),
         "contacts.cfg": contacts(settings.on_call),
     }

@@ -73,7 +73,8 @@ class CentralNagios:
                  notify_command: str, on_call: Sequence[str] = ("oncall@example.com",),
                  timing: Timing = FAST, runbook_url: str = "file:///vigil/docs",
                  binary: str = NAGIOS, vigil_command: Sequence[str] = (),
-                 graph_url: str = "", perfdata_interval_sec: int = 0) -> None:
+                 graph_url: str = "", perfdata_interval_sec: int = 0,
+                 perfdata_store: Sequence[str] = ()) -> None:
         user, group = _me()
         self.dir = Path(workdir)
         self.binary = binary
@@ -81,7 +82,8 @@ class CentralNagios:
                                        notify_command=notify_command, runbook_url=runbook_url,
                                        nagios_user=user, nagios_group=group,
                                        vigil_command=vigil_command, graph_url=graph_url,
-                                       perfdata_interval_sec=perfdata_interval_sec)
+                                       perfdata_interval_sec=perfdata_interval_sec,
+                                       perfdata_store=perfdata_store)
         self.generated = generate(sites, checks, self.settings)
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -87,6 +87,9 @@ def central(tmp_path: Path, smtp: SMTPSink) -> Iterator[Central]:
                            runbook_url=f"http://127.0.0.1:{port}/runbooks",
                            vigil_command=[VIGIL, "-c", str(conf)],
                            graph_url="/graphs/graph.cgi", perfdata_interval_sec=1,
+                           # as `vigil monitor nagios` sets it up (cwd of Nagios is not ours)
+                           perfdata_store=[sys.executable, "-m", "monitor.graphs",
+                                           "--rrd-dir", str(web_dir / "rrd")],
                            timing=FAST)
     with nagios, Dashboard(VIGIL, conf, port, tmp_path / "web.log") as web:
         yield Central(nagios, web, web_dir / "rrd", tmp_path)
