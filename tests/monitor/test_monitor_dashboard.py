@@ -133,6 +133,9 @@ def test_status_pages_show_hosts_by_site_and_services_by_subsystem(central: Cent
 
     landing = central.browse("/")
     assert "Hosts by site" in landing and "Services by subsystem" in landing
+    home = requests.get(central.url + "/nagios4/", auth=(USER, PASSWORD), timeout=10,
+                        allow_redirects=False)
+    assert home.status_code in (301, 302) and home.headers["Location"].endswith("/")
 
 
 def test_runbook_link_opens_its_section(central: Central) -> None:
