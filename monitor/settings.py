@@ -116,7 +116,7 @@ declare(SECTION, "Web_User", nagios_name, "noc",
         "The dashboard login; acknowledgements, comments and downtimes carry it.")
 declare(SECTION, "Web_Password", secret, "",
         "Its password (the web UI does not start without one); kept hashed in "
-        "<Web_Dir>/htdigest.users, never on a command line.")
+        "<Web_Dir>/htdigest.users, never on a command line.", secret=True)
 declare(SECTION, "Web_Dir", text, "",
         "Generated web configuration, rendered runbooks and the graphs' RRD files "
         "(empty: <State_Dir>/web).")
