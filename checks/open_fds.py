@@ -36,6 +36,16 @@ def engine_pid(ctx: Context) -> int:
     return int(stats["pid"])
 
 
+def stats_age(ctx: Context) -> float:
+    import time
+
+    try:
+        return max(0.0, time.time() - (ctx.site_state_dir() / "radiusd-stats.json")
+                   .stat().st_mtime)
+    except OSError:
+        return 0.0
+
+
 class OpenFds(Plugin):
     name = "open_fds"
     title = "Open file descriptors of a process, in percent of its limit"
@@ -59,6 +69,10 @@ class OpenFds(Plugin):
         else:
             pid = ctx.args.pid or pid_from_file(pidfile_path(ctx, ctx.args.pidfile))
         if not alive(pid):
+            if ctx.args.engine:
+                # the counters file outlives the engine: say whose pid it is and how old
+                raise TargetDown(f"the RADIUS engine is not running (pid {pid} from "
+                                 f"radiusd-stats.json, written {stats_age(ctx):.0f}s ago)")
             raise TargetDown(f"pid {pid} is not running")
         try:
             count = len(os.listdir(f"/proc/{pid}/fd"))

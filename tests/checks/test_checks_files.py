@@ -220,3 +220,17 @@ def test_state_dir_not_writable_is_unknown(tmp_path: Path) -> None:
         {"pid": 1, "started_at": 1, "updated_at": int(time.time())})))
     r = run_check("radius_drops", "--state-dir", str(blocker / "sub"), config=conf)
     assert r.rc == 3 and "state" in r.line and "Not a directory" in r.line, r
+
+
+def test_open_fds_names_a_dead_engine_from_a_previous_run(conf: Path, state_dir: Path) -> None:
+    proc = subprocess.Popen(["sleep", "60"])
+    proc.kill()
+    proc.wait()  # a pid that is gone, as in a counters file left by the last run
+    stats = state_dir / "radiusd-stats.json"
+    stats.write_text(json.dumps({"pid": proc.pid}))
+    old = time.time() - 3600
+    os.utime(stats, (old, old))
+    r = run_check("open_fds", "--engine", config=conf)
+    assert r.rc == 2, r
+    assert f"the RADIUS engine is not running (pid {proc.pid} from radiusd-stats.json, " \
+        "written 36" in r.line and "s ago)" in r.line, r
