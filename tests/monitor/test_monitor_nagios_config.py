@@ -215,3 +215,38 @@ def test_bad_monitor_options_are_named(monkeypatch: pytest.MonkeyPatch, env: dic
 def test_shipped_monitor_options_are_consistent() -> None:
     t = timing(load(Path(__file__).resolve().parents[2] / "etc" / "vigil.conf"))
     assert (t.service_sec, t.host_sec, t.site_sec) == (180, 150, 120)
+
+
+def test_central_with_graphs_and_mail_composer(tmp_path: Path) -> None:
+    s = settings(tmp_path / "nagios", vigil_command=["/opt/vigil/bin/vigil", "-c", "/etc/v.conf"],
+                 graph_url="/graphs/graph.cgi", perfdata_interval_sec=15,
+                 perfdata_store=["/opt/vigil/bin/python", "-m", "monitor.graphs", "--rrd-dir",
+                                 "/var/lib/vigil/web/rrd"])
+    g = generate(parse_sites(SITES), CHECKS, s)
+    proc = subprocess.run(["/usr/sbin/nagios4", "-v", str(g.main_cfg)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0 and "Total Warnings: 0" in proc.stdout, proc.stdout
+    kv = dict(line.split("=", 1) for line in g.main_cfg.read_text().splitlines()
+              if "=" in line and not line.startswith("#"))
+    assert kv["process_performance_data"] == "1"
+    assert kv["service_perfdata_file"].startswith(str(tmp_path / "nagios"))
+    assert kv["service_perfdata_file_template"] == \
+        "$LASTSERVICECHECK$\\t$HOSTNAME$\\t$SERVICEDESC$\\t$SERVICEPERFDATA$"
+    assert kv["service_perfdata_file_processing_interval"] == "15"
+    assert kv["enable_environment_macros"] == "1"
+    objs = read_back(g.main_cfg)
+    cmds = {c["command_name"]: c["command_line"] for c in objs["command"]}
+    assert cmds["vigil-process-perfdata"] == (
+        "/opt/vigil/bin/python -m monitor.graphs --rrd-dir /var/lib/vigil/web/rrd --file "
+        + kv["service_perfdata_file"])
+    assert cmds["notify-service-by-vigil"] == (
+        "/opt/vigil/bin/vigil -c /etc/v.conf monitor notify service -- /opt/vigil/bin/vigil "
+        "-c /etc/vigil.conf alert send --no-rate-limit")
+    services = [x for x in objs["service"] if x.get("register") != "0"]
+    auth = next(x for x in services if x["service_description"] == "RADIUS auth")
+    assert auth["action_url"] == "/graphs/graph.cgi?host=$HOSTNAME$&service=$SERVICEDESC$"
+    assert auth["notes"].startswith("Check ") and ";" not in auth["notes"]
+    hosts = {h["host_name"]: h for h in objs["host"] if h.get("register") != "0"}
+    assert hosts["site-b"]["notes"].startswith("Is the configuration server receiving")
+    assert hosts["vigil-db2"]["notes_url"] == \
+        "https://vigil.example.com/runbooks/monitor.html#host-down"
