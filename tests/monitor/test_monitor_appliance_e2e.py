@@ -132,7 +132,9 @@ def test_make_run_dashboard_quiet_start_and_a_hung_engine(appliance: Appliance,
     # a clean start pages nobody
     deadline = app.started + CLEAN_START_SEC
     while time.monotonic() < deadline:
-        assert app.problem_subjects() == [], app.problem_subjects()
+        # on failure: what paged, and what the plugin said (the mail's Info line)
+        assert app.problem_subjects() == [], [re.findall(r"^(?:Subject|Info): .*$", m, re.M)
+                                              for m in app.mails()]
         time.sleep(min(5.0, max(0.0, deadline - time.monotonic())))
     assert app.problem_subjects() == []
     st = app.status()
