@@ -12,9 +12,12 @@ Monitoring Plugins guidelines:
   plugin waits on it) is CRITICAL; the plugin's own failure (a crash, a bad
   config, :class:`PluginError`, ``-t`` expiring in its own work) is UNKNOWN.
 
-Judging goes through nagiosplugin's pipeline (Resource → Metric → ScalarContext
-→ Result); its Runtime is not used because it prints tracebacks on several
-lines and turns every timeout into UNKNOWN.
+Judging goes through nagiosplugin's public pipeline (Resource → Metric →
+ScalarContext → Result, run by ``Check()``); its Runtime is not used because it
+prints tracebacks on several lines and turns every timeout into UNKNOWN. Our
+own exceptions are not ``nagiosplugin.CheckError``, so ``Check()`` lets them
+through to :func:`run`, which knows CRITICAL (target down) from UNKNOWN.
+States are :class:`vigil.service_state.ServiceState`.
 """
 
 from __future__ import annotations
@@ -35,11 +38,13 @@ import nagiosplugin
 
 from checks.perfdata import Perfdata, format_number
 from checks.range import Range, parse_range, range_type
+from vigil.service_state import ServiceState, worst
 
 log = logging.getLogger(__name__)
 
-OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
-STATE_NAMES = ("OK", "WARNING", "CRITICAL", "UNKNOWN")
+# Short names for plugin modules; the enum members themselves.
+OK, WARNING, CRITICAL, UNKNOWN = (ServiceState.OK, ServiceState.WARNING,
+                                  ServiceState.CRITICAL, ServiceState.UNKNOWN)
 MAX_LINE = 512      # an NSCA v3 packet carries 512 bytes of plugin output
 MAX_TEXT = 240      # the human part, before perfdata
 DEFAULT_TIMEOUT = 10.0
@@ -59,12 +64,6 @@ class PluginTimeout(BaseException):
     cannot swallow it."""
 
 
-def worst(*states: int) -> int:
-    """The most serious state; UNKNOWN ranks between WARNING and CRITICAL like Nagios does."""
-    order = {OK: 0, WARNING: 1, UNKNOWN: 2, CRITICAL: 3}
-    return max(states, key=lambda s: order[s])
-
-
 @dataclass
 class Reading:
     """What a probe measured: the one judged value and how to say it."""
@@ -75,7 +74,7 @@ class Reading:
     max: float | None = None
     # A state the probe already knows (a stopped replication thread is CRITICAL
     # whatever the lag says); the result is the worse of this and the thresholds.
-    state: int = OK
+    state: ServiceState = OK
     judge: bool = True      # False: too little data to judge (a quiet night), OK regardless
     extra: Sequence[Perfdata] = field(default_factory=tuple)
     perf: bool = True       # False: the value means nothing to a grapher (no data yet)
@@ -307,32 +306,22 @@ def _violation(r: Range, value: float, level: str) -> str:
     return f"{level} below {format_number(r.start)}"
 
 
-def judge(plugin: Plugin, ctx: Context) -> tuple[int, str, list[str]]:
+def judge(plugin: Plugin, ctx: Context) -> tuple[ServiceState, str, list[str]]:
     """Probe and judge: (state, text, perfdata items)."""
     resource = _Resource(plugin, ctx)
     judge_ctx = _Judge("judged", ctx.args.warning, ctx.args.critical)
     check = nagiosplugin.Check(resource, judge_ctx)
-    check._evaluate_resource = _evaluate_strict.__get__(check)  # type: ignore[method-assign]
     check()
     result = check.results.first_significant
     reading = resource.reading
     assert reading is not None
-    state = int(result.state)
+    state = ServiceState(int(result.state))
     text = reading.text
     if result.hint:
         text = f"{text} ({result.hint})"
     perf = [str(p) for p in ([result.metric.performance()] if reading.perf else []) if p]
     perf += [str(p) for p in reading.extra]
     return state, text, perf
-
-
-def _evaluate_strict(self: nagiosplugin.Check, resource: _Resource) -> None:
-    # nagiosplugin's own version turns CheckError into UNKNOWN and swallows the
-    # metric; here every exception goes up to run(), which knows CRITICAL from UNKNOWN.
-    for metric in resource.probe():
-        context = self.contexts[metric.context]
-        metric = metric.replace(contextobj=context, resource=resource)
-        self.results.add(metric.evaluate())
 
 
 # ------------------------------------------------------------------- output
@@ -346,7 +335,7 @@ def format_line(service: str, state: int, text: str, perf: Sequence[str] = ()) -
     text = sanitize(text)
     if len(text) > MAX_TEXT:
         text = text[: MAX_TEXT - 3].rstrip() + "..."
-    line = f"{service} {STATE_NAMES[state]}: {text}"
+    line = f"{service} {ServiceState(state).text}: {text}"
     if perf:
         kept: list[str] = []
         for item in perf:
@@ -415,7 +404,7 @@ def _setup_logging(verbose: int) -> None:
     root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.ERROR)
 
 
-def run(plugin: Plugin, argv: Sequence[str], out: Any = None) -> int:
+def run(plugin: Plugin, argv: Sequence[str], out: Any = None) -> ServiceState:
     """Parse, probe under the alarm, judge, print one line; return the exit code."""
     out = out or sys.stdout
     service = plugin.name.upper()

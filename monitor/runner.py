@@ -34,10 +34,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from vigil.service_state import ServiceState
+
 log = logging.getLogger(__name__)
 
-OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
-STATE_NAMES = ("OK", "WARNING", "CRITICAL", "UNKNOWN")
+CRITICAL, UNKNOWN = ServiceState.CRITICAL, ServiceState.UNKNOWN
 
 # NSCA v3 carries at most 4095 bytes of output; Nagios keeps 8 KiB. Keep well inside.
 OUTPUT_LIMIT_BYTES = 2048
@@ -77,14 +78,14 @@ class ProcessTracker:
 
 @dataclass(frozen=True)
 class Outcome:
-    status: int
+    status: ServiceState
     output: str
     duration: float
     finished_at: float  # wall clock, for the result's timestamp
 
     @property
     def state(self) -> str:
-        return STATE_NAMES[self.status]
+        return self.status.text
 
 
 def resolve_program(argv0: str) -> str | None:
@@ -132,7 +133,7 @@ def run_plugin(argv: Sequence[str], timeout: float, *, max_output: int = 65536,
     label = name or (argv[0] if argv else "?")
     start = time.monotonic()
 
-    def done(status: int, output: str) -> Outcome:
+    def done(status: ServiceState, output: str) -> Outcome:
         return Outcome(status, clean_line(output), time.monotonic() - start, time.time())
 
     if not argv:
@@ -159,7 +160,7 @@ def run_plugin(argv: Sequence[str], timeout: float, *, max_output: int = 65536,
 
 
 def _collect(proc: subprocess.Popen[bytes], label: str, timeout: float, max_output: int,
-             start: float, done: Callable[[int, str], Outcome]) -> Outcome:
+             start: float, done: Callable[[ServiceState, str], Outcome]) -> Outcome:
 
     out = bytearray()
     err = bytearray()
@@ -217,7 +218,7 @@ def _last_line(data: bytes) -> str:
     return lines[-1].strip() if lines else ""
 
 
-def judge(label: str, rc: int, out: bytes, err: bytes) -> tuple[int, str]:
+def judge(label: str, rc: int, out: bytes, err: bytes) -> tuple[ServiceState, str]:
     """Status and output line for a plugin that ended by itself (a pure function)."""
 
     def because(why: str) -> str:
@@ -230,7 +231,7 @@ def judge(label: str, rc: int, out: bytes, err: bytes) -> tuple[int, str]:
             signame = str(-rc)
         log.warning("check %s: killed by %s", label, signame)
         return UNKNOWN, f"UNKNOWN - {label} killed by {signame}{because(_last_line(err))}"
-    if rc not in (OK, WARNING, CRITICAL, UNKNOWN):
+    if rc not in tuple(ServiceState):
         log.warning("check %s: exited with code %d", label, rc)
         why = _last_line(err) or _last_line(out)
         return UNKNOWN, f"UNKNOWN - {label} exited with code {rc}{because(why)}"
@@ -245,4 +246,4 @@ def judge(label: str, rc: int, out: bytes, err: bytes) -> tuple[int, str]:
                          f"{because(_last_line(err))}")
     if sum(ch.isprintable() for ch in first) < len(first) * 0.9:
         return UNKNOWN, f"UNKNOWN - {label} printed garbage (control characters)"
-    return rc, first
+    return ServiceState(rc), first

@@ -30,11 +30,12 @@ from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from monitor.runner import STATE_NAMES, UNKNOWN, Outcome, ProcessTracker, clean_line, run_plugin
+from monitor.runner import UNKNOWN, Outcome, ProcessTracker, clean_line, run_plugin
 from monitor.transport import Delivery, Outbox
 from nsca.errors import FieldError
 from nsca.packet import check_fields
 from nsca.result import CheckResult
+from vigil.service_state import ServiceState
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def _cpu_now() -> float:
 
 def host_summary(host: str, report: PassReport) -> str:
     c = report.counts()
-    parts = ", ".join(f"{c.get(s, 0)} {s}" for s in STATE_NAMES)
+    parts = ", ".join(f"{c.get(s.text, 0)} {s.text}" for s in ServiceState)
     late = f"; still running: {', '.join(report.still_running)}" if report.still_running else ""
     return (f"OK - vigil scheduler on {host}: {len(report.outcomes)} checks in "
             f"{report.duration:.1f} s ({parts}){late}")
@@ -229,7 +230,7 @@ class Scheduler:
         d = report.delivery
         log.info("monitor: pass of %d checks in %.2f s (cpu %.2f s): %s; sent %d, %d pass(es) "
                  "waiting", len(report.outcomes), report.duration, report.cpu_sec,
-                 " ".join(f"{s}={c.get(s, 0)}" for s in STATE_NAMES),
+                 " ".join(f"{s.text}={c.get(s.text, 0)}" for s in ServiceState),
                  d.sent if d else 0, d.waiting_passes if d else 0)
 
     def request_reload(self, loader: Callable[[], Sequence[CheckLike]]) -> None:
