@@ -33,7 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from monitor import catalog, settings  # noqa: E402
+from checks import catalog  # noqa: E402
+from monitor import settings  # noqa: E402
 from monitor.scheduler import Scheduler, plugin_env  # noqa: E402
 from monitor.spool import Spool  # noqa: E402
 from monitor.testing import DebianNSCA, Spec  # noqa: E402
@@ -131,7 +132,7 @@ def main() -> int:
         source = "every plugin of vigil-check --list"
     else:
         path = Path(args.checks) if args.checks else cfg.path(settings.SECTION, "Checks_File")
-        checks = list(catalog.load(path))
+        checks = list(catalog.load_checks(path, tolerant=True))
         source = str(path)
     period = cfg.get(settings.SECTION, "Pass_Period_sec")
     par = cfg.get(settings.SECTION, "Parallelism")
