@@ -16,6 +16,11 @@ prints non-text             UNKNOWN    ``printed garbage (not UTF-8 text)``
 prints too much             UNKNOWN    ``printed more than N bytes``
 cannot be started           UNKNOWN    ``cannot run <argv0>: <why>``
 ==========================  =========  ======================================
+
+Vigil's own plugins (``vigil-check NAME``, ``check_vigil_NAME``) run as a fork
+of the :class:`~monitor.zygote.Zygote` when one is given, so no Python starts
+per check; the timeout, output cap and group kill are the same code either
+way. If the zygote cannot take the check, it runs as a subprocess.
 """
 
 from __future__ import annotations
@@ -33,7 +38,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from monitor.zygote import Zygote, ZygoteChild, ZygoteError, plugin_argv
 from vigil.service_state import ServiceState
 
 log = logging.getLogger(__name__)
@@ -111,7 +118,7 @@ def clean_line(text: str) -> str:
     return line
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+def _kill_group(proc: Any) -> None:
     """SIGTERM the process group, SIGKILL it if it is still there after a grace."""
     for sig, grace in ((signal.SIGTERM, _KILL_GRACE_SEC), (signal.SIGKILL, 5.0)):
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -128,7 +135,8 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 
 def run_plugin(argv: Sequence[str], timeout: float, *, max_output: int = 65536,
                env: Mapping[str, str] | None = None, name: str = "",
-               tracker: ProcessTracker | None = None) -> Outcome:
+               tracker: ProcessTracker | None = None, zygote: Zygote | None = None
+               ) -> Outcome:
     """Run ``argv`` to completion or until ``timeout``; never raises for the plugin's faults."""
     label = name or (argv[0] if argv else "?")
     start = time.monotonic()
@@ -138,6 +146,15 @@ def run_plugin(argv: Sequence[str], timeout: float, *, max_output: int = 65536,
 
     if not argv:
         return done(UNKNOWN, f"UNKNOWN - {label} has an empty command")
+    own = plugin_argv(argv) if zygote is not None else None
+    if zygote is not None and own is not None:
+        try:
+            child = zygote.spawn(own, env)
+        except ZygoteError as exc:
+            log.warning("check %s: plugin worker unavailable (%s), running it as a "
+                        "subprocess", label, exc)
+        else:
+            return _tracked(child, label, timeout, max_output, start, done, tracker)
     program = resolve_program(argv[0])
     if program is None:
         log.error("check %s: plugin %s not found", label, argv[0])
@@ -150,6 +167,12 @@ def run_plugin(argv: Sequence[str], timeout: float, *, max_output: int = 65536,
     except OSError as exc:
         log.error("check %s: cannot run %s: %s", label, program, exc)
         return done(UNKNOWN, f"UNKNOWN - cannot run {argv[0]}: {exc.strerror or exc}")
+    return _tracked(proc, label, timeout, max_output, start, done, tracker)
+
+
+def _tracked(proc: Any, label: str, timeout: float, max_output: int, start: float,
+             done: Callable[[ServiceState, str], Outcome],
+             tracker: ProcessTracker | None) -> Outcome:
     if tracker is not None:
         tracker.add(proc.pid)
     try:
@@ -159,7 +182,7 @@ def run_plugin(argv: Sequence[str], timeout: float, *, max_output: int = 65536,
             tracker.discard(proc.pid)
 
 
-def _collect(proc: subprocess.Popen[bytes], label: str, timeout: float, max_output: int,
+def _collect(proc: Any, label: str, timeout: float, max_output: int,
              start: float, done: Callable[[ServiceState, str], Outcome]) -> Outcome:
 
     out = bytearray()
@@ -210,6 +233,9 @@ def _collect(proc: subprocess.Popen[bytes], label: str, timeout: float, max_outp
         log.warning("check %s: printed more than %d bytes, stopped", label, max_output)
         return done(UNKNOWN, f"UNKNOWN - {label} printed more than {max_output} bytes "
                              "(output cut, plugin stopped)")
+    if isinstance(proc, ZygoteChild) and proc.error:
+        # A zygote child whose worker died: what it printed is not to be trusted whole.
+        return done(UNKNOWN, f"UNKNOWN - {label}: {proc.error}")
     return done(*judge(label, proc.returncode, bytes(out), bytes(err)))
 
 

@@ -5,7 +5,9 @@ One pass (every ``Pass_Period_sec``, 60 s as in the source):
 1. pick the checks whose ``interval_sec`` has come round;
 2. run them, ``Parallelism`` at a time, each with its own hard timeout
    (:func:`monitor.runner.run_plugin`); a hung, crashing or missing plugin
-   gives one CRITICAL/UNKNOWN result and never holds up the others;
+   gives one CRITICAL/UNKNOWN result and never holds up the others. Vigil's
+   own plugins are forked from a long-lived, pre-imported worker
+   (:mod:`monitor.zygote`) instead of starting Python for each;
 3. add the host result (this server is alive, and how its checks went) and
    the site heartbeat (see docs/monitor.md, "One alert per silent site");
 4. hand everything to the :class:`~monitor.transport.Outbox`, which spools
@@ -32,6 +34,7 @@ from typing import Protocol
 
 from monitor.runner import UNKNOWN, Outcome, ProcessTracker, clean_line, run_plugin
 from monitor.transport import Delivery, Outbox
+from monitor.zygote import Zygote
 from nsca.errors import FieldError
 from nsca.packet import check_fields
 from nsca.result import CheckResult
@@ -99,7 +102,7 @@ class Scheduler:
     def __init__(self, checks: Sequence[CheckLike], *, host_name: str, site_name: str | None,
                  outbox: Outbox | None, parallelism: int = 8, max_output: int = 65536,
                  env: Mapping[str, str] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, workers: bool = True) -> None:
         self.checks = list(checks)
         self.host_name = host_name
         self.site_name = site_name
@@ -109,6 +112,8 @@ class Scheduler:
         self.env = dict(env) if env is not None else None
         self.clock = clock
         self.tracker = ProcessTracker()
+        # workers=False: every plugin as its own subprocess (the old way, kept for comparison)
+        self.zygote = Zygote(env=self.env) if workers else None
         self._stop = threading.Event()
         self._last_start: dict[str, float] = {}
         self._reload: Callable[[], Sequence[CheckLike]] | None = None
@@ -135,7 +140,7 @@ class Scheduler:
                                                f"{problem}"), 0.0, time.time())
         return run_plugin(list(spec.command), float(spec.timeout_sec),
                           max_output=self.max_output, env=self.env, name=spec.name,
-                          tracker=self.tracker)
+                          tracker=self.tracker, zygote=self.zygote)
 
     def run_pass(self, period: float = 0.0, *, everything: bool = False) -> PassReport:
         """One pass. With a ``period``, a check still running near the end of it is left
@@ -143,7 +148,7 @@ class Scheduler:
         the host result) are not held up by a check with a long timeout."""
         start = self.clock()
         wall = time.time()
-        cpu0 = _cpu_now()
+        cpu0 = self.cpu_seconds()
         specs = list(self.checks) if everything else self.due(start, period)
         specs = [s for s in specs if s.name not in self._running]
         for spec in specs:
@@ -167,7 +172,7 @@ class Scheduler:
         if self._stop.is_set():
             # Plugins were killed under us: their "results" are ours, not theirs.
             report.interrupted = True
-            report.cpu_sec = _cpu_now() - cpu0
+            report.cpu_sec = self.cpu_seconds() - cpu0
             log.info("monitor: pass interrupted by stop; its results are not sent")
             return report
         if report.still_running:
@@ -176,8 +181,12 @@ class Scheduler:
         report.results = self.results_of(report)
         if self.outbox is not None:
             report.delivery = self.outbox.deliver(report.results)
-        report.cpu_sec = _cpu_now() - cpu0
+        report.cpu_sec = self.cpu_seconds() - cpu0
         return report
+
+    def cpu_seconds(self) -> float:
+        """CPU so far of the scheduler, its plugins and the plugin worker's children."""
+        return _cpu_now() + (self.zygote.cpu_seconds() if self.zygote is not None else 0.0)
 
     def results_of(self, report: PassReport) -> list[CheckResult]:
         results = [CheckResult(self.host_name, spec.service_description, o.status, o.output,
@@ -259,6 +268,8 @@ class Scheduler:
         """Kill what still runs (a straggler from the last pass) and end the workers."""
         self.tracker.kill_all()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        if self.zygote is not None:
+            self.zygote.close()
 
 
 def plugin_env(config_path: str | None) -> dict[str, str]:
