@@ -114,9 +114,12 @@ def database_url(ctx: Context, url_text: str | None = None) -> DbUrl:
             url = DbUrl("sqlite", database=str(ctx.site_state_dir() / db))
         return url
     user = url.user
-    if not url_text and not ctx.args.url and ctx.option("Master", "User", ""):
-        user = ctx.option("Master", "User")
     password = ctx.option("Master", "Password")
+    if not url_text and not ctx.args.url and ctx.option("Checks", "DB_User", ""):
+        # the plugins' own read-only account (all a nagios-run plugin is given)
+        user, password = ctx.option("Checks", "DB_User"), ctx.option("Checks", "DB_Password")
+    elif not url_text and not ctx.args.url and ctx.option("Master", "User", ""):
+        user = ctx.option("Master", "User")
     return DbUrl("mysql", url.host, url.port, user, password.reveal() if password else "",
                  url.database, url.unix_socket)
 

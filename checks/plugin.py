@@ -185,16 +185,16 @@ def anchor(name: str) -> str:
     return f"check-{name}"
 
 
-def build_parser(plugin: Plugin) -> PluginArgumentParser:
+def build_parser(plugin: Plugin, prog: str | None = None) -> PluginArgumentParser:
     p = PluginArgumentParser(
-        prog=f"vigil-check {plugin.name}",
+        prog=prog or f"vigil-check {plugin.name}",
         description=f"{plugin.title}. Runbook: docs/checks.md#{anchor(plugin.name)}",
         epilog="Ranges: [@][start:][end]; alert when outside (inside with @): "
                "10 = outside 0..10, 10: = below 10, ~:10 = above 10, @10:20 = within 10..20. "
                "Exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
     )
     p.add_argument("-V", "--version", action="version",
-                   version=f"vigil-check {plugin.name} {VERSION}")
+                   version=f"{prog or 'vigil-check ' + plugin.name} {VERSION}")
     p.add_argument("-w", "--warning", type=range_type, default=parse_range(plugin.warning),
                    metavar="RANGE", help=f"warning range for {plugin.label}"
                    + (f" (default {plugin.warning})" if plugin.warning else ""))
@@ -404,11 +404,12 @@ def _setup_logging(verbose: int) -> None:
     root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.ERROR)
 
 
-def run(plugin: Plugin, argv: Sequence[str], out: Any = None) -> ServiceState:
+def run(plugin: Plugin, argv: Sequence[str], out: Any = None, prog: str | None = None
+        ) -> ServiceState:
     """Parse, probe under the alarm, judge, print one line; return the exit code."""
     out = out or sys.stdout
     service = plugin.name.upper()
-    parser = build_parser(plugin)
+    parser = build_parser(plugin, prog)
     try:
         args = parser.parse_args(_join_negative_ranges(list(argv)))
     except _HelpRequested:

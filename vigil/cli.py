@@ -28,6 +28,7 @@ ROOM_CLIS = (
     "billing.cli",
     "nsca.cli",
     "monitor.cli",
+    "checks.install_cli",
     "redundancy.cli",
     "vigil.supervisor_cli",
 )
