@@ -91,7 +91,24 @@ def plan(config_path: str | None, *, plugin_dir: Path = PLUGIN_DIR,
     p.create_user = group == NAGIOS and not _exists("user", NAGIOS)
     found = find_config_file(config_path)
     p.conf_text = plugin_settings(found, state_dir, p)
+    why = nagios_cannot_run(prog)
+    if why:
+        p.warnings.append(f"the {NAGIOS} user cannot run {prog}: {why} (install Vigil in a "
+                          "virtualenv built from /usr/bin/python3 in a folder it can read)")
     return p
+
+
+def nagios_cannot_run(program: str) -> str:
+    """Why the nagios user cannot start ``program`` ("" when it can, or when we cannot tell)."""
+    if os.geteuid() != 0 or not _exists("user", NAGIOS) or not shutil.which("runuser"):
+        return ""
+    try:
+        r = subprocess.run(["runuser", "-u", NAGIOS, "--", program, "--version"],
+                           capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    # vigil-check --version exits 3 (the guidelines' UNKNOWN) and prints its version
+    return "" if "vigil-check" in r.stdout else (r.stderr.strip() or f"exit {r.returncode}")
 
 
 def plugin_settings(source: Path | None, state_dir: Path, p: Plan | None = None) -> str:

@@ -30,6 +30,8 @@ def register(sub: Any) -> None:
     i.add_argument("--state-dir", type=Path, default=inst.PLUGIN_STATE_DIR,
                    help=f"state folder of plugins run by nagios (default "
                         f"{inst.PLUGIN_STATE_DIR})")
+    i.add_argument("--program", help="the vigil-check the links point to (default: the one "
+                                      "beside this Python)")
     i.add_argument("--group", default=inst.NAGIOS, help="group that may read the settings "
                                                        "(default nagios; created if absent)")
     i.add_argument("--dry-run", action="store_true", help="say what would be done, do nothing")
@@ -44,7 +46,7 @@ def _install(args: argparse.Namespace) -> int:
     from vigil.cli import EXIT_FAILED, CommandError
 
     p = inst.plan(args.config, plugin_dir=args.dir, conf_path=args.settings,
-                  state_dir=args.state_dir, group=args.group)
+                  state_dir=args.state_dir, group=args.group, program=args.program)
     done: list[str] = []
     if not args.dry_run:
         if os.geteuid() != 0:
