@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUN_DIR ?= run
 
-.PHONY: setup system-deps venv test lint run bench clean help
+.PHONY: setup system-deps venv plugins test lint run bench clean help
 
 help:
 	@echo "make run     set up and run the appliance in the foreground (Ctrl-C stops it)"
@@ -15,7 +15,7 @@ help:
 	@echo "make bench   run the benchmarks in bench/ (prints figures)"
 	@echo "make lint    ruff"
 
-setup: system-deps venv
+setup: system-deps venv plugins
 
 system-deps:
 	@scripts/install-system-deps.sh
@@ -27,6 +27,11 @@ $(VENV)/.installed: pyproject.toml
 	@$(BIN)/python -m pip install -q --upgrade pip
 	@$(BIN)/python -m pip install -q -e '.[test]'
 	@touch $@
+
+# check_vigil_* in /usr/lib/nagios/plugins for a stock Nagios/NRPE (docs/plugins.md); root only
+plugins: venv
+	@if [ "$$(id -u)" -eq 0 ]; then $(BIN)/vigil plugins install >/dev/null; \
+	else echo "not root: skipping 'vigil plugins install' (sudo make plugins)"; fi
 
 lint: venv
 	$(BIN)/ruff check .

@@ -2,7 +2,8 @@
 # Installs the Debian packages Vigil and its tests need: the MariaDB server
 # binaries (tests start their own instances), the real protocol peers the
 # tests talk to (radclient, nsca/send_nsca, nsca-ng, nagios4) and iproute2
-# for the two-site network namespaces. Idempotent: does nothing when all
+# for the two-site network namespaces; the C Monitoring Plugins are the
+# reference peer of bench/bench_scheduler.py. Idempotent: does nothing when all
 # are present. Daemons these packages start on their own are stopped and
 # disabled, since Vigil runs its own on the same ports.
 set -euo pipefail
@@ -13,6 +14,7 @@ PACKAGES=(
   freeradius-utils freeradius
   nsca nsca-client nsca-ng-server
   nagios4-core
+  monitoring-plugins-basic monitoring-plugins-standard
   iproute2 procps psmisc
 )
 SERVICES=(freeradius nsca nsca-ng-server nagios4)

@@ -106,6 +106,12 @@ print(v.reveal() if hasattr(v, "reveal") else v)' "$CONF" "$1" "$2"; }
 
 "$VIGIL" -c "$CONF" config check >/dev/null
 
+# check_vigil_* for a stock Nagios/NRPE run as the nagios user (docs/plugins.md)
+if [ "$(id -u)" -eq 0 ]; then
+  echo "== plugins: vigil plugins install (check_vigil_* in /usr/lib/nagios/plugins)"
+  "$VIGIL" -c "$CONF" plugins install >/dev/null \
+    || echo "   (vigil plugins install failed; the scheduler does not need it)" >&2
+fi
 echo "== database: vigil db upgrade"
 "$VIGIL" -c "$CONF" db upgrade || { echo "vigil db upgrade failed" >&2; exit 1; }
 if [ -f "$ROOT/etc/demo/provision.yaml" ] && "$VIGIL" provision --help >/dev/null 2>&1; then
