@@ -33,6 +33,7 @@ Wire (a ``SOCK_SEQPACKET`` socketpair, one JSON object per message)::
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import json
 import logging
@@ -272,6 +273,14 @@ class Zygote:
 
 
 # -------------------------------------------------------------- zygote side
+# What plugins import inside their probe (to keep a command-line run fast); a
+# child would import them again at every check.
+_LAZY_IMPORTS = ("vigil.statefile", "vigil.alerts", "vigil.supervisor_client",
+                 "vigil.supervisor_settings", "nsca.cursor", "nsca.cli", "pymysql", "sqlite3",
+                 "redundancy.replication.errors", "redundancy.replication.server",
+                 "redundancy.replication.status", "xmlrpc.client", "http.client")
+
+
 def _preload() -> None:
     """Import what every check needs, once; a module that fails is left to its child."""
     from checks import PLUGINS
@@ -279,11 +288,40 @@ def _preload() -> None:
     # vigil.options declares every option (importing the rooms' settings), so a
     # child's config load imports nothing more.
     for name in ("checks.cli", "checks.plugin", "vigil.config", "vigil.options",
-                 *(f"checks.{p}" for p in PLUGINS)):
+                 *(f"checks.{p}" for p in PLUGINS), *_LAZY_IMPORTS):
         try:
             importlib.import_module(name)
         except Exception as exc:  # the child reports it as the plugin's UNKNOWN line
             print(f"vigil zygote: cannot preload {name}: {exc}", file=sys.stderr)
+    _warm_up(PLUGINS)
+    # Everything imported so far lives as long as the zygote: keep the collector
+    # off it, so a child's first collection does not touch (copy) every page.
+    gc.collect()
+    gc.freeze()
+
+
+def _warm_up(plugins: Sequence[str]) -> None:
+    """Fill the caches every check would otherwise fill for itself (argparse's and the
+    re module's compiled patterns, nagiosplugin's pipeline, the option registry), by
+    parsing each plugin's default arguments and judging one harmless local reading.
+    Nothing is printed and no timer or thread is started."""
+    from checks.cli import plugin_class
+    from checks.plugin import Context, judge, parse_arguments
+
+    for name in plugins:
+        with contextlib.suppress(Exception, SystemExit):
+            cls = plugin_class(name)
+            parse_arguments(cls(), [])
+    with contextlib.suppress(Exception):
+        plugin = plugin_class("load")()
+        judge(plugin, Context(plugin, parse_arguments(plugin, [])))
+    with contextlib.suppress(Exception):
+        from vigil.config import load
+
+        load(None, sections=())
+    with contextlib.suppress(Exception):
+        # the RADIUS plugins' parsed dictionary, kept by their module
+        importlib.import_module("checks.radius").dictionary()
 
 
 def _child(sock: socket.socket, wake: tuple[int, int], request: dict[str, Any],
