@@ -88,4 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m vigil.cli`: run the imported module's main, so the rooms'
+    # `raise CommandError` (vigil.cli's) is the class caught here, not __main__'s.
+    from vigil.cli import main as _main
+
+    sys.exit(_main())

@@ -128,7 +128,7 @@ def test_make_run_appliance_restarts_a_stopped_engine(demo: Demo, tmp_path: Path
 
     # The self-test never touched the books: only the two `vigil call`s made xDRs.
     xdrs = json.loads(demo.vigil("cdr", "list", "--json").stdout)
-    assert xdrs and all(x.get("cli") != "127.0.0.1" and x.get("owner") != "127.0.0.1"
+    assert xdrs and all(x.get("cli") != "127.0.0.1" and x.get("account_id") != "127.0.0.1"
                         for x in xdrs)
     assert len({x["conf_id"] for x in xdrs}) == 2
 
