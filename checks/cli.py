@@ -49,6 +49,17 @@ def _plugin_settings() -> None:
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    from vigil.pipes import flush_stdout, stdout_closed
+
+    try:
+        rc = _main(argv, prog)
+        flush_stdout()
+    except BrokenPipeError:  # vigil-check --list | head
+        return stdout_closed()
+    return rc
+
+
+def _main(argv: Sequence[str] | None, prog: str | None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     called = prog if prog is not None else Path(sys.argv[0]).name
     if called.startswith(PREFIX) and len(called) > len(PREFIX):
