@@ -97,3 +97,30 @@ def test_cli_adjust_history_and_cdr_list_json(tmp_path: Path) -> None:
     shown = json.loads(vigil("account", "show", DEBIT, "--json").stdout)
     assert Decimal(shown["balance"]) == Decimal("0.02")
     assert json.loads(vigil("cdr", "list", "--json").stdout) == []
+
+
+def test_reset_demo_restores_opening_balances_once(tmp_path: Path) -> None:
+    conf = tmp_path / "vigil.conf"
+    conf.write_text(f"[Site]\nState_Dir={tmp_path}\n[Master]\nURL=sqlite:///billing.db\n")
+    from billing import schema
+    from billing.db import engine_for_url
+
+    db = engine_for_url(f"sqlite:///{tmp_path / 'billing.db'}")
+    schema.upgrade(db)
+    apply_document(db, DEMO)
+    adjust(db, DEBIT, Decimal("-3"), "overdrawn by a replay", actor="demo")
+    adjust(db, CREDIT, Decimal("-7"), "calls", actor="demo")
+
+    def reset() -> str:
+        r = subprocess.run([str(ROOT / "scripts" / "reset-demo.sh"), str(tmp_path)],
+                           capture_output=True, text=True, timeout=120, check=False,
+                           env={"PATH": "/usr/bin:/bin", "VIGIL_VENV": sys.prefix})
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    out = reset()
+    assert f"{DEBIT}: set balance -1.98000 -> 1.02000" in out
+    assert balances(db)[DEBIT] == Decimal("1.02") and balances(db)[CREDIT] == 0
+    assert "already at its opening balance" in reset()
+    assert history(db, DEBIT)[0]["detail"].startswith("make reset-demo")  # type: ignore[index]
+    db.dispose()
