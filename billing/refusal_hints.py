@@ -26,7 +26,8 @@ HINTS: dict[int, str] = {
     8: "the engine cannot route this call: --nas-ip is not a provisioned node, the product "
        "has no tariff at this node, or the destination has no rate; the engine log ([Log] "
        "Log_Dest) says which",
-    9: "the destination is blocked for this account's product: try another --cld",
+    9: "the tariff has no rate for this destination, or the rate is Forbidden (the engine "
+       "log says which): try another --cld or import a rate (`vigil rates import`)",
     11: "the request lacked a field the engine needs (Called-Station-Id): pass --cld",
     12: "the funds do not cover the first interval of this destination: top up with "
         "`vigil account adjust {account} AMOUNT --reason ...`",
