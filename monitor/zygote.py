@@ -54,6 +54,9 @@ _MAX_MESSAGE = 1 << 20
 _SPAWN_WAIT_SEC = 10.0
 BUILTIN_PROGRAMS = ("vigil-check",)
 PLUGIN_PREFIX = "check_vigil_"
+# The zygote puts the caller's PYTHONPATH back once started, so that its
+# children get exactly the scheduler's environment without it being resent.
+_ORIGINAL_PYTHONPATH = "VIGIL_ZYGOTE_ORIGINAL_PYTHONPATH"
 
 
 class ZygoteError(Exception):
@@ -125,6 +128,7 @@ class Zygote:
         self._children: dict[int, ZygoteChild] = {}
         self._next = 0
         self._closed = False
+        self._started_env: dict[str, str] | None = None
         self.starts = 0
 
     @property
@@ -137,8 +141,10 @@ class Zygote:
         if not self.preload:
             argv.append("--no-preload")
         env = dict(self.env if self.env is not None else os.environ)
+        self._started_env = dict(env)
         # The zygote must import this very Vigil, whatever the caller's cwd.
         root = str(Path(__file__).resolve().parent.parent)
+        env[_ORIGINAL_PYTHONPATH] = env.get("PYTHONPATH", "")
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
         try:
             self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=env,
@@ -161,8 +167,10 @@ class Zygote:
         """Fork a child running ``vigil-check argv``; returns once its pid is known."""
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
-        request = {"argv": list(argv), "env": dict(env if env is not None else os.environ),
-                   "cwd": cwd or os.getcwd()}
+        request: dict[str, Any] = {"argv": list(argv), "cwd": cwd or os.getcwd()}
+        wanted = dict(env if env is not None else os.environ)
+        if wanted != self._started_env:
+            request["env"] = wanted  # else the child keeps the zygote's own (the usual case)
         try:
             with self._lock:
                 if self._closed:
@@ -342,8 +350,10 @@ def _child(sock: socket.socket, wake: tuple[int, int], request: dict[str, Any],
         os.dup2(fds[1], 2)
         for fd in (devnull, *fds):
             os.close(fd)
-        os.environ.clear()
-        os.environ.update(request.get("env") or {})
+        if "env" in request:
+            os.environ.clear()
+            os.environ.update(request["env"] or {})
+
         with contextlib.suppress(OSError):
             os.chdir(request.get("cwd") or "/")
         logging.getLogger().handlers.clear()
@@ -459,6 +469,12 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     sock = socket.socket(fileno=int(args[0]))
+    original = os.environ.pop(_ORIGINAL_PYTHONPATH, None)
+    if original is not None:
+        if original:
+            os.environ["PYTHONPATH"] = original
+        else:
+            os.environ.pop("PYTHONPATH", None)
     if "--no-preload" not in args:
         _preload()
     return serve(sock)

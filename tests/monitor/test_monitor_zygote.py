@@ -121,3 +121,20 @@ def _children(pid: int) -> list[int]:
     except OSError:
         return []
     return [int(p) for p in text.split()]
+
+
+def test_each_check_gets_the_environment_it_was_given(tmp_path: Path) -> None:
+    log_file = tmp_path / "billing.log"
+    log_file.write_text("x\n")
+    conf = tmp_path / "vigil.conf"
+    conf.write_text(f"[Site]\nState_Dir={tmp_path}\n[Log]\nLog_Dest={log_file}\n")
+    base = {k: v for k, v in os.environ.items() if k != "VIGIL_CONF"}
+    z = Zygote(env=base)
+    try:
+        plain = run_plugin(["vigil-check", "file_age"], 10, zygote=z, env=base)
+        assert str(log_file) not in plain.output
+        given = run_plugin(["vigil-check", "file_age"], 10, zygote=z,
+                           env={**base, "VIGIL_CONF": str(conf)})
+        assert given.status == ServiceState.OK and str(log_file) in given.output
+    finally:
+        z.close()
