@@ -138,6 +138,10 @@ def scheduler_pass(cfg: vconfig.Config, checks: list, passes: int,
                         print(f"  states: {dict(states)}")
                         print("  slowest: " + ", ".join(f"{s.name} {o.duration:.2f}s ({o.state})"
                                                         for s, o in slow))
+                    if i == passes - 1 and workers:
+                        costly = sorted((o.cpu_sec or 0.0, s.name) for s, o in report.outcomes)
+                        print("  most CPU (last pass, each child): " + ", ".join(
+                            f"{n} {c * 1000:.0f} ms" for c, n in reversed(costly[-6:])))
                         if d and d.error:
                             print(f"  send error: {d.error}")
             finally:

@@ -105,6 +105,27 @@ class Plugin:
         return run(cls(), list(sys.argv[1:] if argv is None else argv))
 
 
+# The last configuration read, by file identity and environment overrides. In a
+# command-line run it serves nobody; in the scheduler's plugin worker it is
+# filled before the fork, so a check does not parse an unchanged file again.
+_LOADED: dict[tuple[Any, ...], Any] = {}
+
+
+def _config_key(explicit: str | None) -> tuple[Any, ...] | None:
+    from vigil.config import find_config_file
+
+    try:
+        found = find_config_file(explicit)
+        if found is None:
+            return None
+        st = os.stat(found)
+    except OSError:
+        return None
+    overrides = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("VIGIL__")))
+    return (os.getcwd(), str(found), st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size,
+            overrides)
+
+
 # ------------------------------------------------------------------ context
 class Context:
     """What a probe may use: its arguments, the config, the clock, its state folder."""
@@ -125,11 +146,20 @@ class Context:
         if self._cfg is None:
             from vigil.config import ConfigError, load
 
+            key = _config_key(self.args.config)
+            cached = _LOADED.get(key) if key is not None else None
+            if cached is not None:
+                self._cfg = cached
+                return cached
             try:
                 self._cfg = load(self.args.config, sections=())
             except ConfigError as exc:
                 raise PluginError(str(exc)) from None
+            if key is not None:
+                _LOADED.clear()
+                _LOADED[key] = self._cfg
         return self._cfg
+
 
     def option(self, section: str, name: str, default: Any = None) -> Any:
         """A config option; ``default`` when the room that declares it is not installed."""

@@ -26,6 +26,7 @@ way. If the zygote cannot take the check, it runs as a subprocess.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import selectors
@@ -89,6 +90,7 @@ class Outcome:
     output: str
     duration: float
     finished_at: float  # wall clock, for the result's timestamp
+    cpu_sec: float | None = None  # the plugin's own CPU, when known (a zygote child)
 
     @property
     def state(self) -> str:
@@ -233,9 +235,12 @@ def _collect(proc: Any, label: str, timeout: float, max_output: int,
         log.warning("check %s: printed more than %d bytes, stopped", label, max_output)
         return done(UNKNOWN, f"UNKNOWN - {label} printed more than {max_output} bytes "
                              "(output cut, plugin stopped)")
-    if isinstance(proc, ZygoteChild) and proc.error:
-        # A zygote child whose worker died: what it printed is not to be trusted whole.
-        return done(UNKNOWN, f"UNKNOWN - {label}: {proc.error}")
+    if isinstance(proc, ZygoteChild):
+        if proc.error:
+            # A zygote child whose worker died: what it printed is not to be trusted whole.
+            return done(UNKNOWN, f"UNKNOWN - {label}: {proc.error}")
+        outcome = done(*judge(label, proc.returncode, bytes(out), bytes(err)))
+        return dataclasses.replace(outcome, cpu_sec=proc.cpu_sec)
     return done(*judge(label, proc.returncode, bytes(out), bytes(err)))
 
 

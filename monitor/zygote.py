@@ -27,7 +27,8 @@ Wire (a ``SOCK_SEQPACKET`` socketpair, one JSON object per message)::
     scheduler -> zygote   {"id": 7, "argv": ["load", "-w", "5"], "env": {...}, "cwd": "/"}
                           + two fds (stdout, stderr write ends)
     zygote -> scheduler   {"id": 7, "pid": 4242}       or {"id": 7, "error": "fork: ..."}
-    zygote -> scheduler   {"id": 7, "exit": 0}          (negative: killed by that signal)
+    zygote -> scheduler   {"id": 7, "exit": 0, "cpu": 0.006}  (exit < 0: killed by that
+                                                               signal; cpu: the child's seconds)
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ class ZygoteChild:
         self.stderr = os.fdopen(stderr, "rb", buffering=0)
         self.pid = 0
         self.returncode: int | None = None
+        self.cpu_sec: float | None = None
         self.error = ""
         self._started = threading.Event()
         self._ended = threading.Event()
@@ -230,6 +232,8 @@ class Zygote:
             if "pid" in msg:
                 child._set_pid(int(msg["pid"]))
             elif "exit" in msg:
+                with contextlib.suppress(TypeError, ValueError):
+                    child.cpu_sec = float(msg.get("cpu"))
                 child._set_exit(int(msg["exit"]))
             else:
                 child._set_exit(None, f"plugin worker: {msg.get('error')}")
@@ -322,11 +326,9 @@ def _warm_up(plugins: Sequence[str]) -> None:
             parse_arguments(cls(), [])
     with contextlib.suppress(Exception):
         plugin = plugin_class("load")()
-        judge(plugin, Context(plugin, parse_arguments(plugin, [])))
-    with contextlib.suppress(Exception):
-        from vigil.config import load
-
-        load(None, sections=())
+        ctx = Context(plugin, parse_arguments(plugin, []))
+        judge(plugin, ctx)
+        ctx.config()  # parsed once here; a child re-reads it only if the file changed
     with contextlib.suppress(Exception):
         # the RADIUS plugins' parsed dictionary, kept by their module
         importlib.import_module("checks.radius").dictionary()
@@ -400,7 +402,7 @@ def serve(sock: socket.socket) -> int:
     def reap() -> None:
         while children:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
@@ -410,7 +412,8 @@ def serve(sock: socket.socket) -> int:
             with contextlib.suppress(OSError):
                 os.killpg(pid, signal.SIGKILL)
             if ident is not None:
-                _send(sock, {"id": ident, "exit": os.waitstatus_to_exitcode(status)})
+                _send(sock, {"id": ident, "exit": os.waitstatus_to_exitcode(status),
+                             "cpu": round(usage.ru_utime + usage.ru_stime, 6)})
 
     while not stopping:
         try:

@@ -138,3 +138,21 @@ def test_each_check_gets_the_environment_it_was_given(tmp_path: Path) -> None:
         assert given.status == ServiceState.OK and str(log_file) in given.output
     finally:
         z.close()
+
+
+def test_an_edited_config_is_read_at_the_next_check(tmp_path: Path) -> None:
+    first, second = tmp_path / "first.log", tmp_path / "second-log.log"
+    for f in (first, second):
+        f.write_text("x\n")
+    conf = tmp_path / "vigil.conf"
+    conf.write_text(f"[Site]\nState_Dir={tmp_path}\n[Log]\nLog_Dest={first}\n")
+    env = {**os.environ, "VIGIL_CONF": str(conf)}
+    z = Zygote(env=env)
+    try:
+        assert str(first) in run_plugin(["vigil-check", "file_age"], 10, zygote=z,
+                                        env=env).output
+        conf.write_text(f"[Site]\nState_Dir={tmp_path}\n[Log]\nLog_Dest={second}\n")
+        assert str(second) in run_plugin(["vigil-check", "file_age"], 10, zygote=z,
+                                         env=env).output
+    finally:
+        z.close()
