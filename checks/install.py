@@ -114,7 +114,9 @@ def nagios_cannot_run(program: str) -> str:
 def plugin_settings(source: Path | None, state_dir: Path, p: Plan | None = None) -> str:
     """The plugin settings file's text, from ``source`` (vigil.conf)."""
     import vigil.options  # noqa: F401  (declares every option, secrets marked)
-    from vigil.config import _REGISTRY
+    from vigil.config import declared
+
+    registry = {(o.section.lower(), o.name.lower()): o for o in declared()}
 
     raw = configparser.ConfigParser(interpolation=None, strict=True)
     raw.optionxform = str  # type: ignore[assignment,method-assign]
@@ -134,7 +136,7 @@ def plugin_settings(source: Path | None, state_dir: Path, p: Plan | None = None)
             continue
         for name, value in raw.items(section):
             key = (low, name.lower())
-            opt = _REGISTRY.get(key)
+            opt = registry.get(key)
             if key in _NOT_FOR_PLUGINS:
                 continue
             if opt is not None and opt.secret and key not in PLUGIN_SECRETS:
