@@ -79,6 +79,7 @@ class CheckSpec:
     args: tuple[str, ...] = ()
     roles: tuple[str, ...] = ()   # empty: every role
     line: int = 0                 # where the section starts in the file
+    problem: str = ""             # always empty: a check that cannot run is a BrokenCheck
 
 
 @dataclass(frozen=True)

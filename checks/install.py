@@ -27,7 +27,6 @@ import pwd
 import re
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,13 +63,6 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
 
 
-def vigil_check_program() -> str:
-    beside = Path(sys.executable).with_name("vigil-check")
-    if beside.exists():
-        return str(beside)
-    return shutil.which("vigil-check") or "vigil-check"
-
-
 def _exists(kind: str, name: str) -> bool:
     try:
         (grp.getgrnam if kind == "group" else pwd.getpwnam)(name)
@@ -82,6 +74,7 @@ def _exists(kind: str, name: str) -> bool:
 def plan(config_path: str | None, *, plugin_dir: Path = PLUGIN_DIR,
          conf_path: Path = PLUGIN_CONF, state_dir: Path = PLUGIN_STATE_DIR,
          group: str = NAGIOS, program: str | None = None) -> Plan:
+    from checks.catalog import vigil_check_program
     from vigil.config import find_config_file
 
     prog = program or vigil_check_program()

@@ -60,6 +60,10 @@ class CheckLike(Protocol):
     def interval_sec(self) -> float: ...
     @property
     def timeout_sec(self) -> float: ...
+    @property
+    def problem(self) -> str:
+        """Why the check cannot run (reported UNKNOWN each pass); empty when it can."""
+        ...
 
 
 @dataclass
@@ -134,7 +138,7 @@ class Scheduler:
         return out
 
     def _run_one(self, spec: CheckLike) -> Outcome:
-        problem = getattr(spec, "problem", None)
+        problem = spec.problem
         if problem:
             return Outcome(UNKNOWN, clean_line(f"UNKNOWN - check {spec.name} not run: "
                                                f"{problem}"), 0.0, time.time())
