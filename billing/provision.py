@@ -11,7 +11,7 @@ document must not give back money already spent).
 The whole document is checked, then applied in one transaction: an error
 anywhere (a product naming a tariff that does not exist) changes nothing.
 Every item is checked even after one failed, and every problem is reported
-at once (unknown fields, and the first bad value of each item), each named
+at once (unknown fields, every bad value, a reference to a missing item), each named
 by where it is (``accounts[2].product``); a YAML or JSON syntax error names
 its line and column.
 """
@@ -193,6 +193,9 @@ class _Applier:
         """Run one item's check-and-apply; a problem is kept, and the next item checked."""
         try:
             return fn(*args)
+        except _Problems as many:
+            self.problems.extend(many.problems)
+            return None
         except ProvisionError as exc:
             self.problems.append(str(exc))
             return None
@@ -265,28 +268,28 @@ class _Applier:
 
     def _node(self, w: str, n: dict[str, Any]) -> None:
         self._keys(w, n, {"name", "nas_ip", "radius_source_ip", "radius_secret",
-                           "translation_rule", "require_message_authenticator"})
-        rule = _str(f"{w}.translation_rule", n.get("translation_rule"), required=False)
-        try:
-            compile_rules(rule)
-        except TranslationError as exc:
-            raise ProvisionError(f"{w}.translation_rule: {exc}") from None
-        self._upsert(f"node {n.get('name')}", m.Node,
-                     {"name": _str(f"{w}.name", n.get("name"))},
-                     {"nas_ip": _str(f"{w}.nas_ip", n.get("nas_ip")),
-                      "radius_source_ip": _str(f"{w}.radius_source_ip",
-                                               n.get("radius_source_ip"), required=False),
-                      "radius_secret": _str(f"{w}.radius_secret", n.get("radius_secret")),
-                      "translation_rule": rule,
-                      "require_message_authenticator":
-                          bool(n.get("require_message_authenticator", False))})
+                          "translation_rule", "require_message_authenticator"})
+        f = _Fields()
+        rule = f(_rule, f"{w}.translation_rule", n.get("translation_rule"))
+        key = {"name": f(_str, f"{w}.name", n.get("name"))}
+        values = {"nas_ip": f(_str, f"{w}.nas_ip", n.get("nas_ip")),
+                  "radius_source_ip": f(_str, f"{w}.radius_source_ip",
+                                        n.get("radius_source_ip"), False),
+                  "radius_secret": f(_str, f"{w}.radius_secret", n.get("radius_secret")),
+                  "translation_rule": rule,
+                  "require_message_authenticator":
+                      bool(n.get("require_message_authenticator", False))}
+        f.check()
+        self._upsert(f"node {n.get('name')}", m.Node, key, values)
 
     def _product(self, w: str, p: dict[str, Any]) -> None:
         self._keys(w, p, {"name", "currency", "breakage", "accessibility"})
-        prod = self._upsert(f"product {p.get('name')}", m.Product,
-                            {"name": _str(f"{w}.name", p.get("name"))},
-                            {"currency": _str(f"{w}.currency", p.get("currency", "USD")),
-                             "breakage": _dec(f"{w}.breakage", p.get("breakage", 0))})
+        f = _Fields()
+        key = {"name": f(_str, f"{w}.name", p.get("name"))}
+        values = {"currency": f(_str, f"{w}.currency", p.get("currency", "USD")),
+                  "breakage": f(_dec, f"{w}.breakage", p.get("breakage", 0))}
+        f.check()
+        prod = self._upsert(f"product {p.get('name')}", m.Product, key, values)
         for j, a in enumerate(_sublist(f"{w}.accessibility", p.get("accessibility"))):
             self._each(self._access, f"{w}.accessibility[{j}]", prod, a)
 
@@ -294,12 +297,14 @@ class _Applier:
         if not isinstance(a, dict):
             raise ProvisionError(f"{wa}: must be a mapping")
         self._keys(wa, a, {"node", "tariff", "cld"})
-        node = self._ref(f"{wa}.node", m.Node, a.get("node"), "node")
-        tariff = self._ref(f"{wa}.tariff", m.Tariff, a.get("tariff"), "tariff")
-        if tariff.currency != prod.currency:
-            raise ProvisionError(f"{wa}.tariff: tariff {tariff.name!r} is in "
-                                 f"{tariff.currency}, the product in {prod.currency}")
-        cld = _str(f"{wa}.cld", a.get("cld"), required=False)
+        f = _Fields()
+        cld = f(_str, f"{wa}.cld", a.get("cld"), False)
+        node = f(self._ref, f"{wa}.node", m.Node, a.get("node"), "node")
+        tariff = f(self._ref, f"{wa}.tariff", m.Tariff, a.get("tariff"), "tariff")
+        if tariff is not None and tariff.currency != prod.currency:
+            f.problems.append(f"{wa}.tariff: tariff {tariff.name!r} is in "
+                              f"{tariff.currency}, the product in {prod.currency}")
+        f.check()
         self._upsert(f"accessibility {prod.name}/{node.name}/{cld or '*'}",
                      m.Accessibility,
                      {"product_id": prod.id, "node_id": node.id, "cld": cld},
@@ -307,63 +312,63 @@ class _Applier:
 
     def _customer(self, w: str, c: dict[str, Any]) -> None:
         self._keys(w, c, {"name", "currency", "balance", "credit_limit", "blocked"})
+        f = _Fields()
         limit = c.get("credit_limit")
-        self._upsert(f"customer {c.get('name')}", m.Customer,
-                     {"name": _str(f"{w}.name", c.get("name"))},
-                     {"currency": _str(f"{w}.currency", c.get("currency", "USD")),
-                      "credit_limit": None if limit is None else _dec(f"{w}.credit_limit",
-                                                                      limit),
-                      "blocked": bool(c.get("blocked", False))},
-                     {"balance": _dec(f"{w}.balance", c.get("balance", 0), True)})
+        key = {"name": f(_str, f"{w}.name", c.get("name"))}
+        values = {"currency": f(_str, f"{w}.currency", c.get("currency", "USD")),
+                  "credit_limit": None if limit is None else f(_dec, f"{w}.credit_limit",
+                                                               limit),
+                  "blocked": bool(c.get("blocked", False))}
+        opening = {"balance": f(_dec, f"{w}.balance", c.get("balance", 0), True)}
+        f.check()
+        self._upsert(f"customer {c.get('name')}", m.Customer, key, values, opening)
 
     def _vendor(self, w: str, v: dict[str, Any]) -> None:
         self._keys(w, v, {"name", "currency", "balance"})
-        self._upsert(f"vendor {v.get('name')}", m.Vendor,
-                     {"name": _str(f"{w}.name", v.get("name"))},
-                     {"currency": _str(f"{w}.currency", v.get("currency", "USD"))},
-                     {"balance": _dec(f"{w}.balance", v.get("balance", 0), True)})
+        f = _Fields()
+        key = {"name": f(_str, f"{w}.name", v.get("name"))}
+        values = {"currency": f(_str, f"{w}.currency", v.get("currency", "USD"))}
+        opening = {"balance": f(_dec, f"{w}.balance", v.get("balance", 0), True)}
+        f.check()
+        self._upsert(f"vendor {v.get('name')}", m.Vendor, key, values, opening)
 
     def _connection(self, w: str, c: dict[str, Any]) -> None:
         self._keys(w, c, {"name", "vendor", "remote_ip", "tariff", "translation_rule",
-                           "direction"})
-        vendor = self._ref(f"{w}.vendor", m.Vendor, c.get("vendor"), "vendor")
-        tariff = self._ref(f"{w}.tariff", m.Tariff, c.get("tariff"), "tariff")
+                          "direction"})
+        f = _Fields()
         direction = c.get("direction", "to_vendor")
         if direction not in ("to_vendor", "from_vendor"):
-            raise ProvisionError(f"{w}.direction: must be to_vendor or from_vendor")
-        rule = _str(f"{w}.translation_rule", c.get("translation_rule"), required=False)
-        try:
-            compile_rules(rule)
-        except TranslationError as exc:
-            raise ProvisionError(f"{w}.translation_rule: {exc}") from None
-        self._upsert(f"connection {c.get('name')}", m.Connection,
-                     {"name": _str(f"{w}.name", c.get("name"))},
-                     {"vendor_id": vendor.id,
-                      "remote_ip": _str(f"{w}.remote_ip", c.get("remote_ip")),
+            f.problems.append(f"{w}.direction: must be to_vendor or from_vendor")
+        rule = f(_rule, f"{w}.translation_rule", c.get("translation_rule"))
+        key = {"name": f(_str, f"{w}.name", c.get("name"))}
+        remote_ip = f(_str, f"{w}.remote_ip", c.get("remote_ip"))
+        vendor = f(self._ref, f"{w}.vendor", m.Vendor, c.get("vendor"), "vendor")
+        tariff = f(self._ref, f"{w}.tariff", m.Tariff, c.get("tariff"), "tariff")
+        f.check()
+        self._upsert(f"connection {c.get('name')}", m.Connection, key,
+                     {"vendor_id": vendor.id, "remote_ip": remote_ip,
                       "tariff_id": tariff.id, "translation_rule": rule,
                       "direction": direction})
 
     def _tariff(self, w: str, t: dict[str, Any]) -> None:
         self._keys(w, t, {"name", "currency", "free_seconds", "connect_fee",
-                           "post_call_surcharge", "login_fee", "off_peak_period",
-                           "round_charged_amount", "rates"})
-        period = _str(f"{w}.off_peak_period", t.get("off_peak_period"), required=False)
-        try:
-            offpeak.parse(period)
-        except offpeak.PeriodError as exc:
-            raise ProvisionError(f"{w}.off_peak_period: {exc}") from None
-        rnd = _str(f"{w}.round_charged_amount", t.get("round_charged_amount"), required=False)
+                          "post_call_surcharge", "login_fee", "off_peak_period",
+                          "round_charged_amount", "rates"})
+        f = _Fields()
+        period = f(_period, f"{w}.off_peak_period", t.get("off_peak_period"))
+        rnd = f(_str, f"{w}.round_charged_amount", t.get("round_charged_amount"), False)
         if rnd:
-            _dec(f"{w}.round_charged_amount", rnd)
-        tariff = self._upsert(
-            f"tariff {t.get('name')}", m.Tariff, {"name": _str(f"{w}.name", t.get("name"))},
-            {"currency": _str(f"{w}.currency", t.get("currency", "USD")),
-             "free_seconds": _int(f"{w}.free_seconds", t.get("free_seconds", 0)),
-             "connect_fee": _dec(f"{w}.connect_fee", t.get("connect_fee", 0)),
-             "post_call_surcharge": _dec(f"{w}.post_call_surcharge",
-                                         t.get("post_call_surcharge", 0), True),
-             "login_fee": _dec(f"{w}.login_fee", t.get("login_fee", 0)),
-             "off_peak_period": period, "round_charged_amount": rnd})
+            f(_dec, f"{w}.round_charged_amount", rnd)
+        key = {"name": f(_str, f"{w}.name", t.get("name"))}
+        values = {"currency": f(_str, f"{w}.currency", t.get("currency", "USD")),
+                  "free_seconds": f(_int, f"{w}.free_seconds", t.get("free_seconds", 0)),
+                  "connect_fee": f(_dec, f"{w}.connect_fee", t.get("connect_fee", 0)),
+                  "post_call_surcharge": f(_dec, f"{w}.post_call_surcharge",
+                                           t.get("post_call_surcharge", 0), True),
+                  "login_fee": f(_dec, f"{w}.login_fee", t.get("login_fee", 0)),
+                  "off_peak_period": period, "round_charged_amount": rnd}
+        f.check()
+        tariff = self._upsert(f"tariff {t.get('name')}", m.Tariff, key, values)
         for j, r in enumerate(_sublist(f"{w}.rates", t.get("rates"))):
             wr = f"{w}.rates[{j}]"
             if not isinstance(r, dict):
@@ -373,61 +378,111 @@ class _Applier:
 
     def rate(self, wr: str, tariff: m.Tariff, r: dict[str, Any]) -> None:
         self._keys(wr, r, {"prefix", "interval_first", "interval_next", "price_first",
-                            "price_next", "off_interval_first", "off_interval_next",
-                            "off_price_first", "off_price_next", "forbidden",
-                            "effective_from"})
-        prefix = _str(f"{wr}.prefix", r.get("prefix"), max_len=32)
-        if not prefix.isdigit():
-            raise ProvisionError(f"{wr}.prefix: {prefix!r} must be digits")
-        eff = _date(f"{wr}.effective_from", r.get("effective_from")) or dt.datetime(2000, 1, 1)
+                           "price_next", "off_interval_first", "off_interval_next",
+                           "off_price_first", "off_price_next", "forbidden",
+                           "effective_from"})
+        f = _Fields()
+        prefix = f(_str, f"{wr}.prefix", r.get("prefix"), True, 32)
+        if prefix is not None and not prefix.isdigit():
+            f.problems.append(f"{wr}.prefix: {prefix!r} must be digits")
+        eff = f(_date, f"{wr}.effective_from", r.get("effective_from")) or \
+            dt.datetime(2000, 1, 1)
 
         def opt_int(k: str) -> int | None:
-            return None if r.get(k) in (None, "") else _int(f"{wr}.{k}", r[k], 1)
+            return None if r.get(k) in (None, "") else f(_int, f"{wr}.{k}", r[k], 1)
 
         def opt_dec(k: str) -> Decimal | None:
-            return None if r.get(k) in (None, "") else _dec(f"{wr}.{k}", r[k])
+            return None if r.get(k) in (None, "") else f(_dec, f"{wr}.{k}", r[k])
 
-        first = _int(f"{wr}.interval_first", r.get("interval_first", 60), 1)
-        price_first = _dec(f"{wr}.price_first", r.get("price_first"))
+        first = f(_int, f"{wr}.interval_first", r.get("interval_first", 60), 1)
+        price_first = f(_dec, f"{wr}.price_first", r.get("price_first"))
+        values = {"interval_first": first,
+                  "interval_next": f(_int, f"{wr}.interval_next",
+                                     r.get("interval_next", first), 1),
+                  "price_first": price_first,
+                  "price_next": f(_dec, f"{wr}.price_next", r.get("price_next", price_first)),
+                  "off_interval_first": opt_int("off_interval_first"),
+                  "off_interval_next": opt_int("off_interval_next"),
+                  "off_price_first": opt_dec("off_price_first"),
+                  "off_price_next": opt_dec("off_price_next"),
+                  "forbidden": bool(r.get("forbidden", False))}
+        f.check()
         self._upsert(f"rate {tariff.name}/{prefix}", m.Rate,
                      {"tariff_id": tariff.id, "prefix": prefix, "effective_from": eff},
-                     {"interval_first": first,
-                      "interval_next": _int(f"{wr}.interval_next",
-                                            r.get("interval_next", first), 1),
-                      "price_first": price_first,
-                      "price_next": _dec(f"{wr}.price_next", r.get("price_next", price_first)),
-                      "off_interval_first": opt_int("off_interval_first"),
-                      "off_interval_next": opt_int("off_interval_next"),
-                      "off_price_first": opt_dec("off_price_first"),
-                      "off_price_next": opt_dec("off_price_next"),
-                      "forbidden": bool(r.get("forbidden", False))})
+                     values)
 
     def _account(self, w: str, a: dict[str, Any]) -> None:
         self._keys(w, a, {"account_id", "customer", "product", "billing_model", "balance",
-                           "credit_limit", "voip_password", "blocked", "activation_date",
-                           "expiration_date", "preferred_lang", "redirect_number"})
-        # the item's own values before its references: a reference to an item that
-        # failed above would otherwise hide this item's own mistake
+                          "credit_limit", "voip_password", "blocked", "activation_date",
+                          "expiration_date", "preferred_lang", "redirect_number"})
+        f = _Fields()
         model = a.get("billing_model", "debit")
         if model not in ("debit", "credit"):
-            raise ProvisionError(f"{w}.billing_model: must be debit or credit, not {model!r}")
-        customer = self._ref(f"{w}.customer", m.Customer, a.get("customer"), "customer")
-        product = self._ref(f"{w}.product", m.Product, a.get("product"), "product")
-        lang = _str(f"{w}.preferred_lang", a.get("preferred_lang", "en"), max_len=2)
-        self._upsert(f"account {a.get('account_id')}", m.Account,
-                     {"account_id": _str(f"{w}.account_id", a.get("account_id"), max_len=64)},
-                     {"customer_id": customer.id, "product_id": product.id,
-                      "billing_model": model,
-                      "credit_limit": _dec(f"{w}.credit_limit", a.get("credit_limit", 0)),
-                      "voip_password": _str(f"{w}.voip_password", a.get("voip_password"),
-                                            required=False, max_len=64),
-                      "blocked": bool(a.get("blocked", False)),
-                      "activation_date": _date(f"{w}.activation_date", a.get("activation_date")),
-                      "expiration_date": _date(f"{w}.expiration_date", a.get("expiration_date")),
-                      "preferred_lang": lang,
-                      "redirect_number": _str(f"{w}.redirect_number", a.get("redirect_number"),
-                                              required=False, max_len=32)},
-                     {"balance": _dec(f"{w}.balance", a.get("balance", 0), True)})
+            f.problems.append(f"{w}.billing_model: must be debit or credit, not {model!r}")
+        key = {"account_id": f(_str, f"{w}.account_id", a.get("account_id"), True, 64)}
+        values = {"billing_model": model,
+                  "credit_limit": f(_dec, f"{w}.credit_limit", a.get("credit_limit", 0)),
+                  "voip_password": f(_str, f"{w}.voip_password", a.get("voip_password"),
+                                     False, 64),
+                  "blocked": bool(a.get("blocked", False)),
+                  "activation_date": f(_date, f"{w}.activation_date",
+                                       a.get("activation_date")),
+                  "expiration_date": f(_date, f"{w}.expiration_date",
+                                       a.get("expiration_date")),
+                  "preferred_lang": f(_str, f"{w}.preferred_lang",
+                                      a.get("preferred_lang", "en"), True, 2),
+                  "redirect_number": f(_str, f"{w}.redirect_number", a.get("redirect_number"),
+                                       False, 32)}
+        opening = {"balance": f(_dec, f"{w}.balance", a.get("balance", 0), True)}
+        customer = f(self._ref, f"{w}.customer", m.Customer, a.get("customer"), "customer")
+        product = f(self._ref, f"{w}.product", m.Product, a.get("product"), "product")
+        f.check()
+        self._upsert(f"account {a.get('account_id')}", m.Account, key,
+                     {"customer_id": customer.id, "product_id": product.id, **values}, opening)
+
+
+class _Problems(ProvisionError):
+    """Every problem of one item."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+class _Fields:
+    """Reads an item's values, keeping every problem instead of stopping at the first."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def __call__(self, read: Any, *args: Any) -> Any:
+        try:
+            return read(*args)
+        except ProvisionError as exc:
+            self.problems.append(str(exc))
+            return None
+
+    def check(self) -> None:
+        if self.problems:
+            raise _Problems(self.problems)
+
+
+def _rule(where: str, value: Any) -> str:
+    rule = _str(where, value, False)
+    try:
+        compile_rules(rule)
+    except TranslationError as exc:
+        raise ProvisionError(f"{where}: {exc}") from None
+    return rule
+
+
+def _period(where: str, value: Any) -> str:
+    period = _str(where, value, False)
+    try:
+        offpeak.parse(period)
+    except offpeak.PeriodError as exc:
+        raise ProvisionError(f"{where}: {exc}") from None
+    return period
 
 
 def apply_document(engine: Engine, doc: dict[str, Any], dry_run: bool = False) -> Report:

@@ -152,7 +152,8 @@ def test_rate_sheet_with_a_bad_row_imports_nothing_or_rejects_it(db, tmp_path):
 
 def test_every_problem_of_a_document_is_reported_at_once(db, tmp_path):
     doc = copy.deepcopy(DEMO)
-    doc["accounts"][0]["billing_model"] = "prepaid"          # a bad value
+    doc["accounts"][0]["billing_model"] = "prepaid"          # two bad values, one item
+    doc["accounts"][0]["expiration_date"] = "soon"
     doc["accounts"][1]["colour"] = "blue"                    # an unknown field...
     doc["accounts"][1]["credit_limit"] = "lots"              # ...and a bad value, same item
     doc["customers"][0]["balance"] = "x"
@@ -160,8 +161,10 @@ def test_every_problem_of_a_document_is_reported_at_once(db, tmp_path):
     with pytest.raises(ProvisionError) as err:
         apply_document(db, doc)
     msg = str(err.value)
-    assert msg.startswith("5 problem(s), nothing applied")
-    for where in ("accounts[0].billing_model", "accounts[1]: unknown field(s) colour",
+    # customers[0] failed, so accounts[0].customer is reported too
+    assert msg.startswith("7 problem(s), nothing applied")
+    for where in ("accounts[0].billing_model", "accounts[0].expiration_date",
+                  "accounts[0].customer", "accounts[1]: unknown field(s) colour",
                   "accounts[1].credit_limit", "customers[0].balance",
                   "tariffs[0].rates[0].price_first"):
         assert where in msg, (where, msg)
