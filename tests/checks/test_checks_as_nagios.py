@@ -144,3 +144,88 @@ def test_help_and_bad_arguments_exit_unknown_as_nagios(installed: dict[str, Path
     bad = as_nagios([prog, "-w", "x"], env)
     assert bad.returncode == 3 and bad.stdout.startswith("LOAD UNKNOWN: ")
     assert "check_vigil_load" in bad.stdout
+
+
+def stock_objects() -> str:
+    """The command and service definitions of docs/plugins.md, as written there."""
+    doc = (ROOT / "docs" / "plugins.md").read_text()
+    block = doc.split("## Nagios (stock command definition)", 1)[1].split("```", 2)[1]
+    assert "define command" in block and "define service" in block
+    return block
+
+
+@pytest.mark.skipif(not Path("/usr/sbin/nagios4").exists(), reason="needs Debian nagios4")
+def test_a_stock_nagios4_runs_them_as_nagios(installed: dict[str, Path],
+                                             public_dir: Path) -> None:
+    """nagios4 (user nagios, Debian's stock templates) schedules the documented services."""
+    import time
+
+    d = public_dir / "nagios"
+    (d / "checkresults").mkdir(parents=True)
+    nagios = grp.getgrnam("nagios").gr_gid
+    for p in (d, d / "checkresults"):
+        os.chown(p, pwd_uid("nagios"), nagios)
+    (d / "resource.cfg").write_text(f"$USER1$={installed['dir']}\n")
+    (d / "vigil.cfg").write_text(
+        "define host {\n  use generic-host\n  host_name vigil-primary\n  address 127.0.0.1\n"
+        "  check_command check_vigil!load\n  max_check_attempts 1\n  check_period 24x7\n"
+        "  contact_groups admins\n}\n" + stock_objects())
+    stock = Path("/etc/nagios4/objects")
+    (d / "nagios.cfg").write_text("\n".join([
+        *(f"cfg_file={stock / f}" for f in ("commands.cfg", "contacts.cfg", "timeperiods.cfg",
+                                            "templates.cfg")),
+        f"cfg_file={d / 'vigil.cfg'}", f"resource_file={d / 'resource.cfg'}",
+        f"log_file={d / 'nagios.log'}", f"status_file={d / 'status.dat'}",
+        f"temp_file={d / 'nagios.tmp'}", f"lock_file={d / 'nagios.lock'}",
+        f"check_result_path={d / 'checkresults'}", f"command_file={d / 'nagios.cmd'}",
+        f"state_retention_file={d / 'retention.dat'}", "retain_state_information=0",
+        "nagios_user=nagios", "nagios_group=nagios", "check_external_commands=1",
+        "status_update_interval=1", "max_service_check_spread=1", "max_host_check_spread=1",
+        "enable_notifications=0", "query_socket=" + str(d / "query.sock"),
+        "illegal_macro_output_chars=`~$&|'\"<>", ""]))
+    verify = subprocess.run(["/usr/sbin/nagios4", "-v", str(d / "nagios.cfg")],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert verify.returncode == 0, verify.stdout[-2000:]
+    env = {"PATH": "/usr/bin:/bin", "VIGIL_PLUGINS_CONF": str(installed["settings"])}
+    with subprocess.Popen(["/usr/sbin/nagios4", str(d / "nagios.cfg")], env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not (d / "nagios.cmd").exists():
+                time.sleep(0.2)
+            now = int(time.time())
+            with open(d / "nagios.cmd", "w") as cmd:
+                for svc in ("Disk /", "RADIUS authentication"):
+                    cmd.write(f"[{now}] SCHEDULE_FORCED_SVC_CHECK;vigil-primary;{svc};{now}\n")
+            outputs: dict[str, str] = {}
+            while time.monotonic() < deadline and len(outputs) < 2:
+                outputs = service_outputs(d / "status.dat")
+                time.sleep(0.5)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    assert outputs.get("Disk /", "").startswith("DISK OK: "), outputs
+    # run by nagios with the secret from the 0640 settings file: the hung server is CRITICAL
+    assert outputs.get("RADIUS authentication", "").startswith("RADIUS_AUTH CRITICAL: "), \
+        outputs
+
+
+def pwd_uid(name: str) -> int:
+    import pwd
+
+    return pwd.getpwnam(name).pw_uid
+
+
+def service_outputs(status: Path) -> dict[str, str]:
+    """service_description -> plugin_output of the services Nagios has checked."""
+    try:
+        text = status.read_text()
+    except OSError:
+        return {}
+    out: dict[str, str] = {}
+    for block in text.split("servicestatus {")[1:]:
+        fields = dict(line.strip().split("=", 1) for line in block.split("}")[0].splitlines()
+                      if "=" in line)
+        if fields.get("has_been_checked") == "1":
+            out[fields["service_description"]] = fields.get("plugin_output", "")
+    return out
