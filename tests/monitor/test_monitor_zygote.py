@@ -156,3 +156,35 @@ def test_an_edited_config_is_read_at_the_next_check(tmp_path: Path) -> None:
                                          env=env).output
     finally:
         z.close()
+
+
+def test_the_worker_ends_when_the_scheduler_is_killed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = tmp_path / "sched.py"
+    script.write_text(
+        "import sys, time\n"
+        "from monitor.runner import run_plugin\nfrom monitor.zygote import Zygote\n"
+        "z = Zygote()\nrun_plugin(['vigil-check', 'load'], 10, zygote=z)\n"
+        "print(z.pid, flush=True)\ntime.sleep(300)\n")
+    root = Path(__file__).resolve().parents[2]
+    with subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                          env={**os.environ, "PYTHONPATH": str(root)}) as sched:
+        assert sched.stdout is not None
+        zygote_pid = int(sched.stdout.readline())
+        sched.kill()  # kill -9: no close(), the worker only sees its socket close
+        sched.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and _running(zygote_pid):
+        time.sleep(0.05)
+    assert not _running(zygote_pid)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting for its (dead) parent's reaper."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
