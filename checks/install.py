@@ -185,6 +185,12 @@ def apply(p: Plan) -> list[str]:
         done.append(f"created user {NAGIOS}")
     gid = grp.getgrnam(p.group).gr_gid
     p.plugin_dir.mkdir(parents=True, exist_ok=True)
+    for stale in sorted(p.plugin_dir.glob(f"{PREFIX}*")):
+        # a plugin that no longer exists: only our own links, never a file someone put there
+        if stale.name not in p.links and stale.is_symlink() and \
+                Path(os.readlink(stale)).name == "vigil-check":
+            stale.unlink()
+            done.append(f"removed {stale} (no such plugin any more)")
     for name, target in p.links.items():
         link = p.plugin_dir / name
         if link.is_symlink() and os.readlink(link) == target:

@@ -113,6 +113,22 @@ def test_settings_file_holds_what_plugins_need_and_no_more(installed: dict[str, 
     assert as_nagios(["cat", str(installed["settings"])], {}).returncode == 0
 
 
+def test_install_is_idempotent_and_prunes_only_its_own_stale_links(
+        installed: dict[str, Path], program: str) -> None:
+    from checks import install as inst
+
+    d = installed["dir"]
+    (d / "check_vigil_gone").symlink_to(program)           # a plugin since removed
+    (d / "check_vigil_local").write_text("#!/bin/sh\n")   # someone's own script: kept
+    p = inst.plan(str(installed["conf"]), plugin_dir=d, conf_path=installed["settings"],
+                  state_dir=installed["state"], program=program)
+    done = inst.apply(p)
+    assert f"removed {d / 'check_vigil_gone'} (no such plugin any more)" in done
+    assert not [line for line in done if line.startswith("linked")]  # already in place
+    assert (d / "check_vigil_local").exists()
+    (d / "check_vigil_local").unlink()
+
+
 def test_every_plugin_runs_as_nagios_from_the_stock_command(installed: dict[str, Path]) -> None:
     template = stock_command_line()
     links = sorted(p.name for p in installed["dir"].iterdir())
