@@ -173,6 +173,7 @@ class Zygote:
         wanted = dict(env if env is not None else os.environ)
         if wanted != self._started_env:
             request["env"] = wanted  # else the child keeps the zygote's own (the usual case)
+        child: ZygoteChild | None = None
         try:
             with self._lock:
                 if self._closed:
@@ -189,9 +190,13 @@ class Zygote:
                     self._drop(sock)
                     raise ZygoteError(f"the plugin worker is gone: {exc}") from exc
         except BaseException:
-            for fd in (out_r, err_r):
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+            if child is not None:  # the file objects own the read ends now
+                child.stdout.close()
+                child.stderr.close()
+            else:
+                for fd in (out_r, err_r):
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
             raise
         finally:
             os.close(out_w)
