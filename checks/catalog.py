@@ -120,7 +120,9 @@ def load_checks(path: str | Path, role: str | None = None, *, tolerant: bool = F
     except (OSError, UnicodeDecodeError) as exc:
         raise CatalogError(f"{path}: cannot read: {exc}") from None
     checks = read_checks(text, str(path), role)
-    return checks if tolerant else _strict(checks)
+    if tolerant:
+        return checks
+    return list(_strict(checks))
 
 
 def parse_checks(text: str, source: str = "<checks>", role: str | None = None

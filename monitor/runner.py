@@ -239,7 +239,8 @@ def _collect(proc: Any, label: str, timeout: float, max_output: int,
         if proc.error:
             # A zygote child whose worker died: what it printed is not to be trusted whole.
             return done(UNKNOWN, f"UNKNOWN - {label}: {proc.error}")
-        outcome = done(*judge(label, proc.returncode, bytes(out), bytes(err)))
+        rc = proc.returncode if proc.returncode is not None else -signal.SIGKILL
+        outcome = done(*judge(label, rc, bytes(out), bytes(err)))
         return dataclasses.replace(outcome, cpu_sec=proc.cpu_sec)
     return done(*judge(label, proc.returncode, bytes(out), bytes(err)))
 

@@ -422,7 +422,7 @@ def serve(sock: socket.socket) -> int:
 
     while not stopping:
         try:
-            ready, _, _ = select.select([sock, wake_r], [], [])
+            ready, _, _ = select.select([sock.fileno(), wake_r], [], [])
         except InterruptedError:
             continue
         if wake_r in ready:
@@ -430,7 +430,7 @@ def serve(sock: socket.socket) -> int:
                 while os.read(wake_r, 512):
                     pass
             reap()
-        if sock not in ready:
+        if sock.fileno() not in ready:
             continue
         try:
             data, fds, _flags, _addr = socket.recv_fds(sock, _MAX_MESSAGE, 2)
