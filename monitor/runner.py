@@ -70,6 +70,11 @@ class ProcessTracker:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
 
+    def running(self) -> set[int]:
+        """The pids (process groups) of the plugins running now."""
+        with self._lock:
+            return set(self._pids)
+
     def discard(self, pid: int) -> None:
         with self._lock:
             self._pids.discard(pid)

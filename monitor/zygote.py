@@ -310,7 +310,14 @@ def _preload() -> None:
             importlib.import_module(name)
         except Exception as exc:  # the child reports it as the plugin's UNKNOWN line
             print(f"vigil zygote: cannot preload {name}: {exc}", file=sys.stderr)
+    global _prctl
     _warm_up(PLUGINS)
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        # looked up here, used in each child (never on the zygote itself: its parent
+        # is a scheduler thread, and PDEATHSIG follows the thread, not the process)
+        _prctl = ctypes.CDLL(None, use_errno=True).prctl
     # Everything imported so far lives as long as the zygote: keep the collector
     # off it, so a child's first collection does not touch (copy) every page.
     gc.collect()
@@ -340,10 +347,11 @@ def _warm_up(plugins: Sequence[str]) -> None:
 
 
 def _child(sock: socket.socket, wake: tuple[int, int], request: dict[str, Any],
-           fds: list[int]) -> None:
+           fds: list[int], zygote_pid: int) -> None:
     """In the forked child: become the plugin process, run it, never return."""
     code = 3
     try:
+        _die_with_parent(zygote_pid)
         os.setsid()
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
@@ -382,6 +390,23 @@ def _child(sock: socket.socket, wake: tuple[int, int], request: dict[str, Any],
         os._exit(code)
 
 
+_prctl: Any = None  # libc's prctl, looked up once in the zygote
+
+
+def _die_with_parent(zygote_pid: int) -> None:
+    """A check must not outlive a killed zygote (nobody would report or reap it):
+    Linux's PR_SET_PDEATHSIG kills the child when the zygote goes."""
+    global _prctl
+    with contextlib.suppress(Exception):
+        if _prctl is None:
+            import ctypes
+
+            _prctl = ctypes.CDLL(None, use_errno=True).prctl
+        _prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != zygote_pid:  # it died before the prctl took effect
+        os._exit(3)
+
+
 def _send(sock: socket.socket, msg: dict[str, Any]) -> None:
     with contextlib.suppress(OSError):
         sock.send(json.dumps(msg).encode())
@@ -390,6 +415,7 @@ def _send(sock: socket.socket, msg: dict[str, Any]) -> None:
 def serve(sock: socket.socket) -> int:
     """The zygote's loop: fork on request, report pids and exit codes, until EOF."""
     children: dict[int, int] = {}  # pid -> request id
+    zygote_pid = os.getpid()
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)
@@ -458,7 +484,7 @@ def serve(sock: socket.socket) -> int:
                 os.close(fd)
             continue
         if pid == 0:
-            _child(sock, (wake_r, wake_w), request, fds)
+            _child(sock, (wake_r, wake_w), request, fds, zygote_pid)
         for fd in fds:
             os.close(fd)
         children[pid] = ident

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.runner import run_plugin
+from monitor.runner import ProcessTracker, run_plugin
 from monitor.zygote import Zygote, plugin_argv
 from vigil.service_state import ServiceState
 
@@ -72,9 +72,11 @@ def test_hung_plugin_is_killed_at_the_hard_timeout(zygote: Zygote, silent_udp: i
 def test_a_crashing_child_hurts_no_other_check(zygote: Zygote, silent_udp: int) -> None:
     argv = ["vigil-check", "clock_offset", "-H", "127.0.0.1", "-p", str(silent_udp), "-t", "20"]
     box: dict[str, object] = {}
-    t = threading.Thread(target=lambda: box.update(o=run_plugin(argv, 25, zygote=zygote)))
+    tracker = ProcessTracker()
+    t = threading.Thread(target=lambda: box.update(
+        o=run_plugin(argv, 25, zygote=zygote, tracker=tracker)))
     t.start()
-    pid = _child_pid_of(zygote)
+    pid = _running_check(tracker)
     os.kill(pid, signal.SIGSEGV)
     t.join(30)
     crashed = box["o"]
@@ -88,9 +90,11 @@ def test_a_crashing_child_hurts_no_other_check(zygote: Zygote, silent_udp: int) 
 def test_a_dead_worker_fails_its_checks_and_is_replaced(zygote: Zygote, silent_udp: int) -> None:
     argv = ["vigil-check", "clock_offset", "-H", "127.0.0.1", "-p", str(silent_udp), "-t", "20"]
     box: dict[str, object] = {}
-    t = threading.Thread(target=lambda: box.update(o=run_plugin(argv, 25, zygote=zygote)))
+    tracker = ProcessTracker()
+    t = threading.Thread(target=lambda: box.update(
+        o=run_plugin(argv, 25, zygote=zygote, tracker=tracker)))
     t.start()
-    _child_pid_of(zygote)
+    _running_check(tracker)  # the scheduler knows the child: the worker's death is news
     assert zygote.pid is not None
     os.kill(zygote.pid, signal.SIGKILL)
     t.join(30)
@@ -103,24 +107,15 @@ def test_a_dead_worker_fails_its_checks_and_is_replaced(zygote: Zygote, silent_u
     assert zygote.starts == 2
 
 
-def _child_pid_of(zygote: Zygote) -> int:
-    """The pid of the one check the zygote runs now (polled with a deadline)."""
+def _running_check(tracker: ProcessTracker) -> int:
+    """The pid of the one check running now, once the runner has it (polled, deadline)."""
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        if zygote.pid is not None:
-            kids = _children(zygote.pid)
-            if kids:
-                return kids[0]
+        pids = tracker.running()
+        if pids:
+            return pids.pop()
         time.sleep(0.02)
-    raise AssertionError("the zygote never started the check")
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(p) for p in text.split()]
+    raise AssertionError("the check never started")
 
 
 def test_each_check_gets_the_environment_it_was_given(tmp_path: Path) -> None:
@@ -165,7 +160,7 @@ def test_the_worker_ends_when_the_scheduler_is_killed(tmp_path: Path) -> None:
     script = tmp_path / "sched.py"
     script.write_text(
         "import sys, time\n"
-        "from monitor.runner import run_plugin\nfrom monitor.zygote import Zygote\n"
+        "from monitor.runner import ProcessTracker, run_plugin\nfrom monitor.zygote import Zygote\n"
         "z = Zygote()\nrun_plugin(['vigil-check', 'load'], 10, zygote=z)\n"
         "print(z.pid, flush=True)\ntime.sleep(300)\n")
     root = Path(__file__).resolve().parents[2]
