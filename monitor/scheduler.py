@@ -34,7 +34,7 @@ from typing import Protocol
 
 from monitor.runner import UNKNOWN, Outcome, ProcessTracker, clean_line, run_plugin
 from monitor.transport import Delivery, Outbox
-from monitor.zygote import Zygote
+from monitor.zygote import Zygote, ZygoteError
 from nsca.errors import FieldError
 from nsca.packet import check_fields
 from nsca.result import CheckResult
@@ -220,6 +220,14 @@ class Scheduler:
                     on_pass: Callable[[PassReport], None] | None = None) -> None:
         log.info("monitor: scheduler for %s started: %d checks, a pass every %g s, %d at a time",
                  self.host_name, len(self.checks), period, self.parallelism)
+        if self.zygote is not None:
+            # the worker's imports take a second or more: not inside the first pass
+            try:
+                if not self.zygote.start():
+                    log.warning("monitor: plugin worker not ready yet; checks wait for it")
+            except ZygoteError as exc:
+                log.warning("monitor: plugin worker unavailable (%s); plugins run as "
+                            "subprocesses", exc)
         next_at = self.clock()
         while not self._stop.is_set():
             self._apply_reload()

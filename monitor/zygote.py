@@ -26,6 +26,7 @@ Wire (a ``SOCK_SEQPACKET`` socketpair, one JSON object per message)::
 
     scheduler -> zygote   {"id": 7, "argv": ["load", "-w", "5"], "env": {...}, "cwd": "/"}
                           + two fds (stdout, stderr write ends)
+    zygote -> scheduler   {"ready": true}              (once, when the imports are done)
     zygote -> scheduler   {"id": 7, "pid": 4242}       or {"id": 7, "error": "fork: ..."}
     zygote -> scheduler   {"id": 7, "exit": 0, "cpu": 0.006}  (exit < 0: killed by that
                                                                signal; cpu: the child's seconds)
@@ -45,6 +46,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -131,6 +133,7 @@ class Zygote:
         self._next = 0
         self._closed = False
         self._started_env: dict[str, str] | None = None
+        self._ready = threading.Event()
         self.starts = 0
 
     @property
@@ -157,12 +160,29 @@ class Zygote:
         finally:
             theirs.close()
         self._sock = ours
+        self._ready.clear()
         self.starts += 1
         reader = threading.Thread(target=self._read, args=(ours, self._proc),
                                   name="zygote-reader", daemon=True)
         reader.start()
         log.info("monitor: plugin worker (zygote) started, pid %d", self._proc.pid)
         return ours
+
+    def start(self, timeout: float = 30.0) -> bool:
+        """Start the zygote now and wait until it has imported the plugins (True), so the
+        first pass does not wait for that; False if it is not ready within ``timeout``
+        (checks then queue for it, or run as subprocesses if it cannot start)."""
+        with self._lock:
+            if self._closed:
+                raise ZygoteError("the plugin worker is closed")
+            sock = self._sock if self._sock is not None else self._start()
+        deadline = time.monotonic() + timeout
+        while not self._ready.wait(0.1):
+            if self._sock is not sock:
+                raise ZygoteError("the plugin worker ended while starting")
+            if time.monotonic() > deadline:
+                return False
+        return True
 
     def spawn(self, argv: Sequence[str], env: Mapping[str, str] | None = None,
               cwd: str | None = None) -> ZygoteChild:
@@ -224,6 +244,9 @@ class Zygote:
                 break
             try:
                 msg = json.loads(data)
+                if isinstance(msg, dict) and msg.get("ready"):
+                    self._ready.set()
+                    continue
                 ident = int(msg["id"])
             except (ValueError, KeyError, TypeError):
                 log.error("monitor: plugin worker sent garbage: %r", data[:200])
@@ -511,6 +534,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.environ.pop("PYTHONPATH", None)
     if "--no-preload" not in args:
         _preload()
+    _send(sock, {"ready": True})
     return serve(sock)
 
 

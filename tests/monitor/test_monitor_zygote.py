@@ -183,3 +183,16 @@ def _running(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z"
+
+
+def test_start_waits_until_the_plugins_are_imported() -> None:
+    z = Zygote()
+    try:
+        assert z.start(timeout=60) is True
+        # the first check pays no import: it is forked from the ready worker
+        o = run_plugin(["vigil-check", "disk", "-p", "/", "-w", "100", "-c", "100"], 10,
+                       zygote=z)
+        assert o.status == ServiceState.OK and o.cpu_sec is not None
+        assert z.starts == 1
+    finally:
+        z.close()
