@@ -35,7 +35,8 @@ class Demo:
         self.run = run
         self.conf = run / "vigil.conf"
         self.out = run.parent / "make-run.out"
-        self.env = {**os.environ, **FAST}
+        # a throw-away appliance: leave the machine's Monitoring Plugins folder alone
+        self.env = {**os.environ, **FAST, "VIGIL_NO_PLUGIN_INSTALL": "1"}
         with open(self.out, "wb") as fh:
             self.proc = subprocess.Popen([str(REPO / "scripts" / "run-appliance.sh"), str(run)],
                                          stdout=fh, stderr=subprocess.STDOUT, env=self.env)
