@@ -7,15 +7,16 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUN_DIR ?= run
 
-.PHONY: setup system-deps venv test lint run bench clean help
+.PHONY: setup system-deps venv plugins test lint run reset-demo bench clean help
 
 help:
 	@echo "make run     set up and run the appliance in the foreground (Ctrl-C stops it)"
 	@echo "make test    set up (apt packages, virtualenv, MariaDB binaries) and run the tests"
+	@echo "make reset-demo  give the demo accounts their opening balances back (make run may run)"
 	@echo "make bench   run the benchmarks in bench/ (prints figures)"
 	@echo "make lint    ruff"
 
-setup: system-deps venv
+setup: system-deps venv plugins
 
 system-deps:
 	@scripts/install-system-deps.sh
@@ -28,6 +29,11 @@ $(VENV)/.installed: pyproject.toml
 	@$(BIN)/python -m pip install -q -e '.[test]'
 	@touch $@
 
+# check_vigil_* in /usr/lib/nagios/plugins for a stock Nagios/NRPE (docs/plugins.md); root only
+plugins: venv
+	@if [ "$$(id -u)" -eq 0 ]; then $(BIN)/vigil plugins install >/dev/null; \
+	else echo "not root: skipping 'vigil plugins install' (sudo make plugins)"; fi
+
 lint: venv
 	$(BIN)/ruff check .
 
@@ -37,6 +43,9 @@ test: setup
 
 run: setup
 	@scripts/run-appliance.sh $(RUN_DIR)
+
+reset-demo: venv
+	@scripts/reset-demo.sh $(RUN_DIR)
 
 bench: setup
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -1,6 +1,6 @@
 """`vigil` subcommands of the billing room.
 
-db upgrade|current, radiusd, provision, rates import, account show,
+db upgrade|current, radiusd, provision, rates import, account show|adjust|history,
 customer show, cdr list, call.
 """
 
@@ -171,6 +171,47 @@ def cmd_account_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_account_adjust(args: argparse.Namespace) -> int:
+    from billing.adjustments import AdjustmentError, adjust, parse_amount
+
+    try:
+        amount = parse_amount(args.amount)
+        adj = adjust(_db(_cfg(args)), args.account_id, amount, args.reason,
+                     dry_run=args.dry_run)
+    except AdjustmentError as exc:
+        raise CommandError(str(exc), EXIT_USAGE if "no account" not in str(exc)
+                           else EXIT_FAILED) from exc
+    if args.json:
+        _print_json({**adj.as_dict(), "dry_run": args.dry_run})
+        return 0
+    kind = "top-up" if amount > 0 else "charge"
+    verb = "would apply" if args.dry_run else "applied"
+    print(f"{verb} {kind} of {abs(amount)} to account {adj.account_id} ({adj.billing_model}): "
+          f"balance {adj.balance_before} -> {adj.balance_after}; by {adj.actor}: {adj.reason}"
+          + (" (dry run: nothing written)" if args.dry_run else
+             f" [adjustment {adj.adjustment_id}]"))
+    return 0
+
+
+def cmd_account_history(args: argparse.Namespace) -> int:
+    from billing.adjustments import history
+
+    rows = history(_db(_cfg(args)), args.account_id, limit=args.limit)
+    if rows is None:
+        raise CommandError(f"no account {args.account_id!r}", EXIT_FAILED)
+    if args.json:
+        _print_json(rows)
+        return 0
+    if not rows:
+        print(f"account {args.account_id}: no calls or adjustments yet")
+        return 0
+    for r in rows:
+        change = r["funds_change"]
+        print(f"{r['at']:%Y-%m-%d %H:%M:%S}  {r['kind']:<7} {'+' if change > 0 else ''}"
+              f"{change:<12} {r['by']:<12} {r['detail']}")
+    return 0
+
+
 def cmd_customer_show(args: argparse.Namespace) -> int:
     from billing.reports import customer_report
 
@@ -201,7 +242,8 @@ def cmd_cdr_list(args: argparse.Namespace) -> int:
     if not rows:
         print("no xDRs")
         return 0
-    cols = ["id", "owner", "cli", "cld", "connect_time", "duration", "charged_duration",
+    owner = "account_id" if args.kind == "account" else "vendor"
+    cols = ["xdr_id", owner, "cli", "cld", "connect_time", "duration", "charged_duration",
             "amount", "tariff", "conf_id"]
     widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in cols}
     print("  ".join(c.ljust(widths[c]) for c in cols))
@@ -266,6 +308,22 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("account_id")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_account_show)
+    p = accs.add_parser("adjust", help="top up (+AMOUNT) or charge (-AMOUNT) an account, audited",
+                        description="Change what an account may spend: a positive AMOUNT is "
+                        "a top-up, a negative one a charge (e.g. -5). The "
+                        "balance and an audit row (who, when, why) are written in one "
+                        "transaction; `vigil account history ID` shows them.")
+    p.add_argument("account_id", help="the account's id (its User-Name: PIN, ANI or IP)")
+    p.add_argument("amount", help="e.g. 10, +10.50, -3.20 (in the account's currency)")
+    p.add_argument("--reason", required=True, help="why (kept with the adjustment)")
+    p.add_argument("--dry-run", action="store_true", help="show the new balance, write nothing")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_account_adjust)
+    p = accs.add_parser("history", help="an account's calls and adjustments, newest first")
+    p.add_argument("account_id")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_account_history)
 
     cus = sub.add_parser("customer", help="customers")
     cuss = cus.add_subparsers(dest="customer_command", metavar="ACTION", required=True)

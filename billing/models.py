@@ -258,3 +258,23 @@ class QuarantinedAccounting(Base):
     reason: Mapped[str] = mapped_column(String(255))
     attributes: Mapped[str] = mapped_column(String(8000))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class AccountAdjustment(Base):
+    """A top-up or manual charge by an admin (`vigil account adjust`): who, when, why.
+
+    ``amount`` is the change to the account's funds (positive: top-up, negative:
+    charge); ``balance_before``/``balance_after`` are the account's ``balance``
+    column around it, written in the same transaction as the balance itself.
+    """
+
+    __tablename__ = "account_adjustments"
+    __table_args__ = (Index("ix_account_adjustments_account", "account_id", "created_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    amount: Mapped[Decimal] = mapped_column(MONEY)
+    balance_before: Mapped[Decimal] = mapped_column(MONEY)
+    balance_after: Mapped[Decimal] = mapped_column(MONEY)
+    reason: Mapped[str] = mapped_column(String(255))
+    actor: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

@@ -10,6 +10,10 @@ document must not give back money already spent).
 
 The whole document is checked, then applied in one transaction: an error
 anywhere (a product naming a tariff that does not exist) changes nothing.
+Every item is checked even after one failed, and every problem is reported
+at once (unknown fields, every bad value, a reference to a missing item), each named
+by where it is (``accounts[2].product``); a YAML or JSON syntax error names
+its line and column.
 """
 
 from __future__ import annotations
@@ -65,9 +69,15 @@ def load_document(path: Path) -> dict[str, Any]:
         raise ProvisionError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     try:
         doc = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (ValueError, RecursionError, yaml.YAMLError) as exc:
+    except json.JSONDecodeError as exc:
+        raise ProvisionError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}"
+                             ) from None
+    except yaml.YAMLError as exc:
+        raise ProvisionError(_yaml_error(path, exc)) from None
+    except (ValueError, RecursionError) as exc:
         raise ProvisionError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}:"
-                             f" {str(exc).splitlines()[0]}") from None
+                             f" {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                             ) from None
     if doc is None:
         doc = {}
     if not isinstance(doc, dict):
@@ -77,6 +87,18 @@ def load_document(path: Path) -> dict[str, Any]:
         raise ProvisionError(f"{path}: unknown section(s) {', '.join(sorted(map(str, unknown)))}; "
                              f"allowed: {', '.join(SECTIONS)}")
     return doc
+
+
+def _yaml_error(path: Path, exc: yaml.YAMLError) -> str:
+    """``FILE:LINE:COLUMN: not valid YAML: <problem> (<context> at L:C)``, 1-based."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    cmark = getattr(exc, "context_mark", None)
+    if context and cmark is not None:
+        problem += f" ({context} at line {cmark.line + 1}, column {cmark.column + 1})"
+    return f"{where}: not valid YAML: {problem}"
 
 
 # ----------------------------------------------------------- value readers
@@ -165,6 +187,32 @@ class _Applier:
     def __init__(self, session: Session, report: Report) -> None:
         self.s = session
         self.report = report
+        self.problems: list[str] = []
+
+    def _each(self, fn: Any, *args: Any) -> Any:
+        """Run one item's check-and-apply; a problem is kept, and the next item checked."""
+        try:
+            return fn(*args)
+        except _Problems as many:
+            self.problems.extend(many.problems)
+            return None
+        except ProvisionError as exc:
+            self.problems.append(str(exc))
+            return None
+
+    def _keys(self, where: str, item: dict[str, Any], allowed: set[str]) -> None:
+        """Unknown fields are reported, and the item's values still checked."""
+        try:
+            _check_keys(where, item, allowed)
+        except ProvisionError as exc:
+            self.problems.append(str(exc))
+
+    def _section(self, doc: dict[str, Any], section: str) -> list[dict[str, Any]]:
+        try:
+            return _items(doc, section)
+        except ProvisionError as exc:
+            self.problems.append(str(exc))
+            return []
 
     def _by(self, model: type, **key: Any) -> Any:
         return self.s.execute(select(model).filter_by(**key)).scalar_one_or_none()
@@ -199,171 +247,242 @@ class _Applier:
 
     # ---------------------------------------------------------------- apply
     def apply(self, doc: dict[str, Any]) -> None:
-        for i, n in enumerate(_items(doc, "nodes")):
-            w = f"nodes[{i}]"
-            _check_keys(w, n, {"name", "nas_ip", "radius_source_ip", "radius_secret",
-                               "translation_rule", "require_message_authenticator"})
-            rule = _str(f"{w}.translation_rule", n.get("translation_rule"), required=False)
-            try:
-                compile_rules(rule)
-            except TranslationError as exc:
-                raise ProvisionError(f"{w}.translation_rule: {exc}") from None
-            self._upsert(f"node {n.get('name')}", m.Node,
-                         {"name": _str(f"{w}.name", n.get("name"))},
-                         {"nas_ip": _str(f"{w}.nas_ip", n.get("nas_ip")),
-                          "radius_source_ip": _str(f"{w}.radius_source_ip",
-                                                   n.get("radius_source_ip"), required=False),
-                          "radius_secret": _str(f"{w}.radius_secret", n.get("radius_secret")),
-                          "translation_rule": rule,
-                          "require_message_authenticator":
-                              bool(n.get("require_message_authenticator", False))})
-        for i, t in enumerate(_items(doc, "tariffs")):
-            self._tariff(f"tariffs[{i}]", t)
-        for i, p in enumerate(_items(doc, "products")):
-            w = f"products[{i}]"
-            _check_keys(w, p, {"name", "currency", "breakage", "accessibility"})
-            prod = self._upsert(f"product {p.get('name')}", m.Product,
-                                {"name": _str(f"{w}.name", p.get("name"))},
-                                {"currency": _str(f"{w}.currency", p.get("currency", "USD")),
-                                 "breakage": _dec(f"{w}.breakage", p.get("breakage", 0))})
-            for j, a in enumerate(_sublist(f"{w}.accessibility", p.get("accessibility"))):
-                wa = f"{w}.accessibility[{j}]"
-                if not isinstance(a, dict):
-                    raise ProvisionError(f"{wa}: must be a mapping")
-                _check_keys(wa, a, {"node", "tariff", "cld"})
-                node = self._ref(f"{wa}.node", m.Node, a.get("node"), "node")
-                tariff = self._ref(f"{wa}.tariff", m.Tariff, a.get("tariff"), "tariff")
-                if tariff.currency != prod.currency:
-                    raise ProvisionError(f"{wa}.tariff: tariff {tariff.name!r} is in "
-                                         f"{tariff.currency}, the product in {prod.currency}")
-                cld = _str(f"{wa}.cld", a.get("cld"), required=False)
-                self._upsert(f"accessibility {prod.name}/{node.name}/{cld or '*'}",
-                             m.Accessibility,
-                             {"product_id": prod.id, "node_id": node.id, "cld": cld},
-                             {"tariff_id": tariff.id})
-        for i, c in enumerate(_items(doc, "customers")):
-            w = f"customers[{i}]"
-            _check_keys(w, c, {"name", "currency", "balance", "credit_limit", "blocked"})
-            limit = c.get("credit_limit")
-            self._upsert(f"customer {c.get('name')}", m.Customer,
-                         {"name": _str(f"{w}.name", c.get("name"))},
-                         {"currency": _str(f"{w}.currency", c.get("currency", "USD")),
-                          "credit_limit": None if limit is None else _dec(f"{w}.credit_limit",
-                                                                          limit),
-                          "blocked": bool(c.get("blocked", False))},
-                         {"balance": _dec(f"{w}.balance", c.get("balance", 0), True)})
-        for i, a in enumerate(_items(doc, "accounts")):
-            self._account(f"accounts[{i}]", a)
-        for i, v in enumerate(_items(doc, "vendors")):
-            w = f"vendors[{i}]"
-            _check_keys(w, v, {"name", "currency", "balance"})
-            self._upsert(f"vendor {v.get('name')}", m.Vendor,
-                         {"name": _str(f"{w}.name", v.get("name"))},
-                         {"currency": _str(f"{w}.currency", v.get("currency", "USD"))},
-                         {"balance": _dec(f"{w}.balance", v.get("balance", 0), True)})
-        for i, c in enumerate(_items(doc, "connections")):
-            w = f"connections[{i}]"
-            _check_keys(w, c, {"name", "vendor", "remote_ip", "tariff", "translation_rule",
-                               "direction"})
-            vendor = self._ref(f"{w}.vendor", m.Vendor, c.get("vendor"), "vendor")
-            tariff = self._ref(f"{w}.tariff", m.Tariff, c.get("tariff"), "tariff")
-            direction = c.get("direction", "to_vendor")
-            if direction not in ("to_vendor", "from_vendor"):
-                raise ProvisionError(f"{w}.direction: must be to_vendor or from_vendor")
-            rule = _str(f"{w}.translation_rule", c.get("translation_rule"), required=False)
-            try:
-                compile_rules(rule)
-            except TranslationError as exc:
-                raise ProvisionError(f"{w}.translation_rule: {exc}") from None
-            self._upsert(f"connection {c.get('name')}", m.Connection,
-                         {"name": _str(f"{w}.name", c.get("name"))},
-                         {"vendor_id": vendor.id,
-                          "remote_ip": _str(f"{w}.remote_ip", c.get("remote_ip")),
-                          "tariff_id": tariff.id, "translation_rule": rule,
-                          "direction": direction})
+        """Check and apply every item; raise one ProvisionError naming every problem."""
+        for i, n in enumerate(self._section(doc, "nodes")):
+            self._each(self._node, f"nodes[{i}]", n)
+        for i, t in enumerate(self._section(doc, "tariffs")):
+            self._each(self._tariff, f"tariffs[{i}]", t)
+        for i, p in enumerate(self._section(doc, "products")):
+            self._each(self._product, f"products[{i}]", p)
+        for i, c in enumerate(self._section(doc, "customers")):
+            self._each(self._customer, f"customers[{i}]", c)
+        for i, a in enumerate(self._section(doc, "accounts")):
+            self._each(self._account, f"accounts[{i}]", a)
+        for i, v in enumerate(self._section(doc, "vendors")):
+            self._each(self._vendor, f"vendors[{i}]", v)
+        for i, c in enumerate(self._section(doc, "connections")):
+            self._each(self._connection, f"connections[{i}]", c)
+        if self.problems:
+            raise ProvisionError(f"{len(self.problems)} problem(s), nothing applied:\n  "
+                                 + "\n  ".join(self.problems))
+
+    def _node(self, w: str, n: dict[str, Any]) -> None:
+        self._keys(w, n, {"name", "nas_ip", "radius_source_ip", "radius_secret",
+                          "translation_rule", "require_message_authenticator"})
+        f = _Fields()
+        rule = f(_rule, f"{w}.translation_rule", n.get("translation_rule"))
+        key = {"name": f(_str, f"{w}.name", n.get("name"))}
+        values = {"nas_ip": f(_str, f"{w}.nas_ip", n.get("nas_ip")),
+                  "radius_source_ip": f(_str, f"{w}.radius_source_ip",
+                                        n.get("radius_source_ip"), False),
+                  "radius_secret": f(_str, f"{w}.radius_secret", n.get("radius_secret")),
+                  "translation_rule": rule,
+                  "require_message_authenticator":
+                      bool(n.get("require_message_authenticator", False))}
+        f.check()
+        self._upsert(f"node {n.get('name')}", m.Node, key, values)
+
+    def _product(self, w: str, p: dict[str, Any]) -> None:
+        self._keys(w, p, {"name", "currency", "breakage", "accessibility"})
+        f = _Fields()
+        key = {"name": f(_str, f"{w}.name", p.get("name"))}
+        values = {"currency": f(_str, f"{w}.currency", p.get("currency", "USD")),
+                  "breakage": f(_dec, f"{w}.breakage", p.get("breakage", 0))}
+        f.check()
+        prod = self._upsert(f"product {p.get('name')}", m.Product, key, values)
+        for j, a in enumerate(_sublist(f"{w}.accessibility", p.get("accessibility"))):
+            self._each(self._access, f"{w}.accessibility[{j}]", prod, a)
+
+    def _access(self, wa: str, prod: m.Product, a: Any) -> None:
+        if not isinstance(a, dict):
+            raise ProvisionError(f"{wa}: must be a mapping")
+        self._keys(wa, a, {"node", "tariff", "cld"})
+        f = _Fields()
+        cld = f(_str, f"{wa}.cld", a.get("cld"), False)
+        node = f(self._ref, f"{wa}.node", m.Node, a.get("node"), "node")
+        tariff = f(self._ref, f"{wa}.tariff", m.Tariff, a.get("tariff"), "tariff")
+        if tariff is not None and tariff.currency != prod.currency:
+            f.problems.append(f"{wa}.tariff: tariff {tariff.name!r} is in "
+                              f"{tariff.currency}, the product in {prod.currency}")
+        f.check()
+        self._upsert(f"accessibility {prod.name}/{node.name}/{cld or '*'}",
+                     m.Accessibility,
+                     {"product_id": prod.id, "node_id": node.id, "cld": cld},
+                     {"tariff_id": tariff.id})
+
+    def _customer(self, w: str, c: dict[str, Any]) -> None:
+        self._keys(w, c, {"name", "currency", "balance", "credit_limit", "blocked"})
+        f = _Fields()
+        limit = c.get("credit_limit")
+        key = {"name": f(_str, f"{w}.name", c.get("name"))}
+        values = {"currency": f(_str, f"{w}.currency", c.get("currency", "USD")),
+                  "credit_limit": None if limit is None else f(_dec, f"{w}.credit_limit",
+                                                               limit),
+                  "blocked": bool(c.get("blocked", False))}
+        opening = {"balance": f(_dec, f"{w}.balance", c.get("balance", 0), True)}
+        f.check()
+        self._upsert(f"customer {c.get('name')}", m.Customer, key, values, opening)
+
+    def _vendor(self, w: str, v: dict[str, Any]) -> None:
+        self._keys(w, v, {"name", "currency", "balance"})
+        f = _Fields()
+        key = {"name": f(_str, f"{w}.name", v.get("name"))}
+        values = {"currency": f(_str, f"{w}.currency", v.get("currency", "USD"))}
+        opening = {"balance": f(_dec, f"{w}.balance", v.get("balance", 0), True)}
+        f.check()
+        self._upsert(f"vendor {v.get('name')}", m.Vendor, key, values, opening)
+
+    def _connection(self, w: str, c: dict[str, Any]) -> None:
+        self._keys(w, c, {"name", "vendor", "remote_ip", "tariff", "translation_rule",
+                          "direction"})
+        f = _Fields()
+        direction = c.get("direction", "to_vendor")
+        if direction not in ("to_vendor", "from_vendor"):
+            f.problems.append(f"{w}.direction: must be to_vendor or from_vendor")
+        rule = f(_rule, f"{w}.translation_rule", c.get("translation_rule"))
+        key = {"name": f(_str, f"{w}.name", c.get("name"))}
+        remote_ip = f(_str, f"{w}.remote_ip", c.get("remote_ip"))
+        vendor = f(self._ref, f"{w}.vendor", m.Vendor, c.get("vendor"), "vendor")
+        tariff = f(self._ref, f"{w}.tariff", m.Tariff, c.get("tariff"), "tariff")
+        f.check()
+        self._upsert(f"connection {c.get('name')}", m.Connection, key,
+                     {"vendor_id": vendor.id, "remote_ip": remote_ip,
+                      "tariff_id": tariff.id, "translation_rule": rule,
+                      "direction": direction})
 
     def _tariff(self, w: str, t: dict[str, Any]) -> None:
-        _check_keys(w, t, {"name", "currency", "free_seconds", "connect_fee",
-                           "post_call_surcharge", "login_fee", "off_peak_period",
-                           "round_charged_amount", "rates"})
-        period = _str(f"{w}.off_peak_period", t.get("off_peak_period"), required=False)
-        try:
-            offpeak.parse(period)
-        except offpeak.PeriodError as exc:
-            raise ProvisionError(f"{w}.off_peak_period: {exc}") from None
-        rnd = _str(f"{w}.round_charged_amount", t.get("round_charged_amount"), required=False)
+        self._keys(w, t, {"name", "currency", "free_seconds", "connect_fee",
+                          "post_call_surcharge", "login_fee", "off_peak_period",
+                          "round_charged_amount", "rates"})
+        f = _Fields()
+        period = f(_period, f"{w}.off_peak_period", t.get("off_peak_period"))
+        rnd = f(_str, f"{w}.round_charged_amount", t.get("round_charged_amount"), False)
         if rnd:
-            _dec(f"{w}.round_charged_amount", rnd)
-        tariff = self._upsert(
-            f"tariff {t.get('name')}", m.Tariff, {"name": _str(f"{w}.name", t.get("name"))},
-            {"currency": _str(f"{w}.currency", t.get("currency", "USD")),
-             "free_seconds": _int(f"{w}.free_seconds", t.get("free_seconds", 0)),
-             "connect_fee": _dec(f"{w}.connect_fee", t.get("connect_fee", 0)),
-             "post_call_surcharge": _dec(f"{w}.post_call_surcharge",
-                                         t.get("post_call_surcharge", 0), True),
-             "login_fee": _dec(f"{w}.login_fee", t.get("login_fee", 0)),
-             "off_peak_period": period, "round_charged_amount": rnd})
+            f(_dec, f"{w}.round_charged_amount", rnd)
+        key = {"name": f(_str, f"{w}.name", t.get("name"))}
+        values = {"currency": f(_str, f"{w}.currency", t.get("currency", "USD")),
+                  "free_seconds": f(_int, f"{w}.free_seconds", t.get("free_seconds", 0)),
+                  "connect_fee": f(_dec, f"{w}.connect_fee", t.get("connect_fee", 0)),
+                  "post_call_surcharge": f(_dec, f"{w}.post_call_surcharge",
+                                           t.get("post_call_surcharge", 0), True),
+                  "login_fee": f(_dec, f"{w}.login_fee", t.get("login_fee", 0)),
+                  "off_peak_period": period, "round_charged_amount": rnd}
+        f.check()
+        tariff = self._upsert(f"tariff {t.get('name')}", m.Tariff, key, values)
         for j, r in enumerate(_sublist(f"{w}.rates", t.get("rates"))):
             wr = f"{w}.rates[{j}]"
             if not isinstance(r, dict):
-                raise ProvisionError(f"{wr}: must be a mapping")
-            self.rate(wr, tariff, r)
+                self.problems.append(f"{wr}: must be a mapping")
+                continue
+            self._each(self.rate, wr, tariff, r)
 
     def rate(self, wr: str, tariff: m.Tariff, r: dict[str, Any]) -> None:
-        _check_keys(wr, r, {"prefix", "interval_first", "interval_next", "price_first",
-                            "price_next", "off_interval_first", "off_interval_next",
-                            "off_price_first", "off_price_next", "forbidden",
-                            "effective_from"})
-        prefix = _str(f"{wr}.prefix", r.get("prefix"), max_len=32)
-        if not prefix.isdigit():
-            raise ProvisionError(f"{wr}.prefix: {prefix!r} must be digits")
-        eff = _date(f"{wr}.effective_from", r.get("effective_from")) or dt.datetime(2000, 1, 1)
+        self._keys(wr, r, {"prefix", "interval_first", "interval_next", "price_first",
+                           "price_next", "off_interval_first", "off_interval_next",
+                           "off_price_first", "off_price_next", "forbidden",
+                           "effective_from"})
+        f = _Fields()
+        prefix = f(_str, f"{wr}.prefix", r.get("prefix"), True, 32)
+        if prefix is not None and not prefix.isdigit():
+            f.problems.append(f"{wr}.prefix: {prefix!r} must be digits")
+        eff = f(_date, f"{wr}.effective_from", r.get("effective_from")) or \
+            dt.datetime(2000, 1, 1)
 
         def opt_int(k: str) -> int | None:
-            return None if r.get(k) in (None, "") else _int(f"{wr}.{k}", r[k], 1)
+            return None if r.get(k) in (None, "") else f(_int, f"{wr}.{k}", r[k], 1)
 
         def opt_dec(k: str) -> Decimal | None:
-            return None if r.get(k) in (None, "") else _dec(f"{wr}.{k}", r[k])
+            return None if r.get(k) in (None, "") else f(_dec, f"{wr}.{k}", r[k])
 
-        first = _int(f"{wr}.interval_first", r.get("interval_first", 60), 1)
-        price_first = _dec(f"{wr}.price_first", r.get("price_first"))
+        first = f(_int, f"{wr}.interval_first", r.get("interval_first", 60), 1)
+        price_first = f(_dec, f"{wr}.price_first", r.get("price_first"))
+        values = {"interval_first": first,
+                  "interval_next": f(_int, f"{wr}.interval_next",
+                                     r.get("interval_next", first), 1),
+                  "price_first": price_first,
+                  "price_next": f(_dec, f"{wr}.price_next", r.get("price_next", price_first)),
+                  "off_interval_first": opt_int("off_interval_first"),
+                  "off_interval_next": opt_int("off_interval_next"),
+                  "off_price_first": opt_dec("off_price_first"),
+                  "off_price_next": opt_dec("off_price_next"),
+                  "forbidden": bool(r.get("forbidden", False))}
+        f.check()
         self._upsert(f"rate {tariff.name}/{prefix}", m.Rate,
                      {"tariff_id": tariff.id, "prefix": prefix, "effective_from": eff},
-                     {"interval_first": first,
-                      "interval_next": _int(f"{wr}.interval_next",
-                                            r.get("interval_next", first), 1),
-                      "price_first": price_first,
-                      "price_next": _dec(f"{wr}.price_next", r.get("price_next", price_first)),
-                      "off_interval_first": opt_int("off_interval_first"),
-                      "off_interval_next": opt_int("off_interval_next"),
-                      "off_price_first": opt_dec("off_price_first"),
-                      "off_price_next": opt_dec("off_price_next"),
-                      "forbidden": bool(r.get("forbidden", False))})
+                     values)
 
     def _account(self, w: str, a: dict[str, Any]) -> None:
-        _check_keys(w, a, {"account_id", "customer", "product", "billing_model", "balance",
-                           "credit_limit", "voip_password", "blocked", "activation_date",
-                           "expiration_date", "preferred_lang", "redirect_number"})
-        customer = self._ref(f"{w}.customer", m.Customer, a.get("customer"), "customer")
-        product = self._ref(f"{w}.product", m.Product, a.get("product"), "product")
+        self._keys(w, a, {"account_id", "customer", "product", "billing_model", "balance",
+                          "credit_limit", "voip_password", "blocked", "activation_date",
+                          "expiration_date", "preferred_lang", "redirect_number"})
+        f = _Fields()
         model = a.get("billing_model", "debit")
         if model not in ("debit", "credit"):
-            raise ProvisionError(f"{w}.billing_model: must be debit or credit, not {model!r}")
-        lang = _str(f"{w}.preferred_lang", a.get("preferred_lang", "en"), max_len=2)
-        self._upsert(f"account {a.get('account_id')}", m.Account,
-                     {"account_id": _str(f"{w}.account_id", a.get("account_id"), max_len=64)},
-                     {"customer_id": customer.id, "product_id": product.id,
-                      "billing_model": model,
-                      "credit_limit": _dec(f"{w}.credit_limit", a.get("credit_limit", 0)),
-                      "voip_password": _str(f"{w}.voip_password", a.get("voip_password"),
-                                            required=False, max_len=64),
-                      "blocked": bool(a.get("blocked", False)),
-                      "activation_date": _date(f"{w}.activation_date", a.get("activation_date")),
-                      "expiration_date": _date(f"{w}.expiration_date", a.get("expiration_date")),
-                      "preferred_lang": lang,
-                      "redirect_number": _str(f"{w}.redirect_number", a.get("redirect_number"),
-                                              required=False, max_len=32)},
-                     {"balance": _dec(f"{w}.balance", a.get("balance", 0), True)})
+            f.problems.append(f"{w}.billing_model: must be debit or credit, not {model!r}")
+        key = {"account_id": f(_str, f"{w}.account_id", a.get("account_id"), True, 64)}
+        values = {"billing_model": model,
+                  "credit_limit": f(_dec, f"{w}.credit_limit", a.get("credit_limit", 0)),
+                  "voip_password": f(_str, f"{w}.voip_password", a.get("voip_password"),
+                                     False, 64),
+                  "blocked": bool(a.get("blocked", False)),
+                  "activation_date": f(_date, f"{w}.activation_date",
+                                       a.get("activation_date")),
+                  "expiration_date": f(_date, f"{w}.expiration_date",
+                                       a.get("expiration_date")),
+                  "preferred_lang": f(_str, f"{w}.preferred_lang",
+                                      a.get("preferred_lang", "en"), True, 2),
+                  "redirect_number": f(_str, f"{w}.redirect_number", a.get("redirect_number"),
+                                       False, 32)}
+        opening = {"balance": f(_dec, f"{w}.balance", a.get("balance", 0), True)}
+        customer = f(self._ref, f"{w}.customer", m.Customer, a.get("customer"), "customer")
+        product = f(self._ref, f"{w}.product", m.Product, a.get("product"), "product")
+        f.check()
+        self._upsert(f"account {a.get('account_id')}", m.Account, key,
+                     {"customer_id": customer.id, "product_id": product.id, **values}, opening)
+
+
+class _Problems(ProvisionError):
+    """Every problem of one item."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+class _Fields:
+    """Reads an item's values, keeping every problem instead of stopping at the first."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def __call__(self, read: Any, *args: Any) -> Any:
+        try:
+            return read(*args)
+        except ProvisionError as exc:
+            self.problems.append(str(exc))
+            return None
+
+    def check(self) -> None:
+        if self.problems:
+            raise _Problems(self.problems)
+
+
+def _rule(where: str, value: Any) -> str:
+    rule = _str(where, value, False)
+    try:
+        compile_rules(rule)
+    except TranslationError as exc:
+        raise ProvisionError(f"{where}: {exc}") from None
+    return rule
+
+
+def _period(where: str, value: Any) -> str:
+    period = _str(where, value, False)
+    try:
+        offpeak.parse(period)
+    except offpeak.PeriodError as exc:
+        raise ProvisionError(f"{where}: {exc}") from None
+    return period
 
 
 def apply_document(engine: Engine, doc: dict[str, Any], dry_run: bool = False) -> Report:

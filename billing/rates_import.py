@@ -10,7 +10,8 @@ then has the rate table, whose header row starts with ``Destination``:
 
 Country and Description are ignored, as in the source. Every row is checked
 first; by default one bad row means nothing is imported and every bad row is
-reported with its line number. With ``--rejects FILE`` the good rows are
+reported with its line number and every problem of the row (docs/billing.md
+has the layout). With ``--rejects FILE`` the good rows are
 imported and the bad ones written to FILE (as the source mails back the
 part that failed), ready to be fixed and imported again.
 """
@@ -63,11 +64,17 @@ def _flag(text: str) -> bool:
 
 
 def parse_row(cells: list[str]) -> dict[str, Any]:
+    """One rate row; ValueError naming every bad cell of the row (``; ``-separated)."""
     cells = [c.strip() for c in cells] + [""] * (len(COLUMNS) - len(cells))
     row = dict(zip(COLUMNS, cells, strict=False))
-    prefix = row["destination"]
-    if not prefix.isdigit():
-        raise ValueError(f"destination {prefix!r} is not a digit prefix")
+    problems: list[str] = []
+
+    def check(fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except ValueError as exc:
+            problems.append(str(exc))
+            return None
 
     def interval(k: str) -> int:
         try:
@@ -87,19 +94,24 @@ def parse_row(cells: list[str]) -> dict[str, Any]:
             raise ValueError(f"{k} {row[k]!r} must be a non-negative price")
         return v
 
+    prefix = row["destination"]
+    if not prefix.isdigit():
+        problems.append(f"destination {prefix!r} is not a digit prefix")
     out: dict[str, Any] = {
-        "prefix": prefix, "interval_first": interval("interval 1"),
-        "interval_next": interval("interval n"), "price_first": price("price 1"),
-        "price_next": price("price n"), "forbidden": _flag(row["forbidden"]),
+        "prefix": prefix, "interval_first": check(interval, "interval 1"),
+        "interval_next": check(interval, "interval n"), "price_first": check(price, "price 1"),
+        "price_next": check(price, "price n"), "forbidden": check(_flag, row["forbidden"]),
     }
     if any(row[k] for k in COLUMNS[7:11]):
-        out.update(off_interval_first=interval("off-peak interval 1"),
-                   off_interval_next=interval("off-peak interval n"),
-                   off_price_first=price("off-peak price 1"),
-                   off_price_next=price("off-peak price n"))
-    eff = _date(row["effective from"])
+        out.update(off_interval_first=check(interval, "off-peak interval 1"),
+                   off_interval_next=check(interval, "off-peak interval n"),
+                   off_price_first=check(price, "off-peak price 1"),
+                   off_price_next=check(price, "off-peak price n"))
+    eff = check(_date, row["effective from"])
     if eff is not None:
         out["effective_from"] = eff
+    if problems:
+        raise ValueError("; ".join(problems))
     return out
 
 
@@ -152,6 +164,9 @@ def import_rates(engine: Engine, tariff_name: str, path: Path, dry_run: bool = F
         applier = _Applier(session, report)
         for line, values in good:
             applier.rate(f"{path}:{line}", tariff, values)
+        if applier.problems:
+            session.rollback()
+            raise RateSheetError("; ".join(applier.problems))
         if dry_run:
             session.rollback()
         else:

@@ -56,14 +56,21 @@ def customer_report(engine: Engine, name: str) -> dict[str, Any] | None:
 
 def list_xdrs(engine: Engine, kind: str = "account", account: str | None = None,
               vendor: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest xDRs. Field names say what they hold: ``xdr_id``; for account
+    xDRs ``account_id`` is the account's own id (its User-Name) and
+    ``account_pk`` the internal key; for vendor xDRs ``vendor`` and ``vendor_pk``."""
+    x = m.AccountXDR if kind == "account" else m.VendorXDR
+    cols = [c for c in x.__table__.c if c.name not in ("id", "account_id", "vendor_id")]
     if kind == "account":
-        q = select(m.AccountXDR.__table__, m.Account.account_id.label("owner")).join(
+        q = select(m.AccountXDR.id.label("xdr_id"), m.Account.account_id.label("account_id"),
+                   m.AccountXDR.account_id.label("account_pk"), *cols).join(
             m.Account, m.Account.id == m.AccountXDR.account_id)
         if account:
             q = q.where(m.Account.account_id == account)
         q = q.order_by(m.AccountXDR.id.desc())
     else:
-        q = select(m.VendorXDR.__table__, m.Vendor.name.label("owner")).join(
+        q = select(m.VendorXDR.id.label("xdr_id"), m.Vendor.name.label("vendor"),
+                   m.VendorXDR.vendor_id.label("vendor_pk"), *cols).join(
             m.Vendor, m.Vendor.id == m.VendorXDR.vendor_id)
         if vendor:
             q = q.where(m.Vendor.name == vendor)

@@ -127,16 +127,10 @@ def place_call(args: argparse.Namespace) -> int:
 
     r1 = auth("authentication", None)
     if r1.code != rp.AccessAccept:
-        _print(steps, args.json)
-        if str(r1.get("h323-return-code", [""])[0]).rpartition("=")[2] == "3":
-            print("hint: the debit account is logged in by another call that has not ended "
-                  "(simultaneous-login prevention, [Fraud_Detection]); send that call's "
-                  "Stop, or wait Recovery_Time_sec")
-        return 1
+        return _refused(steps, r1, args)
     r2 = auth("authorization", args.cld)
     if r2.code != rp.AccessAccept:
-        _print(steps, args.json)
-        return 1
+        return _refused(steps, r2, args)
     credit = int(str(r2.get("h323-credit-time", ["0"])[0]).rpartition("=")[2] or 0)
     duration = args.duration if args.duration is not None else credit
     end = dt.datetime.now(dt.UTC)
@@ -187,6 +181,18 @@ def place_call(args: argparse.Namespace) -> int:
          args.nas_ip, True)
     _print(steps, args.json)
     return 0
+
+
+def _refused(steps: list[dict[str, Any]], reply: rp.Packet, args: argparse.Namespace) -> int:
+    """Print the dialogue and what to do about the refusal; exit 1."""
+    from billing.refusal_hints import hint, return_code
+
+    code = return_code(str(reply.get("h323-return-code", [""])[0]))
+    steps[-1]["hint"] = hint(code, args.account)
+    _print(steps, args.json)
+    if not args.json:
+        print(f"hint: {steps[-1]['hint']}")
+    return 1
 
 
 def _print(steps: list[dict[str, Any]], as_json: bool) -> None:

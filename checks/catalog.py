@@ -14,14 +14,26 @@ runbook anchor ``docs/checks.md#check-<name>``)::
     subsystem = system       # the Nagios service group
     args = -p /var -w 80 -c 90
 
-:func:`load_checks` validates everything before anything runs: an unknown
-plugin, a bad threshold or option, a bad interval, a duplicate service name;
-each error names the file, the line and the section (:class:`CatalogError`).
+:func:`read_checks` is the one reader of this file. It validates every
+section on its own: an unknown plugin, a bad threshold or option, a bad
+interval, a duplicate service name; each problem names the file, the line and
+the section. Two ways to take its answer:
+
+- strict (:func:`load_checks`, :func:`parse_checks`; ``vigil monitor check``,
+  the central Nagios configuration): any bad section refuses the file, every
+  problem listed at once (:class:`CatalogError`);
+- tolerant (``tolerant=True``; the scheduler): the good checks run and each bad
+  one becomes a :class:`BrokenCheck` the scheduler reports UNKNOWN every pass,
+  with the same message, so one typo never silences the whole server (the
+  central Nagios would page for a DOWN host instead of the one check).
+
+Only a file that is not readable INI at all is refused in both modes.
 """
 
 from __future__ import annotations
 
 import configparser
+import logging
 import re
 import shlex
 import shutil
@@ -32,6 +44,7 @@ from pathlib import Path
 
 from checks import PLUGINS
 
+log = logging.getLogger(__name__)
 SUBSYSTEMS = ("radius", "billing", "database", "replication", "nsca", "system",
               "redundancy", "monitor")
 ROLES = ("primary", "secondary", "central", "all")
@@ -66,6 +79,22 @@ class CheckSpec:
     args: tuple[str, ...] = ()
     roles: tuple[str, ...] = ()   # empty: every role
     line: int = 0                 # where the section starts in the file
+    problem: str = ""             # always empty: a check that cannot run is a BrokenCheck
+
+
+@dataclass(frozen=True)
+class BrokenCheck:
+    """A check the file names but that cannot run; the scheduler reports it UNKNOWN."""
+
+    name: str
+    service_description: str
+    problem: str
+    interval_sec: float = 60
+    timeout_sec: float = 10
+    subsystem: str = "monitor"
+    roles: tuple[str, ...] = ()
+    command: tuple[str, ...] = ()
+    line: int = 0
 
 
 def vigil_check_program() -> str:
@@ -76,8 +105,13 @@ def vigil_check_program() -> str:
     return shutil.which("vigil-check") or "vigil-check"
 
 
-def load_checks(path: str | Path, role: str | None = None) -> list[CheckSpec]:
-    """Every check of the file (only those of ``role`` if given), validated."""
+def load_checks(path: str | Path, role: str | None = None, *, tolerant: bool = False
+                ) -> list[CheckSpec | BrokenCheck]:
+    """Every check of the file (only those of ``role`` if given), validated.
+
+    Strict (the default) raises :class:`CatalogError` listing every bad
+    section; ``tolerant`` returns them as :class:`BrokenCheck` instead.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -85,35 +119,78 @@ def load_checks(path: str | Path, role: str | None = None) -> list[CheckSpec]:
         raise CatalogError(f"{path}: checks file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CatalogError(f"{path}: cannot read: {exc}") from None
-    return parse_checks(text, str(path), role)
+    checks = read_checks(text, str(path), role)
+    if tolerant:
+        return checks
+    return list(_strict(checks))
 
 
 def parse_checks(text: str, source: str = "<checks>", role: str | None = None
                  ) -> list[CheckSpec]:
+    """The checks of ``text``; :class:`CatalogError` naming every bad section."""
+    return _strict(read_checks(text, source, role))
+
+
+def _strict(checks: list[CheckSpec | BrokenCheck]) -> list[CheckSpec]:
+    broken = [c.problem for c in checks if isinstance(c, BrokenCheck)]
+    if broken:
+        raise CatalogError("; ".join(broken))
+    return [c for c in checks if isinstance(c, CheckSpec)]
+
+
+def read_checks(text: str, source: str = "<checks>", role: str | None = None
+                ) -> list[CheckSpec | BrokenCheck]:
+    """Each section as a :class:`CheckSpec`, or a :class:`BrokenCheck` saying what is wrong."""
     parser = configparser.ConfigParser(interpolation=None, strict=True,
                                        inline_comment_prefixes=("#", ";"))
     try:
         parser.read_string(text, source=source)
     except configparser.Error as exc:
         raise CatalogError(" ".join(str(exc).split())) from None
+    if not parser.sections():
+        raise CatalogError(f"{source}: no checks (one [section] per check)")
     lines = _line_numbers(text)
     program = vigil_check_program()
-    specs: list[CheckSpec] = []
+    out: list[CheckSpec | BrokenCheck] = []
     services: dict[str, str] = {}
     for name in parser.sections():
-        spec = _spec(parser, name, lines, source, program)
-        where = _where(source, lines, name, "service")
-        if spec.service_description in services:
-            raise CatalogError(f"{where}: service {spec.service_description!r} is also "
-                               f"[{services[spec.service_description]}]")
+        spec: CheckSpec | BrokenCheck
+        try:
+            spec = _spec(parser, name, lines, source, program)
+        except CatalogError as exc:
+            spec = _broken(parser[name], name, str(exc), lines)
+        desc = spec.service_description
+        if desc in services:
+            where = _where(source, lines, name, "service")
+            spec = BrokenCheck(name, f"{desc} ({name})",
+                               f"{where}: service {desc!r} is also [{services[desc]}]",
+                               line=lines.get((name.lower(), ""), 0))
         services[spec.service_description] = name
-        specs.append(spec)
-    if not specs:
-        raise CatalogError(f"{source}: no checks (one [section] per check)")
+        if isinstance(spec, BrokenCheck):
+            log.error("checks file: check %s will report UNKNOWN: %s", name, spec.problem)
+        out.append(spec)
     if role is not None:
-        specs = [s for s in specs if not s.roles or role == "all" or role in s.roles
-                 or "all" in s.roles]
-    return specs
+        out = [s for s in out if not s.roles or role == "all" or role in s.roles
+               or "all" in s.roles]
+    return out
+
+
+def _broken(sec: configparser.SectionProxy, name: str, problem: str,
+            lines: dict[tuple[str, str], int]) -> BrokenCheck:
+    """What can be salvaged of a bad section, so its UNKNOWN lands on the right service."""
+    desc = sec.get("service", "").strip()
+    if not desc or set(desc) & _ILLEGAL_SERVICE or len(desc.encode()) > 128:
+        desc = name
+    subsystem = sec.get("subsystem", "").strip()
+    if subsystem not in SUBSYSTEMS:
+        subsystem = "monitor"
+    try:
+        interval = max(10.0, float(sec.get("interval", "60")))
+    except ValueError:
+        interval = 60.0
+    roles = tuple(r.strip() for r in sec.get("roles", "").split(",") if r.strip())
+    return BrokenCheck(name, desc, problem, interval_sec=interval, subsystem=subsystem,
+                       roles=roles, line=lines.get((name.lower(), ""), 0))
 
 
 def _spec(parser: configparser.ConfigParser, name: str, lines: dict[tuple[str, str], int],

@@ -114,11 +114,29 @@ def database_url(ctx: Context, url_text: str | None = None) -> DbUrl:
             url = DbUrl("sqlite", database=str(ctx.site_state_dir() / db))
         return url
     user = url.user
-    if not url_text and not ctx.args.url and ctx.option("Master", "User", ""):
-        user = ctx.option("Master", "User")
     password = ctx.option("Master", "Password")
+    if not url_text and not ctx.args.url and ctx.option("Checks", "DB_User", ""):
+        # the plugins' own read-only account (all a nagios-run plugin is given)
+        user, password = ctx.option("Checks", "DB_User"), ctx.option("Checks", "DB_Password")
+    elif not url_text and not ctx.args.url and ctx.option("Master", "User", ""):
+        user = ctx.option("Master", "User")
     return DbUrl("mysql", url.host, url.port, user, password.reveal() if password else "",
                  url.database, url.unix_socket)
+
+
+def _local(url: DbUrl) -> bool:
+    """A unix socket or loopback: no TLS. PyMySQL otherwise tries TLS ("preferred",
+    unverified) and builds an SSL context for it, loading the system CA bundle: about
+    90 ms of CPU per run, most of what a database check costs, to protect nothing on
+    this machine. A remote server keeps PyMySQL's default."""
+    import ipaddress
+
+    if url.unix_socket or url.host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(url.host).is_loopback
+    except ValueError:
+        return False
 
 
 def where(url: DbUrl) -> str:
@@ -176,7 +194,7 @@ def connect(ctx: Context, url_text: str | None = None) -> Iterator[Connection]:
                               password=url.password, database=url.database or None,
                               unix_socket=url.unix_socket or None, connect_timeout=left,
                               read_timeout=left, write_timeout=left, autocommit=True,
-                              charset="utf8mb4")
+                              charset="utf8mb4", ssl_disabled=_local(url))
     except pymysql.MySQLError as exc:
         raise _translate(exc, url) from None
     try:

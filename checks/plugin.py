@@ -12,9 +12,12 @@ Monitoring Plugins guidelines:
   plugin waits on it) is CRITICAL; the plugin's own failure (a crash, a bad
   config, :class:`PluginError`, ``-t`` expiring in its own work) is UNKNOWN.
 
-Judging goes through nagiosplugin's pipeline (Resource → Metric → ScalarContext
-→ Result); its Runtime is not used because it prints tracebacks on several
-lines and turns every timeout into UNKNOWN.
+Judging goes through nagiosplugin's public pipeline (Resource → Metric →
+ScalarContext → Result, run by ``Check()``); its Runtime is not used because it
+prints tracebacks on several lines and turns every timeout into UNKNOWN. Our
+own exceptions are not ``nagiosplugin.CheckError``, so ``Check()`` lets them
+through to :func:`run`, which knows CRITICAL (target down) from UNKNOWN.
+States are :class:`vigil.service_state.ServiceState`.
 """
 
 from __future__ import annotations
@@ -35,11 +38,13 @@ import nagiosplugin
 
 from checks.perfdata import Perfdata, format_number
 from checks.range import Range, parse_range, range_type
+from vigil.service_state import ServiceState, worst
 
 log = logging.getLogger(__name__)
 
-OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
-STATE_NAMES = ("OK", "WARNING", "CRITICAL", "UNKNOWN")
+# Short names for plugin modules; the enum members themselves.
+OK, WARNING, CRITICAL, UNKNOWN = (ServiceState.OK, ServiceState.WARNING,
+                                  ServiceState.CRITICAL, ServiceState.UNKNOWN)
 MAX_LINE = 512      # an NSCA v3 packet carries 512 bytes of plugin output
 MAX_TEXT = 240      # the human part, before perfdata
 DEFAULT_TIMEOUT = 10.0
@@ -59,12 +64,6 @@ class PluginTimeout(BaseException):
     cannot swallow it."""
 
 
-def worst(*states: int) -> int:
-    """The most serious state; UNKNOWN ranks between WARNING and CRITICAL like Nagios does."""
-    order = {OK: 0, WARNING: 1, UNKNOWN: 2, CRITICAL: 3}
-    return max(states, key=lambda s: order[s])
-
-
 @dataclass
 class Reading:
     """What a probe measured: the one judged value and how to say it."""
@@ -75,7 +74,7 @@ class Reading:
     max: float | None = None
     # A state the probe already knows (a stopped replication thread is CRITICAL
     # whatever the lag says); the result is the worse of this and the thresholds.
-    state: int = OK
+    state: ServiceState = OK
     judge: bool = True      # False: too little data to judge (a quiet night), OK regardless
     extra: Sequence[Perfdata] = field(default_factory=tuple)
     perf: bool = True       # False: the value means nothing to a grapher (no data yet)
@@ -106,6 +105,27 @@ class Plugin:
         return run(cls(), list(sys.argv[1:] if argv is None else argv))
 
 
+# The last configuration read, by file identity and environment overrides. In a
+# command-line run it serves nobody; in the scheduler's plugin worker it is
+# filled before the fork, so a check does not parse an unchanged file again.
+_LOADED: dict[tuple[Any, ...], Any] = {}
+
+
+def _config_key(explicit: str | None) -> tuple[Any, ...] | None:
+    from vigil.config import find_config_file
+
+    try:
+        found = find_config_file(explicit)
+        if found is None:
+            return None
+        st = os.stat(found)
+    except OSError:
+        return None
+    overrides = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("VIGIL__")))
+    return (os.getcwd(), str(found), st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size,
+            overrides)
+
+
 # ------------------------------------------------------------------ context
 class Context:
     """What a probe may use: its arguments, the config, the clock, its state folder."""
@@ -126,11 +146,20 @@ class Context:
         if self._cfg is None:
             from vigil.config import ConfigError, load
 
+            key = _config_key(self.args.config)
+            cached = _LOADED.get(key) if key is not None else None
+            if cached is not None:
+                self._cfg = cached
+                return cached
             try:
                 self._cfg = load(self.args.config, sections=())
             except ConfigError as exc:
                 raise PluginError(str(exc)) from None
+            if key is not None:
+                _LOADED.clear()
+                _LOADED[key] = self._cfg
         return self._cfg
+
 
     def option(self, section: str, name: str, default: Any = None) -> Any:
         """A config option; ``default`` when the room that declares it is not installed."""
@@ -186,16 +215,30 @@ def anchor(name: str) -> str:
     return f"check-{name}"
 
 
-def build_parser(plugin: Plugin) -> PluginArgumentParser:
+# Parsers by (plugin class, program name). parse_args never changes a parser, so
+# one built in the scheduler's plugin worker serves every forked check (fewer
+# objects made per check, fewer pages copied).
+_PARSERS: dict[tuple[type, str | None], PluginArgumentParser] = {}
+
+
+def build_parser(plugin: Plugin, prog: str | None = None) -> PluginArgumentParser:
+    key = (type(plugin), prog)
+    parser = _PARSERS.get(key)
+    if parser is None:
+        parser = _PARSERS[key] = _new_parser(plugin, prog)
+    return parser
+
+
+def _new_parser(plugin: Plugin, prog: str | None) -> PluginArgumentParser:
     p = PluginArgumentParser(
-        prog=f"vigil-check {plugin.name}",
+        prog=prog or f"vigil-check {plugin.name}",
         description=f"{plugin.title}. Runbook: docs/checks.md#{anchor(plugin.name)}",
         epilog="Ranges: [@][start:][end]; alert when outside (inside with @): "
                "10 = outside 0..10, 10: = below 10, ~:10 = above 10, @10:20 = within 10..20. "
                "Exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
     )
     p.add_argument("-V", "--version", action="version",
-                   version=f"vigil-check {plugin.name} {VERSION}")
+                   version=f"{prog or 'vigil-check ' + plugin.name} {VERSION}")
     p.add_argument("-w", "--warning", type=range_type, default=parse_range(plugin.warning),
                    metavar="RANGE", help=f"warning range for {plugin.label}"
                    + (f" (default {plugin.warning})" if plugin.warning else ""))
@@ -307,32 +350,22 @@ def _violation(r: Range, value: float, level: str) -> str:
     return f"{level} below {format_number(r.start)}"
 
 
-def judge(plugin: Plugin, ctx: Context) -> tuple[int, str, list[str]]:
+def judge(plugin: Plugin, ctx: Context) -> tuple[ServiceState, str, list[str]]:
     """Probe and judge: (state, text, perfdata items)."""
     resource = _Resource(plugin, ctx)
     judge_ctx = _Judge("judged", ctx.args.warning, ctx.args.critical)
     check = nagiosplugin.Check(resource, judge_ctx)
-    check._evaluate_resource = _evaluate_strict.__get__(check)  # type: ignore[method-assign]
     check()
     result = check.results.first_significant
     reading = resource.reading
     assert reading is not None
-    state = int(result.state)
+    state = ServiceState(int(result.state))
     text = reading.text
     if result.hint:
         text = f"{text} ({result.hint})"
     perf = [str(p) for p in ([result.metric.performance()] if reading.perf else []) if p]
     perf += [str(p) for p in reading.extra]
     return state, text, perf
-
-
-def _evaluate_strict(self: nagiosplugin.Check, resource: _Resource) -> None:
-    # nagiosplugin's own version turns CheckError into UNKNOWN and swallows the
-    # metric; here every exception goes up to run(), which knows CRITICAL from UNKNOWN.
-    for metric in resource.probe():
-        context = self.contexts[metric.context]
-        metric = metric.replace(contextobj=context, resource=resource)
-        self.results.add(metric.evaluate())
 
 
 # ------------------------------------------------------------------- output
@@ -346,7 +379,7 @@ def format_line(service: str, state: int, text: str, perf: Sequence[str] = ()) -
     text = sanitize(text)
     if len(text) > MAX_TEXT:
         text = text[: MAX_TEXT - 3].rstrip() + "..."
-    line = f"{service} {STATE_NAMES[state]}: {text}"
+    line = f"{service} {ServiceState(state).text}: {text}"
     if perf:
         kept: list[str] = []
         for item in perf:
@@ -415,11 +448,12 @@ def _setup_logging(verbose: int) -> None:
     root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.ERROR)
 
 
-def run(plugin: Plugin, argv: Sequence[str], out: Any = None) -> int:
+def run(plugin: Plugin, argv: Sequence[str], out: Any = None, prog: str | None = None
+        ) -> ServiceState:
     """Parse, probe under the alarm, judge, print one line; return the exit code."""
     out = out or sys.stdout
     service = plugin.name.upper()
-    parser = build_parser(plugin)
+    parser = build_parser(plugin, prog)
     try:
         args = parser.parse_args(_join_negative_ranges(list(argv)))
     except _HelpRequested:

@@ -5,7 +5,7 @@ The checks file itself is ``[Monitor] Checks_File`` (the scheduler's option).
 
 from __future__ import annotations
 
-from vigil.config import declare, host, text
+from vigil.config import declare, host, secret, text
 
 
 def optional_host(value: str) -> str:
@@ -18,3 +18,8 @@ declare("Checks", "State_Dir", text, "",
 declare("Checks", "NTP_Server", optional_host, "",
         "The site's NTP server the clock_offset check compares this clock with "
         "(empty: the check reports UNKNOWN until it is set).")
+declare("Checks", "DB_User", text, "",
+        "Read-only database account for the plugins (GRANT SELECT, PROCESS, REPLICATION "
+        "CLIENT); empty: [Master] User. The only database credentials `vigil plugins "
+        "install` gives the nagios user.")
+declare("Checks", "DB_Password", secret, "", "Password of [Checks] DB_User.", secret=True)

@@ -27,7 +27,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from monitor import catalog, graphs, notify, settings, web
+from checks import catalog
+from monitor import graphs, notify, settings, web
 from monitor.nagios_config import GenerateError, NagiosSettings, generate, hand_over_runtime
 from monitor.scheduler import PassReport, Scheduler, plugin_env
 from monitor.sites import SitesFileError
@@ -105,7 +106,8 @@ def _checks(cfg: vconfig.Config, explicit: str | None, *, all_roles: bool = Fals
     """This server's checks (its ``[Site] Role``), or every check for the central config."""
     path = Path(explicit) if explicit else cfg.path(settings.SECTION, "Checks_File")
     try:
-        return list(catalog.load(path, None if all_roles else cfg.get("Site", "Role")))
+        return list(catalog.load_checks(path, None if all_roles else cfg.get("Site", "Role"),
+                                        tolerant=True))
     except catalog.CatalogError as exc:
         raise CommandError(str(exc), EXIT_USAGE) from None
 

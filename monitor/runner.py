@@ -16,11 +16,17 @@ prints non-text             UNKNOWN    ``printed garbage (not UTF-8 text)``
 prints too much             UNKNOWN    ``printed more than N bytes``
 cannot be started           UNKNOWN    ``cannot run <argv0>: <why>``
 ==========================  =========  ======================================
+
+Vigil's own plugins (``vigil-check NAME``, ``check_vigil_NAME``) run as a fork
+of the :class:`~monitor.zygote.Zygote` when one is given, so no Python starts
+per check; the timeout, output cap and group kill are the same code either
+way. If the zygote cannot take the check, it runs as a subprocess.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import selectors
@@ -33,11 +39,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from monitor.zygote import Zygote, ZygoteChild, ZygoteError, plugin_argv
+from vigil.service_state import ServiceState
 
 log = logging.getLogger(__name__)
 
-OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
-STATE_NAMES = ("OK", "WARNING", "CRITICAL", "UNKNOWN")
+CRITICAL, UNKNOWN = ServiceState.CRITICAL, ServiceState.UNKNOWN
 
 # NSCA v3 carries at most 4095 bytes of output; Nagios keeps 8 KiB. Keep well inside.
 OUTPUT_LIMIT_BYTES = 2048
@@ -61,6 +70,11 @@ class ProcessTracker:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
 
+    def running(self) -> set[int]:
+        """The pids (process groups) of the plugins running now."""
+        with self._lock:
+            return set(self._pids)
+
     def discard(self, pid: int) -> None:
         with self._lock:
             self._pids.discard(pid)
@@ -77,14 +91,15 @@ class ProcessTracker:
 
 @dataclass(frozen=True)
 class Outcome:
-    status: int
+    status: ServiceState
     output: str
     duration: float
     finished_at: float  # wall clock, for the result's timestamp
+    cpu_sec: float | None = None  # the plugin's own CPU, when known (a zygote child)
 
     @property
     def state(self) -> str:
-        return STATE_NAMES[self.status]
+        return self.status.text
 
 
 def resolve_program(argv0: str) -> str | None:
@@ -110,7 +125,7 @@ def clean_line(text: str) -> str:
     return line
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+def _kill_group(proc: Any) -> None:
     """SIGTERM the process group, SIGKILL it if it is still there after a grace."""
     for sig, grace in ((signal.SIGTERM, _KILL_GRACE_SEC), (signal.SIGKILL, 5.0)):
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -127,16 +142,26 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 
 def run_plugin(argv: Sequence[str], timeout: float, *, max_output: int = 65536,
                env: Mapping[str, str] | None = None, name: str = "",
-               tracker: ProcessTracker | None = None) -> Outcome:
+               tracker: ProcessTracker | None = None, zygote: Zygote | None = None
+               ) -> Outcome:
     """Run ``argv`` to completion or until ``timeout``; never raises for the plugin's faults."""
     label = name or (argv[0] if argv else "?")
     start = time.monotonic()
 
-    def done(status: int, output: str) -> Outcome:
+    def done(status: ServiceState, output: str) -> Outcome:
         return Outcome(status, clean_line(output), time.monotonic() - start, time.time())
 
     if not argv:
         return done(UNKNOWN, f"UNKNOWN - {label} has an empty command")
+    own = plugin_argv(argv) if zygote is not None else None
+    if zygote is not None and own is not None:
+        try:
+            child = zygote.spawn(own, env)
+        except ZygoteError as exc:
+            log.warning("check %s: plugin worker unavailable (%s), running it as a "
+                        "subprocess", label, exc)
+        else:
+            return _tracked(child, label, timeout, max_output, start, done, tracker)
     program = resolve_program(argv[0])
     if program is None:
         log.error("check %s: plugin %s not found", label, argv[0])
@@ -149,6 +174,12 @@ def run_plugin(argv: Sequence[str], timeout: float, *, max_output: int = 65536,
     except OSError as exc:
         log.error("check %s: cannot run %s: %s", label, program, exc)
         return done(UNKNOWN, f"UNKNOWN - cannot run {argv[0]}: {exc.strerror or exc}")
+    return _tracked(proc, label, timeout, max_output, start, done, tracker)
+
+
+def _tracked(proc: Any, label: str, timeout: float, max_output: int, start: float,
+             done: Callable[[ServiceState, str], Outcome],
+             tracker: ProcessTracker | None) -> Outcome:
     if tracker is not None:
         tracker.add(proc.pid)
     try:
@@ -158,8 +189,8 @@ def run_plugin(argv: Sequence[str], timeout: float, *, max_output: int = 65536,
             tracker.discard(proc.pid)
 
 
-def _collect(proc: subprocess.Popen[bytes], label: str, timeout: float, max_output: int,
-             start: float, done: Callable[[int, str], Outcome]) -> Outcome:
+def _collect(proc: Any, label: str, timeout: float, max_output: int,
+             start: float, done: Callable[[ServiceState, str], Outcome]) -> Outcome:
 
     out = bytearray()
     err = bytearray()
@@ -209,6 +240,13 @@ def _collect(proc: subprocess.Popen[bytes], label: str, timeout: float, max_outp
         log.warning("check %s: printed more than %d bytes, stopped", label, max_output)
         return done(UNKNOWN, f"UNKNOWN - {label} printed more than {max_output} bytes "
                              "(output cut, plugin stopped)")
+    if isinstance(proc, ZygoteChild):
+        if proc.error:
+            # A zygote child whose worker died: what it printed is not to be trusted whole.
+            return done(UNKNOWN, f"UNKNOWN - {label}: {proc.error}")
+        rc = proc.returncode if proc.returncode is not None else -signal.SIGKILL
+        outcome = done(*judge(label, rc, bytes(out), bytes(err)))
+        return dataclasses.replace(outcome, cpu_sec=proc.cpu_sec)
     return done(*judge(label, proc.returncode, bytes(out), bytes(err)))
 
 
@@ -217,7 +255,7 @@ def _last_line(data: bytes) -> str:
     return lines[-1].strip() if lines else ""
 
 
-def judge(label: str, rc: int, out: bytes, err: bytes) -> tuple[int, str]:
+def judge(label: str, rc: int, out: bytes, err: bytes) -> tuple[ServiceState, str]:
     """Status and output line for a plugin that ended by itself (a pure function)."""
 
     def because(why: str) -> str:
@@ -230,7 +268,7 @@ def judge(label: str, rc: int, out: bytes, err: bytes) -> tuple[int, str]:
             signame = str(-rc)
         log.warning("check %s: killed by %s", label, signame)
         return UNKNOWN, f"UNKNOWN - {label} killed by {signame}{because(_last_line(err))}"
-    if rc not in (OK, WARNING, CRITICAL, UNKNOWN):
+    if rc not in tuple(ServiceState):
         log.warning("check %s: exited with code %d", label, rc)
         why = _last_line(err) or _last_line(out)
         return UNKNOWN, f"UNKNOWN - {label} exited with code {rc}{because(why)}"
@@ -245,4 +283,4 @@ def judge(label: str, rc: int, out: bytes, err: bytes) -> tuple[int, str]:
                          f"{because(_last_line(err))}")
     if sum(ch.isprintable() for ch in first) < len(first) * 0.9:
         return UNKNOWN, f"UNKNOWN - {label} printed garbage (control characters)"
-    return rc, first
+    return ServiceState(rc), first

@@ -5,7 +5,9 @@ One pass (every ``Pass_Period_sec``, 60 s as in the source):
 1. pick the checks whose ``interval_sec`` has come round;
 2. run them, ``Parallelism`` at a time, each with its own hard timeout
    (:func:`monitor.runner.run_plugin`); a hung, crashing or missing plugin
-   gives one CRITICAL/UNKNOWN result and never holds up the others;
+   gives one CRITICAL/UNKNOWN result and never holds up the others. Vigil's
+   own plugins are forked from a long-lived, pre-imported worker
+   (:mod:`monitor.zygote`) instead of starting Python for each;
 3. add the host result (this server is alive, and how its checks went) and
    the site heartbeat (see docs/monitor.md, "One alert per silent site");
 4. hand everything to the :class:`~monitor.transport.Outbox`, which spools
@@ -30,12 +32,14 @@ from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from monitor.runner import STATE_NAMES, UNKNOWN, Outcome, ProcessTracker, clean_line, run_plugin
+from monitor.runner import UNKNOWN, Outcome, ProcessTracker, clean_line, run_plugin
 from monitor.startup import StartupGate
 from monitor.transport import Delivery, Outbox
+from monitor.zygote import Zygote, ZygoteError
 from nsca.errors import FieldError
 from nsca.packet import check_fields
 from nsca.result import CheckResult
+from vigil.service_state import ServiceState
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,10 @@ class CheckLike(Protocol):
     def interval_sec(self) -> float: ...
     @property
     def timeout_sec(self) -> float: ...
+    @property
+    def problem(self) -> str:
+        """Why the check cannot run (reported UNKNOWN each pass); empty when it can."""
+        ...
 
 
 @dataclass
@@ -83,7 +91,7 @@ def _cpu_now() -> float:
 
 def host_summary(host: str, report: PassReport) -> str:
     c = report.counts()
-    parts = ", ".join(f"{c.get(s, 0)} {s}" for s in STATE_NAMES)
+    parts = ", ".join(f"{c.get(s.text, 0)} {s.text}" for s in ServiceState)
     late = f"; still running: {', '.join(report.still_running)}" if report.still_running else ""
     if report.waiting_for:
         return (f"OK - vigil scheduler on {host} starting: checks wait for "
@@ -104,7 +112,7 @@ class Scheduler:
                  outbox: Outbox | None, parallelism: int = 8, max_output: int = 65536,
                  env: Mapping[str, str] | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 gate: StartupGate | None = None) -> None:
+                 gate: StartupGate | None = None, workers: bool = True) -> None:
         self.checks = list(checks)
         self.host_name = host_name
         self.site_name = site_name
@@ -115,6 +123,8 @@ class Scheduler:
         self.clock = clock
         self.gate = gate
         self.tracker = ProcessTracker()
+        # workers=False: every plugin as its own subprocess (the old way, kept for comparison)
+        self.zygote = Zygote(env=self.env) if workers else None
         self._stop = threading.Event()
         self._last_start: dict[str, float] = {}
         self._reload: Callable[[], Sequence[CheckLike]] | None = None
@@ -135,13 +145,13 @@ class Scheduler:
         return out
 
     def _run_one(self, spec: CheckLike) -> Outcome:
-        problem = getattr(spec, "problem", None)
+        problem = spec.problem
         if problem:
             return Outcome(UNKNOWN, clean_line(f"UNKNOWN - check {spec.name} not run: "
                                                f"{problem}"), 0.0, time.time())
         return run_plugin(list(spec.command), float(spec.timeout_sec),
                           max_output=self.max_output, env=self.env, name=spec.name,
-                          tracker=self.tracker)
+                          tracker=self.tracker, zygote=self.zygote)
 
     def run_pass(self, period: float = 0.0, *, everything: bool = False) -> PassReport:
         """One pass. With a ``period``, a check still running near the end of it is left
@@ -149,14 +159,14 @@ class Scheduler:
         the host result) are not held up by a check with a long timeout."""
         start = self.clock()
         wall = time.time()
-        cpu0 = _cpu_now()
+        cpu0 = self.cpu_seconds()
         waiting = None if everything or self.gate is None else self.gate.waiting_for()
         if waiting is not None:
             report = PassReport(started_at=wall, duration=0.0, waiting_for=waiting)
             report.results = self.results_of(report)
             if self.outbox is not None:
                 report.delivery = self.outbox.deliver(report.results)
-            report.cpu_sec = _cpu_now() - cpu0
+            report.cpu_sec = self.cpu_seconds() - cpu0
             return report
         specs = list(self.checks) if everything else self.due(start, period)
         specs = [s for s in specs if s.name not in self._running]
@@ -181,7 +191,7 @@ class Scheduler:
         if self._stop.is_set():
             # Plugins were killed under us: their "results" are ours, not theirs.
             report.interrupted = True
-            report.cpu_sec = _cpu_now() - cpu0
+            report.cpu_sec = self.cpu_seconds() - cpu0
             log.info("monitor: pass interrupted by stop; its results are not sent")
             return report
         if report.still_running:
@@ -190,8 +200,12 @@ class Scheduler:
         report.results = self.results_of(report)
         if self.outbox is not None:
             report.delivery = self.outbox.deliver(report.results)
-        report.cpu_sec = _cpu_now() - cpu0
+        report.cpu_sec = self.cpu_seconds() - cpu0
         return report
+
+    def cpu_seconds(self) -> float:
+        """CPU so far of the scheduler, its plugins and the plugin worker's children."""
+        return _cpu_now() + (self.zygote.cpu_seconds() if self.zygote is not None else 0.0)
 
     def results_of(self, report: PassReport) -> list[CheckResult]:
         results = [CheckResult(self.host_name, spec.service_description, o.status, o.output,
@@ -221,6 +235,14 @@ class Scheduler:
                     on_pass: Callable[[PassReport], None] | None = None) -> None:
         log.info("monitor: scheduler for %s started: %d checks, a pass every %g s, %d at a time",
                  self.host_name, len(self.checks), period, self.parallelism)
+        if self.zygote is not None:
+            # the worker's imports take a second or more: not inside the first pass
+            try:
+                if not self.zygote.start():
+                    log.warning("monitor: plugin worker not ready yet; checks wait for it")
+            except ZygoteError as exc:
+                log.warning("monitor: plugin worker unavailable (%s); plugins run as "
+                            "subprocesses", exc)
         next_at = self.clock()
         while not self._stop.is_set():
             self._apply_reload()
@@ -264,7 +286,7 @@ class Scheduler:
         d = report.delivery
         log.info("monitor: pass of %d checks in %.2f s (cpu %.2f s): %s; sent %d, %d pass(es) "
                  "waiting", len(report.outcomes), report.duration, report.cpu_sec,
-                 " ".join(f"{s}={c.get(s, 0)}" for s in STATE_NAMES),
+                 " ".join(f"{s.text}={c.get(s.text, 0)}" for s in ServiceState),
                  d.sent if d else 0, d.waiting_passes if d else 0)
 
     def request_reload(self, loader: Callable[[], Sequence[CheckLike]]) -> None:
@@ -293,6 +315,8 @@ class Scheduler:
         """Kill what still runs (a straggler from the last pass) and end the workers."""
         self.tracker.kill_all()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        if self.zygote is not None:
+            self.zygote.close()
 
 
 def plugin_env(config_path: str | None) -> dict[str, str]:

@@ -47,6 +47,7 @@ class Spec:
     interval_sec: float = 60
     timeout_sec: float = 10
     subsystem: str = "system"
+    problem: str = ""
 
 
 def free_port() -> int:

@@ -3,8 +3,9 @@
 # binaries (tests start their own instances), the real protocol peers the
 # tests talk to (radclient, nsca/send_nsca, nsca-ng, nagios4), the central
 # dashboard (nagios4-cgi behind lighttpd, rrdtool graphs; headless chromium
-# in its tests) and iproute2
-# for the two-site network namespaces. Idempotent: does nothing when all
+# in its tests) and iproute2 for the two-site network namespaces; the C
+# Monitoring Plugins are the reference peer of bench/bench_scheduler.py.
+# Idempotent: does nothing when all
 # are present. Daemons these packages start on their own are stopped and
 # disabled, since Vigil runs its own on the same ports.
 set -euo pipefail
@@ -16,6 +17,7 @@ PACKAGES=(
   nsca nsca-client nsca-ng-server
   nagios4-core
   nagios4-cgi lighttpd rrdtool chromium
+  monitoring-plugins-basic monitoring-plugins-standard
   iproute2 procps psmisc
 )
 SERVICES=(freeradius nsca nsca-ng-server nagios4 lighttpd)

@@ -33,6 +33,8 @@ if [ ! -f "$conf" ]; then
   chmod 0600 "$conf"
 fi
 export VIGIL_CONF="$conf"
+# check_vigil_* for a stock Nagios/NRPE/Icinga, run as the nagios user (docs/plugins.md)
+.venv/bin/vigil plugins install
 if [ "$ROLE" != central ]; then
   .venv/bin/vigil db upgrade
   .venv/bin/vigil provision etc/demo/provision.yaml

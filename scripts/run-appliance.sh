@@ -119,6 +119,13 @@ print(v.reveal() if hasattr(v, "reveal") else v)' "$CONF" "$1" "$2"; }
 
 "$VIGIL" -c "$CONF" config check >/dev/null
 
+# check_vigil_* for a stock Nagios/NRPE run as the nagios user (docs/plugins.md);
+# VIGIL_NO_PLUGIN_INSTALL=1 skips it (a test that starts a throw-away appliance)
+if [ "$(id -u)" -eq 0 ] && [ -z "${VIGIL_NO_PLUGIN_INSTALL:-}" ]; then
+  echo "== plugins: vigil plugins install (check_vigil_* in /usr/lib/nagios/plugins)"
+  "$VIGIL" -c "$CONF" plugins install >/dev/null \
+    || echo "   (vigil plugins install failed; the scheduler does not need it)" >&2
+fi
 echo "== database: vigil db upgrade"
 "$VIGIL" -c "$CONF" db upgrade || { echo "vigil db upgrade failed" >&2; exit 1; }
 if [ -f "$ROOT/etc/demo/provision.yaml" ] && "$VIGIL" provision --help >/dev/null 2>&1; then

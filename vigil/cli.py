@@ -3,7 +3,8 @@
 Each room adds its subcommands in its own ``cli`` module with a
 ``register(subparsers)`` function; this file only wires them together.
 Exit codes: 0 done, 1 the operation failed, 2 bad usage or configuration,
-3 a needed service is unreachable, 130 interrupted.
+3 a needed service is unreachable, 130 interrupted, 141 stdout closed early
+(``vigil ... | head``: no traceback).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 
 from vigil import __version__
 from vigil.config import ConfigError
+from vigil.pipes import flush_stdout, stdout_closed
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -28,6 +30,7 @@ ROOM_CLIS = (
     "billing.cli",
     "nsca.cli",
     "monitor.cli",
+    "checks.install_cli",
     "redundancy.cli",
     "vigil.supervisor_cli",
 )
@@ -66,6 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        rc = _main(argv)
+        flush_stdout()
+    except BrokenPipeError:
+        return stdout_closed()
+    return rc
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not logging.getLogger().handlers:
@@ -87,4 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m vigil.cli`: run the imported module's main, so the rooms'
+    # `raise CommandError` (vigil.cli's) is the class caught here, not __main__'s.
+    from vigil.cli import main as _main
+
+    sys.exit(_main())

@@ -148,3 +148,53 @@ def test_rate_sheet_with_a_bad_row_imports_nothing_or_rejects_it(db, tmp_path):
     f.write_text("just,some,csv\n")
     with pytest.raises(RateSheetError, match="no rate table"):
         import_rates(db, "V BTS", f)
+
+
+def test_every_problem_of_a_document_is_reported_at_once(db, tmp_path):
+    doc = copy.deepcopy(DEMO)
+    doc["accounts"][0]["billing_model"] = "prepaid"          # two bad values, one item
+    doc["accounts"][0]["expiration_date"] = "soon"
+    doc["accounts"][1]["colour"] = "blue"                    # an unknown field...
+    doc["accounts"][1]["credit_limit"] = "lots"              # ...and a bad value, same item
+    doc["customers"][0]["balance"] = "x"
+    doc["tariffs"][0]["rates"][0]["price_first"] = "-1"
+    with pytest.raises(ProvisionError) as err:
+        apply_document(db, doc)
+    msg = str(err.value)
+    # customers[0] failed, so accounts[0].customer is reported too
+    assert msg.startswith("7 problem(s), nothing applied")
+    for where in ("accounts[0].billing_model", "accounts[0].expiration_date",
+                  "accounts[0].customer", "accounts[1]: unknown field(s) colour",
+                  "accounts[1].credit_limit", "customers[0].balance",
+                  "tariffs[0].rates[0].price_first"):
+        assert where in msg, (where, msg)
+    assert count(db, m.Account) == 0 and count(db, m.Tariff) == 0   # all or nothing
+
+
+def test_yaml_error_names_line_and_column(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("nodes:\n  - name: a\n    nas_ip: [1, 2\n  - name: b\n")
+    with pytest.raises(ProvisionError) as err:
+        load_document(bad)
+    assert str(err.value) == (f"{bad}:4:9: not valid YAML: expected ',' or ']', but got ':' "
+                              "(while parsing a flow sequence at line 3, column 13)")
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text('{"nodes": [\n  {"name": "a",}\n]}\n')
+    with pytest.raises(ProvisionError, match=r"bad\.json:2:\d+: not valid JSON"):
+        load_document(bad_json)
+
+
+def test_every_bad_cell_of_a_rate_row_is_reported(db, tmp_path):
+    apply_document(db, DEMO)
+    sheet = tmp_path / "rates.csv"
+    sheet.write_text("Destination,Country,Description,Interval 1,Interval N,Price 1,Price N\n"
+                     "44x,UK,,0,60,abc,0.1\n"
+                     "45,DK,,60,60,0.1,0.1\n"
+                     "46,SE,,60,-5,0.1,zz\n")
+    with pytest.raises(RateSheetError) as err:
+        import_rates(db, DEMO["tariffs"][0]["name"], sheet)
+    msg = str(err.value)
+    assert "2 bad row(s)" in msg
+    assert ("line 2: destination '44x' is not a digit prefix; interval 1 must be positive; "
+            "price 1 'abc' is not a price") in msg
+    assert "line 4: interval n must be positive; price n 'zz' is not a price" in msg

@@ -109,3 +109,14 @@ def test_duplicate_service_and_empty_file() -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(CatalogError, match="checks file not found"):
         load_checks(tmp_path / "none.conf")
+
+
+def test_strict_reading_lists_every_bad_section_at_once() -> None:
+    text = ("[a]\nplugin = nope\nservice = A\nsubsystem = system\n"
+            "[b]\nplugin = load\nservice = B\nsubsystem = system\n"
+            "[c]\nplugin = load\nservice = C\nsubsystem = galaxy\n")
+    with pytest.raises(CatalogError) as err:
+        parse_checks(text, "checks.conf")
+    assert "checks.conf:2: [a] plugin" in str(err.value)
+    assert "checks.conf:12: [c] subsystem" in str(err.value)
+    assert "[b]" not in str(err.value)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor import catalog
-from monitor.catalog import BrokenCheck
+from checks import catalog
+from checks.catalog import BrokenCheck
 from monitor.testing import write_conf
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,7 +77,7 @@ def test_bad_checks_become_unknown_results_not_a_refused_file(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "checks.conf"
     path.write_text(CHECKS)
-    specs = catalog.load(path, "primary")
+    specs = catalog.load_checks(path, "primary", tolerant=True)
     assert [s.name for s in specs] == ["disk", "dsik", "load"]  # memory is secondary-only
     dsik, load = specs[1], specs[2]
     assert isinstance(dsik, BrokenCheck) and isinstance(load, BrokenCheck)
@@ -85,20 +85,21 @@ def test_bad_checks_become_unknown_results_not_a_refused_file(
     assert dsik.problem.startswith(f"{path}:13: [dsik] plugin: plugin 'dsik' does not exist")
     assert f"{path}:20: [load] args" in load.problem and "10:5" in load.problem
     assert caplog.text.count("will report UNKNOWN") == 2
-    assert [s.name for s in catalog.load(path, None)] == ["disk", "dsik", "load", "memory"]
+    every = catalog.load_checks(path, None, tolerant=True)
+    assert [s.name for s in every] == ["disk", "dsik", "load", "memory"]
 
 
 def test_unreadable_checks_file_is_refused_whole(tmp_path: Path) -> None:
     path = tmp_path / "checks.conf"
     path.write_text("[disk\nservice = x\n")
     with pytest.raises(catalog.CatalogError):
-        catalog.load(path)
+        catalog.load_checks(path, tolerant=True)
     with pytest.raises(catalog.CatalogError, match="checks file not found"):
-        catalog.load(tmp_path / "none.conf")
+        catalog.load_checks(tmp_path / "none.conf", tolerant=True)
 
 
 def test_shipped_checks_file_loads_clean() -> None:
-    specs = catalog.load(ROOT / "etc" / "checks.conf")
+    specs = catalog.load_checks(ROOT / "etc" / "checks.conf", tolerant=True)
     assert specs and not [s for s in specs if isinstance(s, BrokenCheck)]
 
 
@@ -253,7 +254,7 @@ def test_every_runbook_link_lands_on_an_anchor() -> None:
 
     checks_doc = (ROOT / "docs" / "checks.md").read_text()
     anchors = set(re.findall(r'<a id="(check-[a-z0-9_]+)"', checks_doc))
-    missing = [s.name for s in catalog.load(ROOT / "etc" / "checks.conf")
+    missing = [s.name for s in catalog.load_checks(ROOT / "etc" / "checks.conf")
                if f"check-{s.name}" not in anchors]
     assert missing == []
     headings = re.findall(r"^### (\S+)$", (ROOT / "docs" / "monitor.md").read_text(), re.M)

@@ -11,16 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from monitor.runner import (
-    CRITICAL,
-    OK,
-    UNKNOWN,
-    WARNING,
-    ProcessTracker,
-    clean_line,
-    judge,
-    run_plugin,
-)
+from monitor.runner import ProcessTracker, clean_line, judge, run_plugin
+from vigil.service_state import ServiceState, worst
+
+OK, WARNING, CRITICAL, UNKNOWN = ServiceState
 
 
 def plugin(tmp_path: Path, name: str, body: str) -> str:
@@ -225,3 +219,14 @@ def test_judge_table(rc: int, out: bytes, err: bytes, expected: tuple[int, str])
 
 def test_clean_line_strips_tabs_and_nuls() -> None:
     assert clean_line(" a\tb\0c\r ") == "a b c"
+
+
+def test_service_state_code_text_and_worst() -> None:
+    assert [(s.code, s.text) for s in ServiceState] == [
+        (0, "OK"), (1, "WARNING"), (2, "CRITICAL"), (3, "UNKNOWN")]
+    # Nagios' order: a target known down outranks a plugin that could not look
+    assert worst(OK, UNKNOWN, WARNING) is UNKNOWN
+    assert worst(UNKNOWN, CRITICAL) is CRITICAL
+    assert worst() is OK
+    with pytest.raises(ValueError):
+        ServiceState.from_code(4)
