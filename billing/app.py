@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import Engine as SAEngine
 
@@ -41,8 +43,16 @@ def build_engine(cfg: Config, db: SAEngine | None = None) -> Engine:
     db = db or make_engine(cfg)
     catalog = Catalog(db)
     catalog.load()
-    store = CachedStore(SqlStore(db), cfg.get("Radius", "Account_Cache_sec"))
-    return Engine(store, catalog, engine_settings(cfg))
+    return Engine(build_store(cfg, db), catalog, engine_settings(cfg))
+
+
+def build_store(cfg: Config, db: SAEngine) -> Any:
+    if cfg.get("Site", "Role") == "secondary":
+        # The secondary site's store (silent in stand-by; stand-by snapshot +
+        # delta database in stand-alone) belongs to the redundancy room; it is
+        # looked up by name so that billing does not import that room.
+        return importlib.import_module("redundancy.site.standalone_store").site_store(cfg, db)
+    return CachedStore(SqlStore(db), cfg.get("Radius", "Account_Cache_sec"))
 
 
 def build_server(cfg: Config, db: SAEngine | None = None) -> RadiusServer:

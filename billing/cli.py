@@ -37,6 +37,19 @@ def _print_json(obj: Any) -> None:
     sys.stdout.write("\n")
 
 
+def _site_allows(cfg: Config, what: str, dry_run: bool) -> None:
+    """On a secondary site (stand-by or stand-alone) only calls change data:
+    anything else would conflict when the primary's data comes back."""
+    if dry_run or cfg.get("Site", "Role") != "secondary":
+        return
+    from redundancy.site.mode import ModeRefused, refuse_changes
+
+    try:
+        refuse_changes(cfg.path("Site", "State_Dir"), what)
+    except ModeRefused as exc:
+        raise CommandError(str(exc), EXIT_FAILED) from None
+
+
 def _unavailable(exc: Exception) -> CommandError:
     return CommandError(f"billing database unavailable: {exc}", EXIT_UNAVAILABLE)
 
@@ -116,7 +129,9 @@ def cmd_radiusd(args: argparse.Namespace) -> int:
 def cmd_provision(args: argparse.Namespace) -> int:
     from billing.provision import ProvisionError, apply_document, load_document
 
-    engine = _db(_cfg(args))
+    cfg = _cfg(args)
+    _site_allows(cfg, "provisioning", args.dry_run)
+    engine = _db(cfg)
     try:
         doc = load_document(Path(args.file))
         report = apply_document(engine, doc, dry_run=args.dry_run)
@@ -141,7 +156,9 @@ def cmd_provision(args: argparse.Namespace) -> int:
 def cmd_rates_import(args: argparse.Namespace) -> int:
     from billing.rates_import import RateSheetError, import_rates
 
-    engine = _db(_cfg(args))
+    cfg = _cfg(args)
+    _site_allows(cfg, "rate import", args.dry_run)
+    engine = _db(cfg)
     try:
         result = import_rates(engine, args.tariff, Path(args.file), dry_run=args.dry_run,
                               rejects=Path(args.rejects) if args.rejects else None)

@@ -59,6 +59,10 @@ def register(subparsers: Any) -> None:
     hb.add_argument("--count", type=int, help="stop after this many beats (default: forever)")
     hb.set_defaults(func=cmd_heartbeat)
 
+    from redundancy.site import cli as site_cli
+
+    site_cli.register(subparsers)
+
 
 def _config(args: argparse.Namespace) -> Any:
     from vigil import config

@@ -1,0 +1,1 @@
+"""Site redundancy: the secondary site's modes, stand-alone store, failback and watchdog."""

@@ -1,0 +1,378 @@
+"""Failback: the delta's charges and xDRs land on the primary exactly once.
+
+Steps (the source's order):
+
+1. **Funds lock** on the primary, per account (and per customer of credit
+   accounts): in ONE transaction, apply the delta adjustments not locked yet
+   to the balances and record them in ``site_funds_locks``, and move
+   ``locked_upto``. From then on the primary's engines can spend only what is
+   left (the source's $0.30).
+2. **Stand-by**: this site's mode file goes back to stand-by; its RADIUS
+   stops answering.
+3. **Transfer** in batches, each ONE transaction on the primary: check
+   ``transferred_upto`` is still where this run read it (row lock), insert the
+   batch's xDRs under ``<site>#<seq>`` (a unique key: a second insert fails
+   and rolls the batch back), lower the locks by their amounts, charge the
+   vendors, and move ``transferred_upto``. Rows that reached the delta after
+   step 1 (a Stop committed while the switch happened) are locked first.
+4. **Report**.
+
+A kill -9 at any moment leaves either a committed batch (skipped when re-run,
+by the watermark) or nothing; a second failback running at the same time
+waits on the watermark row and then finds the batch done.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import case, func, insert, select, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from billing import models as m
+from billing.db import DatabaseUnavailable, is_unavailable
+from redundancy.site import delta as d
+from redundancy.site import primary_tables as p
+
+log = logging.getLogger(__name__)
+
+
+class _Undo(Exception):
+    """Leave a primary transaction without committing (dry run, or lock first)."""
+
+
+class FailbackError(Exception):
+    """Failback could not go on; re-running it is safe."""
+
+    def __init__(self, message: str, unavailable: bool = False) -> None:
+        super().__init__(message)
+        self.unavailable = unavailable
+
+
+def _error(where: str, exc: SQLAlchemyError) -> FailbackError:
+    return FailbackError(f"{where}: {exc.__class__.__name__}: {getattr(exc, 'orig', exc)}",
+                         unavailable=is_unavailable(exc))
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+@dataclass
+class Backlog:
+    """What is left to do, as the primary's watermark and the delta say."""
+
+    site: str
+    delta_max: int
+    locked_upto: int
+    transferred_upto: int
+    pending_xdrs: int
+    locked_accounts: int = 0
+    locked_total: Decimal = Decimal(0)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class Report:
+    locked_rows: int = 0
+    locked_owners: int = 0
+    transferred: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+    actions: list[str] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.transferred / self.seconds if self.seconds > 0 else 0.0
+
+
+def _sum_by(rows: list[Any], key: str, value: str) -> dict[int, Decimal]:
+    out: dict[int, Decimal] = {}
+    for r in rows:
+        k = r[key]
+        if k is None:
+            continue
+        out[k] = out.get(k, Decimal(0)) + Decimal(r[value])
+    return out
+
+
+class Failback:
+    def __init__(self, primary: Engine, delta: Engine, site: str, batch: int = 5000,
+                 progress: Callable[[str], None] | None = None) -> None:
+        self.primary = primary
+        self.delta = delta
+        self.site = site
+        self.batch = batch
+        self.progress = progress or (lambda line: None)
+
+    # ----------------------------------------------------------------- reading
+    def prepare(self) -> None:
+        try:
+            p.create(self.primary)
+        except SQLAlchemyError as exc:
+            raise _error("primary database", exc) from exc
+        try:
+            d.create(self.delta)
+        except SQLAlchemyError as exc:
+            raise _error("delta database", exc) from exc
+
+    def _primary_ready(self) -> bool:
+        """Whether failback's tables exist on the primary (not before the first one)."""
+        from sqlalchemy import inspect
+
+        try:
+            return bool(inspect(self.primary).has_table("site_watermarks"))
+        except SQLAlchemyError as exc:
+            raise _error("primary database", exc) from exc
+
+    def _delta_max(self) -> int:
+        try:
+            with self.delta.connect() as conn:
+                return int(conn.execute(select(func.coalesce(func.max(d.delta_xdrs.c.seq), 0))
+                                        ).scalar_one())
+        except SQLAlchemyError as exc:
+            raise _error("delta database", exc) from exc
+
+    def _watermark(self, conn: Connection, lock: bool) -> tuple[int, int]:
+        q = select(p.site_watermarks.c.locked_upto, p.site_watermarks.c.transferred_upto
+                   ).where(p.site_watermarks.c.site == self.site)
+        if lock and conn.dialect.name != "sqlite":
+            q = q.with_for_update()
+        row = conn.execute(q).first()
+        if row is None:
+            conn.execute(insert(p.site_watermarks).values(
+                site=self.site, locked_upto=0, transferred_upto=0, updated_at=utcnow()))
+            return 0, 0
+        return int(row[0]), int(row[1])
+
+    def backlog(self) -> Backlog:
+        top = self._delta_max()
+        if not self._primary_ready():
+            return Backlog(self.site, top, 0, 0, top)
+        try:
+            with self.primary.connect() as conn:
+                row = conn.execute(select(
+                    p.site_watermarks.c.locked_upto, p.site_watermarks.c.transferred_upto
+                ).where(p.site_watermarks.c.site == self.site)).first()
+                locks = conn.execute(select(func.count(), func.coalesce(
+                    func.sum(p.site_funds_locks.c.amount), 0)).where(
+                    p.site_funds_locks.c.site == self.site, p.site_funds_locks.c.kind == "account",
+                    p.site_funds_locks.c.amount != 0)).one()
+        except SQLAlchemyError as exc:
+            raise _error("primary database", exc) from exc
+        locked, moved = (int(row[0]), int(row[1])) if row else (0, 0)
+        try:
+            with self.delta.connect() as conn:
+                pending = conn.execute(select(func.count()).where(
+                    d.delta_xdrs.c.seq > moved)).scalar_one()
+        except SQLAlchemyError as exc:
+            raise _error("delta database", exc) from exc
+        return Backlog(self.site, top, locked, moved, int(pending), int(locks[0]),
+                       Decimal(locks[1]))
+
+    # ----------------------------------------------------------------- step 1
+    def lock_funds(self, report: Report, dry_run: bool = False) -> int:
+        """Lock (apply to balances) every delta adjustment not locked yet; one transaction."""
+        top = self._delta_max()
+        if dry_run and not self._primary_ready():
+            return self._plan_lock(report, 0, top)
+        try:
+            with self.primary.begin() as conn:
+                locked, _moved = self._watermark(conn, lock=True)
+                if locked >= top:
+                    return 0
+                with self.delta.connect() as dconn:
+                    x = d.delta_xdrs.c
+                    rows = [r._mapping for r in dconn.execute(select(
+                        x.kind, x.owner_pk, x.customer_pk, x.adjustment, x.customer_adjustment
+                    ).where(x.seq > locked, x.seq <= top))]
+                accounts = _sum_by([r for r in rows if r["kind"] == "account"],
+                                   "owner_pk", "adjustment")
+                customers = _sum_by(rows, "customer_pk", "customer_adjustment")
+                line = (f"lock: {len(rows)} xDR(s) seq {locked + 1}..{top}: "
+                        f"{len(accounts)} account(s) total {sum(accounts.values(), Decimal(0))}, "
+                        f"{len(customers)} customer(s)")
+                report.actions.append(line)
+                self.progress(("would " if dry_run else "") + line)
+                if dry_run:
+                    raise _Undo
+                self._move(conn, m.Account, "account", accounts)
+                self._move(conn, m.Customer, "customer", customers)
+                conn.execute(update(p.site_watermarks).where(
+                    p.site_watermarks.c.site == self.site).values(
+                    locked_upto=top, updated_at=utcnow()))
+        except _Undo:
+            return len(rows)
+        except SQLAlchemyError as exc:
+            raise _error("funds lock", exc) from exc
+        report.locked_rows += len(rows)
+        report.locked_owners += len(accounts)
+        return len(rows)
+
+    def _plan_lock(self, report: Report, locked: int, top: int) -> int:
+        with self.delta.connect() as dconn:
+            x = d.delta_xdrs.c
+            rows = [r._mapping for r in dconn.execute(select(
+                x.kind, x.owner_pk, x.adjustment).where(x.seq > locked, x.seq <= top))]
+        accounts = _sum_by([r for r in rows if r["kind"] == "account"], "owner_pk", "adjustment")
+        line = (f"would lock: {len(rows)} xDR(s) seq {locked + 1}..{top}: {len(accounts)} "
+                f"account(s) total {sum(accounts.values(), Decimal(0))}")
+        report.actions.append(line)
+        self.progress(line)
+        return len(rows)
+
+    def _move(self, conn: Connection, table: Any, kind: str, amounts: dict[int, Decimal]) -> None:
+        amounts = {k: v for k, v in amounts.items() if v}
+        if not amounts:
+            return
+        keys = sorted(amounts)
+        for i in range(0, len(keys), 1000):
+            part = {k: amounts[k] for k in keys[i:i + 1000]}
+            conn.execute(update(table).where(table.id.in_(part)).values(
+                balance=table.balance + case(part, value=table.id)))
+        lk = p.site_funds_locks
+        have = {r[0]: Decimal(r[1]) for r in conn.execute(select(lk.c.owner_pk, lk.c.amount).where(
+            lk.c.site == self.site, lk.c.kind == kind))}
+        new = [dict(site=self.site, kind=kind, owner_pk=k, amount=v)
+               for k, v in amounts.items() if k not in have]
+        if new:
+            conn.execute(insert(lk), new)
+        old = {k: v for k, v in amounts.items() if k in have}
+        self._lower(conn, kind, {k: -v for k, v in old.items()})
+
+    def _lower(self, conn: Connection, kind: str, amounts: dict[int, Decimal]) -> None:
+        lk = p.site_funds_locks
+        amounts = {k: v for k, v in amounts.items() if v}
+        keys = sorted(amounts)
+        for i in range(0, len(keys), 1000):
+            part = {k: amounts[k] for k in keys[i:i + 1000]}
+            conn.execute(update(lk).where(lk.c.site == self.site, lk.c.kind == kind,
+                                          lk.c.owner_pk.in_(part)).values(
+                amount=lk.c.amount - case(part, value=lk.c.owner_pk)))
+
+    # ----------------------------------------------------------------- step 3
+    def transfer_batch(self, report: Report, dry_run: bool = False) -> int:
+        """Move the next batch; 0 when nothing is left."""
+        try:
+            with self.primary.begin() as conn:
+                locked, moved = self._watermark(conn, lock=True)
+                with self.delta.connect() as dconn:
+                    rows = [r._mapping for r in dconn.execute(
+                        select(d.delta_xdrs).where(d.delta_xdrs.c.seq > moved)
+                        .order_by(d.delta_xdrs.c.seq).limit(self.batch))]
+                if not rows:
+                    return 0
+                hi = int(rows[-1]["seq"])
+                if hi > locked or dry_run:
+                    raise _Undo
+                now = utcnow()
+                acct = [self._xdr(r, now) for r in rows if r["kind"] == "account"]
+                vend = [self._xdr(r, now) for r in rows if r["kind"] == "vendor"]
+                if acct:
+                    conn.execute(insert(m.AccountXDR), acct)
+                if vend:
+                    conn.execute(insert(m.VendorXDR), vend)
+                accounts = _sum_by([r for r in rows if r["kind"] == "account"],
+                                   "owner_pk", "adjustment")
+                customers = _sum_by(rows, "customer_pk", "customer_adjustment")
+                self._lower(conn, "account", accounts)
+                self._lower(conn, "customer", customers)
+                vendors = _sum_by([r for r in rows if r["kind"] == "vendor"],
+                                  "owner_pk", "adjustment")
+                vendors = {k: v for k, v in vendors.items() if v}
+                if vendors:
+                    conn.execute(update(m.Vendor).where(m.Vendor.id.in_(vendors)).values(
+                        balance=m.Vendor.balance + case(vendors, value=m.Vendor.id)))
+                conn.execute(update(p.site_watermarks).where(
+                    p.site_watermarks.c.site == self.site,
+                    p.site_watermarks.c.transferred_upto == moved).values(
+                    transferred_upto=hi, updated_at=now))
+        except _Undo:
+            if dry_run:
+                self.progress(f"would transfer {len(rows)} xDR(s) seq {moved + 1}..{hi} "
+                              f"(and more in batches of {self.batch})")
+                return 0
+            # rows that reached the delta after the lock: lock them first
+            self.lock_funds(report)
+            return self.transfer_batch(report)
+        except SQLAlchemyError as exc:
+            raise _error("xDR transfer", exc) from exc
+        report.transferred += len(rows)
+        report.batches += 1
+        return len(rows)
+
+    def _xdr(self, r: Any, now: dt.datetime) -> dict[str, Any]:
+        # <site>#<seq> first: unique whatever the original key's length
+        key = f"{self.site}#{r['seq']}|{r['session_key']}"[:191]
+        row: dict[str, Any] = dict(
+            session_key=key, conf_id=r["conf_id"], cli=r["cli"], cld=r["cld"],
+            connect_time=r["connect_time"], disconnect_time=r["disconnect_time"],
+            duration=r["duration"], charged_duration=r["charged_duration"], amount=r["amount"],
+            tariff=r["tariff"], rate_prefix=r["rate_prefix"],
+            disconnect_cause=r["disconnect_cause"], created_at=r["created_at"] or now)
+        if r["kind"] == "account":
+            row.update(account_id=r["owner_pk"], node_ip=r["peer_ip"])
+        else:
+            row.update(vendor_id=r["owner_pk"], connection_id=r["connection_pk"],
+                       remote_ip=r["peer_ip"])
+        return row
+
+    # ------------------------------------------------------------- the whole
+    def run(self, switch_to_standby: Callable[[], None], dry_run: bool = False) -> Report:
+        report = Report()
+        start = time.monotonic()
+        if not dry_run:
+            self.prepare()
+        self.lock_funds(report, dry_run)
+        if dry_run:
+            b = self.backlog()
+            self.progress(f"would switch to stand-by, then transfer {b.pending_xdrs} xDR(s) "
+                          f"in batches of {self.batch}")
+            return report
+        switch_to_standby()
+        report.actions.append("mode: stand-by")
+        self.progress("mode: stand-by (this site's RADIUS no longer answers)")
+        self.lock_funds(report)  # what was charged while the switch happened
+        total = self.backlog().pending_xdrs
+        done = 0
+        while True:
+            n = self.transfer_batch(report)
+            if n == 0:
+                break
+            done += n
+            el = time.monotonic() - start
+            self.progress(f"transferred {done}/{total} xDR(s) "
+                          f"({done / el if el else 0:.0f}/s)")
+        report.seconds = time.monotonic() - start
+        report.actions.append(f"transferred {report.transferred} xDR(s) in "
+                              f"{report.batches} batch(es)")
+        return report
+
+
+def primary_url(cfg: Any) -> Any:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(cfg.get("Standby", "Primary_URL"))
+    if url.get_backend_name() == "sqlite":
+        from pathlib import Path
+
+        if url.database and not Path(url.database).is_absolute():
+            url = url.set(database=str(cfg.path("Site", "State_Dir") / url.database))
+        return url
+    if cfg.get("Standby", "Primary_User"):
+        url = url.set(username=cfg.get("Standby", "Primary_User"))
+    if cfg.get("Standby", "Primary_Password").reveal():
+        url = url.set(password=cfg.get("Standby", "Primary_Password").reveal())
+    return url
+
+
+__all__ = ["Backlog", "DatabaseUnavailable", "Failback", "FailbackError", "Report"]

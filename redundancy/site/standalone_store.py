@@ -1,0 +1,299 @@
+"""The billing store of the secondary site.
+
+In stand-alone mode: the stand-by snapshot (read only) plus the delta
+database. Effective balance = stand-by balance - this site's funds locks on
+the primary (replicated) + delta adjustments not yet transferred, so the
+source's example holds: $98.00 + $1.20 = $99.20 after the first call, and
+the third call gets only the $0.30 left under the $100 credit limit.
+
+Every charge, xDR and reservation is written to the delta in one
+transaction before the engine answers; when the delta cannot be written
+the store raises :class:`~billing.db.DatabaseUnavailable` and the RADIUS
+server does not answer (the gateway retries), rather than charge what cannot
+be recorded.
+
+In stand-by mode every call raises :class:`NotServing` (a
+``DatabaseUnavailable``), so this site's RADIUS stays silent and the gateways
+keep using the primary; the self-test account is answered from
+configuration by the engine and keeps radcheck content.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from billing.db import DatabaseError, DatabaseUnavailable, is_unavailable
+from billing.store import AccountingOp, AccountView, Reservation, SqlStore
+from redundancy.site import delta as d
+from redundancy.site import primary_tables as p
+from redundancy.site.mode import ModeWatcher, mode_path
+
+log = logging.getLogger(__name__)
+
+
+class NotServing(DatabaseUnavailable):
+    """This site is in stand-by: its RADIUS must not answer."""
+
+
+def _delta_error(exc: SQLAlchemyError) -> DatabaseError:
+    if is_unavailable(exc):
+        return DatabaseUnavailable(f"delta database unavailable: {exc.__class__.__name__}: "
+                                   f"{getattr(exc, 'orig', exc)}")
+    return DatabaseError(f"delta database: {exc}")
+
+
+class StandaloneStore:
+    """Stand-by snapshot + delta database behind the engine's store interface."""
+
+    def __init__(self, standby: Engine, delta: Engine, site: str) -> None:
+        self.standby = SqlStore(standby)
+        self.standby_engine = standby
+        self.delta = delta
+        self.site = site
+        # One engine process per site; this lock orders its packet loop
+        # (reserve) and its committer (apply) on the same accounts.
+        self._lock = threading.Lock()
+        self._schema_ready = False
+
+    def ensure_schema(self) -> None:
+        """Create the delta tables once (the delta may have been down at start)."""
+        if self._schema_ready:
+            return
+        try:
+            d.create(self.delta)
+        except SQLAlchemyError as exc:
+            raise _delta_error(exc) from exc
+        self._schema_ready = True
+
+    # ---------------------------------------------------------------- snapshot
+    def _primary_view(self, acct: AccountView) -> tuple[int, Decimal, Decimal]:
+        """(transferred_upto, account lock, customer lock) as replicated here."""
+        try:
+            with self.standby_engine.connect() as conn:
+                wm = conn.execute(select(p.site_watermarks.c.transferred_upto).where(
+                    p.site_watermarks.c.site == self.site)).scalar()
+                locks = dict(conn.execute(select(
+                    p.site_funds_locks.c.kind, p.site_funds_locks.c.amount).where(
+                    p.site_funds_locks.c.site == self.site,
+                    ((p.site_funds_locks.c.kind == "account")
+                     & (p.site_funds_locks.c.owner_pk == acct.pk))
+                    | ((p.site_funds_locks.c.kind == "customer")
+                       & (p.site_funds_locks.c.owner_pk == acct.customer_id)))).all())
+        except SQLAlchemyError as exc:
+            if "site_watermarks" in str(exc) or "site_funds_locks" in str(exc):
+                return 0, Decimal(0), Decimal(0)  # never failed back: no tables yet
+            raise DatabaseUnavailable(f"stand-by database: {exc}") from exc
+        return (int(wm or 0), Decimal(locks.get("account", 0)),
+                Decimal(locks.get("customer", 0)))
+
+    def _adjustments(self, conn: Connection, acct: AccountView, after: int
+                     ) -> tuple[Decimal, Decimal]:
+        x = d.delta_xdrs.c
+        own = conn.execute(select(func.coalesce(func.sum(x.adjustment), 0)).where(
+            x.kind == "account", x.owner_pk == acct.pk, x.seq > after)).scalar_one()
+        cust = conn.execute(select(func.coalesce(func.sum(x.customer_adjustment), 0)).where(
+            x.customer_pk == acct.customer_id, x.seq > after)).scalar_one()
+        return Decimal(own), Decimal(cust)
+
+    def _effective(self, conn: Connection, acct: AccountView) -> AccountView:
+        wm, lock, cust_lock = self._primary_view(acct)
+        own, cust = self._adjustments(conn, acct, wm)
+        return replace(acct, balance=acct.balance - lock + own,
+                       customer_balance=acct.customer_balance - cust_lock + cust)
+
+    def _reserved(self, conn: Connection, account_pk: int, now: dt.datetime,
+                  exclude_call: str) -> Decimal:
+        c = d.delta_calls.c
+        return Decimal(conn.execute(select(func.coalesce(func.sum(c.reserved), 0)).where(
+            c.account_pk == account_pk, c.expires_at > now, c.call_key != exclude_call)
+        ).scalar_one())
+
+    # ------------------------------------------------------------ the Protocol
+    def find_account(self, account_id: str) -> AccountView | None:
+        acct = self.standby.find_account(account_id)
+        if acct is None:
+            return None
+        try:
+            with self.delta.connect() as conn:
+                return self._effective(conn, acct)
+        except SQLAlchemyError as exc:
+            raise _delta_error(exc) from exc
+
+    def available(self, account: AccountView, now: dt.datetime,
+                  exclude_call: str = "") -> Decimal:
+        try:
+            with self.delta.connect() as conn:
+                return account.own_funds - self._reserved(conn, account.pk, now, exclude_call)
+        except SQLAlchemyError as exc:
+            raise _delta_error(exc) from exc
+
+    def reserve(self, account: AccountView, call_key: str, node_ip: str, cli: str, cld: str,
+                now: dt.datetime, lifetime: int,
+                decide: Callable[[Decimal], Reservation | None]) -> Reservation | None:
+        fresh = self.standby.find_account(account.account_id)
+        if fresh is None:
+            return None
+        try:
+            with self._lock, self.delta.begin() as conn:
+                acct = self._effective(conn, fresh)
+                funds = acct.own_funds - self._reserved(conn, acct.pk, now, call_key)
+                decision = decide(funds)
+                if decision is None:
+                    return None
+                expires = now + dt.timedelta(seconds=decision.credit_time + lifetime)
+                conn.execute(delete(d.delta_calls).where(
+                    d.delta_calls.c.call_key == call_key[:128]))
+                conn.execute(insert(d.delta_calls).values(
+                    call_key=call_key[:128], account_pk=acct.pk, reserved=decision.amount,
+                    expires_at=expires))
+                return decision
+        except SQLAlchemyError as exc:
+            raise _delta_error(exc) from exc
+
+    def apply(self, ops: Sequence[AccountingOp], now: dt.datetime) -> list[bool]:
+        """Charges and xDRs of a batch in ONE delta transaction, then the answer."""
+        if not ops:
+            return []
+        try:
+            with self._lock, self.delta.begin() as conn:
+                return self._apply(conn, ops, now)
+        except SQLAlchemyError as exc:
+            raise _delta_error(exc) from exc
+
+    def _apply(self, conn: Connection, ops: Sequence[AccountingOp],
+               now: dt.datetime) -> list[bool]:
+        keyed = {op.session_key for op in ops if op.kind in ("stop", "quarantine")}
+        seen: set[str] = set()
+        if keyed:
+            seen = set(conn.execute(select(d.delta_processed.c.session_key).where(
+                d.delta_processed.c.session_key.in_(keyed))).scalars())
+        results: list[bool] = []
+        processed: list[dict[str, Any]] = []
+        quarantined: list[dict[str, Any]] = []
+        rows: list[dict[str, Any]] = []
+        ended: set[str] = set()
+        for op in ops:
+            if op.kind not in ("stop", "quarantine"):
+                # start/interim: the delta keeps only what money needs
+                results.append(True)
+                continue
+            if op.session_key in seen:
+                results.append(False)
+                continue
+            seen.add(op.session_key)
+            results.append(True)
+            processed.append({"session_key": op.session_key, "processed_at": now})
+            if op.kind == "quarantine":
+                quarantined.append(dict(
+                    session_key=op.session_key, reason=op.quarantine_reason[:255],
+                    attributes=json.dumps(op.raw, default=str)[:8000], created_at=now))
+                continue
+            ended.add(op.call_key[:128])
+            for x in op.xdrs:
+                rows.append(xdr_row(x, op, now))
+        if processed:
+            conn.execute(insert(d.delta_processed), processed)
+        if quarantined:
+            conn.execute(insert(d.delta_quarantined), quarantined)
+        if rows:
+            conn.execute(insert(d.delta_xdrs), rows)
+        if ended:
+            conn.execute(delete(d.delta_calls).where(d.delta_calls.c.call_key.in_(ended)))
+        return results
+
+    def expire_calls(self, now: dt.datetime) -> int:
+        try:
+            with self._lock, self.delta.begin() as conn:
+                return conn.execute(delete(d.delta_calls).where(
+                    d.delta_calls.c.expires_at < now)).rowcount or 0
+        except SQLAlchemyError as exc:
+            raise _delta_error(exc) from exc
+
+
+def xdr_row(x: Any, op: AccountingOp, now: dt.datetime) -> dict[str, Any]:
+    """A delta row: the xDR and the balance changes the primary's engine would make."""
+    customer_adj = Decimal(0)
+    if x.table == "account":
+        adjustment = -x.amount if op.billing_model == "debit" else x.amount
+        customer_pk = op.customer_pk if op.billing_model == "credit" else None
+        if customer_pk is not None:
+            customer_adj = x.amount
+    else:
+        adjustment, customer_pk = x.amount, None
+    return dict(
+        kind=x.table, owner_pk=x.owner_pk, customer_pk=customer_pk,
+        billing_model=op.billing_model, adjustment=adjustment,
+        customer_adjustment=customer_adj, connection_pk=x.connection_pk,
+        session_key=x.session_key[:191], conf_id=x.conf_id[:128], cli=x.cli[:64],
+        cld=x.cld[:64], peer_ip=x.peer_ip[:45], connect_time=x.connect_time,
+        disconnect_time=x.disconnect_time, duration=x.duration,
+        charged_duration=x.charged_duration, amount=x.amount, tariff=x.tariff[:64],
+        rate_prefix=x.rate_prefix[:32], disconnect_cause=x.disconnect_cause[:16],
+        created_at=now)
+
+
+class SiteStore:
+    """The secondary site's store: silent in stand-by, stand-alone store otherwise.
+
+    The mode is read from the mode file on every call (a stat), so a switch
+    by the watchdog or an admin takes effect at the next packet without a
+    restart of the RADIUS engine.
+    """
+
+    def __init__(self, inner: StandaloneStore, mode_file: Path) -> None:
+        self.inner = inner
+        self.watcher = ModeWatcher(mode_file)
+
+    def _serving(self) -> StandaloneStore:
+        m = self.watcher.current()
+        if not m.standalone:
+            raise NotServing("site in stand-by mode: not answering (gateways use the primary)")
+        self.inner.ensure_schema()
+        return self.inner
+
+    def find_account(self, account_id: str) -> AccountView | None:
+        return self._serving().find_account(account_id)
+
+    def available(self, account: AccountView, now: dt.datetime,
+                  exclude_call: str = "") -> Decimal:
+        return self._serving().available(account, now, exclude_call)
+
+    def reserve(self, account: AccountView, call_key: str, node_ip: str, cli: str, cld: str,
+                now: dt.datetime, lifetime: int,
+                decide: Callable[[Decimal], Reservation | None]) -> Reservation | None:
+        return self._serving().reserve(account, call_key, node_ip, cli, cld, now, lifetime,
+                                       decide)
+
+    def apply(self, ops: Sequence[AccountingOp], now: dt.datetime) -> list[bool]:
+        if all(op.kind == "noop" for op in ops):
+            return [True] * len(ops)  # radcheck's accounting probe: nothing to store
+        return self._serving().apply(ops, now)
+
+    def expire_calls(self, now: dt.datetime) -> int:
+        if not self.watcher.current().standalone:
+            return 0
+        return self.inner.expire_calls(now)
+
+
+def site_store(cfg: Any, standby: Engine) -> SiteStore:
+    """What ``billing.app`` builds on a secondary site ([Site] Role = secondary)."""
+    inner = StandaloneStore(standby, d.delta_engine(cfg), cfg.get("Site", "Name"))
+    try:
+        inner.ensure_schema()
+    except DatabaseError as exc:
+        # The delta may be down now and up when needed: stand-by does not need it.
+        log.warning("delta database not ready at start (%s); stand-alone calls will get "
+                    "no answer until it is", exc)
+    return SiteStore(inner, mode_path(cfg.path("Site", "State_Dir")))
