@@ -1,0 +1,95 @@
+"""Failback exactly once: random kill -9 of `vigil site failback` during a
+20,000-xDR transfer, a failback started twice, re-runs; none lost, none
+duplicated, each balance change equal to its account's charges.
+(The 100,000-xDR version with speed figures: bench/bench_failback.py.)
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from failback_data import failback_conf, seed_delta, seed_primary, verify
+
+from billing.db import engine_for_url
+from vigil.testing.engine import ROOT
+
+XDRS = 20_000
+ACCOUNTS = 400
+
+
+@pytest.fixture
+def dbs(mariadb, tmp_path):
+    for name in ("fb_primary", "fb_delta"):
+        mariadb.execute(f"DROP DATABASE IF EXISTS {name}")
+        mariadb.create_database(name)
+    primary = engine_for_url(mariadb.url("fb_primary"))
+    delta = engine_for_url(mariadb.url("fb_delta"))
+    seed_primary(primary, ACCOUNTS)
+    seed_delta(delta, XDRS, ACCOUNTS)
+    yield mariadb, primary, delta
+    primary.dispose()
+    delta.dispose()
+    for name in ("fb_primary", "fb_delta"):
+        mariadb.execute(f"DROP DATABASE IF EXISTS {name}")
+
+
+def start(conf, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "vigil.cli", "-c", str(conf), "site",
+                             "failback", *extra], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def test_failback_survives_random_kill9(dbs, tmp_path):
+    mariadb, primary, delta = dbs
+    conf = failback_conf(tmp_path, mariadb.url("fb_primary"), mariadb.url("fb_delta"), 500)
+    seed = int(os.environ.get("VIGIL_TEST_SEED", time.time_ns() % 10_000))
+    rnd = random.Random(seed)
+    print(f"seed {seed}")
+    kills = 0
+    for _ in range(6):
+        proc = start(conf)
+        # kill at a random point: after the lock, or in the middle of the transfer
+        target = rnd.randint(0, 25)
+        seen = 0
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith(("lock", "mode", "transferred")):
+                seen += 1
+            if seen >= target:
+                break
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait(30)
+        proc.stdout.close()
+    assert kills >= 3, f"the failback finished before it could be killed (seed {seed})"
+    # two at once, then once more: each finds the other's batches done
+    a, b = start(conf), start(conf)
+    out_a, _ = a.communicate(timeout=300)
+    out_b, _ = b.communicate(timeout=300)
+    assert a.returncode == 0 and b.returncode == 0, out_a + out_b
+    done = subprocess.run([sys.executable, "-m", "vigil.cli", "-c", str(conf), "site",
+                           "failback"], cwd=ROOT, text=True, capture_output=True, timeout=120)
+    assert done.returncode == 0 and "failback done: 0 xDR(s)" in done.stdout, done.stdout
+    verify(primary, delta)
+
+
+def test_dry_run_changes_nothing(dbs, tmp_path):
+    mariadb, primary, delta = dbs
+    conf = failback_conf(tmp_path, mariadb.url("fb_primary"), mariadb.url("fb_delta"), 5000)
+    r = subprocess.run([sys.executable, "-m", "vigil.cli", "-c", str(conf), "site", "failback",
+                        "--dry-run"], cwd=ROOT, text=True, capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert f"would lock: {XDRS} xDR(s)" in r.stdout
+    assert "would switch to stand-by" in r.stdout
+    assert mariadb.execute("SELECT COUNT(*) FROM fb_primary.account_xdrs")[0][0] == 0
+    assert mariadb.execute("SELECT COUNT(*) FROM fb_primary.accounts WHERE balance <> 50"
+                           )[0][0] == 0
+    assert not (tmp_path / "state" / "site-mode.json").exists()
