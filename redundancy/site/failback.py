@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import case, func, insert, select, update
+from sqlalchemy import case, func, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -190,15 +190,8 @@ class Failback:
                 locked, _moved = self._watermark(conn, lock=True)
                 if locked >= top:
                     return 0
-                with self.delta.connect() as dconn:
-                    x = d.delta_xdrs.c
-                    rows = [r._mapping for r in dconn.execute(select(
-                        x.kind, x.owner_pk, x.customer_pk, x.adjustment, x.customer_adjustment
-                    ).where(x.seq > locked, x.seq <= top))]
-                accounts = _sum_by([r for r in rows if r["kind"] == "account"],
-                                   "owner_pk", "adjustment")
-                customers = _sum_by(rows, "customer_pk", "customer_adjustment")
-                line = (f"lock: {len(rows)} xDR(s) seq {locked + 1}..{top}: "
+                n, accounts, customers = self._sums(locked, top)
+                line = (f"lock: {n} xDR(s) seq {locked + 1}..{top}: "
                         f"{len(accounts)} account(s) total {sum(accounts.values(), Decimal(0))}, "
                         f"{len(customers)} customer(s)")
                 report.actions.append(line)
@@ -211,24 +204,35 @@ class Failback:
                     p.site_watermarks.c.site == self.site).values(
                     locked_upto=top, updated_at=utcnow()))
         except _Undo:
-            return len(rows)
+            return n
         except SQLAlchemyError as exc:
             raise _error("funds lock", exc) from exc
-        report.locked_rows += len(rows)
+        report.locked_rows += n
         report.locked_owners += len(accounts)
-        return len(rows)
+        return n
+
+    def _sums(self, after: int, upto: int) -> tuple[int, dict[int, Decimal], dict[int, Decimal]]:
+        """(xDRs, per-account and per-customer adjustments) of seq in (after, upto],
+        summed by the delta database (a lock reads owners, not xDRs)."""
+        x = d.delta_xdrs.c
+        where = (x.seq > after, x.seq <= upto)
+        with self.delta.connect() as dconn:
+            n = int(dconn.execute(select(func.count()).where(*where)).scalar_one())
+            accounts = {r[0]: Decimal(r[1]) for r in dconn.execute(
+                select(x.owner_pk, func.sum(x.adjustment)).where(*where, x.kind == "account")
+                .group_by(x.owner_pk))}
+            customers = {r[0]: Decimal(r[1]) for r in dconn.execute(
+                select(x.customer_pk, func.sum(x.customer_adjustment)).where(
+                    *where, x.customer_pk.is_not(None)).group_by(x.customer_pk))}
+        return n, accounts, customers
 
     def _plan_lock(self, report: Report, locked: int, top: int) -> int:
-        with self.delta.connect() as dconn:
-            x = d.delta_xdrs.c
-            rows = [r._mapping for r in dconn.execute(select(
-                x.kind, x.owner_pk, x.adjustment).where(x.seq > locked, x.seq <= top))]
-        accounts = _sum_by([r for r in rows if r["kind"] == "account"], "owner_pk", "adjustment")
-        line = (f"would lock: {len(rows)} xDR(s) seq {locked + 1}..{top}: {len(accounts)} "
+        n, accounts, _customers = self._sums(locked, top)
+        line = (f"would lock: {n} xDR(s) seq {locked + 1}..{top}: {len(accounts)} "
                 f"account(s) total {sum(accounts.values(), Decimal(0))}")
         report.actions.append(line)
         self.progress(line)
-        return len(rows)
+        return n
 
     def _move(self, conn: Connection, table: Any, kind: str, amounts: dict[int, Decimal]) -> None:
         amounts = {k: v for k, v in amounts.items() if v}
@@ -262,43 +266,30 @@ class Failback:
     # ----------------------------------------------------------------- step 3
     def transfer_batch(self, report: Report, dry_run: bool = False) -> int:
         """Move the next batch; 0 when nothing is left."""
+        n = hi = moved = 0
         try:
             with self.primary.begin() as conn:
                 locked, moved = self._watermark(conn, lock=True)
-                with self.delta.connect() as dconn:
-                    rows = [r._mapping for r in dconn.execute(
-                        select(d.delta_xdrs).where(d.delta_xdrs.c.seq > moved)
-                        .order_by(d.delta_xdrs.c.seq).limit(self.batch))]
-                if not rows:
+                if self._packed_path:
+                    n, hi, doc = self._read_packed(moved)
+                else:
+                    rows = self._read_rows(moved)
+                    n, hi = len(rows), int(rows[-1]["seq"]) if rows else 0
+                if n == 0:
                     return 0
-                hi = int(rows[-1]["seq"])
                 if hi > locked or dry_run:
                     raise _Undo
-                now = utcnow()
-                acct = [self._xdr(r, now) for r in rows if r["kind"] == "account"]
-                vend = [self._xdr(r, now) for r in rows if r["kind"] == "vendor"]
-                if acct:
-                    conn.execute(insert(m.AccountXDR), acct)
-                if vend:
-                    conn.execute(insert(m.VendorXDR), vend)
-                accounts = _sum_by([r for r in rows if r["kind"] == "account"],
-                                   "owner_pk", "adjustment")
-                customers = _sum_by(rows, "customer_pk", "customer_adjustment")
-                self._lower(conn, "account", accounts)
-                self._lower(conn, "customer", customers)
-                vendors = _sum_by([r for r in rows if r["kind"] == "vendor"],
-                                  "owner_pk", "adjustment")
-                vendors = {k: v for k, v in vendors.items() if v}
-                if vendors:
-                    conn.execute(update(m.Vendor).where(m.Vendor.id.in_(vendors)).values(
-                        balance=m.Vendor.balance + case(vendors, value=m.Vendor.id)))
+                if self._packed_path:
+                    self._apply_packed(conn, doc)
+                else:
+                    self._apply_rows(conn, rows)
                 conn.execute(update(p.site_watermarks).where(
                     p.site_watermarks.c.site == self.site,
                     p.site_watermarks.c.transferred_upto == moved).values(
-                    transferred_upto=hi, updated_at=now))
+                    transferred_upto=hi, updated_at=utcnow()))
         except _Undo:
             if dry_run:
-                self.progress(f"would transfer {len(rows)} xDR(s) seq {moved + 1}..{hi} "
+                self.progress(f"would transfer {n} xDR(s) seq {moved + 1}..{hi} "
                               f"(and more in batches of {self.batch})")
                 return 0
             # rows that reached the delta after the lock: lock them first
@@ -306,9 +297,60 @@ class Failback:
             return self.transfer_batch(report)
         except SQLAlchemyError as exc:
             raise _error("xDR transfer", exc) from exc
-        report.transferred += len(rows)
+        report.transferred += n
         report.batches += 1
-        return len(rows)
+        return n
+
+    @property
+    def _packed_path(self) -> bool:
+        # Both on MariaDB/MySQL: the delta server writes the batch as one
+        # multi-row VALUES list (QUOTE() escapes every field) and the primary
+        # loads it into a temporary table, so no row is parsed or escaped in
+        # Python (several times faster than executemany or JSON_TABLE here).
+        return self.primary.dialect.name == "mysql" and self.delta.dialect.name == "mysql"
+
+    def _read_rows(self, moved: int) -> list[Any]:
+        with self.delta.connect() as dconn:
+            return [r._mapping for r in dconn.execute(
+                select(d.delta_xdrs).where(d.delta_xdrs.c.seq > moved)
+                .order_by(d.delta_xdrs.c.seq).limit(self.batch))]
+
+    def _apply_rows(self, conn: Connection, rows: list[Any]) -> None:
+        now = utcnow()
+        acct = [self._xdr(r, now) for r in rows if r["kind"] == "account"]
+        vend = [self._xdr(r, now) for r in rows if r["kind"] == "vendor"]
+        if acct:
+            conn.execute(insert(m.AccountXDR.__table__), acct)
+        if vend:
+            conn.execute(insert(m.VendorXDR.__table__), vend)
+        self._lower(conn, "account", _sum_by([r for r in rows if r["kind"] == "account"],
+                                             "owner_pk", "adjustment"))
+        self._lower(conn, "customer", _sum_by(rows, "customer_pk", "customer_adjustment"))
+        vendors = _sum_by([r for r in rows if r["kind"] == "vendor"], "owner_pk", "adjustment")
+        vendors = {k: v for k, v in vendors.items() if v}
+        if vendors:
+            conn.execute(update(m.Vendor).where(m.Vendor.id.in_(vendors)).values(
+                balance=m.Vendor.balance + case(vendors, value=m.Vendor.id)))
+
+    def _read_packed(self, moved: int) -> tuple[int, int, str]:
+        with self.delta.connect() as dconn:
+            dconn.exec_driver_sql("SET SESSION group_concat_max_len = 1073741824")
+            row = dconn.execute(text(_READ_PACKED), {"after": moved, "n": self.batch}).one()
+        return int(row[0]), int(row[1] or 0), str(row[2] or "")
+
+    def _apply_packed(self, conn: Connection, values: str) -> None:
+        for sql in _BATCH_TABLE:
+            conn.exec_driver_sql(sql)
+        # The VALUES list comes from QUOTE() on our own delta server (both
+        # sides without NO_BACKSLASH_ESCAPES); sent without parameters so the
+        # driver does not %-format it.
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        with raw.cursor() as cur:
+            cur.execute("SET SESSION sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')")
+            cur.execute("INSERT INTO failback_batch VALUES " + values)
+        for sql in _APPLY_BATCH:
+            conn.execute(text(sql), {"site": self.site})
 
     def _xdr(self, r: Any, now: dt.datetime) -> dict[str, Any]:
         # <site>#<seq> first: unique whatever the original key's length
@@ -356,6 +398,55 @@ class Failback:
         report.actions.append(f"transferred {report.transferred} xDR(s) in "
                               f"{report.batches} batch(es)")
         return report
+
+
+_XDR_FIELDS = ("seq", "kind", "owner_pk", "customer_pk", "adjustment", "customer_adjustment",
+               "connection_pk", "session_key", "conf_id", "cli", "cld", "peer_ip",
+               "connect_time", "disconnect_time", "duration", "charged_duration", "amount",
+               "tariff", "rate_prefix", "disconnect_cause", "created_at")
+# One string: "(...),(...)" with every field QUOTE()d by the server (money as
+# decimal text: exact). NULL stays the bare word NULL.
+_READ_PACKED = ("SELECT COUNT(*), MAX(seq), GROUP_CONCAT(CONCAT('(', CONCAT_WS(',', "
+              + ", ".join(f"QUOTE({f})" for f in _XDR_FIELDS)
+              + "), ')') ORDER BY seq SEPARATOR ',') FROM (SELECT * FROM delta_xdrs "
+              "WHERE seq > :after ORDER BY seq LIMIT :n) AS b")
+_COMMON = ("LEFT(CONCAT(:site, '#', j.seq, '|', j.session_key), 191), j.conf_id, j.cli, j.cld, "
+           "j.connect_time, j.disconnect_time, j.duration, j.charged_duration, j.amount, "
+           "j.tariff, j.rate_prefix, j.disconnect_cause, j.created_at")
+# The batch is loaded once into a temporary table of this connection; every
+# statement after it reads that table.
+_BATCH_TABLE = (
+    # MEMORY: the fastest here; sized for a [Delta] Failback_Batch of 100,000
+    "SET SESSION max_heap_table_size = 536870912",
+    "CREATE TEMPORARY TABLE IF NOT EXISTS failback_batch (seq BIGINT PRIMARY KEY, "
+    "kind VARCHAR(8), owner_pk INT, customer_pk INT, adjustment DECIMAL(16,5), "
+    "customer_adjustment DECIMAL(16,5), connection_pk INT, session_key VARCHAR(191), "
+    "conf_id VARCHAR(128), cli VARCHAR(64), cld VARCHAR(64), peer_ip VARCHAR(45), "
+    "connect_time DATETIME, disconnect_time DATETIME, duration INT, charged_duration INT, "
+    "amount DECIMAL(16,5), tariff VARCHAR(64), rate_prefix VARCHAR(32), "
+    "disconnect_cause VARCHAR(16), created_at DATETIME) ENGINE=MEMORY",
+    "DELETE FROM failback_batch",
+)
+_APPLY_BATCH = (
+    "INSERT INTO account_xdrs (session_key, conf_id, cli, cld, connect_time, disconnect_time, "
+    "duration, charged_duration, amount, tariff, rate_prefix, disconnect_cause, created_at, "
+    f"account_id, node_ip) SELECT {_COMMON}, j.owner_pk, j.peer_ip FROM failback_batch AS j "
+    "WHERE j.kind = 'account' ORDER BY j.seq",
+    "INSERT INTO vendor_xdrs (session_key, conf_id, cli, cld, connect_time, disconnect_time, "
+    "duration, charged_duration, amount, tariff, rate_prefix, disconnect_cause, created_at, "
+    f"vendor_id, connection_id, remote_ip) SELECT {_COMMON}, j.owner_pk, j.connection_pk, "
+    "j.peer_ip FROM failback_batch AS j WHERE j.kind = 'vendor' ORDER BY j.seq",
+    "UPDATE site_funds_locks AS l JOIN (SELECT owner_pk, SUM(adjustment) AS s FROM "
+    "failback_batch WHERE kind = 'account' GROUP BY owner_pk) AS t ON l.owner_pk = t.owner_pk "
+    "SET l.amount = l.amount - t.s WHERE l.site = :site AND l.kind = 'account'",
+    "UPDATE site_funds_locks AS l JOIN (SELECT customer_pk, SUM(customer_adjustment) AS s "
+    "FROM failback_batch WHERE customer_pk IS NOT NULL GROUP BY customer_pk) AS t "
+    "ON l.owner_pk = t.customer_pk "
+    "SET l.amount = l.amount - t.s WHERE l.site = :site AND l.kind = 'customer'",
+    "UPDATE vendors AS v JOIN (SELECT owner_pk, SUM(adjustment) AS s FROM "
+    "failback_batch WHERE kind = 'vendor' GROUP BY owner_pk) AS t ON v.id = t.owner_pk "
+    "SET v.balance = v.balance + t.s",
+)
 
 
 def primary_url(cfg: Any) -> Any:

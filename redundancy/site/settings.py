@@ -39,7 +39,7 @@ declare("Delta", "Skip_Binlog", boolean, "Yes",
         "errant GTIDs on the stand-by replica (needs SUPER or BINLOG ADMIN).")
 declare("Delta", "Connect_Timeout_sec", integer(1, 60), "2",
         "Connect timeout towards the delta database; unreachable means no RADIUS answer.")
-declare("Delta", "Failback_Batch", integer(1, 100000), "5000",
+declare("Delta", "Failback_Batch", integer(1, 100000), "10000",
         "xDRs moved to the primary per transaction during failback.")
 
 # --------------------------------------------------------------- [Watchdog]
