@@ -44,6 +44,16 @@ def register(subparsers: Any) -> None:
     fb.add_argument("--json", action="store_true", help="print the report as JSON")
     fb.set_defaults(func=cmd_failback)
 
+    wd = sub.add_parser("watchdog", help="probe the primary and switch modes (supervisor runs "
+                                         "this on the secondary site)")
+    wd.add_argument("--once", action="store_true", help="one probe round, print it, exit")
+    wd.set_defaults(func=cmd_watchdog)
+
+    wi = sub.add_parser("witness", help="tell watchdogs whether this (third) site sees the "
+                                        "primary (supervisor runs this on the central server)")
+    wi.add_argument("--listen", help="host:port (default [Watchdog] Witness_Listen)")
+    wi.set_defaults(func=cmd_witness)
+
 
 def _config(args: argparse.Namespace) -> Any:
     from vigil import config
@@ -171,4 +181,53 @@ def cmd_failback(args: argparse.Namespace) -> int:
     elif not args.dry_run:
         print(f"failback done: {report.transferred} xDR(s) in {report.batches} batch(es), "
               f"{report.seconds:.1f} s ({report.rate:.0f}/s); this site is stand-by")
+    return EXIT_OK
+
+
+def cmd_watchdog(args: argparse.Namespace) -> int:
+    from redundancy.site.watchdog import build
+    from vigil import logs
+
+    cfg = _config(args)
+    logs.setup_from_config(cfg, "site-watchdog", console=args.once)
+    dog = build(cfg)
+    if args.once:
+        action = dog.round()
+        st = json.loads(dog.state_file.read_text())
+        for name, r in sorted(st["paths"].items()):
+            print(f"{name:12} {r['verdict']:8} {r['detail']}")
+        print(f"=> {st['summary']}" + (f"; action: {action}" if action else ""))
+        return EXIT_OK
+    dog.run_forever()
+    return EXIT_OK
+
+
+def cmd_witness(args: argparse.Namespace) -> int:
+    import signal
+
+    from sqlalchemy.engine import make_url
+
+    from redundancy.site.failback import primary_url
+    from redundancy.site.probes import DbTarget, db_probe
+    from redundancy.site.settings import host_port, split_host_port
+    from redundancy.site.witness import Witness
+    from vigil import logs
+
+    cfg = _config(args)
+    logs.setup_from_config(cfg, "site-witness")
+    try:
+        host, port = split_host_port(host_port(args.listen or cfg.get("Watchdog",
+                                                                      "Witness_Listen")))
+    except ValueError as exc:
+        raise CommandError(f"--listen: {exc}", 2) from None
+    target = DbTarget.from_url(make_url(primary_url(cfg)))
+    ct, rt = cfg.get("Watchdog", "Connect_Timeout_sec"), cfg.get("Watchdog", "Read_Timeout_sec")
+    try:
+        w = Witness(lambda: db_probe(target, ct, rt), host, port,
+                    cfg.get("Watchdog", "Probe_Interval_sec"))
+    except OSError as exc:
+        raise CommandError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    signal.signal(signal.SIGTERM, w.stop)
+    signal.signal(signal.SIGINT, w.stop)
+    w.serve_forever()
     return EXIT_OK

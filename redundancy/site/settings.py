@@ -74,3 +74,12 @@ declare("Watchdog", "Hook", text, "",
         "Command run after a switch, with VIGIL_SITE_MODE=standalone|standby in its "
         "environment (e.g. point the SIP cluster at this site). Empty: none.")
 declare("Watchdog", "Hook_Timeout_sec", integer(1, 600), "30", "Longest the hook may run.")
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+declare("Watchdog", "Witness_Listen", host_port, "127.0.0.1:5668",
+        "Where `vigil site witness` (on the central server) listens for the watchdogs.")
