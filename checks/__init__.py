@@ -5,9 +5,8 @@ Every plugin is a module ``checks/<name>.py`` holding ``PLUGIN`` (a
 as ``python -m checks.NAME``. :data:`PLUGINS` is the list ``vigil-check
 --list`` prints and the checks file is validated against.
 
-Room left for the site-redundancy indicators (mode, delta backlog, stand-by
-lag, watchdog heartbeat): they join this list, as modules like the others,
-when that capability lands.
+The site-redundancy indicators (site_mode, site_probes, site_backlog) run
+on the secondary site; the stand-by's lag is ``replication``.
 """
 
 PLUGINS: tuple[str, ...] = (
@@ -18,6 +17,8 @@ PLUGINS: tuple[str, ...] = (
     "db_query", "xdr_rate", "asr", "acd", "active_calls",
     # database server and replication
     "db_connections", "binlog_disk", "replication",
+    # site redundancy (secondary site)
+    "site_mode", "site_probes", "site_backlog",
     # NSCA relay (configuration server)
     "nsca_spool", "nsca_delivery",
     # processes

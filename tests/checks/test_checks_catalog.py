@@ -25,7 +25,7 @@ def test_shipped_checks_file_loads() -> None:
         assert Path(s.command[0]).name == "vigil-check" and s.command[1] == s.plugin
         assert s.command[-2:] == ("-t", "9")
         assert s.subsystem in ("radius", "billing", "database", "replication", "nsca",
-                               "system", "monitor")
+                               "system", "monitor", "redundancy")
     central = {s.name for s in load_checks(ROOT / "etc" / "checks.conf", role="central")}
     assert "nsca_spool" in central and "radius_auth" not in central and "disk" in central
     secondary = {s.name for s in load_checks(ROOT / "etc" / "checks.conf", role="secondary")}
