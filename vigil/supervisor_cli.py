@@ -42,7 +42,7 @@ from vigil.supervisor_settings import state_file, supervisor_socket
 # a role runs the groups listed here. Adding a program = adding one file.
 ROLE_GROUPS: dict[str, tuple[str, ...]] = {
     "primary": ("common", "site"),
-    "secondary": ("common", "site"),
+    "secondary": ("common", "site", "secondary"),
     "central": ("common", "central"),
     "all": ("common", "site", "central"),
 }
