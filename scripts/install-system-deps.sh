@@ -3,11 +3,12 @@
 # binaries (tests start their own instances), the real protocol peers the
 # tests talk to (radclient, nsca/send_nsca, nsca-ng, nagios4), the central
 # dashboard (nagios4-cgi behind lighttpd, rrdtool graphs; headless chromium
-# in its tests) and iproute2 for the two-site network namespaces; the C
-# Monitoring Plugins are the reference peer of bench/bench_scheduler.py.
-# Idempotent: does nothing when all
-# are present. Daemons these packages start on their own are stopped and
-# disabled, since Vigil runs its own on the same ports.
+# in its tests), iproute2 and nftables for the two-site network namespaces
+# (link cuts, packet loss; the kernel has no netem); the C Monitoring
+# Plugins are the reference peer of bench/bench_scheduler.py.
+# Idempotent: does nothing when all are present. Daemons these packages
+# start on their own are stopped and disabled, since Vigil runs its own on
+# the same ports.
 set -euo pipefail
 
 PACKAGES=(
@@ -18,7 +19,7 @@ PACKAGES=(
   nagios4-core
   nagios4-cgi lighttpd rrdtool chromium
   monitoring-plugins-basic monitoring-plugins-standard
-  iproute2 procps psmisc
+  iproute2 nftables procps psmisc
 )
 SERVICES=(freeradius nsca nsca-ng-server nagios4 lighttpd)
 
