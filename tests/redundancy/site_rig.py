@@ -11,9 +11,11 @@ from __future__ import annotations
 import contextlib
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -79,19 +81,66 @@ def credit_time(out: str) -> int | None:
     return None
 
 
+class NsMariaDB(MariaDB):
+    """A MariaDB inside a network namespace (site A), reached on the veth address."""
+
+    def __init__(self, site: Any, *a: Any, **kw: Any) -> None:
+        super().__init__(*a, **kw)
+        self.site = site
+        self.host = site.inside
+
+    def args(self) -> list[str]:
+        # the namespace is the fence: listen on its loopback (admin) and its veth
+        return self.site.prefix() + super().args() + ["--bind-address=0.0.0.0"]
+
+    def _inside(self, sql: str) -> bool:
+        done = subprocess.run(self.site.prefix() + [
+            "mariadb", "--no-defaults", "-h127.0.0.1", f"-P{self.port}", "-uroot",
+            "--connect-timeout=1", "-e", sql], capture_output=True, text=True, timeout=30)
+        return done.returncode == 0
+
+    def start(self, timeout: float = 60.0) -> NsMariaDB:
+        self.init_datadir()
+        self.proc = subprocess.Popen(self.args(), stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mariadbd {self.name} exited: {self.error_log_tail()}")
+            # root may log in from site B's side of the veth (10.231.x.2)
+            if self._inside("CREATE USER IF NOT EXISTS 'root'@'10.231.%'; GRANT ALL ON *.* "
+                            "TO 'root'@'10.231.%' WITH GRANT OPTION"):
+                return self
+            time.sleep(0.2)
+        raise TimeoutError(f"mariadbd {self.name} did not start in its namespace")
+
+    def connect(self, database: str | None = None, user: str = "root", password: str = "",
+                connect_timeout: float = 5, autocommit: bool = True) -> Any:
+        import pymysql
+
+        return pymysql.connect(host=self.host, port=self.port, user=user, password=password,
+                               database=database, connect_timeout=connect_timeout,
+                               autocommit=autocommit)
+
+    def url(self, database: str, user: str = "root") -> str:
+        return f"mysql+pymysql://{user}@{self.host}:{self.port}/{database}"
+
+
 class Sites:
     def __init__(self, master: MariaDB, standby: MariaDB, base: Path) -> None:
         self.master = master
         self.standby = standby
         self.base = base
+        self.master_host = getattr(master, "host", "127.0.0.1")
         self.primary_url = master.url("billing")
         self.standby_url = standby.url("billing")
         self.delta_url = standby.url("delta")
 
     def start_replication(self) -> None:
         self.standby.execute(
-            "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=%s, MASTER_USER='repl', "
-            "MASTER_PASSWORD=%s, MASTER_USE_GTID=slave_pos", (self.master.port, REPL_PASSWORD))
+            "CHANGE MASTER TO MASTER_HOST=%s, MASTER_PORT=%s, MASTER_USER='repl', "
+            "MASTER_PASSWORD=%s, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1",
+            (self.master_host, self.master.port, REPL_PASSWORD))
         self.standby.execute("START SLAVE")
         self.caught_up()
 
@@ -132,10 +181,14 @@ class Sites:
 
 
 @contextlib.contextmanager
-def two_sites(base: Path) -> Iterator[Sites]:
+def two_sites(base: Path, site_a: Any = None) -> Iterator[Sites]:
+    """Master in site A (inside the namespace ``site_a`` when given), stand-by and
+    delta here (site B)."""
     if shutil.which("radclient") is None:
         pytest.skip("radclient missing: run `make setup`")
-    master = MariaDB("site-a-db", server_id=1, extra_args=GTID_ARGS)
+    master: MariaDB = (NsMariaDB(site_a, "site-a-db", server_id=1, extra_args=GTID_ARGS)
+                       if site_a is not None else
+                       MariaDB("site-a-db", server_id=1, extra_args=GTID_ARGS))
     standby = MariaDB("site-b-standby", server_id=2, extra_args=GTID_ARGS + ["--read-only=1"])
     master.start()
     standby.start()

@@ -1,0 +1,30 @@
+"""Two sites in network namespaces: cutting the link to the primary makes
+site B charge calls by itself; 30% loss on the link with a healthy primary
+flips nothing."""
+
+from __future__ import annotations
+
+import pytest
+from site_watch_rig import rig
+
+from vigil.testing import netns
+
+pytestmark = pytest.mark.skipif(netns.available() is not None,
+                                reason=str(netns.available()))
+
+
+def test_link_cut_then_standalone(tmp_path):
+    with rig(tmp_path, subnet=52) as r:
+        assert r.flips_during(3) == 0 and not r.standalone()
+        answered, _io = r.time_to(r.site_a.cut, timeout=60)
+        assert answered is not None, r.err.read_text()[-2000:]
+        print(f"link cut -> first call answered by site B: {answered:.1f} s")
+        assert r.standalone()
+
+
+def test_lossy_link_flips_nothing(tmp_path):
+    with rig(tmp_path, subnet=53) as r:
+        r.site_a.loss(30)
+        # CI-sized: 40 probe rounds at 30% loss (bench: --soak 600)
+        assert r.flips_during(40) == 0, r.err.read_text()[-2000:]
+        assert not r.answered()
