@@ -135,7 +135,11 @@ class Failback:
             raise _error("primary database", exc) from exc
 
     def _delta_max(self) -> int:
+        from sqlalchemy import inspect
+
         try:
+            if not inspect(self.delta).has_table("delta_xdrs"):
+                return 0  # never stand-alone: nothing recorded
             with self.delta.connect() as conn:
                 return int(conn.execute(select(func.coalesce(func.max(d.delta_xdrs.c.seq), 0))
                                         ).scalar_one())
@@ -157,7 +161,7 @@ class Failback:
     def backlog(self) -> Backlog:
         top = self._delta_max()
         if not self._primary_ready():
-            return Backlog(self.site, top, 0, 0, top)
+            return Backlog(self.site, top, 0, 0, self._pending(0) if top else 0)
         try:
             with self.primary.connect() as conn:
                 row = conn.execute(select(
@@ -170,14 +174,16 @@ class Failback:
         except SQLAlchemyError as exc:
             raise _error("primary database", exc) from exc
         locked, moved = (int(row[0]), int(row[1])) if row else (0, 0)
+        pending = self._pending(moved) if top else 0
+        return Backlog(self.site, top, locked, moved, pending, int(locks[0]), Decimal(locks[1]))
+
+    def _pending(self, moved: int) -> int:
         try:
             with self.delta.connect() as conn:
-                pending = conn.execute(select(func.count()).where(
-                    d.delta_xdrs.c.seq > moved)).scalar_one()
+                return int(conn.execute(select(func.count()).where(
+                    d.delta_xdrs.c.seq > moved)).scalar_one())
         except SQLAlchemyError as exc:
             raise _error("delta database", exc) from exc
-        return Backlog(self.site, top, locked, moved, int(pending), int(locks[0]),
-                       Decimal(locks[1]))
 
     # ----------------------------------------------------------------- step 1
     def lock_funds(self, report: Report, dry_run: bool = False) -> int:
