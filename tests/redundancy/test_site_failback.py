@@ -18,9 +18,19 @@ from failback_data import failback_conf, seed_delta, seed_primary, verify
 
 from billing.db import engine_for_url
 from vigil.testing.engine import ROOT
+from vigil.testing.mariadb import MariaDB
 
 XDRS = 20_000
 ACCOUNTS = 400
+
+
+@pytest.fixture
+def own_db():
+    """A server of its own: the kill test kills it."""
+    db = MariaDB("failback-primary")
+    db.start()
+    yield db
+    db.destroy()
 
 
 @pytest.fixture
@@ -46,14 +56,24 @@ def start(conf, *extra: str) -> subprocess.Popen[str]:
                             start_new_session=True)
 
 
-def test_failback_survives_random_kill9(dbs, tmp_path):
-    mariadb, primary, delta = dbs
-    conf = failback_conf(tmp_path, mariadb.url("fb_primary"), mariadb.url("fb_delta"), 500)
+def test_failback_survives_random_kill9(own_db, tmp_path):
+    """kill -9 of the failback process, and of the primary's (and delta's)
+    mariadbd, at random moments; then two failbacks at once; then a re-run."""
+    db = own_db
+    for name in ("fb_primary", "fb_delta"):
+        db.create_database(name)
+    primary = engine_for_url(db.url("fb_primary"))
+    delta = engine_for_url(db.url("fb_delta"))
+    seed_primary(primary, ACCOUNTS)
+    seed_delta(delta, XDRS, ACCOUNTS)
+    conf = failback_conf(tmp_path, db.url("fb_primary"), db.url("fb_delta"), 500)
     seed = int(os.environ.get("VIGIL_TEST_SEED", time.time_ns() % 10_000))
     rnd = random.Random(seed)
     print(f"seed {seed}")
-    kills = 0
-    for _ in range(6):
+    kills = {"failback": 0, "database": 0}
+    victims = ["failback"] * 5 + ["database"] * 3
+    rnd.shuffle(victims)
+    for victim in victims:
         proc = start(conf)
         # kill at a random point: after the lock, or in the middle of the transfer
         target = rnd.randint(0, 25)
@@ -65,11 +85,22 @@ def test_failback_survives_random_kill9(dbs, tmp_path):
             if seen >= target:
                 break
         if proc.poll() is None:
+            if victim == "database":
+                db.kill()
+                db.start()
+            else:
+                os.killpg(proc.pid, signal.SIGKILL)
+            kills[victim] += 1
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-            kills += 1
-        proc.wait(30)
+            proc.wait()
         proc.stdout.close()
-    assert kills >= 3, f"the failback finished before it could be killed (seed {seed})"
+    assert kills["failback"] >= 2 and kills["database"] >= 1, f"{kills} (seed {seed})"
+    print(f"kills: {kills}")
+    primary.dispose()  # connections to a killed server are gone
+    delta.dispose()
     # two at once, then once more: each finds the other's batches done
     a, b = start(conf), start(conf)
     out_a, _ = a.communicate(timeout=300)
@@ -79,6 +110,8 @@ def test_failback_survives_random_kill9(dbs, tmp_path):
                            "failback"], cwd=ROOT, text=True, capture_output=True, timeout=120)
     assert done.returncode == 0 and "failback done: 0 xDR(s)" in done.stdout, done.stdout
     verify(primary, delta)
+    primary.dispose()
+    delta.dispose()
 
 
 def test_dry_run_changes_nothing(dbs, tmp_path):

@@ -39,6 +39,8 @@ def test_worked_example_standby_standalone_failback(sites):
         out = radclient(b, "auth", authorize_body("call-0"), timeout=0.5)
         assert "Access-Accept" not in out and "Access-Reject" not in out, out
         assert "site in stand-by mode" in b.log_text()
+        # ... while radcheck's self-test account is answered: not an outage
+        assert b.selftest()
 
         # provisioning is refused on a secondary site, whatever its mode
         r = vigil(b, "provision", str(ROOT / "etc" / "demo" / "provision.yaml"))
