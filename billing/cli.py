@@ -62,6 +62,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from billing.db import database_url, safe_url
 
     cfg = _cfg(args)
+    _site_allows(cfg, "schema upgrade", args.dry_run)
     engine = _db(cfg)
     try:
         cur = schema.current(engine)

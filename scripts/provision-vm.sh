@@ -36,8 +36,11 @@ export VIGIL_CONF="$conf"
 # check_vigil_* for a stock Nagios/NRPE/Icinga, run as the nagios user (docs/plugins.md)
 .venv/bin/vigil plugins install
 if [ "$ROLE" != central ]; then
-  .venv/bin/vigil db upgrade
-  .venv/bin/vigil provision etc/demo/provision.yaml
+  # The demo secondary's database is its own SQLite, not a replica of the
+  # primary, so it is initialised as the primary's is; `vigil` refuses these
+  # on a secondary site otherwise (a real stand-by is a replica: docs/site.md).
+  VIGIL__SITE__ROLE=primary .venv/bin/vigil db upgrade
+  VIGIL__SITE__ROLE=primary .venv/bin/vigil provision etc/demo/provision.yaml
 fi
 
 cat > /etc/systemd/system/vigil.service <<UNIT
