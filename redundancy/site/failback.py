@@ -113,6 +113,8 @@ class Failback:
         self.site = site
         self.batch = batch
         self.progress = progress or (lambda line: None)
+        self._pool: Any = None
+        self._prefetched: tuple[int, Any] | None = None
 
     # ----------------------------------------------------------------- reading
     def prepare(self) -> None:
@@ -196,16 +198,24 @@ class Failback:
                 locked, _moved = self._watermark(conn, lock=True)
                 if locked >= top:
                     return 0
-                n, accounts, customers = self._sums(locked, top)
+                if self._packed_path:
+                    n, n_acct, total, values = self._lock_values(locked, top)
+                    n_cust = values.count("'customer'")
+                else:
+                    n, accounts, customers = self._sums(locked, top)
+                    n_acct, n_cust = len(accounts), len(customers)
+                    total = sum(accounts.values(), Decimal(0))
                 line = (f"lock: {n} xDR(s) seq {locked + 1}..{top}: "
-                        f"{len(accounts)} account(s) total {sum(accounts.values(), Decimal(0))}, "
-                        f"{len(customers)} customer(s)")
+                        f"{n_acct} account(s) total {total}, {n_cust} customer(s)")
                 report.actions.append(line)
                 self.progress(("would " if dry_run else "") + line)
                 if dry_run:
                     raise _Undo
-                self._move(conn, m.Account, "account", accounts)
-                self._move(conn, m.Customer, "customer", customers)
+                if self._packed_path:
+                    self._lock_packed(conn, values)
+                else:
+                    self._move(conn, m.Account, "account", accounts)
+                    self._move(conn, m.Customer, "customer", customers)
                 conn.execute(update(p.site_watermarks).where(
                     p.site_watermarks.c.site == self.site).values(
                     locked_upto=top, updated_at=utcnow()))
@@ -214,8 +224,30 @@ class Failback:
         except SQLAlchemyError as exc:
             raise _error("funds lock", exc) from exc
         report.locked_rows += n
-        report.locked_owners += len(accounts)
+        report.locked_owners += n_acct
         return n
+
+    def _lock_values(self, after: int, upto: int) -> tuple[int, int, Decimal, str]:
+        """(xDRs, accounts, their total, the per-owner sums as a server-quoted VALUES list)."""
+        with self.delta.connect() as dconn:
+            dconn.exec_driver_sql("SET SESSION group_concat_max_len = 1073741824")
+            row = dconn.execute(text(_LOCK_VALUES), {"a": after, "b": upto}).one()
+            n = dconn.execute(select(func.count()).where(
+                d.delta_xdrs.c.seq > after, d.delta_xdrs.c.seq <= upto)).scalar_one()
+        return int(n), int(row[0] or 0), Decimal(row[1] or 0), str(row[2] or "")
+
+    def _lock_packed(self, conn: Connection, values: str) -> None:
+        for sql in _LOCK_TABLE:
+            conn.exec_driver_sql(sql)
+        if values:
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            with raw.cursor() as cur:
+                cur.execute("SET SESSION sql_mode = "
+                            "REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')")
+                cur.execute("INSERT INTO failback_lock VALUES " + values)
+        for sql in _LOCK_APPLY:
+            conn.execute(text(sql), {"site": self.site})
 
     def _sums(self, after: int, upto: int) -> tuple[int, dict[int, Decimal], dict[int, Decimal]]:
         """(xDRs, per-account and per-customer adjustments) of seq in (after, upto],
@@ -277,7 +309,9 @@ class Failback:
             with self.primary.begin() as conn:
                 locked, moved = self._watermark(conn, lock=True)
                 if self._packed_path:
-                    n, hi, doc = self._read_packed(moved)
+                    n, hi, doc = self._packed(moved)
+                    if n and hi <= locked and not dry_run:
+                        self._prefetch(hi)  # the next batch, read while this one commits
                 else:
                     rows = self._read_rows(moved)
                     n, hi = len(rows), int(rows[-1]["seq"]) if rows else 0
@@ -338,6 +372,23 @@ class Failback:
             conn.execute(update(m.Vendor).where(m.Vendor.id.in_(vendors)).values(
                 balance=m.Vendor.balance + case(vendors, value=m.Vendor.id)))
 
+    def _packed(self, moved: int) -> tuple[int, int, str]:
+        """The batch after ``moved``: prefetched if that read was for this watermark."""
+        pre, self._prefetched = self._prefetched, None
+        if pre is not None and pre[0] == moved:
+            try:
+                return pre[1].result()
+            except SQLAlchemyError as exc:
+                log.info("prefetched batch unusable (%s); reading it again", exc)
+        return self._read_packed(moved)
+
+    def _prefetch(self, after: int) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="failback-read")
+        self._prefetched = (after, self._pool.submit(self._read_packed, after))
+
     def _read_packed(self, moved: int) -> tuple[int, int, str]:
         with self.delta.connect() as dconn:
             dconn.exec_driver_sql("SET SESSION group_concat_max_len = 1073741824")
@@ -392,14 +443,19 @@ class Failback:
         self.lock_funds(report)  # what was charged while the switch happened
         total = self.backlog().pending_xdrs
         done = 0
-        while True:
-            n = self.transfer_batch(report)
-            if n == 0:
-                break
-            done += n
-            el = time.monotonic() - start
-            self.progress(f"transferred {done}/{total} xDR(s) "
-                          f"({done / el if el else 0:.0f}/s)")
+        try:
+            while True:
+                n = self.transfer_batch(report)
+                if n == 0:
+                    break
+                done += n
+                el = time.monotonic() - start
+                self.progress(f"transferred {done}/{total} xDR(s) "
+                              f"({done / el if el else 0:.0f}/s)")
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool, self._prefetched = None, None
         report.seconds = time.monotonic() - start
         report.actions.append(f"transferred {report.transferred} xDR(s) in "
                               f"{report.batches} batch(es)")
@@ -452,6 +508,32 @@ _APPLY_BATCH = (
     "UPDATE vendors AS v JOIN (SELECT owner_pk, SUM(adjustment) AS s FROM "
     "failback_batch WHERE kind = 'vendor' GROUP BY owner_pk) AS t ON v.id = t.owner_pk "
     "SET v.balance = v.balance + t.s",
+)
+
+
+# Per-owner sums of a lock, summed by the delta server and shipped as one
+# VALUES list: 'account' rows (and their count and total), 'customer' rows.
+_LOCK_VALUES = (
+    "SELECT SUM(kind = 'account'), SUM(IF(kind = 'account', s, 0)), "
+    "GROUP_CONCAT(CONCAT('(', QUOTE(kind), ',', QUOTE(owner), ',', QUOTE(s), ')')) FROM ("
+    "SELECT 'account' AS kind, owner_pk AS owner, SUM(adjustment) AS s FROM delta_xdrs "
+    "WHERE seq > :a AND seq <= :b AND kind = 'account' GROUP BY owner_pk UNION ALL "
+    "SELECT 'customer', customer_pk, SUM(customer_adjustment) FROM delta_xdrs "
+    "WHERE seq > :a AND seq <= :b AND customer_pk IS NOT NULL GROUP BY customer_pk) AS t "
+    "WHERE s <> 0")
+_LOCK_TABLE = (
+    "CREATE TEMPORARY TABLE IF NOT EXISTS failback_lock (kind VARCHAR(8), owner_pk INT, "
+    "amount DECIMAL(16,5), PRIMARY KEY (kind, owner_pk)) ENGINE=MEMORY",
+    "DELETE FROM failback_lock",
+)
+_LOCK_APPLY = (
+    "UPDATE accounts AS a JOIN failback_lock AS l ON l.kind = 'account' AND l.owner_pk = a.id "
+    "SET a.balance = a.balance + l.amount",
+    "UPDATE customers AS c JOIN failback_lock AS l ON l.kind = 'customer' "
+    "AND l.owner_pk = c.id SET c.balance = c.balance + l.amount",
+    "INSERT INTO site_funds_locks (site, kind, owner_pk, amount) SELECT :site, kind, owner_pk, "
+    "amount FROM failback_lock ON DUPLICATE KEY UPDATE "
+    "amount = site_funds_locks.amount + VALUES(amount)",
 )
 
 
