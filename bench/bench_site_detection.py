@@ -6,7 +6,8 @@ Faults: kill -9 of the primary's mariadbd, SIGSTOP of it (hung), a cut of
 the link (nftables drop). For each, the reference peer measured in the same
 run: when the stand-by's own replication IO thread noticed (MariaDB's
 detection, what a replica-only watchdog would see). With --soak N: N seconds
-of 30% packet loss on the link with a healthy primary, counting mode flips.
+of 30% packet loss on the link, then N seconds with the direct DB probe path
+cut, both with a healthy primary, counting mode flips.
 
 Goals (issue 11): dead primary answered within 5 s, hung within 10 s; zero
 flips in the soak (10 minutes in the issue: --soak 600).
@@ -60,6 +61,12 @@ def main() -> int:
             r.site_a.loss(30)
             flips = r.flips_during(args.soak)
             print(f"30% loss for {args.soak:.0f} s with a healthy primary: {flips} flip(s)")
+        with tempfile.TemporaryDirectory(prefix="vigil-soak-") as tmp, \
+                rig(Path(tmp), subnet=71) as r:
+            r.site_a.refuse_new()  # the direct DB probe path cut, replication kept
+            flips = r.flips_during(args.soak)
+            print(f"one probe path (direct DB) cut for {args.soak:.0f} s with a healthy "
+                  f"primary: {flips} flip(s)")
     return 0
 
 

@@ -28,3 +28,15 @@ def test_lossy_link_flips_nothing(tmp_path):
         # CI-sized: 40 probe rounds at 30% loss (bench: --soak 600)
         assert r.flips_during(40) == 0, r.err.read_text()[-2000:]
         assert not r.answered()
+
+
+def test_one_path_cut_flips_nothing(tmp_path):
+    with rig(tmp_path, subnet=54) as r:
+        # the direct DB probe (a new connection each round) is cut; the
+        # stand-by's replication connection is not: it vetoes
+        r.site_a.refuse_new()
+        assert r.flips_during(30) == 0, r.err.read_text()[-2000:]
+        import json
+
+        paths = json.loads((r.b.state / "site-watchdog.json").read_text())["paths"]
+        assert paths["db"]["verdict"] == "dead" and paths["replication"]["verdict"] == "alive"

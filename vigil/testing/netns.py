@@ -77,6 +77,12 @@ class Site:
         """Drop everything arriving in the namespace from outside (a cut link)."""
         self.exec("nft", "add", "rule", "inet", "vigil", "in", "iifname", self.veth_in, "drop")
 
+    def refuse_new(self) -> None:
+        """Drop new connections from outside, keep established ones (cuts a
+        probe that connects each time, not a long-lived replication stream)."""
+        self.exec("nft", "add", "rule", "inet", "vigil", "in", "iifname", self.veth_in,
+                  "ct", "state", "new", "drop")
+
     def loss(self, percent: int) -> None:
         """Drop about ``percent`` % of the packets arriving from outside."""
         self.exec("nft", "add", "rule", "inet", "vigil", "in", "iifname", self.veth_in,
