@@ -35,7 +35,9 @@ from vigil.testing import netns  # noqa: E402
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--soak", type=float, default=0, help="seconds of 30%% loss (0: skip)")
+    ap.add_argument("--soak", type=float, default=0, help="seconds of 30%% loss, then of a "
+                    "cut probe path (0: skip)")
+    ap.add_argument("--no-detection", action="store_true", help="only the soak")
     args = ap.parse_args()
     why = netns.available()
     if why:
@@ -47,7 +49,7 @@ def main() -> int:
             lambda: os.kill(r.sites.master.proc.pid, signal.SIGSTOP)),
         "link to site A cut": lambda r: r.site_a.cut,
     }
-    for i, (what, fault) in enumerate(faults.items()):
+    for i, (what, fault) in enumerate({} if args.no_detection else faults.items()):
         with tempfile.TemporaryDirectory(prefix="vigil-detect-") as tmp, \
                 rig(Path(tmp), subnet=60 + i) as r:
             answered, io = r.time_to(fault(r), timeout=90)
