@@ -159,16 +159,26 @@ def cmd_failback(args: argparse.Namespace) -> int:
         print(line, flush=True)
 
     fb = _failback(cfg, args.batch, None if args.json else progress)
+    switched = []
 
     def to_standby() -> None:
-        modes.write(path, modes.STANDBY, "failback", "failback")
+        # a re-run (already stand-by) finishes the transfer without a new switch
+        from vigil import statefile
+
+        try:
+            standalone = modes.read(path).standalone
+        except statefile.CorruptStateError:
+            standalone = True  # unknown: make it stand-by for sure
+        if standalone:
+            modes.write(path, modes.STANDBY, "failback", "failback")
+            switched.append(True)
 
     try:
         report = fb.run(to_standby, dry_run=args.dry_run)
     except FailbackError as exc:
         raise CommandError(f"failback stopped (re-run it, it is safe): {exc}",
                            EXIT_UNAVAILABLE if exc.unavailable else EXIT_FAILED) from exc
-    if not args.dry_run:
+    if switched:
         from redundancy.site.switch import after_switch
 
         after_switch(cfg, modes.STANDBY, f"failback: {report.transferred} xDR(s) transferred")
