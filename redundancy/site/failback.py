@@ -240,12 +240,7 @@ class Failback:
         for sql in _LOCK_TABLE:
             conn.exec_driver_sql(sql)
         if values:
-            raw = conn.connection.dbapi_connection
-            assert raw is not None
-            with raw.cursor() as cur:
-                cur.execute("SET SESSION sql_mode = "
-                            "REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')")
-                cur.execute("INSERT INTO failback_lock VALUES " + values)
+            _insert_values(conn, "failback_lock", values)
         for sql in _LOCK_APPLY:
             conn.execute(text(sql), {"site": self.site})
 
@@ -360,9 +355,9 @@ class Failback:
         acct = [self._xdr(r, now) for r in rows if r["kind"] == "account"]
         vend = [self._xdr(r, now) for r in rows if r["kind"] == "vendor"]
         if acct:
-            conn.execute(insert(m.AccountXDR.__table__), acct)
+            conn.execute(insert(m.AccountXDR), acct)
         if vend:
-            conn.execute(insert(m.VendorXDR.__table__), vend)
+            conn.execute(insert(m.VendorXDR), vend)
         self._lower(conn, "account", _sum_by([r for r in rows if r["kind"] == "account"],
                                              "owner_pk", "adjustment"))
         self._lower(conn, "customer", _sum_by(rows, "customer_pk", "customer_adjustment"))
@@ -398,14 +393,7 @@ class Failback:
     def _apply_packed(self, conn: Connection, values: str) -> None:
         for sql in _BATCH_TABLE:
             conn.exec_driver_sql(sql)
-        # The VALUES list comes from QUOTE() on our own delta server (both
-        # sides without NO_BACKSLASH_ESCAPES); sent without parameters so the
-        # driver does not %-format it.
-        raw = conn.connection.dbapi_connection
-        assert raw is not None
-        with raw.cursor() as cur:
-            cur.execute("SET SESSION sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')")
-            cur.execute("INSERT INTO failback_batch VALUES " + values)
+        _insert_values(conn, "failback_batch", values)
         for sql in _APPLY_BATCH:
             conn.execute(text(sql), {"site": self.site})
 
@@ -535,6 +523,20 @@ _LOCK_APPLY = (
     "amount FROM failback_lock ON DUPLICATE KEY UPDATE "
     "amount = site_funds_locks.amount + VALUES(amount)",
 )
+
+
+def _insert_values(conn: Connection, table: str, values: str) -> None:
+    """``INSERT INTO table VALUES <values>`` where ``values`` came from QUOTE() on
+    our own delta server (both sides without NO_BACKSLASH_ESCAPES), sent
+    without parameters so that the driver does not %-format it."""
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    cur = raw.cursor()
+    try:
+        cur.execute("SET SESSION sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')")
+        cur.execute(f"INSERT INTO {table} VALUES " + values)
+    finally:
+        cur.close()
 
 
 def primary_url(cfg: Any) -> Any:
