@@ -10,7 +10,8 @@ charge it records, so what is in the delta is exactly what was charged:
   signed change of the owner's balance (what the primary's engine would have
   done); the effective balance is the stand-by balance plus these.
 - ``delta_processed``: accounting records already charged here (a
-  retransmitted Stop is acknowledged, not charged again).
+  retransmitted Stop is acknowledged, not charged again). Keys use the
+  billing database's exact (binary, no-pad) key columns.
 - ``delta_calls``: reservations of calls being authorised here.
 """
 
@@ -34,6 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import URL, Engine, make_url
 
 from billing.db import engine_for_url
+from billing.models import CALL_KEY, SESSION_KEY
 from vigil.config import Config
 
 log = logging.getLogger(__name__)
@@ -54,7 +56,10 @@ delta_xdrs = Table(
     Column("adjustment", MONEY, nullable=False),  # signed change of the owner's balance
     Column("customer_adjustment", MONEY, nullable=False, default=0),
     Column("connection_pk", Integer, nullable=True),
-    Column("session_key", String(191), nullable=False),
+    Column("session_key", SESSION_KEY, nullable=False),
+    # the accounting record that made it: failback marks it processed on the
+    # primary, so a Stop retransmitted there later is not charged again
+    Column("stop_key", SESSION_KEY, nullable=False, default=""),
     Column("conf_id", String(128), nullable=False, default=""),
     Column("cli", String(64), nullable=False, default=""),
     Column("cld", String(64), nullable=False, default=""),
@@ -74,13 +79,13 @@ delta_xdrs = Table(
 
 delta_processed = Table(
     "delta_processed", metadata,
-    Column("session_key", String(191), primary_key=True),
+    Column("session_key", SESSION_KEY, primary_key=True),
     Column("processed_at", DateTime, nullable=False),
 )
 
 delta_calls = Table(
     "delta_calls", metadata,
-    Column("call_key", String(128), primary_key=True),
+    Column("call_key", CALL_KEY, primary_key=True),
     Column("account_pk", Integer, nullable=False, index=True),
     Column("reserved", MONEY, nullable=False),
     Column("expires_at", DateTime, nullable=False, index=True),
@@ -127,7 +132,7 @@ def create(engine: Engine) -> None:
 
 delta_quarantined = Table(
     "delta_quarantined", metadata,
-    Column("session_key", String(191), primary_key=True),
+    Column("session_key", SESSION_KEY, primary_key=True),
     Column("reason", String(255), nullable=False),
     Column("attributes", String(8000), nullable=False),
     Column("created_at", DateTime, nullable=False),

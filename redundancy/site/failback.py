@@ -107,12 +107,15 @@ def _sum_by(rows: list[Any], key: str, value: str) -> dict[int, Decimal]:
 
 class Failback:
     def __init__(self, primary: Engine, delta: Engine, site: str, batch: int = 5000,
-                 progress: Callable[[str], None] | None = None) -> None:
+                 progress: Callable[[str], None] | None = None, settle: float = 1.0) -> None:
         self.primary = primary
         self.delta = delta
         self.site = site
         self.batch = batch
         self.progress = progress or (lambda line: None)
+        # after the switch: a Stop the engine took in before it commits within
+        # its group-commit batch; waiting this long lets the second lock see it
+        self.settle = settle
         self._pool: Any = None
         self._prefetched: tuple[int, Any] | None = None
 
@@ -354,6 +357,11 @@ class Failback:
         now = utcnow()
         acct = [self._xdr(r, now) for r in rows if r["kind"] == "account"]
         vend = [self._xdr(r, now) for r in rows if r["kind"] == "vendor"]
+        stops = sorted({r["stop_key"] for r in rows if r["stop_key"]})
+        if stops:
+            verb = "OR IGNORE" if conn.dialect.name == "sqlite" else "IGNORE"
+            conn.execute(insert(m.ProcessedAccounting).prefix_with(verb),
+                         [{"session_key": k, "processed_at": now} for k in stops])
         if acct:
             conn.execute(insert(m.AccountXDR), acct)
         if vend:
@@ -428,6 +436,7 @@ class Failback:
         switch_to_standby()
         report.actions.append("mode: stand-by")
         self.progress("mode: stand-by (this site's RADIUS no longer answers)")
+        time.sleep(self.settle)
         self.lock_funds(report)  # what was charged while the switch happened
         total = self.backlog().pending_xdrs
         done = 0
@@ -453,7 +462,7 @@ class Failback:
 _XDR_FIELDS = ("seq", "kind", "owner_pk", "customer_pk", "adjustment", "customer_adjustment",
                "connection_pk", "session_key", "conf_id", "cli", "cld", "peer_ip",
                "connect_time", "disconnect_time", "duration", "charged_duration", "amount",
-               "tariff", "rate_prefix", "disconnect_cause", "created_at")
+               "tariff", "rate_prefix", "disconnect_cause", "created_at", "stop_key")
 # One string: "(...),(...)" with every field QUOTE()d by the server (money as
 # decimal text: exact). NULL stays the bare word NULL.
 _READ_PACKED = ("SELECT COUNT(*), MAX(seq), GROUP_CONCAT(CONCAT('(', CONCAT_WS(',', "
@@ -474,10 +483,14 @@ _BATCH_TABLE = (
     "conf_id VARCHAR(128), cli VARCHAR(64), cld VARCHAR(64), peer_ip VARCHAR(45), "
     "connect_time DATETIME, disconnect_time DATETIME, duration INT, charged_duration INT, "
     "amount DECIMAL(16,5), tariff VARCHAR(64), rate_prefix VARCHAR(32), "
-    "disconnect_cause VARCHAR(16), created_at DATETIME) ENGINE=MEMORY",
+    "disconnect_cause VARCHAR(16), created_at DATETIME, "
+    "stop_key VARCHAR(191) COLLATE utf8mb4_nopad_bin) ENGINE=MEMORY",
     "DELETE FROM failback_batch",
 )
 _APPLY_BATCH = (
+    # the Stops charged in stand-alone: a retransmission to the primary is a duplicate
+    "INSERT IGNORE INTO processed_accounting (session_key, processed_at) "
+    "SELECT DISTINCT stop_key, UTC_TIMESTAMP() FROM failback_batch WHERE stop_key <> ''",
     "INSERT INTO account_xdrs (session_key, conf_id, cli, cld, connect_time, disconnect_time, "
     "duration, charged_duration, amount, tariff, rate_prefix, disconnect_cause, created_at, "
     f"account_id, node_ip) SELECT {_COMMON}, j.owner_pk, j.peer_ip FROM failback_batch AS j "

@@ -53,6 +53,7 @@ def seed_delta(engine: Engine, xdrs: int, accounts: int, seed: int = 11) -> None
             adjustment=amount if (credit or vendor) else -amount,
             customer_adjustment=amount if credit and not vendor else 0,
             connection_pk=1 if vendor else None, session_key=f"k{i}|{'v' if vendor else 'a'}",
+            stop_key=f"stop-{i // 2}",
             conf_id=f"conf-{i}", cli="12345", cld="12125551234", peer_ip="10.231.0.10",
             connect_time=NOW, disconnect_time=NOW, duration=60, charged_duration=60,
             amount=amount, tariff="T", rate_prefix="1", disconnect_cause="10",
@@ -104,8 +105,13 @@ def verify(primary: Engine, delta: Engine, site: str = "site-b",
         assert Decimal(locks) == 0
         top = c.execute(select(p.site_watermarks.c.transferred_upto).where(
             p.site_watermarks.c.site == site)).scalar_one()
+        processed = c.execute(select(func.count()).select_from(m.ProcessedAccounting)
+                              ).scalar_one()
     with delta.connect() as c:
         assert top == c.execute(select(func.max(d.delta_xdrs.c.seq))).scalar_one()
+        stops = c.execute(select(func.count(func.distinct(d.delta_xdrs.c.stop_key)))
+                          ).scalar_one()
+    assert processed == stops  # every Stop charged in stand-alone is known to the primary
 
 
 def failback_conf(base: Path, primary_url: str, delta_url: str, batch: int) -> Path:

@@ -99,11 +99,15 @@ def test_worked_example_standby_standalone_failback(sites):
     finally:
         b.stop()
 
-    # the primary's own engine: $0.30 left -> 3 minutes
+    # the primary's own engine: $0.30 left -> 3 minutes; a Stop charged in
+    # stand-alone and retransmitted to the primary is not charged again
     a = sites.site_a()
     with a:
         out = radclient(a, "auth", authorize_body("call-5"))
         assert "Access-Accept" in out and credit_time(out) == 180, out
+        out = radclient(a, "acct", stop_body("call-2", 300))
+        assert "Accounting-Response" in out, out
+    assert sites.account(sites.primary_url) == (Decimal("99.70"), 2, Decimal("1.70"))
 
 
 def test_delta_unreachable_means_no_answer(sites):
