@@ -2,7 +2,7 @@
 
 Exit codes: 0 done, 1 the operation failed (or, for status, the site is
 stand-alone or has a backlog), 2 bad usage or configuration, 3 a database is
-unreachable.
+unreachable (for status: the backlog cannot be read).
 """
 
 from __future__ import annotations
@@ -124,8 +124,10 @@ def cmd_status(args: argparse.Namespace) -> int:
                   f"{b['transferred_upto']}, locked up to {b['locked_upto']}; pending "
                   f"{b['pending_xdrs']}; funds locked on {b['locked_accounts']} account(s), "
                   f"total {b['locked_total']}")
-    pending = (st.get("backlog") or {}).get("pending_xdrs") or 0
-    return EXIT_FAILED if st.get("mode") != "standby" or pending else EXIT_OK
+    backlog = st.get("backlog") or {}
+    if st.get("mode") != "standby" or backlog.get("pending_xdrs"):
+        return EXIT_FAILED
+    return EXIT_UNAVAILABLE if "error" in backlog else EXIT_OK
 
 
 def cmd_standalone(args: argparse.Namespace) -> int:
