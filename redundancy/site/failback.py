@@ -39,6 +39,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from billing import models as m
 from billing.db import DatabaseUnavailable, is_unavailable
 from redundancy.site import delta as d
+from redundancy.site import packed
 from redundancy.site import primary_tables as p
 
 log = logging.getLogger(__name__)
@@ -234,17 +235,17 @@ class Failback:
         """(xDRs, accounts, their total, the per-owner sums as a server-quoted VALUES list)."""
         with self.delta.connect() as dconn:
             dconn.exec_driver_sql("SET SESSION group_concat_max_len = 1073741824")
-            row = dconn.execute(text(_LOCK_VALUES), {"a": after, "b": upto}).one()
+            row = dconn.execute(text(packed.LOCK_VALUES), {"a": after, "b": upto}).one()
             n = dconn.execute(select(func.count()).where(
                 d.delta_xdrs.c.seq > after, d.delta_xdrs.c.seq <= upto)).scalar_one()
         return int(n), int(row[0] or 0), Decimal(row[1] or 0), str(row[2] or "")
 
     def _lock_packed(self, conn: Connection, values: str) -> None:
-        for sql in _LOCK_TABLE:
+        for sql in packed.LOCK_TABLE:
             conn.exec_driver_sql(sql)
         if values:
-            _insert_values(conn, "failback_lock", values)
-        for sql in _LOCK_APPLY:
+            packed.insert_values(conn, "failback_lock", values)
+        for sql in packed.LOCK_APPLY:
             conn.execute(text(sql), {"site": self.site})
 
     def _sums(self, after: int, upto: int) -> tuple[int, dict[int, Decimal], dict[int, Decimal]]:
@@ -395,14 +396,14 @@ class Failback:
     def _read_packed(self, moved: int) -> tuple[int, int, str]:
         with self.delta.connect() as dconn:
             dconn.exec_driver_sql("SET SESSION group_concat_max_len = 1073741824")
-            row = dconn.execute(text(_READ_PACKED), {"after": moved, "n": self.batch}).one()
+            row = dconn.execute(text(packed.READ_PACKED), {"after": moved, "n": self.batch}).one()
         return int(row[0]), int(row[1] or 0), str(row[2] or "")
 
     def _apply_packed(self, conn: Connection, values: str) -> None:
-        for sql in _BATCH_TABLE:
+        for sql in packed.BATCH_TABLE:
             conn.exec_driver_sql(sql)
-        _insert_values(conn, "failback_batch", values)
-        for sql in _APPLY_BATCH:
+        packed.insert_values(conn, "failback_batch", values)
+        for sql in packed.APPLY_BATCH:
             conn.execute(text(sql), {"site": self.site})
 
     def _xdr(self, r: Any, now: dt.datetime) -> dict[str, Any]:
@@ -457,99 +458,6 @@ class Failback:
         report.actions.append(f"transferred {report.transferred} xDR(s) in "
                               f"{report.batches} batch(es)")
         return report
-
-
-_XDR_FIELDS = ("seq", "kind", "owner_pk", "customer_pk", "adjustment", "customer_adjustment",
-               "connection_pk", "session_key", "conf_id", "cli", "cld", "peer_ip",
-               "connect_time", "disconnect_time", "duration", "charged_duration", "amount",
-               "tariff", "rate_prefix", "disconnect_cause", "created_at", "stop_key")
-# One string: "(...),(...)" with every field QUOTE()d by the server (money as
-# decimal text: exact). NULL stays the bare word NULL.
-_READ_PACKED = ("SELECT COUNT(*), MAX(seq), GROUP_CONCAT(CONCAT('(', CONCAT_WS(',', "
-              + ", ".join(f"QUOTE({f})" for f in _XDR_FIELDS)
-              + "), ')') ORDER BY seq SEPARATOR ',') FROM (SELECT * FROM delta_xdrs "
-              "WHERE seq > :after ORDER BY seq LIMIT :n) AS b")
-_COMMON = ("LEFT(CONCAT(:site, '#', j.seq, '|', j.session_key), 191), j.conf_id, j.cli, j.cld, "
-           "j.connect_time, j.disconnect_time, j.duration, j.charged_duration, j.amount, "
-           "j.tariff, j.rate_prefix, j.disconnect_cause, j.created_at")
-# The batch is loaded once into a temporary table of this connection; every
-# statement after it reads that table.
-_BATCH_TABLE = (
-    # MEMORY: the fastest here; sized for a [Delta] Failback_Batch of 100,000
-    "SET SESSION max_heap_table_size = 536870912",
-    "CREATE TEMPORARY TABLE IF NOT EXISTS failback_batch (seq BIGINT PRIMARY KEY, "
-    "kind VARCHAR(8), owner_pk INT, customer_pk INT, adjustment DECIMAL(16,5), "
-    "customer_adjustment DECIMAL(16,5), connection_pk INT, session_key VARCHAR(191), "
-    "conf_id VARCHAR(128), cli VARCHAR(64), cld VARCHAR(64), peer_ip VARCHAR(45), "
-    "connect_time DATETIME, disconnect_time DATETIME, duration INT, charged_duration INT, "
-    "amount DECIMAL(16,5), tariff VARCHAR(64), rate_prefix VARCHAR(32), "
-    "disconnect_cause VARCHAR(16), created_at DATETIME, "
-    "stop_key VARCHAR(191) COLLATE utf8mb4_nopad_bin) ENGINE=MEMORY",
-    "DELETE FROM failback_batch",
-)
-_APPLY_BATCH = (
-    # the Stops charged in stand-alone: a retransmission to the primary is a duplicate
-    "INSERT IGNORE INTO processed_accounting (session_key, processed_at) "
-    "SELECT DISTINCT stop_key, UTC_TIMESTAMP() FROM failback_batch WHERE stop_key <> ''",
-    "INSERT INTO account_xdrs (session_key, conf_id, cli, cld, connect_time, disconnect_time, "
-    "duration, charged_duration, amount, tariff, rate_prefix, disconnect_cause, created_at, "
-    f"account_id, node_ip) SELECT {_COMMON}, j.owner_pk, j.peer_ip FROM failback_batch AS j "
-    "WHERE j.kind = 'account' ORDER BY j.seq",
-    "INSERT INTO vendor_xdrs (session_key, conf_id, cli, cld, connect_time, disconnect_time, "
-    "duration, charged_duration, amount, tariff, rate_prefix, disconnect_cause, created_at, "
-    f"vendor_id, connection_id, remote_ip) SELECT {_COMMON}, j.owner_pk, j.connection_pk, "
-    "j.peer_ip FROM failback_batch AS j WHERE j.kind = 'vendor' ORDER BY j.seq",
-    "UPDATE site_funds_locks AS l JOIN (SELECT owner_pk, SUM(adjustment) AS s FROM "
-    "failback_batch WHERE kind = 'account' GROUP BY owner_pk) AS t ON l.owner_pk = t.owner_pk "
-    "SET l.amount = l.amount - t.s WHERE l.site = :site AND l.kind = 'account'",
-    "UPDATE site_funds_locks AS l JOIN (SELECT customer_pk, SUM(customer_adjustment) AS s "
-    "FROM failback_batch WHERE customer_pk IS NOT NULL GROUP BY customer_pk) AS t "
-    "ON l.owner_pk = t.customer_pk "
-    "SET l.amount = l.amount - t.s WHERE l.site = :site AND l.kind = 'customer'",
-    "UPDATE vendors AS v JOIN (SELECT owner_pk, SUM(adjustment) AS s FROM "
-    "failback_batch WHERE kind = 'vendor' GROUP BY owner_pk) AS t ON v.id = t.owner_pk "
-    "SET v.balance = v.balance + t.s",
-)
-
-
-# Per-owner sums of a lock, summed by the delta server and shipped as one
-# VALUES list: 'account' rows (and their count and total), 'customer' rows.
-_LOCK_VALUES = (
-    "SELECT SUM(kind = 'account'), SUM(IF(kind = 'account', s, 0)), "
-    "GROUP_CONCAT(CONCAT('(', QUOTE(kind), ',', QUOTE(owner), ',', QUOTE(s), ')')) FROM ("
-    "SELECT 'account' AS kind, owner_pk AS owner, SUM(adjustment) AS s FROM delta_xdrs "
-    "WHERE seq > :a AND seq <= :b AND kind = 'account' GROUP BY owner_pk UNION ALL "
-    "SELECT 'customer', customer_pk, SUM(customer_adjustment) FROM delta_xdrs "
-    "WHERE seq > :a AND seq <= :b AND customer_pk IS NOT NULL GROUP BY customer_pk) AS t "
-    "WHERE s <> 0")
-_LOCK_TABLE = (
-    "CREATE TEMPORARY TABLE IF NOT EXISTS failback_lock (kind VARCHAR(8), owner_pk INT, "
-    "amount DECIMAL(16,5), PRIMARY KEY (kind, owner_pk)) ENGINE=MEMORY",
-    "DELETE FROM failback_lock",
-)
-_LOCK_APPLY = (
-    "UPDATE accounts AS a JOIN failback_lock AS l ON l.kind = 'account' AND l.owner_pk = a.id "
-    "SET a.balance = a.balance + l.amount",
-    "UPDATE customers AS c JOIN failback_lock AS l ON l.kind = 'customer' "
-    "AND l.owner_pk = c.id SET c.balance = c.balance + l.amount",
-    "INSERT INTO site_funds_locks (site, kind, owner_pk, amount) SELECT :site, kind, owner_pk, "
-    "amount FROM failback_lock ON DUPLICATE KEY UPDATE "
-    "amount = site_funds_locks.amount + VALUES(amount)",
-)
-
-
-def _insert_values(conn: Connection, table: str, values: str) -> None:
-    """``INSERT INTO table VALUES <values>`` where ``values`` came from QUOTE() on
-    our own delta server (both sides without NO_BACKSLASH_ESCAPES), sent
-    without parameters so that the driver does not %-format it."""
-    raw = conn.connection.dbapi_connection
-    assert raw is not None
-    cur = raw.cursor()
-    try:
-        cur.execute("SET SESSION sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')")
-        cur.execute(f"INSERT INTO {table} VALUES " + values)
-    finally:
-        cur.close()
 
 
 def primary_url(cfg: Any) -> Any:
