@@ -185,6 +185,9 @@ class StandaloneStore:
         rows: list[dict[str, Any]] = []
         ended: set[str] = set()
         for op in ops:
+            if op.kind == "reserve" and getattr(op, "reserve", None) is not None:
+                results.append(self._grant(conn, op, now))
+                continue
             if op.kind not in ("stop", "quarantine"):
                 # start/interim: the delta keeps only what money needs
                 results.append(True)
@@ -212,6 +215,31 @@ class StandaloneStore:
         if ended:
             conn.execute(delete(d.delta_calls).where(d.delta_calls.c.call_key.in_(ended)))
         return results
+
+    def _grant(self, conn: Connection, op: AccountingOp, now: dt.datetime) -> bool:
+        """A reservation carried by an op (the cluster store's contract, issue 13:
+        the engine proposes, the store decides with its own numbers and fills
+        in ``granted`` or ``refused``): decided here from the effective balance
+        and the delta's reservations, in the same delta transaction."""
+        req: Any = getattr(op, "reserve", None)
+        assert req is not None
+        found = self.standby.find_accounts([req.account_pk])
+        if not found:
+            req.refused = "account"
+            return False
+        acct = self._effective(conn, found[0])
+        funds = acct.own_funds - self._reserved(conn, acct.pk, now, op.call_key[:128])
+        decision = req.decide(funds)
+        if decision is None:
+            req.refused = "funds"
+            return False
+        expires = now + dt.timedelta(seconds=decision.credit_time + req.lifetime)
+        conn.execute(delete(d.delta_calls).where(d.delta_calls.c.call_key == op.call_key[:128]))
+        conn.execute(insert(d.delta_calls).values(
+            call_key=op.call_key[:128], account_pk=acct.pk, reserved=decision.amount,
+            expires_at=expires))
+        req.granted = decision
+        return True
 
     def expire_calls(self, now: dt.datetime) -> int:
         try:
@@ -286,6 +314,16 @@ class SiteStore:
         if not self.watcher.current().standalone:
             return 0
         return self.inner.expire_calls(now)
+
+    # the rest of the cluster store's Protocol (issue 13): nothing cached here
+    def in_memory(self, account_id: str) -> bool:
+        return False
+
+    def refresh_accounts(self) -> int:
+        return 0
+
+    def reload(self) -> None:
+        """SIGHUP: nothing to forget (every answer reads the snapshot and delta)."""
 
 
 def site_store(cfg: Any, standby: Engine) -> SiteStore:

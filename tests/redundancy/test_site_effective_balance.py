@@ -68,3 +68,36 @@ def test_effective_balance_exact_through_failback(tmp_path):
     assert (b.pending_xdrs, b.locked_total) == (0, Decimal(0))
     primary.dispose()
     delta.dispose()
+
+
+def test_reservation_carried_by_an_op(tmp_path):
+    """The cluster store's contract (issue 13): the engine sends a reservation
+    as an op; the stand-alone store decides it from the effective balance and
+    the delta's reservations, and says granted or refused on the request."""
+    from types import SimpleNamespace
+
+    primary = engine_for_url(f"sqlite:///{tmp_path / 'primary.db'}")
+    delta = engine_for_url(f"sqlite:///{tmp_path / 'delta.db'}")
+    schema.upgrade(primary)
+    apply_document(primary, EXAMPLE)
+    store = StandaloneStore(primary, delta, "site-b")
+    store.ensure_schema()
+    acct = store.find_account("12345")
+    assert acct is not None
+    store.apply([stop(acct, "call-1", "1.70")], NOW)
+
+    def op(call: str) -> tuple[SimpleNamespace, AccountingOp]:
+        req = SimpleNamespace(account_pk=acct.pk, lifetime=120, granted=None, refused=None,
+                              decide=lambda funds: Reservation(60, funds) if funds > 0 else None)
+        o = AccountingOp(session_key="", kind="reserve", call_key=call, leg="authorize",
+                         account_pk=acct.pk)
+        o.reserve = req  # type: ignore[attr-defined]  # the field issue 13 adds
+        return req, o
+
+    first, op1 = op("call-2")
+    second, op2 = op("call-3")
+    assert store.apply([op1, op2], NOW) == [True, False]
+    assert first.granted.amount == Decimal("0.30") and first.refused is None
+    assert second.granted is None and second.refused == "funds"
+    primary.dispose()
+    delta.dispose()
