@@ -112,6 +112,7 @@ class NsMariaDB(MariaDB):
                             "TO 'root'@'10.231.%' WITH GRANT OPTION"):
                 return self
             time.sleep(0.2)
+        self.kill()  # a process keeps its namespace alive: never leave one behind
         raise TimeoutError(f"mariadbd {self.name} did not start in its namespace")
 
     def connect(self, database: str | None = None, user: str = "root", password: str = "",
@@ -190,9 +191,10 @@ def two_sites(base: Path, site_a: Any = None) -> Iterator[Sites]:
                        if site_a is not None else
                        MariaDB("site-a-db", server_id=1, extra_args=GTID_ARGS))
     standby = MariaDB("site-b-standby", server_id=2, extra_args=GTID_ARGS + ["--read-only=1"])
-    master.start()
-    standby.start()
     try:
+        # inside the try: a server that fails to start is still stopped and removed
+        master.start()
+        standby.start()
         master.execute("CREATE USER 'repl'@'%%' IDENTIFIED BY %s", (REPL_PASSWORD,))
         master.execute("GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%'")
         master.execute("CREATE DATABASE billing")
