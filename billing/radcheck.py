@@ -40,8 +40,7 @@ from billing.radcheck_probe import ProbeResult, SelfTest, probe
 from vigil import alerts, statefile
 from vigil.config import Config, ConfigError
 from vigil.config import load as load_config
-from vigil.supervisor_client import Supervisor, SupervisorError
-from vigil.supervisor_settings import state_file, supervisor_socket
+from vigil.supervisor_client import Supervisor, SupervisorError, supervisor_socket
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +71,7 @@ class Settings:
         return cls(test=test, frequency=float(st["Test_Frequency_sec"]),
                    errors_before_restart=int(st["Errors_Before_Restart"]),
                    program=cfg.get("Radius", "Program"),
-                   state_path=state_file(cfg, "Self Test", "State_File", "radcheck.json"),
+                   state_path=cfg.state_file("Self Test", "State_File", "radcheck.json"),
                    lock_path=cfg.path("Self Test", "Path_To_Lock_File"))
 
 

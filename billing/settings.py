@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from vigil.config import boolean, declare, integer
+from vigil.config import boolean, integer
+from vigil.datatypes import Declarations
+
+OPTIONS = Declarations()  # collected by vigil.config.default_registry
+declare = OPTIONS.declare
 
 declare("Radius", "Max_Credit_Time_sec", integer(60, 86400), "14400",
         "Longest h323-credit-time announced, however rich the account.")

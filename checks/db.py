@@ -93,10 +93,10 @@ def master_url_text(ctx: Context) -> str:
     """
     import os
 
-    from vigil.config import _lookup
+    from vigil.config import lookup
 
     raw = ctx.config().raw  # loading the config declares every option
-    opt = _lookup("Master", "URL")
+    opt = lookup("Master", "URL")
     if opt.env_name in os.environ:
         return os.environ[opt.env_name]
     for section in raw.sections():

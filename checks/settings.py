@@ -5,7 +5,11 @@ The checks file itself is ``[Monitor] Checks_File`` (the scheduler's option).
 
 from __future__ import annotations
 
-from vigil.config import declare, host, secret, text
+from vigil.config import host, secret, text
+from vigil.datatypes import Declarations
+
+OPTIONS = Declarations()  # collected by vigil.config.default_registry
+declare = OPTIONS.declare
 
 
 def optional_host(value: str) -> str:

@@ -86,7 +86,7 @@ class Supervisor(Plugin):
 
     @staticmethod
     def _socket(ctx: Context) -> object:
-        from vigil.supervisor_settings import supervisor_socket
+        from vigil.supervisor_client import supervisor_socket
 
         try:
             return supervisor_socket(ctx.config())

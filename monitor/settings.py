@@ -16,7 +16,6 @@ from vigil.config import (
     Config,
     ConfigError,
     choice,
-    declare,
     email_list,
     integer,
     ip_address,
@@ -25,6 +24,10 @@ from vigil.config import (
     secret,
     text,
 )
+from vigil.datatypes import Declarations
+
+OPTIONS = Declarations()  # collected by vigil.config.default_registry
+declare = OPTIONS.declare
 
 SECTION = "Monitor"
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from nsca.crypto import METHOD_NAMES
-from vigil.config import boolean, choice, declare, host, integer, path, secret, text
+from vigil.config import boolean, choice, host, integer, path, secret, text
+from vigil.datatypes import Declarations
+
+OPTIONS = Declarations()  # collected by vigil.config.default_registry
+declare = OPTIONS.declare
 
 
 def host_port(default_port: int):  # type: ignore[no-untyped-def]

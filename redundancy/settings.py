@@ -10,7 +10,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from vigil.config import boolean, choice, declare, host, integer, port, secret, text
+from vigil.config import boolean, choice, host, integer, port, secret, text
+from vigil.datatypes import Declarations
+
+OPTIONS = Declarations()  # collected by vigil.config.default_registry
+declare = OPTIONS.declare
 
 SECTION = "Replication"
 

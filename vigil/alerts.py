@@ -38,7 +38,6 @@ from typing import Any
 
 from vigil import statefile
 from vigil.config import Config
-from vigil.supervisor_settings import state_file
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +252,7 @@ class FloodLimiter:
 
 
 def limiter_for(cfg: Config, clock: Callable[[], float] = time.time) -> FloodLimiter:
-    return FloodLimiter(state_file(cfg, "Email", "Flood_State_File", "alerts-flood.json"),
+    return FloodLimiter(cfg.state_file("Email", "Flood_State_File", "alerts-flood.json"),
                         cfg.get("Email", "Max_Sequential_Emails"),
                         cfg.get("Email", "Look_Behind_sec"), clock)
 

@@ -1,12 +1,20 @@
 """The one configuration file, ``etc/vigil.conf`` (INI).
 
-Every option is declared once, with its section, converter, default and help
-(see ``vigil.options``). Precedence: command line > environment > file >
-default. A bad value stops the program with::
+Every option is declared once, with its section, converter, default and help:
+the core's sections in ``vigil.options``, each room's in its ``settings``
+module, the declaration type and converters in the leaf ``vigil.datatypes``.
+The registry is built explicitly from the modules named in ``SETTINGS_MODULES``
+(``default_registry``); importing a module declares nothing.
+
+Precedence: command line > environment > file > default. A bad value, an
+unknown section or option (with a suggestion), a broken cross-option rule or
+an unreadable file stops the program with::
 
     Error: <file> [section] option: <why>
+    Error: <file>: <why>
 
-and exit code 2 (``ConfigError.exit_code``).
+and exit code 2 (``ConfigError.exit_code``). Nothing else comes out of
+``load``: a file of any bytes gives a ``Config`` or a ``ConfigError``.
 
 Section and option names follow the source system's ``porta-billing.conf``
 where it has them, so an admin who knows the original recognises them.
@@ -19,18 +27,57 @@ every character that is not a letter or digit turned into ``_``; for example
 from __future__ import annotations
 
 import configparser
-import logging
+import difflib
+import functools
+import importlib
 import os
-import re
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger(__name__)
+from vigil.datatypes import (  # noqa: F401  (re-exported: rooms import converters from here)
+    Converter,
+    Declarations,
+    Option,
+    Rule,
+    Secret,
+    boolean,
+    choice,
+    db_url,
+    email,
+    email_list,
+    env_name,
+    host,
+    integer,
+    ip_address,
+    nonempty,
+    number,
+    path,
+    port,
+    regex,
+    secret,
+    text,
+)
 
 CONF_ENV = "VIGIL_CONF"
 DEFAULT_PATHS = (Path("/etc/vigil/vigil.conf"), Path("etc/vigil.conf"))
+
+# Where the options are declared: the core first, then each room's settings.
+# Named, not imported, so the core depends on no room's code; a room that is
+# not installed is skipped.
+SETTINGS_MODULES = (
+    "vigil.options",
+    "radcheck.settings",
+    "billing.settings",
+    "nsca.settings",
+    "monitor.settings",
+    "checks.settings",
+    "redundancy.settings",
+)
+
+# configparser's [DEFAULT] would copy its options into every section, where
+# they would all be unknown; with this name [DEFAULT] is an ordinary section.
+_NO_DEFAULT_SECTION = "\0no default section"
 
 
 class ConfigError(Exception):
@@ -43,118 +90,99 @@ class ConfigError(Exception):
         self.section = section
         self.option = option
         self.why = why
-        where = f"[{section}] {option}" if option else f"[{section}]"
-        super().__init__(f"Error: {source} {where}: {why}")
+        where = f" [{section}]" if section else ""
+        if section and option:
+            where += f" {option}"
+        super().__init__(f"Error: {source}{where}: {why}")
 
 
-class Secret:
-    """A password or shared secret: never shown by ``str``, ``repr`` or a log line."""
+class Registry:
+    """Every declared option and cross-option rule, looked up without regard to case."""
 
-    __slots__ = ("_value",)
+    def __init__(self, declarations: Iterable[Declarations]) -> None:
+        self._options: dict[tuple[str, str], Option] = {}
+        self.rules: list[Rule] = []
+        for decl in declarations:
+            for opt in decl.options:
+                existing = self._options.get(opt.key)
+                if existing is not None and existing != opt:
+                    raise RuntimeError(
+                        f"option [{opt.section}] {opt.name} declared twice differently")
+                self._options[opt.key] = opt
+            self.rules.extend(decl.rules)
+        self._sections = {o.section.lower(): o.section for o in self._options.values()}
 
-    def __init__(self, value: str) -> None:
-        self._value = value
+    def options(self) -> list[Option]:
+        return sorted(self._options.values(), key=lambda o: (o.section.lower(), o.name.lower()))
 
-    def reveal(self) -> str:
-        return self._value
+    def lookup(self, section: str, name: str) -> Option:
+        try:
+            return self._options[(section.lower(), name.lower())]
+        except KeyError:
+            raise KeyError(f"option [{section}] {name} is not declared") from None
 
-    def __bool__(self) -> bool:
-        return bool(self._value)
+    def has(self, section: str, name: str) -> bool:
+        return (section.lower(), name.lower()) in self._options
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
+    def has_section(self, section: str) -> bool:
+        return section.lower() in self._sections
 
-    def __hash__(self) -> int:
-        return hash(self._value)
+    def suggest_section(self, section: str) -> str | None:
+        return _closest(section, self._sections.values())
 
-    def __repr__(self) -> str:
-        return "Secret('********')"
-
-    __str__ = __repr__
-
-
-Converter = Callable[[str], Any]
-
-
-@dataclass(frozen=True)
-class Option:
-    section: str
-    name: str
-    convert: Converter
-    default: str | None
-    help: str
-    secret: bool = False
-
-    @property
-    def env_name(self) -> str:
-        return env_name(self.section, self.name)
+    def suggest_option(self, section: str, name: str) -> str | None:
+        names = [o.name for o in self._options.values() if o.section.lower() == section.lower()]
+        return _closest(name, names)
 
 
-def env_name(section: str, name: str) -> str:
-    def norm(s: str) -> str:
-        return re.sub(r"[^A-Za-z0-9]", "_", s).upper()
-
-    return f"VIGIL__{norm(section)}__{norm(name)}"
-
-
-_REGISTRY: dict[tuple[str, str], Option] = {}
+def _closest(word: str, candidates: Iterable[str]) -> str | None:
+    by_lower = {c.lower(): c for c in candidates}
+    found = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.75)
+    return by_lower[found[0]] if found else None
 
 
-def declare(
-    section: str,
-    name: str,
-    convert: Converter,
-    default: str | None,
-    help: str,
-    *,
-    secret: bool = False,
-) -> Option:
-    """Declare an option once; modules call this at import time.
-
-    ``default`` is written as it would be in the file (a string) so that the
-    same converter validates defaults and file values alike. ``None`` means
-    the option is required.
-    """
-    key = (section.lower(), name.lower())
-    opt = Option(section, name, convert, default, help, secret)
-    existing = _REGISTRY.get(key)
-    if existing is not None and existing != opt:
-        raise RuntimeError(f"option [{section}] {name} declared twice differently")
-    _REGISTRY[key] = opt
-    return opt
+@functools.cache
+def default_registry() -> Registry:
+    """The registry of every installed room, built once from ``SETTINGS_MODULES``."""
+    decls: list[Declarations] = []
+    for name in SETTINGS_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not (name == exc.name or name.startswith(exc.name + ".")):
+                raise  # the room is there but something it imports is missing
+            continue
+        decls.append(module.OPTIONS)
+    return Registry(decls)
 
 
 def declared() -> list[Option]:
-    return sorted(_REGISTRY.values(), key=lambda o: (o.section.lower(), o.name.lower()))
+    return default_registry().options()
 
 
-def _lookup(section: str, name: str) -> Option:
-    try:
-        return _REGISTRY[(section.lower(), name.lower())]
-    except KeyError:
-        raise KeyError(f"option [{section}] {name} is not declared") from None
+def lookup(section: str, name: str) -> Option:
+    return default_registry().lookup(section, name)
 
 
 class Config:
     """Validated configuration: every declared option converted once at load."""
 
     def __init__(self, source: str, values: Mapping[tuple[str, str], Any],
-                 raw: configparser.ConfigParser) -> None:
+                 raw: configparser.ConfigParser, registry: Registry | None = None) -> None:
         self.source = source
         self._values = dict(values)
         self.raw = raw
+        self.registry = registry if registry is not None else default_registry()
 
     def get(self, section: str, name: str) -> Any:
-        opt = _lookup(section, name)
-        key = (opt.section.lower(), opt.name.lower())
-        if key not in self._values:
-            # declared after this Config was loaded (a module imported late):
-            # convert it now so the same rules apply.
-            self._values[key] = _resolve(opt, self.raw, self.source, {})
-        return self._values[key]
+        opt = self.registry.lookup(section, name)
+        if opt.key not in self._values:
+            # a section left out by load(sections=...): converted now by the same rules
+            self._values[opt.key] = _resolve(opt, self.raw, self.source, {})
+        return self._values[opt.key]
 
     def section(self, section: str) -> dict[str, Any]:
-        return {o.name: self.get(o.section, o.name) for o in declared()
+        return {o.name: self.get(o.section, o.name) for o in self.registry.options()
                 if o.section.lower() == section.lower()}
 
     def path(self, section: str, name: str) -> Path:
@@ -164,17 +192,22 @@ class Config:
             return value
         return (Path(self.source).resolve().parent / value).resolve()
 
+    def state_file(self, section: str, name: str, default_name: str) -> Path:
+        """A state-file option: its value (relative to the config file) or State_Dir/name."""
+        if self.get(section, name):
+            return self.path(section, name)
+        return self.path("Site", "State_Dir") / default_name
+
 
 def _resolve(opt: Option, parser: configparser.ConfigParser, source: str,
              overrides: Mapping[tuple[str, str], str]) -> Any:
-    key = (opt.section.lower(), opt.name.lower())
     where = source
-    if key in overrides:
-        text, where = overrides[key], "command line"
+    if opt.key in overrides:
+        text, where = overrides[opt.key], "command line"
     elif opt.env_name in os.environ:
         text, where = os.environ[opt.env_name], f"environment {opt.env_name}"
-    elif parser.has_option(_section_name(parser, opt.section), opt.name):
-        text = parser.get(_section_name(parser, opt.section), opt.name)
+    elif (written := _option_name(parser, opt)) is not None:
+        text = parser.get(_section_name(parser, opt.section), written)
     elif opt.default is not None:
         text, where = opt.default, "default"
     else:
@@ -183,6 +216,17 @@ def _resolve(opt: Option, parser: configparser.ConfigParser, source: str,
         return opt.convert(text.strip())
     except ValueError as exc:
         raise ConfigError(where, opt.section, opt.name, str(exc)) from None
+
+
+def _option_name(parser: configparser.ConfigParser, opt: Option) -> str | None:
+    """The option's name as the file writes it (any case), or None if it is not set."""
+    section = _section_name(parser, opt.section)
+    if not parser.has_section(section):
+        return None
+    for name in parser.options(section):
+        if name.lower() == opt.name.lower():
+            return name
+    return None
 
 
 def _section_name(parser: configparser.ConfigParser, section: str) -> str:
@@ -204,186 +248,102 @@ def find_config_file(explicit: str | None = None) -> Path | None:
     return None
 
 
-def load(path: str | os.PathLike[str] | None = None,
+def read_text(file: Path) -> str:
+    """The file's text, or ConfigError saying why it cannot be had (no OSError escapes)."""
+    source = str(file)
+    try:
+        data = file.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(source, "", "", "file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(source, "", "", "is a directory, not a configuration file") from None
+    except PermissionError:
+        raise ConfigError(source, "", "", "cannot be read: permission denied") from None
+    except OSError as exc:
+        raise ConfigError(source, "", "", f"cannot be read: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(source, "", "", f"not UTF-8 text (byte 0x{data[exc.start]:02x} "
+                                          f"on line {line})") from None
+
+
+def parse(ini_text: str, source: str) -> configparser.ConfigParser:
+    """INI text into a parser that keeps option case; ConfigError if it is not INI."""
+    parser = configparser.ConfigParser(interpolation=None, strict=True,
+                                       default_section=_NO_DEFAULT_SECTION)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keep option case
+    try:
+        parser.read_string(ini_text, source=source)
+    except configparser.Error as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(source, "", "", f"not a valid INI file: {msg}") from None
+    return parser
+
+
+def check_names(parser: configparser.ConfigParser, source: str, registry: Registry,
+                wanted: set[str] | None = None) -> None:
+    """Unknown sections and options are errors, with the closest declared name."""
+    seen: set[str] = set()
+    for s in parser.sections():
+        if s.lower() in seen:  # configparser's strict mode compares case-sensitively
+            raise ConfigError(source, s, "", "section written twice (names ignore case)")
+        seen.add(s.lower())
+        if not registry.has_section(s):
+            hint = registry.suggest_section(s)
+            why = "unknown section" + (f"; did you mean [{hint}]?" if hint else "")
+            raise ConfigError(source, s, "", why)
+        if wanted is not None and s.lower() not in wanted:
+            continue
+        names: set[str] = set()
+        for name in parser.options(s):
+            if name.lower() in names:
+                raise ConfigError(source, s, name, "set twice (names ignore case)")
+            names.add(name.lower())
+            if not registry.has(s, name):
+                hint = registry.suggest_option(s, name)
+                why = "unknown option" + (f"; did you mean {hint}?" if hint else "")
+                raise ConfigError(source, s, name, why)
+
+
+def check_rules(values: Mapping[tuple[str, str], Any], source: str, registry: Registry,
+                wanted: set[str] | None = None) -> None:
+    for rule in registry.rules:
+        if wanted is not None and not all(s.lower() in wanted for s in rule.sections):
+            continue
+        broken = rule.check(values)
+        if broken is not None:
+            section, option, why = broken
+            raise ConfigError(source, section, option, why)
+
+
+def load(path: str | os.PathLike[str] | None = None,  # noqa: F811  (the converter's name)
          overrides: Mapping[tuple[str, str], str] | None = None,
-         sections: Iterable[str] | None = None) -> Config:
+         sections: Iterable[str] | None = None,
+         registry: Registry | None = None) -> Config:
     """Read and validate the configuration.
 
     ``path`` None means: ``VIGIL_CONF``, then ``/etc/vigil/vigil.conf``, then
     ``etc/vigil.conf`` below the current folder; none of them is fine (all
     defaults). ``sections`` limits validation to those sections (a tool that
-    needs only ``[Replication]`` should not fail on a typo in ``[NSCA]``).
+    needs only ``[Replication]`` should not fail on a typo in ``[NSCA]``;
+    an unknown section is refused whatever is asked).
     """
-    # Import the modules that declare options so that every option is known.
-    from vigil import options  # noqa: F401
-
+    registry = registry if registry is not None else default_registry()
     found = find_config_file(str(path) if path is not None else None)
-    parser = configparser.ConfigParser(interpolation=None, strict=True)
-    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keep option case
     source = "<defaults>"
+    parser = parse("", source)
     if found is not None:
         source = str(found)
-        try:
-            with open(found, encoding="utf-8") as fh:
-                parser.read_file(fh, source=source)
-        except FileNotFoundError:
-            raise ConfigError(source, "-", "", "file not found") from None
-        except configparser.Error as exc:
-            msg = str(exc).splitlines()[0]
-            raise ConfigError(source, "-", "", f"not a valid INI file: {msg}") from None
+        parser = parse(read_text(found), source)
     overrides = {(s.lower(), o.lower()): v for (s, o), v in (overrides or {}).items()}
     wanted = {s.lower() for s in sections} if sections is not None else None
+    check_names(parser, source, registry, wanted)
     values: dict[tuple[str, str], Any] = {}
-    for opt in declared():
+    for opt in registry.options():
         if wanted is not None and opt.section.lower() not in wanted:
             continue
-        values[(opt.section.lower(), opt.name.lower())] = _resolve(opt, parser, source, overrides)
-    known_sections = {o.section.lower() for o in declared()}
-    for s in parser.sections():
-        if s.lower() not in known_sections:
-            log.warning("config %s: section [%s] is not used by Vigil", source, s)
-            continue
-        for name in parser.options(s):
-            if (s.lower(), name.lower()) not in _REGISTRY:
-                log.warning("config %s: [%s] %s is not used by Vigil", source, s, name)
-    return Config(source, values, parser)
-
-
-# ---------------------------------------------------------------- converters
-# Small pure functions: each raises ValueError saying what is allowed.
-
-_TRUE = {"1", "yes", "true", "on"}
-_FALSE = {"0", "no", "false", "off"}
-
-
-def boolean(text: str) -> bool:
-    low = text.lower()
-    if low in _TRUE:
-        return True
-    if low in _FALSE:
-        return False
-    raise ValueError(f"{text!r} is not a boolean; use Yes or No")
-
-
-def integer(lo: int | None = None, hi: int | None = None) -> Converter:
-    def convert(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise ValueError(f"{text!r} is not a whole number") from None
-        if lo is not None and value < lo:
-            raise ValueError(f"{value} is below the minimum {lo}")
-        if hi is not None and value > hi:
-            raise ValueError(f"{value} is above the maximum {hi}")
-        return value
-
-    return convert
-
-
-def number(lo: float | None = None, hi: float | None = None) -> Converter:
-    def convert(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise ValueError(f"{text!r} is not a number") from None
-        if value != value:  # NaN
-            raise ValueError(f"{text!r} is not a number")
-        if lo is not None and value < lo:
-            raise ValueError(f"{value:g} is below the minimum {lo:g}")
-        if hi is not None and value > hi:
-            raise ValueError(f"{value:g} is above the maximum {hi:g}")
-        return value
-
-    return convert
-
-
-port = integer(1, 65535)
-
-
-def choice(*allowed: str) -> Converter:
-    def convert(text: str) -> str:
-        for a in allowed:
-            if text.lower() == a.lower():
-                return a
-        raise ValueError(f"{text!r} is not one of: {', '.join(allowed)}")
-
-    return convert
-
-
-def text(text: str) -> str:
-    return text
-
-
-def nonempty(text: str) -> str:
-    if not text:
-        raise ValueError("must not be empty")
-    return text
-
-
-def secret(text: str) -> Secret:
-    return Secret(text)
-
-
-_EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
-
-
-def email(text: str) -> str:
-    # The source insists on fully qualified addresses: a local alias silently
-    # lands nowhere on an appliance with no local mail delivery.
-    if not _EMAIL.match(text):
-        raise ValueError(f"{text!r} is not a fully qualified e-mail address (user@domain.tld)")
-    return text
-
-
-def email_list(text: str) -> list[str]:
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    return [email(t) for t in items]
-
-
-def ip_address(text: str) -> str:
-    import ipaddress
-
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        raise ValueError(f"{text!r} is not an IP address") from None
-
-
-def host(text: str) -> str:
-    if not text or not re.match(r"^[A-Za-z0-9_.:\-\[\]]+$", text):
-        raise ValueError(f"{text!r} is not a host name or address")
-    return text
-
-
-def db_url(text: str) -> str:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        url = make_url(text)
-    except ArgumentError:
-        raise ValueError(f"{text!r} is not an SQLAlchemy URL "
-                         "(sqlite:///path or mysql+pymysql://user@host/db)") from None
-    if url.get_backend_name() not in ("sqlite", "mysql", "mariadb"):
-        raise ValueError(f"database {url.get_backend_name()!r} is not supported; "
-                         "use sqlite or mysql+pymysql")
-    if url.password:
-        raise ValueError("put the password in the Password option, not in the URL "
-                         "(URLs end up in logs and process lists)")
-    return text
-
-
-def path(text: str) -> str:
-    if not text:
-        raise ValueError("must be a path")
-    if "\0" in text:
-        raise ValueError("a path cannot contain NUL")
-    return text
-
-
-def regex(text: str) -> str:
-    try:
-        re.compile(text)
-    except re.error as exc:
-        raise ValueError(f"{text!r} is not a regular expression: {exc}") from None
-    return text
+        values[opt.key] = _resolve(opt, parser, source, overrides)
+    check_rules(values, source, registry, wanted)
+    return Config(source, values, parser, registry)

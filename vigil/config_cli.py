@@ -15,8 +15,6 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_options(args: argparse.Namespace) -> int:
-    from vigil import options  # noqa: F401
-
     rows = [{"section": o.section, "option": o.name, "default": "********" if o.secret
              else o.default, "env": env_name(o.section, o.name), "help": o.help}
             for o in declared()]

@@ -1,32 +1,36 @@
-"""Every option of ``vigil.conf``, declared once.
+"""The core's options of ``vigil.conf``, declared once.
 
 The sections the source system has (``[Global]``, ``[Master]``,
-``[Fraud_Detection]``, ``[Node IP Cache]``, ``[Email]``, ``[Self Test]``,
-``[Radius]``, ``[Log]``, ``[Call_Cleanup]``) are declared here with their
-original names and meanings. Each room declares its own new sections in its
-``settings`` module (``nsca/settings.py``, ``monitor/settings.py``, ...),
-imported at the bottom of this file.
+``[Fraud_Detection]``, ``[Node IP Cache]``, ``[Email]``, ``[Radius]``,
+``[Log]``, ``[Call_Cleanup]``) are declared here with their original names and
+meanings, with Vigil's own ``[Site]`` and ``[Supervisor]``. Each room declares
+its own sections in its ``settings`` module (``radcheck/settings.py`` has the
+source's ``[Self Test]``); ``vigil.config.default_registry`` collects them all.
+This module imports only the leaf ``vigil.datatypes``.
 """
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Mapping
+from typing import Any
 
-from vigil.config import (
+from vigil.datatypes import (
+    Declarations,
     boolean,
     choice,
     db_url,
-    declare,
     email,
     host,
     integer,
-    ip_address,
     nonempty,
     path,
     port,
-    secret,
     text,
 )
+from vigil.datatypes import secret as secret_text
+
+OPTIONS = Declarations()
+declare = OPTIONS.declare
 
 # ------------------------------------------------------------------ [Site]
 declare("Site", "Role", choice("primary", "secondary", "central", "all"), "all",
@@ -55,7 +59,7 @@ declare("Master", "URL", db_url, "sqlite:///billing.db",
         "SQLAlchemy URL of the billing database, without the password. "
         "A relative sqlite path is taken inside [Site] State_Dir.")
 declare("Master", "User", text, "", "Database user (overrides the URL's).")
-declare("Master", "Password", secret, "", "Database password.", secret=True)
+declare("Master", "Password", secret_text, "", "Database password.", secret=True)
 declare("Master", "Connect_Timeout_sec", integer(1, 600), "5",
         "How long to wait for the database to accept a connection.")
 declare("Master", "Pool_Size", integer(1, 200), "10", "Connections kept open.")
@@ -84,22 +88,6 @@ declare("Email", "SMTP_Host", host, "127.0.0.1", "SMTP relay for alerts.")
 declare("Email", "SMTP_Port", port, "25", "SMTP port.")
 declare("Email", "SMTP_Timeout_sec", integer(1, 300), "10",
         "Connect and read timeout towards the SMTP relay.")
-
-# ------------------------------------------------------------- [Self Test]
-declare("Self Test", "Timeout_sec", integer(1, 300), "5",
-        "How long radcheck waits for the RADIUS answer.")
-declare("Self Test", "Test_Frequency_sec", integer(1, 3600), "60",
-        "How often radcheck asks for an Access-Accept.")
-declare("Self Test", "Errors_Before_Restart", integer(1, 1000), "3",
-        "Consecutive failures before the RADIUS program is restarted.")
-declare("Self Test", "Path_To_Lock_File", path, "/var/run/radcheck.pid",
-        "Keeps a second radcheck from running.")
-declare("Self Test", "NAS-IP-Address", ip_address, "127.0.0.1",
-        "NAS-IP-Address of the self-test requests.")
-declare("Self Test", "Shared_Secret", secret, "SecretKey",
-        "RADIUS secret of the self-test NAS.", secret=True)
-declare("Self Test", "User-Name", nonempty, "127.0.0.1", "Self-test account.")
-declare("Self Test", "Password", secret, "cisco", "Self-test password.", secret=True)
 
 # ---------------------------------------------------------------- [Radius]
 declare("Radius", "Host", host, "127.0.0.1", "Address the RADIUS server listens on.")
@@ -132,12 +120,26 @@ declare("Call_Cleanup", "Incoming_Session_Lifetime", integer(0), "10",
 declare("Call_Cleanup", "Default_Lifetime", integer(1), "120",
         "Default lifetime of a call in the call cache.")
 
-# Rooms declare their own sections. A room that is not installed is skipped.
-for _module in ("billing.settings", "nsca.settings", "monitor.settings",
-                "checks.settings", "redundancy.settings"):
-    try:
-        importlib.import_module(_module)
-    except ModuleNotFoundError as _exc:
-        if _exc.name != _module:
-            raise
-import vigil.supervisor_settings  # noqa: E402,F401,I001  (radcheck, alerts, supervisor options)
+# -------------------------------------------------------------- [Supervisor]
+declare("Supervisor", "Socket_File", text, "",
+        "Unix socket of supervisord's XML-RPC interface (radcheck restarts the RADIUS "
+        "program through it). Empty means <State_Dir>/supervisor.sock.")
+declare("Supervisor", "Config_File", path, "supervisord.conf",
+        "supervisord configuration that `vigil supervisord` runs (relative to this file).")
+declare("Supervisor", "RPC_Timeout_sec", integer(1, 600), "30",
+        "How long a call to supervisord may take; must exceed the programs' stopwaitsecs.")
+
+# ----------------------------------------------------- additions to [Email]
+declare("Email", "Flood_State_File", text, "",
+        "Memory of the e-mail flood limiter (when the last alerts went out, how many "
+        "were held back), so a restart does not reset it. Empty means "
+        "<State_Dir>/alerts-flood.json.")
+
+
+# ------------------------------------------------------- cross-option rules
+@OPTIONS.rule("Radius")
+def _ports_distinct(v: Mapping[tuple[str, str], Any]) -> tuple[str, str, str] | None:
+    if v[("radius", "auth_port")] == v[("radius", "acct_port")]:
+        return ("Radius", "Acct_Port",
+                f"must differ from Auth_Port (both are {v[('radius', 'acct_port')]})")
+    return None

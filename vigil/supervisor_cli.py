@@ -36,7 +36,7 @@ from typing import Any
 
 from vigil import config
 from vigil.cli import EXIT_FAILED, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, CommandError
-from vigil.supervisor_settings import state_file, supervisor_socket
+from vigil.supervisor_client import supervisor_socket
 
 # Program files live in etc/supervisor/<group>/<program>.conf, one block each;
 # a role runs the groups listed here. Adding a program = adding one file.
@@ -239,9 +239,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 def _radcheck_state(cfg: config.Config) -> dict[str, Any] | None:
     from vigil import statefile
 
+    # radcheck's state is read as data (a JSON file named by its option): no import
     try:
-        data = statefile.read_json(state_file(cfg, "Self Test", "State_File", "radcheck.json"))
-    except (statefile.CorruptStateError, OSError):
+        data = statefile.read_json(cfg.state_file("Self Test", "State_File", "radcheck.json"))
+    except (KeyError, statefile.CorruptStateError, OSError):
         return None
     return data if isinstance(data, dict) else None
 

@@ -19,6 +19,8 @@ from typing import Any
 
 from supervisor.xmlrpc import SupervisorTransport
 
+from vigil.config import Config
+
 log = logging.getLogger(__name__)
 
 
@@ -148,3 +150,8 @@ class Supervisor:
         self.start(name)
         after = self.program(name)
         return f"{name} was {before.state} (pid {before.pid}), now {after.state} (pid {after.pid})"
+
+
+def supervisor_socket(cfg: Config) -> Path:
+    """``[Supervisor] Socket_File``, or supervisor.sock in ``[Site] State_Dir``."""
+    return cfg.state_file("Supervisor", "Socket_File", "supervisor.sock")
