@@ -46,7 +46,7 @@ from radcheck_peers import (  # noqa: E402
     write_conf,
 )
 
-from billing.radcheck_probe import SelfTest, probe  # noqa: E402
+from radcheck.probe import SelfTest, probe  # noqa: E402
 from vigil import alerts, config  # noqa: E402
 from vigil.testing.smtp import SMTPSink  # noqa: E402
 

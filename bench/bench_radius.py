@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vigil.testing.engine import BillingSandbox  # noqa: E402
+from billing.testing import BillingSandbox  # noqa: E402
 from vigil.testing.freeradius import FreeRadius, start_freeradius  # noqa: E402
 from vigil.testing.mariadb import MariaDB  # noqa: E402
 

@@ -43,25 +43,9 @@ log = logging.getLogger(__name__)
 
 MAX_HELD_SUBJECTS = 10
 
-# Used when Mail_Templates_Dir lacks a template; etc/Mail_Templates ships the same texts.
+# The core's own template; etc/Mail_Templates ships the same text. Rooms pass
+# their built-in texts to render() (radcheck's are in radcheck/mail.py).
 DEFAULT_TEMPLATES: dict[str, str] = {
-    "radcheck_outage": (
-        "Subject: [Vigil $site] RADIUS self-test failing on $host: $program restarted\n"
-        "\n"
-        "The RADIUS self-test on $host failed $failures times in a row.\n"
-        "Last error: $last_error\n"
-        "Restart of supervisor program '$program': $restart\n"
-        "Test: Access-Request for $user to $target, every $frequency s, timeout $timeout s.\n"
-        "Time: $time\n"
-    ),
-    "radcheck_recovery": (
-        "Subject: [Vigil $site] RADIUS self-test OK again on $host\n"
-        "\n"
-        "The RADIUS engine on $host answers the self-test again "
-        "(Access-Accept in $rtt_ms ms).\n"
-        "Outage: $failures failed tests, $restarts restart(s), since $outage_since.\n"
-        "Time: $time\n"
-    ),
     "flood_summary": (
         "Subject: (not used)\n"
         "\n"
@@ -86,21 +70,27 @@ def _split_template(text: str) -> tuple[str, str]:
     return "$subject", text
 
 
-def load_template(directory: Path, name: str) -> tuple[str, str]:
-    """(subject, body) template texts; the built-in ones if the file is missing."""
+def load_template(directory: Path, name: str, builtin: str | None = None) -> tuple[str, str]:
+    """(subject, body) template texts; ``builtin`` (or the core's own) if the file is missing."""
     path = directory / f"{name}.txt"
+    fallback = builtin if builtin is not None else DEFAULT_TEMPLATES.get(name)
     try:
         return _split_template(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
-        if name not in DEFAULT_TEMPLATES:
+        if fallback is None:
             raise
         log.warning("mail template %s unusable (%s); using the built-in text", path, exc)
-        return _split_template(DEFAULT_TEMPLATES[name])
+        return _split_template(fallback)
 
 
-def render(cfg: Config, name: str, **values: Any) -> tuple[str, str]:
-    """Subject and body of template ``name``, with $host, $site, $time filled in too."""
-    subject_t, body_t = load_template(cfg.path("Email", "Mail_Templates_Dir"), name)
+def render(cfg: Config, name: str, builtin: str | None = None,
+           **values: Any) -> tuple[str, str]:
+    """Subject and body of template ``name``, with $host, $site, $time filled in too.
+
+    ``builtin`` is the text used when ``Mail_Templates_Dir`` lacks the file:
+    an alert must never be lost for want of a template.
+    """
+    subject_t, body_t = load_template(cfg.path("Email", "Mail_Templates_Dir"), name, builtin)
     common = {"host": cfg.get("Site", "Host_Name"), "site": cfg.get("Site", "Name"),
               "time": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
     merged = {**common, **{k: "-" if v is None else v for k, v in values.items()}}

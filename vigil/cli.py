@@ -32,6 +32,7 @@ ROOM_CLIS = (
     "monitor.cli",
     "checks.install_cli",
     "redundancy.cli",
+    "radcheck.cli",
     "vigil.supervisor_cli",
 )
 

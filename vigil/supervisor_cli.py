@@ -1,10 +1,9 @@
-"""Subcommands for the supervised process tree, radcheck and alerts.
+"""Subcommands for the supervised process tree and alerts.
 
 - ``vigil supervisord``: run supervisord in the foreground on
   ``etc/supervisord.conf`` with the programs of ``[Site] Role``;
 - ``vigil supervisorctl ARGS``: supervisorctl on the same socket;
 - ``vigil status [--json]``: the programs and their states (XML-RPC);
-- ``vigil radcheck [--once]``: the RADIUS self-test (foreground, under supervisor);
 - ``vigil alert send --subject S [--to ADDR] [--no-rate-limit]``: an alert, body on stdin.
 
 ``etc/supervisord.conf`` takes every path from the environment (supervisor's
@@ -81,14 +80,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("status", help="supervised programs and their states")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_status)
-
-    p = sub.add_parser("radcheck", help="RADIUS self-test: restart the engine when it stops "
-                       "answering, alert by e-mail (foreground, run by supervisor)")
-    p.add_argument("--once", action="store_true",
-                   help="send one self-test request, print the result and exit "
-                        "(0 accepted, 1 failed); no restart, no alert")
-    p.add_argument("--json", action="store_true", help="with --once: JSON output")
-    p.set_defaults(func=cmd_radcheck)
 
     p = sub.add_parser("alert", help="e-mail alerts")
     alert_sub = p.add_subparsers(dest="alert_command", metavar="ACTION")
@@ -245,29 +236,6 @@ def _radcheck_state(cfg: config.Config) -> dict[str, Any] | None:
     except (KeyError, statefile.CorruptStateError, OSError):
         return None
     return data if isinstance(data, dict) else None
-
-
-# ---------------------------------------------------------------- radcheck
-
-def cmd_radcheck(args: argparse.Namespace) -> int:
-    from billing import radcheck
-    from billing.radcheck_probe import probe
-    from vigil import logs
-
-    cfg = _load(args)
-    if args.once:
-        settings = radcheck.Settings.from_config(cfg)
-        result = probe(settings.test)
-        if args.json:
-            print(json.dumps(vars(result), sort_keys=True))
-        else:
-            print(f"{settings.test.target}: " + (f"Access-Accept in {result.rtt_ms} ms"
-                                                 if result.ok else str(result.error)))
-        return EXIT_OK if result.ok else EXIT_FAILED
-    # Under supervisor stderr is the program's own log file.
-    level = "DEBUG" if args.verbose > 1 else cfg.get("Log", "Level")
-    logs.setup("Console", None, level, "radcheck")
-    return radcheck.serve(cfg)
 
 
 # ------------------------------------------------------------------- alert

@@ -9,7 +9,7 @@ from sqlalchemy.engine import Engine
 
 from billing import schema
 from billing.db import engine_for_url
-from vigil.testing.engine import BillingSandbox
+from billing.testing import BillingSandbox
 
 
 @pytest.fixture(params=["sqlite", "mariadb"])

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from billing import models as m
 from billing.db import engine_for_url
-from vigil.testing.engine import BillingSandbox
+from billing.testing import BillingSandbox
 from vigil.testing.mariadb import MariaDB
 
 

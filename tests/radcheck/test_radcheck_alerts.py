@@ -17,6 +17,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from radcheck_peers import VIGIL, base_conf, free_udp_port, write_conf
 
+from radcheck import mail
 from vigil import alerts, config
 from vigil.testing.mariadb import free_port
 from vigil.testing.smtp import SMTPSink
@@ -192,7 +193,8 @@ def test_templates_from_the_folder(tmp_path: Path, smtp: SMTPSink) -> None:
     tpl.mkdir()
     (tpl / "radcheck_outage.txt").write_text("Subject: DOWN $host\n\nfailures=$failures\n")
     cfg = make_cfg(tmp_path, smtp.port, Mail_Templates_Dir=tpl)
-    subject, body = alerts.render(cfg, "radcheck_outage", failures=3)
+    subject, body = alerts.render(cfg, "radcheck_outage", mail.TEMPLATES[mail.OUTAGE],
+                                  failures=3)
     assert subject == "DOWN vigil-test" and body == "failures=3\n"
 
 
@@ -200,14 +202,14 @@ def test_missing_template_falls_back_to_builtin(tmp_path: Path, smtp: SMTPSink,
                                                 caplog) -> None:
     cfg = make_cfg(tmp_path, smtp.port, Mail_Templates_Dir=tmp_path / "nowhere")
     with caplog.at_level(logging.WARNING):
-        subject, _ = alerts.render(cfg, "radcheck_recovery")
+        subject, _ = alerts.render(cfg, mail.RECOVERY, mail.TEMPLATES[mail.RECOVERY])
     assert subject == "[Vigil test] RADIUS self-test OK again on vigil-test"
     assert "using the built-in text" in caplog.text
 
 
 def test_shipped_templates_match_builtin() -> None:
     shipped = Path(__file__).resolve().parents[2] / "etc" / "Mail_Templates"
-    for name, text in alerts.DEFAULT_TEMPLATES.items():
+    for name, text in (alerts.DEFAULT_TEMPLATES | mail.TEMPLATES).items():
         assert (shipped / f"{name}.txt").read_text() == text
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from radcheck_peers import REPO, VIGIL, radclient_auth, wait_for
 
-from billing.radcheck_lock import pid_alive
+from vigil.pidlock import pid_alive
 
 pytestmark = pytest.mark.slow
 

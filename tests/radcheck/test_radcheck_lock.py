@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from radcheck_peers import VIGIL, base_conf, free_udp_port, write_conf
 
-from billing.radcheck_lock import LockError, LockHeld, PidLock
+from vigil.pidlock import LockError, LockHeld, PidLock
 
 HOLD = """
 import sys, time
-from billing.radcheck_lock import PidLock
+from vigil.pidlock import PidLock
 lock = PidLock(sys.argv[1]).acquire()
 print("locked", flush=True)
 time.sleep(60)
@@ -61,7 +61,7 @@ def test_stale_lock_file_is_taken_over_and_logged(tmp_path: Path, caplog) -> Non
     path = tmp_path / "radcheck.pid"
     old = dead_pid()
     path.write_text(f"{old}\n")
-    with caplog.at_level(logging.WARNING, logger="billing.radcheck_lock"), PidLock(path) as lock:
+    with caplog.at_level(logging.WARNING, logger="vigil.pidlock"), PidLock(path) as lock:
         assert lock.took_over_from == old
         assert path.read_text().strip() == str(os.getpid())
     assert f"stale lock file {path} left by pid {old}" in caplog.text

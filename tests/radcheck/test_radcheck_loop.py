@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from radcheck_peers import base_conf, free_udp_port, write_conf
 
-from billing.radcheck import RadCheck, Settings, supervisor_restarter
-from billing.radcheck_probe import ProbeResult, SelfTest
+from radcheck.loop import RadCheck, Settings, supervisor_restarter
+from radcheck.probe import ProbeResult, SelfTest
 from vigil import alerts, config
 from vigil.supervisor_client import SupervisorError
 from vigil.testing.smtp import SMTPSink

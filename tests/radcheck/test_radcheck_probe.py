@@ -10,7 +10,7 @@ import pytest
 from pyrad import packet as radpacket
 from radcheck_peers import PASSWORD, SECRET, USER, FreeRadius, free_udp_port
 
-from billing.radcheck_probe import SelfTest, build_request, dictionary, judge, probe
+from radcheck.probe import SelfTest, build_request, dictionary, judge, probe
 
 
 def selftest(port: int, *, secret: str = SECRET, password: str = PASSWORD,

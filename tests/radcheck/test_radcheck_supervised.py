@@ -28,7 +28,7 @@ from radcheck_peers import (
     write_conf,
 )
 
-from billing.radcheck_lock import pid_alive
+from vigil.pidlock import pid_alive
 from vigil.testing.smtp import SMTPSink
 
 pytestmark = pytest.mark.slow

@@ -1,11 +1,11 @@
-"""``[Self Test] Path_To_Lock_File``: one radcheck at a time.
+"""The one pid-lock: one radcheck, one NSCA relay per spool, one replication repair.
 
 The file holds the owner's pid (as the source's ``/var/run/radcheck.pid``
-did) and is also ``flock``-ed while radcheck runs. The kernel drops the flock
-when its holder dies, however it dies, so a file left by a killed radcheck
-is recognised as stale: its pid no longer runs (or is not a radcheck), and
+did) and is also ``flock``-ed while its owner runs. The kernel drops the flock
+when its holder dies, however it dies, so a file left by a killed owner is
+recognised as stale: its pid no longer runs (or does not hold the flock), and
 the newcomer takes it over, saying so in the log. A pid that is alive and
-holds the flock means another radcheck really runs.
+holds the flock means another owner really runs.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ class LockError(Exception):
 
 
 class LockHeld(LockError):
-    def __init__(self, path: Path, pid: int | None) -> None:
+    def __init__(self, path: Path, pid: int | None, what: str = "process") -> None:
         self.path = path
         self.pid = pid
         who = f"pid {pid}" if pid else "another process"
-        super().__init__(f"another radcheck is running ({who} holds {path})")
+        super().__init__(f"another {what} is running ({who} holds {path})")
 
 
 def pid_alive(pid: int) -> bool:
@@ -54,10 +54,14 @@ def _read_pid(fd: int) -> int | None:
 
 
 class PidLock:
-    """``with PidLock(path): ...`` or ``acquire()`` / ``release()``."""
+    """``with PidLock(path, what="radcheck"): ...`` or ``acquire()`` / ``release()``.
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    ``what`` names the owner in the "another ... is running" message.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], what: str = "process") -> None:
         self.path = Path(path)
+        self.what = what
         self._fd: int | None = None
         self.took_over_from: int | None = None
 
@@ -83,13 +87,13 @@ class PidLock:
             pid = _read_pid(fd)
             os.close(fd)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise LockHeld(self.path, pid) from None
+                raise LockHeld(self.path, pid, self.what) from None
             raise LockError(f"cannot lock {self.path}: {exc.strerror or exc}") from exc
         old = _read_pid(fd)
         if old is not None and old != os.getpid():
             if pid_alive(old):
                 # Alive but without the flock: a pid reused by an unrelated process
-                # (a radcheck would hold the flock). The file is stale all the same.
+                # (a live owner would hold the flock). The file is stale all the same.
                 log.warning("lock file %s names pid %d, which runs but does not hold the "
                             "lock (pid reused); taking the lock over", self.path, old)
             else:

@@ -1,4 +1,4 @@
-"""A real `vigil radiusd` process for tests and benchmarks.
+"""A real `vigil radiusd` process for tests and benchmarks (billing's test support).
 
 ``BillingSandbox`` writes a config (own state dir, free UDP ports, the given
 database URL), upgrades the schema, provisions a document (the demo by
@@ -20,7 +20,7 @@ from pathlib import Path
 from pyrad import packet as rp
 from pyrad.client import Client, Timeout
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "etc" / "demo" / "provision.yaml"
 SELFTEST_SECRET = "SecretKey"
 

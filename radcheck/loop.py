@@ -1,7 +1,7 @@
-"""radcheck: the RADIUS engine's self-test, run by supervisor (``vigil radcheck``).
+"""The self-test loop, run by supervisor (``vigil radcheck``).
 
 Every ``[Self Test] Test_Frequency_sec`` it asks the local engine for an
-Access-Accept (see :mod:`billing.radcheck_probe`) and counts consecutive
+Access-Accept (see :mod:`radcheck.probe`) and counts consecutive
 failures. After ``Errors_Before_Restart`` of them it restarts the
 ``[Radius] Program`` through supervisord's XML-RPC socket, sends one outage
 alert, and keeps testing; if the engine still fails it is restarted again
@@ -18,7 +18,7 @@ State_File`` for the check plugins::
      "rtt_ms": float|null, "restarts": int, "last_restart": unix|null, "pid": int, ...}
 
 ``Path_To_Lock_File`` keeps a second radcheck from running
-(:mod:`billing.radcheck_lock`). SIGTERM/SIGINT stop it (queued alerts get
+(:mod:`vigil.pidlock`). SIGTERM/SIGINT stop it (queued alerts get
 ``SMTP_Timeout_sec`` + 1 s); SIGHUP re-reads the configuration before the next
 test (a bad file is logged and the old values kept).
 """
@@ -35,11 +35,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from billing.radcheck_lock import LockError, LockHeld, PidLock
-from billing.radcheck_probe import ProbeResult, SelfTest, probe
+from radcheck import mail
+from radcheck.probe import ProbeResult, SelfTest, probe
 from vigil import alerts, statefile
 from vigil.config import Config, ConfigError
 from vigil.config import load as load_config
+from vigil.pidlock import LockError, LockHeld, PidLock
 from vigil.supervisor_client import Supervisor, SupervisorError, supervisor_socket
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,8 @@ class RadCheck:
                 "failures": self.consecutive_failures, **extra}
 
     def _notify(self, template: str, kind: str, **values: Any) -> None:
-        subject, body = alerts.render(self.cfg, template, **self._values(**values))
+        subject, body = alerts.render(self.cfg, template, mail.TEMPLATES[template],
+                                      **self._values(**values))
         self.notifier.submit(subject, body, kind)
 
     def run_once(self) -> ProbeResult:
@@ -162,7 +164,7 @@ class RadCheck:
         if self.outage_alerted:
             since = (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.outage_since))
                      if self.outage_since else "-")
-            self._notify("radcheck_recovery", "radcheck-recovery", rtt_ms=result.rtt_ms,
+            self._notify(mail.RECOVERY, "radcheck-recovery", rtt_ms=result.rtt_ms,
                          restarts=self.outage_restarts, outage_since=since)
         self.consecutive_failures = 0
         self.failures_since_restart = 0
@@ -209,7 +211,7 @@ class RadCheck:
         self.outage_restarts += 1
         self.last_restart = now
         if not self.outage_alerted:
-            self._notify("radcheck_outage", "radcheck-outage", last_error=result.error,
+            self._notify(mail.OUTAGE, "radcheck-outage", last_error=result.error,
                          restart=outcome)
             self.outage_alerted = True
         else:
@@ -254,7 +256,7 @@ class RadCheck:
 def serve(cfg: Config, *, first_delay: float | None = None) -> int:
     """``vigil radcheck``: run in the foreground until SIGTERM/SIGINT; the exit code."""
     settings = Settings.from_config(cfg)
-    lock = PidLock(settings.lock_path)
+    lock = PidLock(settings.lock_path, what="radcheck")
     try:
         lock.acquire()
     except LockHeld as exc:
