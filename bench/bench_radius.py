@@ -119,20 +119,18 @@ def freeradius() -> FreeRadius:
 
 def paced_latency(box: BillingSandbox, rate: int, seconds: float) -> list[float]:
     """Offer ``rate`` authorizations/s; return latencies in ms of those answered."""
-    from pyrad import packet as rp
 
     c = box.client(SECRET)
     total = int(rate * seconds)
     packets = []
     for i in range(total):
-        req = c.CreateAuthPacket(code=rp.AccessRequest, User_Name=f"acc{i % ACCOUNTS:04d}")
+        req = c.auth_packet(i % 256)
+        req["User-Name"] = f"acc{i % ACCOUNTS:04d}"
         req["NAS-IP-Address"] = "10.0.0.1"
         req["Called-Station-Id"] = f"44207{i:06d}"
         req["h323-conf-id"] = f"lat-{i}"
         req["Cisco-AVPair"] = ["h323-ivr-out=PortaBilling_Ignore_Password:YES"]
-        req.id = i % 256
         packets.append(req.RequestPacket())
-    c._CloseSocket()
     socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(8)]
     for s in socks:
         s.setblocking(False)

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from pyrad import packet as rp
-from pyrad.client import Client, Timeout
 
 from billing.server import load_dictionary
+from vigil.radius_client import RadiusClient, RadiusError, RadiusTimeout, Timeouts
 
 
 class SimulatorError(Exception):
@@ -85,11 +85,11 @@ def place_call(args: argparse.Namespace) -> int:
 
     cfg = load(args.config)
     server = args.server or cfg.get("Radius", "Host")
-    client = Client(server=server, authport=args.auth_port or cfg.get("Radius", "Auth_Port"),
-                    acctport=args.acct_port or cfg.get("Radius", "Acct_Port"),
-                    secret=_secret(args, cfg), dict=load_dictionary())
-    client.timeout = args.timeout
-    client.retries = 2
+    # a gateway retransmits: two tries of --timeout seconds each
+    client = RadiusClient(server, args.auth_port or cfg.get("Radius", "Auth_Port"),
+                          args.acct_port or cfg.get("Radius", "Acct_Port"),
+                          _secret(args, cfg), load_dictionary(),
+                          Timeouts(per_try=args.timeout, tries=2))
     conf_id = f"{uuid.uuid4().hex[:8]}-{uuid.uuid4().hex[:8]}@vigil-call"
     out_conf = f"{uuid.uuid4().int % 10**10}-vigil-call"
     ivr = [f"h323-ivr-out=PortaBilling_UserName:{args.account}"]
@@ -99,12 +99,13 @@ def place_call(args: argparse.Namespace) -> int:
 
     def send(label: str, pkt: rp.Packet) -> rp.Packet:
         try:
-            reply = client.SendPacket(pkt)
-        except Timeout:
+            reply = client.send(pkt).packet
+        except RadiusError as exc:
             steps.append({"step": label, "reply": None})
             _print(steps, args.json)
-            raise SimulatorError(f"{label}: no answer from {server} (engine down, wrong "
-                                 "secret, or unknown node)", 3) from None
+            why = ("no answer from " + server if isinstance(exc, RadiusTimeout) else str(exc))
+            raise SimulatorError(f"{label}: {why} (engine down, wrong secret, or unknown "
+                                 "node)", 3) from None
         attrs = {str(k): [str(v) for v in reply[k]] for k in reply.keys()
                  if k not in ("Message-Authenticator", 80)}
         names = {rp.AccessAccept: "Access-Accept", rp.AccessReject: "Access-Reject",
@@ -114,7 +115,8 @@ def place_call(args: argparse.Namespace) -> int:
         return reply
 
     def auth(label: str, called: str | None) -> rp.Packet:
-        req = client.CreateAuthPacket(code=rp.AccessRequest, User_Name="NextoneUser")
+        req = client.auth_packet()
+        req["User-Name"] = "NextoneUser"
         req["NAS-IP-Address"] = args.nas_ip
         req["Calling-Station-Id"] = args.cli
         req["h323-conf-id"] = conf_id
@@ -138,7 +140,8 @@ def place_call(args: argparse.Namespace) -> int:
 
     def acct(label: str, status: str, origin: str, conf: str, session: str, called: str,
              remote: str, with_times: bool) -> None:
-        req = client.CreateAcctPacket(User_Name="")
+        req = client.acct_packet()
+        req["User-Name"] = ""
         req["NAS-IP-Address"] = args.nas_ip
         req["Acct-Status-Type"] = status
         req["Called-Station-Id"] = called

@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 from pyrad import packet as rp
-from pyrad.client import Client, Timeout
+
+from vigil.radius_client import RadiusClient, RadiusError, Timeouts
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "etc" / "demo" / "provision.yaml"
@@ -92,26 +93,23 @@ class BillingSandbox:
                 return self
         raise TimeoutError("vigil radiusd did not answer the self-test")
 
-    def client(self, secret: str, timeout: float = 1.0, retries: int = 1) -> Client:
+    def client(self, secret: str, timeout: float = 1.0, retries: int = 1) -> RadiusClient:
+        """The engine's RADIUS client; ``retries`` is the number of tries (pyrad's sense)."""
         from billing.server import load_dictionary
 
-        c = Client(server="127.0.0.1", authport=self.auth_port, acctport=self.acct_port,
-                   secret=secret.encode(), dict=load_dictionary())
-        c.timeout = timeout
-        c.retries = retries
-        return c
+        return RadiusClient("127.0.0.1", self.auth_port, self.acct_port, secret.encode(),
+                            load_dictionary(), Timeouts(per_try=timeout, tries=max(1, retries)))
 
     def selftest(self, timeout: float = 1.0) -> bool:
         c = self.client(SELFTEST_SECRET, timeout=timeout)
-        req = c.CreateAuthPacket(code=rp.AccessRequest, User_Name="127.0.0.1")
+        req = c.auth_packet()
+        req["User-Name"] = "127.0.0.1"
         req["NAS-IP-Address"] = "127.0.0.1"
         req["User-Password"] = req.PwCrypt("cisco")
         try:
-            return c.SendPacket(req).code == rp.AccessAccept
-        except (Timeout, OSError):
+            return c.send(req).code == rp.AccessAccept
+        except RadiusError:
             return False
-        finally:
-            c._CloseSocket()
 
     def signal(self, sig: int) -> None:
         assert self.proc is not None

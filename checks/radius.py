@@ -4,20 +4,26 @@ Whatever is not a verified answer within the time allowed raises
 :class:`~checks.plugin.TargetDown` (CRITICAL) saying which kind of failure it
 was; only a local misconfiguration raises :class:`~checks.plugin.PluginError`.
 The shared secret comes from the config file, never from the command line.
+The exchange is the project's one RADIUS client (:mod:`vigil.radius_client`).
 """
 
 from __future__ import annotations
 
 import io
-import secrets
-import socket
-import time
 from dataclasses import dataclass
 
 from pyrad import packet as radpacket
 from pyrad.dictionary import Dictionary
 
 from checks.plugin import Context, PluginError, TargetDown
+from vigil.radius_client import (
+    RadiusClient,
+    RadiusError,
+    RadiusRefused,
+    RadiusTimeout,
+    RadiusUnresolved,
+    Timeouts,
+)
 
 # RFC 2865/2866 numbers of the attributes the plugins send; kept here so the
 # plugins work whatever dictionary the engine is configured with.
@@ -76,20 +82,21 @@ def self_test(ctx: Context, port_option: str) -> SelfTest:
     )
 
 
+def client(test: SelfTest) -> RadiusClient:
+    return RadiusClient(test.host, test.port, test.port, test.secret, dictionary())
+
+
 def access_request(test: SelfTest) -> radpacket.AuthPacket:
-    req = radpacket.AuthPacket(code=radpacket.AccessRequest, id=secrets.randbelow(256),
-                               secret=test.secret, dict=dictionary())
+    # with a Message-Authenticator (BlastRADIUS, CVE-2024-3596): servers may insist on it
+    req = client(test).auth_packet()
     req["User-Name"] = test.user
     req["User-Password"] = req.PwCrypt(test.password)
     req["NAS-IP-Address"] = test.nas_ip
-    # BlastRADIUS (CVE-2024-3596): servers may insist on it
-    req.add_message_authenticator()
     return req
 
 
 def accounting_request(test: SelfTest, session_id: str) -> radpacket.AcctPacket:
-    req = radpacket.AcctPacket(code=radpacket.AccountingRequest, id=secrets.randbelow(256),
-                               secret=test.secret, dict=dictionary())
+    req = client(test).acct_packet()
     req["User-Name"] = test.user
     req["NAS-IP-Address"] = test.nas_ip
     req["Acct-Status-Type"] = "Interim-Update"
@@ -98,59 +105,20 @@ def accounting_request(test: SelfTest, session_id: str) -> radpacket.AcctPacket:
     return req
 
 
-def round_trip(request: radpacket.Packet, raw: bytes, test: SelfTest, timeout: float,
+def round_trip(request: radpacket.Packet, test: SelfTest, timeout: float,
                retries: int = 1) -> tuple[radpacket.Packet, float]:
-    """Send, wait for the answer to this request, verify it; (reply, seconds)."""
+    """Send (``retries`` + 1 tries sharing ``timeout``), verify the answer; (reply, seconds)."""
     try:
-        addr = socket.getaddrinfo(test.host, test.port, type=socket.SOCK_DGRAM)[0]
-    except socket.gaierror as exc:
-        raise PluginError(f"cannot resolve {test.host}: {exc.strerror}") from None
-    sock = socket.socket(addr[0], socket.SOCK_DGRAM)
-    try:
-        sock.connect(addr[4])  # connected UDP: ICMP port unreachable becomes an error
-        per_try = timeout / (retries + 1)
-        for _ in range(retries + 1):
-            start = time.monotonic()
-            sock.send(raw)
-            deadline = start + per_try
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                sock.settimeout(left)
-                try:
-                    data = sock.recv(4096)
-                except TimeoutError:
-                    break
-                except ConnectionRefusedError:
-                    raise TargetDown(f"RADIUS {test.target}: connection refused "
-                                     "(nothing listens on the port)") from None
-                except OSError as exc:
-                    raise TargetDown(f"RADIUS {test.target}: {exc.strerror}") from None
-                rtt = time.monotonic() - start
-                if len(data) < 20 or data[1] != request.id:
-                    continue  # not an answer to this request
-                return _verify(request, data, test), rtt
+        answer = client(test).send(request, Timeouts.within(timeout, retries + 1))
+    except RadiusUnresolved as exc:
+        raise PluginError(exc.detail) from None  # a local misconfiguration: UNKNOWN
+    except RadiusRefused:
+        raise TargetDown(f"RADIUS {test.target}: connection refused "
+                         "(nothing listens on the port)") from None
+    except RadiusTimeout:
         raise TargetDown(f"RADIUS {test.target}: no answer within {timeout:g}s "
-                         f"({retries + 1} tries)")
-    finally:
-        sock.close()
+                         f"({retries + 1} tries)") from None
+    except RadiusError as exc:
+        raise TargetDown(str(exc)) from None
+    return answer.packet, answer.rtt
 
-
-def _verify(request: radpacket.Packet, data: bytes, test: SelfTest) -> radpacket.Packet:
-    try:
-        reply = radpacket.Packet(packet=data, secret=test.secret, dict=dictionary())
-    except radpacket.PacketError as exc:
-        raise TargetDown(f"RADIUS {test.target}: undecodable reply: {exc}") from None
-    if not request.VerifyReply(reply, data):
-        raise TargetDown(f"RADIUS {test.target}: reply fails the authenticator check "
-                         "(shared secret differs?)")
-    return reply
-
-
-def reply_message(reply: radpacket.Packet) -> str:
-    try:
-        msgs = reply.get("Reply-Message") or []
-    except (KeyError, UnicodeDecodeError):
-        return ""
-    return "; ".join(str(m) for m in msgs)

@@ -31,7 +31,7 @@ class RadiusAcct(Plugin):
         # A fresh session id per run: a repeat would be answered from a
         # duplicate cache and prove less.
         req = accounting_request(test, f"vigil-check-{os.getpid()}-{time.time_ns()}")
-        reply, rtt = round_trip(req, req.RequestPacket(), test, ctx.remaining(),
+        reply, rtt = round_trip(req, test, ctx.remaining(),
                                 ctx.args.retries)
         if reply.code != radpacket.AccountingResponse:
             raise TargetDown(f"unexpected RADIUS code {reply.code} from {test.target}")

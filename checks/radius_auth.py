@@ -8,7 +8,8 @@ import sys
 from pyrad import packet as radpacket
 
 from checks.plugin import Context, Plugin, Reading, TargetDown
-from checks.radius import access_request, reply_message, round_trip, self_test
+from checks.radius import access_request, round_trip, self_test
+from vigil.radius_client import reply_messages
 
 
 def add_radius_arguments(parser: argparse.ArgumentParser, default_port: str) -> None:
@@ -37,10 +38,10 @@ class RadiusAuth(Plugin):
     def probe(self, ctx: Context) -> Reading:
         test = self_test(ctx, "Auth_Port")
         req = access_request(test)
-        reply, rtt = round_trip(req, req.RequestPacket(), test, ctx.remaining(),
+        reply, rtt = round_trip(req, test, ctx.remaining(),
                                 ctx.args.retries)
         if reply.code == radpacket.AccessReject:
-            why = reply_message(reply)
+            why = reply_messages(reply)
             raise TargetDown(f"Access-Reject for {test.user} from {test.target}"
                              + (f": {why}" if why else ""))
         if reply.code != radpacket.AccessAccept:

@@ -24,7 +24,6 @@ rescan as a safety net.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import threading
@@ -42,6 +41,7 @@ from nsca.droplog import DropLog
 from nsca.errors import FieldError, NSCAError, SpoolError
 from nsca.result import unsafe_name
 from nsca.spool import SUFFIX, Record, read_segment, ready_segments
+from vigil.pidlock import LockError, LockHeld, PidLock
 
 __all__ = ["Relay", "Cursor", "read_cursor", "write_cursor", "Destination",
            "NSCADestination", "CommandFileDestination"]
@@ -253,7 +253,7 @@ class Relay:
         self.drops = DropLog(log)
         self.workers = [_Worker(self, d) for d in destinations]
         self._observer: Observer | None = None  # type: ignore[valid-type]
-        self._lock_fd: int | None = None
+        self._pidlock: PidLock | None = None
 
     def wake(self) -> None:
         for w in self.workers:
@@ -261,17 +261,15 @@ class Relay:
 
     def _lock(self) -> None:
         # Two relays on one spool would both send everything: refuse the second.
-        fd = os.open(self.spool / "relay.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        lock = PidLock(self.spool / "relay.lock", what="relay")
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise NSCAError(f"another relay (pid {holder}) is running on {self.spool}") \
-                from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._lock_fd = fd
+            lock.acquire()
+        except LockHeld as exc:
+            raise NSCAError(f"another relay (pid {exc.pid or '?'}) is running on "
+                            f"{self.spool}") from None
+        except LockError as exc:
+            raise NSCAError(str(exc)) from exc
+        self._pidlock = lock
 
     def start(self) -> None:
         self._lock()
@@ -315,9 +313,9 @@ class Relay:
         _fsync_dir(self.spool / "cursors")
         self.collect()
         self.drops.flush()
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        if self._pidlock is not None:
+            self._pidlock.release()
+            self._pidlock = None
         log.info("relay stopped: %s", self.summary())
 
     def summary(self) -> str:

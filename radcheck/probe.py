@@ -14,7 +14,9 @@ within the timeout is a failure, and the failure says which kind it was:
 - ``error``: a local socket error.
 
 The requests carry a Message-Authenticator (BlastRADIUS, CVE-2024-3596),
-and replies that have one are verified.
+and replies that have one are verified. The exchange itself is the project's
+one RADIUS client (:mod:`vigil.radius_client`); this module turns its answer
+or error into a verdict.
 """
 
 from __future__ import annotations
@@ -22,12 +24,22 @@ from __future__ import annotations
 import io
 import logging
 import secrets
-import socket
-import time
 from dataclasses import dataclass, field
 
 from pyrad import packet as radpacket
 from pyrad.dictionary import Dictionary
+
+from vigil.radius_client import (
+    HEADER_LEN,
+    RadiusClient,
+    RadiusError,
+    RadiusGarbage,
+    RadiusRefused,
+    RadiusTimeout,
+    Timeouts,
+    reply_messages,
+    verify,
+)
 
 log = logging.getLogger(__name__)
 
@@ -76,83 +88,59 @@ class SelfTest:
     def target(self) -> str:
         return f"{self.host}:{self.port}"
 
+    def client(self) -> RadiusClient:
+        # one send, no retransmission: a lost answer is a failed test, as in the source
+        return RadiusClient(self.host, self.port, self.port, self.secret, dictionary(),
+                            Timeouts(per_try=self.timeout, tries=1))
+
 
 def build_request(test: SelfTest, ident: int) -> radpacket.AuthPacket:
-    req = radpacket.AuthPacket(code=radpacket.AccessRequest, id=ident, secret=test.secret,
-                               dict=dictionary())
+    req = test.client().auth_packet(ident)
     req["User-Name"] = test.user
     req["User-Password"] = req.PwCrypt(test.password)
     req["NAS-IP-Address"] = test.nas_ip
-    req.add_message_authenticator()
     return req
+
+
+def verdict(reply: radpacket.Packet, test: SelfTest, rtt_ms: float) -> ProbeResult:
+    """What a verified answer says about the test."""
+    if reply.code == radpacket.AccessAccept:
+        return ProbeResult(True, "accept", None, rtt_ms)
+    if reply.code == radpacket.AccessReject:
+        why = reply_messages(reply)
+        return ProbeResult(False, "reject", f"Access-Reject for {test.user} from "
+                           f"{test.target}" + (f": {why}" if why else ""), rtt_ms)
+    return ProbeResult(False, "garbage",
+                       f"unexpected reply code {reply.code} from {test.target}", rtt_ms)
 
 
 def judge(request: radpacket.AuthPacket, data: bytes, test: SelfTest,
           rtt_ms: float) -> ProbeResult | None:
     """What a datagram says about the test; None if it is not an answer to our request."""
-    if len(data) < 20:
+    if len(data) < HEADER_LEN:
         return ProbeResult(False, "garbage", f"garbage reply from {test.target}: "
                            f"{len(data)} bytes, shorter than a RADIUS header", rtt_ms)
     if data[1] != request.id:
-        return None  # a late answer to an earlier request: keep waiting
+        return None
     try:
-        reply = radpacket.Packet(packet=data, secret=test.secret, dict=dictionary())
-    except radpacket.PacketError as exc:
-        return ProbeResult(False, "garbage",
-                           f"garbage reply from {test.target}: {exc}", rtt_ms)
-    if not request.VerifyReply(reply, data):
-        return ProbeResult(False, "garbage",
-                           f"reply from {test.target} fails the authenticator check "
-                           "(wrong shared secret?)", rtt_ms)
-    if reply.code == radpacket.AccessAccept:
-        return ProbeResult(True, "accept", None, rtt_ms)
-    if reply.code == radpacket.AccessReject:
-        why = ""
-        try:
-            msgs = reply.get("Reply-Message") or []
-            if msgs:
-                why = ": " + "; ".join(str(m) for m in msgs)
-        except (KeyError, UnicodeDecodeError):
-            pass
-        return ProbeResult(False, "reject",
-                           f"Access-Reject for {test.user} from {test.target}{why}", rtt_ms)
-    return ProbeResult(False, "garbage",
-                       f"unexpected reply code {reply.code} from {test.target}", rtt_ms)
+        reply = verify(request, data, test.target)
+    except RadiusGarbage as exc:
+        return ProbeResult(False, "garbage", str(exc), rtt_ms)
+    return verdict(reply, test, rtt_ms)
 
 
 def probe(test: SelfTest, ident: int | None = None) -> ProbeResult:
     """Send one Access-Request and wait up to ``test.timeout`` for its answer."""
-    ident = secrets.randbelow(256) if ident is None else ident
-    request = build_request(test, ident)
-    raw = request.RequestPacket()
+    client = test.client()
+    request = build_request(test, secrets.randbelow(256) if ident is None else ident)
     try:
-        infos = socket.getaddrinfo(test.host, test.port, type=socket.SOCK_DGRAM)
-    except OSError as exc:
-        return ProbeResult(False, "error", f"cannot resolve {test.host}: {exc}", None)
-    family, _, _, _, addr = infos[0]
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        start = time.monotonic()
-        deadline = start + test.timeout
-        try:
-            # connect(): the kernel then reports ICMP port-unreachable as ECONNREFUSED.
-            sock.connect(addr)
-            sock.send(raw)
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError
-                sock.settimeout(left)
-                data = sock.recv(4096)
-                rtt_ms = (time.monotonic() - start) * 1000.0
-                result = judge(request, data, test, round(rtt_ms, 3))
-                if result is not None:
-                    return result
-        except TimeoutError:
-            return ProbeResult(False, "timeout", f"no answer from {test.target} within "
-                               f"{test.timeout:g} s", None)
-        except ConnectionRefusedError:
-            return ProbeResult(False, "refused", f"nothing listens on {test.target} "
-                               "(port unreachable)", None)
-        except OSError as exc:
-            return ProbeResult(False, "error", f"socket error towards {test.target}: {exc}",
-                               None)
+        answer = client.send(request)
+    except RadiusTimeout:
+        return ProbeResult(False, "timeout", f"no answer from {test.target} within "
+                           f"{test.timeout:g} s", None)
+    except RadiusRefused:
+        return ProbeResult(False, "refused", f"nothing listens on {test.target} "
+                           "(port unreachable)", None)
+    except RadiusError as exc:
+        return ProbeResult(False, exc.kind, str(exc), None)
+    return verdict(answer.packet, test, round(answer.rtt * 1000.0, 3))

@@ -8,35 +8,32 @@ same replica. Both are released when the process ends, however it ends.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from redundancy.replication.errors import RepairBusy
+from redundancy.replication.errors import RepairBusy, ReplicationError
 from redundancy.replication.server import Server
+from vigil.pidlock import LockError, LockHeld, PidLock
 
 SERVER_LOCK_NAME = "vigil_replication_repair"
 
 
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    """The project's pid-lock (:mod:`vigil.pidlock`) with the repair's own errors."""
+    lock = PidLock(path, what="replication repair")
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
-            raise RepairBusy(f"another replication repair is running ({holder}; "
-                             f"lock {path}); wait for it to finish") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
-                  .encode(), 0)
+        lock.acquire()
+    except LockHeld as exc:
+        holder = f"pid {exc.pid}" if exc.pid else "unknown"
+        raise RepairBusy(f"another replication repair is running ({holder}; "
+                         f"lock {path}); wait for it to finish") from None
+    except LockError as exc:
+        raise ReplicationError(str(exc)) from exc
+    try:
         yield
     finally:
-        os.close(fd)
+        lock.release()
 
 
 @contextlib.contextmanager

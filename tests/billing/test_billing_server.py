@@ -11,18 +11,18 @@ from decimal import Decimal
 
 import pytest
 from pyrad import packet as rp
-from pyrad.client import Timeout
 from sqlalchemy import func, select
 
 from billing import models as m
 from billing.db import engine_for_url
 from billing.testing import BillingSandbox
+from vigil.radius_client import RadiusTimeout, Timeouts
 from vigil.testing.mariadb import MariaDB
 
 
 def stop_packet(box: BillingSandbox, conf: str = "o-1", secret: str = "nextone"):
     c = box.client(secret)
-    req = c.CreateAcctPacket()
+    req = c.acct_packet()
     req["NAS-IP-Address"] = "164.4.89.20"
     req["Acct-Status-Type"] = "Stop"
     req["Called-Station-Id"] = "59322891834"
@@ -69,7 +69,6 @@ def udp(box: BillingSandbox, data: bytes, port: int | None = None) -> bytes | No
 def test_malformed_and_truncated_packets_are_dropped_and_the_server_lives(box):
     c, req = stop_packet(box)
     good = req.RequestPacket()
-    c._CloseSocket()
     bad = [b"", b"\x04", good[:19], good[:30],  # truncated
            good[:2] + b"\xff\xff" + good[4:],  # length larger than the datagram
            good[:20] + b"\x01\x00" + good[22:],  # attribute length 0
@@ -89,7 +88,6 @@ def test_malformed_and_truncated_packets_are_dropped_and_the_server_lives(box):
 def test_retransmission_gets_the_same_answer_and_one_charge(box):
     c, req = stop_packet(box)
     data = req.RequestPacket()
-    c._CloseSocket()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:  # same source port
         s.settimeout(2)
         s.sendto(data, ("127.0.0.1", box.acct_port))
@@ -107,7 +105,6 @@ def test_unknown_attributes_are_carried_not_fatal(box):
     c, req = stop_packet(box)
     req[26] = [b"\x00\x00\x99\x99\x01\x05abc"]  # a vendor nobody knows
     data = req.RequestPacket()
-    c._CloseSocket()
     assert udp(box, data) is not None
     assert xdr_count(box) == (1, Decimal("0.57"))
 
@@ -119,16 +116,14 @@ def test_database_gone_means_no_answer_then_exactly_one_charge(tmp_path):
         db.create_database("billing")
         with BillingSandbox(db.url("billing"), base=tmp_path / "engine") as box:
             c, req = stop_packet(box)
-            c.timeout, c.retries = 1.0, 1
             db.kill()
-            with pytest.raises(Timeout):
-                c.SendPacket(req)  # nothing is acknowledged that is not stored
+            with pytest.raises(RadiusTimeout):
+                c.send(req, Timeouts(1.0, 1))  # nothing is acknowledged that is not stored
             assert "no answer" in box.log_text() or "not acknowledged" in box.log_text()
             db.start()
-            c.timeout, c.retries = 2.0, 3
-            assert c.SendPacket(req).code == rp.AccountingResponse
-            assert c.SendPacket(req).code == rp.AccountingResponse  # a late retransmission
-            c._CloseSocket()
+            assert c.send(req, Timeouts(2.0, 3)).code == rp.AccountingResponse
+            # a late retransmission
+            assert c.send(req, Timeouts(2.0, 3)).code == rp.AccountingResponse
             assert xdr_count(box) == (1, Decimal("0.57"))
             assert stats(box)["db_errors"] >= 1
     finally:
@@ -142,14 +137,13 @@ def test_sighup_reloads_nodes_and_sigterm_exits_cleanly(box, tmp_path):
 
     def ask() -> bool:
         c = box.client("gw2secret", timeout=0.5, retries=1)
-        req = c.CreateAuthPacket(code=rp.AccessRequest, User_Name="193.100.201.1")
+        req = c.auth_packet()
+        req["User-Name"] = "193.100.201.1"
         req["NAS-IP-Address"] = "10.20.30.40"
         try:
-            return c.SendPacket(req) is not None
-        except Timeout:
+            return c.send(req) is not None
+        except RadiusTimeout:
             return False
-        finally:
-            c._CloseSocket()
 
     assert not ask()
     box.vigil("provision", str(new_node))
@@ -173,16 +167,14 @@ def test_concurrent_authorizations_never_promise_the_same_money(tmp_path):
     with box:
         def authorize(i: int) -> int:
             c = box.client("nextone", timeout=2, retries=2)
-            req = c.CreateAuthPacket(code=rp.AccessRequest, User_Name="NextoneUserA")
+            req = c.auth_packet()
+            req["User-Name"] = "NextoneUserA"
             req["NAS-IP-Address"] = "164.4.89.20"
             req["Called-Station-Id"] = "441259322891834"
             req["h323-conf-id"] = f"parallel-{i}"
             req["Cisco-AVPair"] = ["h323-ivr-out=PortaBilling_UserName:193.100.201.1",
                                    "h323-ivr-out=PortaBilling_Ignore_Password:YES"]
-            try:
-                reply = c.SendPacket(req)
-            finally:
-                c._CloseSocket()
+            reply = c.send(req).packet
             if reply.code != rp.AccessAccept:
                 return 0
             return int(reply["h323-credit-time"][0])
