@@ -1,4 +1,11 @@
-"""radcheck's last self-test: its result and how old it is (from radcheck's state file)."""
+"""radcheck's last self-test: its result and how old it is (from radcheck's state file).
+
+A restart by radcheck repairs a hung engine within a minute or two, before
+any other service turns red; so that the NOC sees it happened, the service is
+WARNING for ``--restart-warning`` seconds after radcheck's last restart of the
+engine (even once the self-test passes again), and ``restarts`` (a counter)
+is in the perfdata for graphs.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,7 @@ import time
 from pathlib import Path
 
 from checks.perfdata import Perfdata
-from checks.plugin import CRITICAL, Context, Plugin, PluginError, Reading, TargetDown
+from checks.plugin import CRITICAL, OK, WARNING, Context, Plugin, PluginError, Reading, TargetDown
 
 
 class Radcheck(Plugin):
@@ -24,6 +31,9 @@ class Radcheck(Plugin):
         parser.add_argument("--state-file", metavar="PATH",
                             help="radcheck's state file (default [Self Test] State_File, "
                                  "else <[Site] State_Dir>/radcheck.json)")
+        parser.add_argument("--restart-warning", metavar="SECONDS", type=float, default=3600.0,
+                            help="WARNING for this long after radcheck restarted the engine "
+                                 "(default 3600; 0: never)")
 
     def probe(self, ctx: Context) -> Reading:
         from vigil.statefile import CorruptStateError, read_json
@@ -50,7 +60,16 @@ class Radcheck(Plugin):
             text = f"last self-test passed {age:.0f}s ago"
             if isinstance(st.get("rtt_ms"), int | float):
                 text += f" in {st['rtt_ms']:.1f} ms"
-            return Reading(round(age, 1), text, min=0, extra=extra)
+            state = OK
+            restarted = st.get("last_restart")
+            window = max(0.0, float(ctx.args.restart_warning or 0.0))
+            if isinstance(restarted, int | float) and not isinstance(restarted, bool):
+                since = max(0.0, time.time() - restarted)
+                if since < window:
+                    state = WARNING
+                    text += (f"; radcheck restarted {st.get('program') or 'the engine'} "
+                             f"{since:.0f}s ago ({restarts} restarts in all)")
+            return Reading(round(age, 1), text, min=0, state=state, extra=extra)
         err = st.get("last_error") or "no reason recorded"
         text = (f"last self-test failed {age:.0f}s ago ({fails} in a row, {restarts} engine "
                 f"restarts): {err}")

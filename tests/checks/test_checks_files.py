@@ -107,6 +107,22 @@ def test_radcheck_state(conf: Path, state_dir: Path) -> None:
     assert run_check("radcheck", config=conf).rc == 3
 
 
+def test_radcheck_restart_is_a_warning_for_a_while(conf: Path, state_dir: Path) -> None:
+    """A hang radcheck repaired is visible: WARNING after the restart, restarts in perfdata."""
+    path = state_dir / "radcheck.json"
+    now = time.time()
+    statefile.write_json(path, {"time": now - 2, "ok": True, "consecutive_failures": 0,
+                                "rtt_ms": 2.0, "restarts": 2, "last_restart": now - 120,
+                                "program": "radiusd", "pid": 1})
+    r = run_check("radcheck", config=conf)
+    assert r.rc == 1 and "radcheck restarted radiusd 120s ago (2 restarts in all)" in r.line, r
+    assert "'restarts'=2c" in r.line, r
+    r = run_check("radcheck", "--restart-warning", "60", config=conf)
+    assert r.rc == 0 and "restarted" not in r.line and "'restarts'=2c" in r.line, r
+    r = run_check("radcheck", "--restart-warning", "0", config=conf)
+    assert r.rc == 0, r
+
+
 def test_log_errors_counts_new_lines_and_follows_rotation(conf: Path, tmp_path: Path) -> None:
     log = tmp_path / "billing.log"
     log.write_text("2026-01-01T00:00:00 billing.engine[1] ERROR conf=1 old failure\n")
