@@ -41,6 +41,7 @@ from vigil import alerts, statefile
 from vigil.config import Config, ConfigError
 from vigil.config import load as load_config
 from vigil.pidlock import LockError, LockHeld, PidLock
+from vigil.runbooks import runbook_link
 from vigil.supervisor_client import Supervisor, SupervisorError, supervisor_socket
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,8 @@ class RadCheck:
         t = self.settings.test
         return {"program": self.settings.program, "target": t.target, "user": t.user,
                 "frequency": f"{self.settings.frequency:g}", "timeout": f"{t.timeout:g}",
-                "failures": self.consecutive_failures, **extra}
+                "failures": self.consecutive_failures,
+                "runbook": runbook_link(self.cfg, *mail.RUNBOOK), **extra}
 
     def _notify(self, template: str, kind: str, **values: Any) -> None:
         subject, body = alerts.render(self.cfg, template, mail.TEMPLATES[template],

@@ -3,13 +3,15 @@
 ``etc/Mail_Templates`` ships the same texts as files an admin may edit; these
 are used when the file is missing or unreadable (an alert must never be lost
 for want of a template). Sending and flood limiting are the core's
-(:mod:`vigil.alerts`).
+(:mod:`vigil.alerts`). Each mail says what to do first and links the runbook
+section (``$runbook``, :func:`vigil.runbooks.runbook_link`).
 """
 
 from __future__ import annotations
 
 OUTAGE = "radcheck_outage"
 RECOVERY = "radcheck_recovery"
+RUNBOOK = ("radcheck", "radcheck-outage")  # docs/radcheck.md, <a id="radcheck-outage">
 
 TEMPLATES: dict[str, str] = {
     OUTAGE: (
@@ -20,6 +22,11 @@ TEMPLATES: dict[str, str] = {
         "Restart of supervisor program '$program': $restart\n"
         "Test: Access-Request for $user to $target, every $frequency s, timeout $timeout s.\n"
         "Time: $time\n"
+        "\n"
+        "First step: `vigil status` on $host: is $program RUNNING with a new pid? If a\n"
+        "recovery mail follows, the restart helped: find out why it hung (billing log\n"
+        "around $time). If the restart FAILED, read $program's log in [Site] Log_Dir.\n"
+        "Runbook: $runbook\n"
     ),
     RECOVERY: (
         "Subject: [Vigil $site] RADIUS self-test OK again on $host\n"
@@ -28,5 +35,9 @@ TEMPLATES: dict[str, str] = {
         "(Access-Accept in $rtt_ms ms).\n"
         "Outage: $failures failed tests, $restarts restart(s), since $outage_since.\n"
         "Time: $time\n"
+        "\n"
+        "First step: find out why it stopped answering (billing log and $program's log in\n"
+        "[Site] Log_Dir around $outage_since; the db_* checks in Nagios).\n"
+        "Runbook: $runbook\n"
     ),
 }

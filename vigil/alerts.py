@@ -23,6 +23,7 @@ thread so that a refusing or hung SMTP server never blocks them.
 from __future__ import annotations
 
 import contextlib
+import email.policy
 import email.utils
 import logging
 import queue
@@ -263,9 +264,16 @@ def summary_text(cfg: Config, held: Held) -> str:
 
 # -------------------------------------------------------------------- SMTP
 
+# Python's header folder (3.11) breaks a subject that starts with "[" before
+# its first word ("Subject:" CRLF " [Vigil site-a] ..."), which mail readers
+# show as an empty first line. Subjects are one short line by construction
+# (_one_line), so headers are only folded at RFC 5322's hard limit of 998.
+MAIL_POLICY = email.policy.default.clone(max_line_length=998)
+
+
 def build_message(cfg: Config, subject: str, body: str, *, kind: str,
                   to: str | None = None) -> EmailMessage:
-    msg = EmailMessage()
+    msg = EmailMessage(policy=MAIL_POLICY)
     msg["From"] = cfg.get("Global", "email_header_from")
     msg["To"] = to or cfg.get("Global", "last_resort_email")
     msg["Subject"] = _one_line(subject)

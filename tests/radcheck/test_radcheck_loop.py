@@ -18,6 +18,7 @@ from radcheck_peers import base_conf, free_udp_port, write_conf
 from radcheck.loop import RadCheck, Settings, supervisor_restarter
 from radcheck.probe import ProbeResult, SelfTest
 from vigil import alerts, config
+from vigil.runbooks import runbook_link
 from vigil.supervisor_client import SupervisorError
 from vigil.testing.smtp import SMTPSink
 
@@ -108,6 +109,15 @@ def test_one_outage_one_restart_one_mail_then_recovery(cfg, worker, smtp) -> Non
     assert "Restart of supervisor program 'radiusd': radiusd was RUNNING" in \
         msgs[0].get_content()
     assert "9 failed tests, 2 restart(s)" in msgs[1].get_content()
+    # each mail says what to do first and links its runbook section
+    link = runbook_link(cfg, "radcheck", "radcheck-outage")
+    assert link.endswith(("radcheck.md#radcheck-outage", "radcheck.html#radcheck-outage"))
+    for m in msgs:
+        body = m.get_content()
+        assert "First step: " in body and f"Runbook: {link}" in body.splitlines(), body
+        # the Subject is one line as sent, not folded before its first word
+        raw_subject = dict(m.raw_items())["Subject"]
+        assert raw_subject.startswith("[Vigil ") and "\n" not in raw_subject, raw_subject
     s = state(cfg)
     assert (s["ok"], s["consecutive_failures"], s["rtt_ms"], s["restarts"]) == (True, 0, 1.5, 2)
 
