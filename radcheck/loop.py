@@ -181,7 +181,7 @@ class RadCheck:
         configuration mismatch, a dependency down); restarting a live engine
         every few tests would only cut the calls it still carries.
         """
-        factor = 2 ** min(self.outage_restarts, MAX_BACKOFF_DOUBLINGS)
+        factor: int = 2 ** min(self.outage_restarts, MAX_BACKOFF_DOUBLINGS)
         return self.settings.errors_before_restart * factor
 
     def _failed(self, result: ProbeResult, now: float) -> None:

@@ -35,7 +35,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from vigil.datatypes import (  # noqa: F401  (re-exported: rooms import converters from here)
+from vigil.datatypes import (  # re-exported (__all__): rooms import converters from here
     Converter,
     Declarations,
     Option,
@@ -58,6 +58,14 @@ from vigil.datatypes import (  # noqa: F401  (re-exported: rooms import converte
     secret,
     text,
 )
+
+__all__ = [
+    "CONF_ENV", "DEFAULT_PATHS", "SETTINGS_MODULES", "Config", "ConfigError", "Converter",
+    "Declarations", "Option", "Registry", "Rule", "Secret", "boolean", "check_names",
+    "check_rules", "choice", "db_url", "declared", "default_registry", "email", "email_list",
+    "env_name", "find_config_file", "host", "integer", "ip_address", "load", "lookup",
+    "nonempty", "number", "parse", "path", "port", "read_text", "regex", "secret", "text",
+]
 
 CONF_ENV = "VIGIL_CONF"
 DEFAULT_PATHS = (Path("/etc/vigil/vigil.conf"), Path("etc/vigil.conf"))
