@@ -9,11 +9,9 @@ The exchange is the project's one RADIUS client (:mod:`vigil.radius_client`).
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 from pyrad import packet as radpacket
-from pyrad.dictionary import Dictionary
 
 from checks.plugin import Context, PluginError, TargetDown
 from vigil.radius_client import (
@@ -23,33 +21,11 @@ from vigil.radius_client import (
     RadiusTimeout,
     RadiusUnresolved,
     Timeouts,
+    rfc_dictionary,
 )
 
-# RFC 2865/2866 numbers of the attributes the plugins send; kept here so the
-# plugins work whatever dictionary the engine is configured with.
-_DICTIONARY = """\
-ATTRIBUTE User-Name 1 string
-ATTRIBUTE User-Password 2 string encrypt=1
-ATTRIBUTE NAS-IP-Address 4 ipaddr
-ATTRIBUTE Reply-Message 18 string
-ATTRIBUTE Acct-Status-Type 40 integer
-ATTRIBUTE Acct-Delay-Time 41 integer
-ATTRIBUTE Acct-Session-Id 44 string
-ATTRIBUTE Acct-Session-Time 46 integer
-ATTRIBUTE Message-Authenticator 80 octets
-VALUE Acct-Status-Type Start 1
-VALUE Acct-Status-Type Stop 2
-VALUE Acct-Status-Type Interim-Update 3
-VALUE Acct-Status-Type Alive 3
-"""
-_dictionary: Dictionary | None = None
-
-
-def dictionary() -> Dictionary:
-    global _dictionary
-    if _dictionary is None:
-        _dictionary = Dictionary(io.StringIO(_DICTIONARY))
-    return _dictionary
+# the plugins work whatever dictionary the engine is configured with
+dictionary = rfc_dictionary
 
 
 @dataclass(frozen=True)

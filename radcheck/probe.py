@@ -21,13 +21,11 @@ or error into a verdict.
 
 from __future__ import annotations
 
-import io
 import logging
 import secrets
 from dataclasses import dataclass, field
 
 from pyrad import packet as radpacket
-from pyrad.dictionary import Dictionary
 
 from vigil.radius_client import (
     HEADER_LEN,
@@ -38,30 +36,14 @@ from vigil.radius_client import (
     RadiusTimeout,
     Timeouts,
     reply_messages,
+    rfc_dictionary,
     verify,
 )
 
 log = logging.getLogger(__name__)
 
-# The few attributes the self-test uses; RFC 2865 numbers. Kept here so that
-# radcheck works whatever dictionary the engine is configured with.
-_DICTIONARY = """\
-ATTRIBUTE User-Name 1 string
-ATTRIBUTE User-Password 2 string encrypt=1
-ATTRIBUTE NAS-IP-Address 4 ipaddr
-ATTRIBUTE Reply-Message 18 string
-ATTRIBUTE Proxy-State 33 octets
-ATTRIBUTE Message-Authenticator 80 octets
-"""
-
-_dictionary: Dictionary | None = None
-
-
-def dictionary() -> Dictionary:
-    global _dictionary
-    if _dictionary is None:
-        _dictionary = Dictionary(io.StringIO(_DICTIONARY))
-    return _dictionary
+# radcheck works whatever dictionary the engine is configured with
+dictionary = rfc_dictionary
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,8 @@ skipped, not errors.
 
 from __future__ import annotations
 
+import functools
+import io
 import secrets
 import socket
 import time
@@ -34,6 +36,31 @@ from pyrad.dictionary import Dictionary
 
 HEADER_LEN = 20
 MAX_DATAGRAM = 4096
+
+# The RFC 2865/2866 attributes a self-test or a probe sends and reads, by
+# number: radcheck and the plugins work whatever dictionary the engine uses.
+_RFC_DICTIONARY = """\
+ATTRIBUTE User-Name 1 string
+ATTRIBUTE User-Password 2 string encrypt=1
+ATTRIBUTE NAS-IP-Address 4 ipaddr
+ATTRIBUTE Reply-Message 18 string
+ATTRIBUTE Proxy-State 33 octets
+ATTRIBUTE Acct-Status-Type 40 integer
+ATTRIBUTE Acct-Delay-Time 41 integer
+ATTRIBUTE Acct-Session-Id 44 string
+ATTRIBUTE Acct-Session-Time 46 integer
+ATTRIBUTE Message-Authenticator 80 octets
+VALUE Acct-Status-Type Start 1
+VALUE Acct-Status-Type Stop 2
+VALUE Acct-Status-Type Interim-Update 3
+VALUE Acct-Status-Type Alive 3
+"""
+
+
+@functools.cache
+def rfc_dictionary() -> Dictionary:
+    """The few standard attributes above, parsed once."""
+    return Dictionary(io.StringIO(_RFC_DICTIONARY))
 
 
 class RadiusError(Exception):
