@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from billing.server import load_dictionary  # noqa: E402
-from vigil.testing.engine import BillingSandbox  # noqa: E402
+from billing.testing import BillingSandbox  # noqa: E402
 from vigil.testing.freeradius import start_freeradius  # noqa: E402
 from vigil.testing.radius_fuzz import Fuzzer, access_request, accounting_stop, ask  # noqa: E402
 

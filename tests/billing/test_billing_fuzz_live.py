@@ -19,7 +19,7 @@ from pathlib import Path
 from pyrad import packet as rp
 
 from billing.server import load_dictionary
-from vigil.testing.engine import BillingSandbox
+from billing.testing import BillingSandbox
 from vigil.testing.radius_fuzz import CRAFTED, Fuzzer, access_request, accounting_stop, ask
 
 SECRET = b"nextone"

@@ -18,14 +18,14 @@ from billing.engine import Engine, EngineSettings
 from billing.provision import apply_document, load_document
 from billing.request import CallRequest
 from billing.store import SqlStore
-from vigil.testing.engine import BillingSandbox
+from billing.testing import BillingSandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def send_stop(box: BillingSandbox, conf: str, account: str = "193.100.201.1") -> bool:
     c = box.client("nextone", timeout=3, retries=2)
-    req = c.CreateAcctPacket()
+    req = c.acct_packet()
     req["NAS-IP-Address"] = "164.4.89.20"
     req["Acct-Status-Type"] = "Stop"
     req["Called-Station-Id"] = "59322891834"
@@ -36,10 +36,7 @@ def send_stop(box: BillingSandbox, conf: str, account: str = "193.100.201.1") ->
     req["h323-call-origin"] = "originate"
     req["h323-remote-address"] = "65.218.170.184"
     req["Cisco-AVPair"] = [f"h323-ivr-out=PortaBilling_UserName:{account}"]
-    try:
-        return c.SendPacket(req).code == 5  # Accounting-Response
-    finally:
-        c._CloseSocket()
+    return c.send(req).code == 5  # Accounting-Response
 
 
 def rows(url: str, *cols):
