@@ -26,6 +26,10 @@ from vigil.config import (
 )
 from vigil.datatypes import Declarations
 
+# shared with radcheck's mails, so a mail and the dashboard link the same page
+from vigil.runbooks import runbook_base as runbook_base
+from vigil.runbooks import web_url as web_url
+
 OPTIONS = Declarations()  # collected by vigil.config.default_registry
 declare = OPTIONS.declare
 
@@ -187,26 +191,6 @@ def nagios_dir(cfg: Config) -> Path:
 
 def web_dir(cfg: Config) -> Path:
     return state_subdir(cfg, "Web_Dir", "web")
-
-
-def web_url(cfg: Config) -> str:
-    url: str = cfg.get(SECTION, "Web_URL")
-    if url:
-        return url.rstrip("/")
-    return f"http://{cfg.get(SECTION, 'Web_Address')}:{cfg.get(SECTION, 'Web_Port')}"
-
-
-def runbook_base(cfg: Config) -> str:
-    """The base of every runbook link (see Runbook_URL)."""
-    value: str = cfg.get(SECTION, "Runbook_URL")
-    if not value:
-        return web_url(cfg) + "/runbooks"
-    if "://" in value:
-        return value.rstrip("/")
-    base = Path(value)
-    if not base.is_absolute() and not cfg.source.startswith("<"):
-        base = Path(cfg.source).resolve().parent / base
-    return base.resolve().as_uri()
 
 
 def on_call(cfg: Config) -> list[str]:

@@ -1,11 +1,13 @@
-"""Runbook links in mails (vigil/runbooks.py): the same targets as the Nagios notes_url."""
+"""Runbook links (vigil/runbooks.py): radcheck's mails and Nagios' notes_url link the same page."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from vigil import config
-from vigil.runbooks import DOCS, runbook_link
+from vigil.runbooks import runbook_base, runbook_link
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 def load(tmp_path: Path, body: str) -> config.Config:
@@ -20,13 +22,16 @@ def test_an_http_base_links_the_rendered_page(tmp_path: Path) -> None:
         "https://noc.example.com/runbooks/radcheck.html#radcheck-outage"
 
 
-def test_a_path_links_the_markdown_next_to_the_page_it_names(tmp_path: Path) -> None:
-    (tmp_path / "docs").mkdir()
-    cfg = load(tmp_path, "[Monitor]\nRunbook_URL=docs/checks.md\n")
-    assert runbook_link(cfg, "radcheck", "radcheck-outage") == \
-        (tmp_path / "docs" / "radcheck.md").as_uri() + "#radcheck-outage"
-    cfg = load(tmp_path, "[Monitor]\nRunbook_URL=docs\n")
-    assert runbook_link(cfg, "radcheck", "x") == (tmp_path / "docs" / "radcheck.md").as_uri() + "#x"
+def test_no_base_means_the_dashboard(tmp_path: Path) -> None:
+    cfg = load(tmp_path, "[Monitor]\nWeb_Address=127.0.0.1\nWeb_Port=8123\n")
+    assert runbook_link(cfg, "radcheck", "x") == "http://127.0.0.1:8123/runbooks/radcheck.html#x"
+    cfg = load(tmp_path, "[Monitor]\nWeb_URL=https://noc.example.com/\n")
+    assert runbook_base(cfg) == "https://noc.example.com/runbooks"
+
+
+def test_a_folder_is_taken_from_the_config_files_folder(tmp_path: Path) -> None:
+    cfg = load(tmp_path, "[Monitor]\nRunbook_URL=html\n")
+    assert runbook_link(cfg, "radcheck", "x") == (tmp_path / "html").as_uri() + "/radcheck.html#x"
 
 
 def test_the_section_exists_in_the_shipped_runbook() -> None:
