@@ -106,8 +106,7 @@ def nagios_cannot_run(program: str) -> str:
 
 def plugin_settings(source: Path | None, state_dir: Path, p: Plan | None = None) -> str:
     """The plugin settings file's text, from ``source`` (vigil.conf)."""
-    import vigil.options  # noqa: F401  (declares every option, secrets marked)
-    from vigil.config import declared
+    from vigil.config import declared  # every option, secrets marked
 
     registry = {(o.section.lower(), o.name.lower()): o for o in declared()}
 

@@ -1,4 +1,4 @@
-"""Options of the check plugins (declared once; see vigil.options).
+"""Options of the check plugins (declared once; collected by vigil.config.default_registry).
 
 The checks file itself is ``[Monitor] Checks_File`` (the scheduler's option).
 """

@@ -316,7 +316,7 @@ class Zygote:
 # What plugins import inside their probe (to keep a command-line run fast); a
 # child would import them again at every check.
 _LAZY_IMPORTS = ("vigil.statefile", "vigil.alerts", "vigil.supervisor_client",
-                 "vigil.supervisor_settings", "nsca.cursor", "nsca.cli", "pymysql", "sqlite3",
+                 "vigil.radius_client", "nsca.cursor", "nsca.cli", "pymysql", "sqlite3",
                  "redundancy.replication.errors", "redundancy.replication.server",
                  "redundancy.replication.status", "xmlrpc.client", "http.client")
 
@@ -325,14 +325,20 @@ def _preload() -> None:
     """Import what every check needs, once; a module that fails is left to its child."""
     from checks import PLUGINS
 
-    # vigil.options declares every option (importing the rooms' settings), so a
-    # child's config load imports nothing more.
-    for name in ("checks.cli", "checks.plugin", "vigil.config", "vigil.options",
+    for name in ("checks.cli", "checks.plugin", "vigil.config",
                  *(f"checks.{p}" for p in PLUGINS), *_LAZY_IMPORTS):
         try:
             importlib.import_module(name)
         except Exception as exc:  # the child reports it as the plugin's UNKNOWN line
             print(f"vigil zygote: cannot preload {name}: {exc}", file=sys.stderr)
+    # the registry of every option (it imports the rooms' settings), built once
+    # here, so a child's config load imports nothing more
+    try:
+        from vigil.config import default_registry
+
+        default_registry()
+    except Exception as exc:
+        print(f"vigil zygote: cannot preload the option registry: {exc}", file=sys.stderr)
     global _prctl
     _warm_up(PLUGINS)
     with contextlib.suppress(Exception):

@@ -1,6 +1,6 @@
 """``[Replication]``: the master/replica pair that ``vigil replication`` watches and repairs.
 
-Declared once here (see ``vigil.options``). Credentials come either from
+Declared once here (collected by ``vigil.config.default_registry``). Credentials come either from
 ``User``/``Password`` or from a MySQL option file (mode 0600) named by
 ``Option_File``; they never reach a command line.
 """

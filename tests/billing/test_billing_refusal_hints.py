@@ -11,7 +11,7 @@ import pytest
 
 from billing.engine import ReturnCode
 from billing.refusal_hints import HINTS, hint, return_code
-from vigil.testing.engine import BillingSandbox
+from billing.testing import BillingSandbox
 
 DEBIT = "193.100.201.1"
 
