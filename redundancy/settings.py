@@ -105,5 +105,3 @@ declare(SECTION, "Replica_Stop_Command", text, "",
         "Shell command that stops the replica's server; empty means SHUTDOWN over SQL.")
 declare(SECTION, "Keep_Old_Datadir", boolean, "No",
         "After a verified backup re-seed, keep the replaced datadir as <datadir>.old-<time>.")
-
-import redundancy.site.settings  # noqa: E402,F401,I001  ([Standby], [Delta], [Watchdog])

@@ -26,7 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "radcheck": set(),
     "checks": {"billing", "nsca", "redundancy"},
     "monitor": {"checks", "nsca"},
-    "redundancy": {"billing"},
+    "redundancy": {"billing", "radcheck"},
 }
 
 

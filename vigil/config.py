@@ -81,6 +81,7 @@ SETTINGS_MODULES = (
     "monitor.settings",
     "checks.settings",
     "redundancy.settings",
+    "redundancy.site.settings",
 )
 
 # configparser's [DEFAULT] would copy its options into every section, where

@@ -109,7 +109,7 @@ def replication_probe(standby: DbTarget, heartbeat_table: str, max_age: float,
 
 def radius_probe(host: str, port: int, secret: bytes, user: str, password: str,
                  nas_ip: str, timeout: float) -> PathResult:
-    from billing.radcheck_probe import SelfTest, probe
+    from radcheck.probe import SelfTest, probe
 
     r = probe(SelfTest(host, port, secret, nas_ip, user, password, timeout))
     if r.ok:

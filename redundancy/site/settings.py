@@ -1,12 +1,16 @@
 """``[Standby]``, ``[Delta]`` and ``[Watchdog]``: the secondary site's options, declared once.
 
-Imported by ``redundancy.settings`` (and so by ``vigil.options``). Passwords
-are secrets: never logged, never on a command line.
+Collected by ``vigil.config.default_registry``. Passwords are secrets: never
+logged, never on a command line.
 """
 
 from __future__ import annotations
 
-from vigil.config import boolean, choice, db_url, declare, integer, secret, text
+from vigil.config import boolean, choice, db_url, integer, secret, text
+from vigil.datatypes import Declarations
+
+OPTIONS = Declarations()  # collected by vigil.config.default_registry
+declare = OPTIONS.declare
 
 
 def host_port(value: str) -> str:

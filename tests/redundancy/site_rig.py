@@ -24,7 +24,7 @@ from billing import models as m
 from billing import schema
 from billing.db import engine_for_url
 from billing.provision import apply_document
-from vigil.testing.engine import BillingSandbox
+from billing.testing import BillingSandbox
 from vigil.testing.mariadb import MariaDB
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,9 +18,9 @@ from typing import Any
 
 from site_rig import Sites, authorize_body, radclient, two_sites
 
+from billing.testing import ROOT
 from redundancy.site import mode as modes
 from vigil.testing import netns
-from vigil.testing.engine import ROOT
 
 WATCHDOG = ("[Watchdog]\nProbe_Interval_sec=1\nFailed_Probes=2\nConnect_Timeout_sec=1\n"
             "Read_Timeout_sec=1\nMin_Standalone_sec=1\nFailback_Healthy_sec=2\n"

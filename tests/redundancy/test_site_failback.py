@@ -17,7 +17,7 @@ import pytest
 from failback_data import failback_conf, seed_delta, seed_primary, verify
 
 from billing.db import engine_for_url
-from vigil.testing.engine import ROOT
+from billing.testing import ROOT
 from vigil.testing.mariadb import MariaDB
 
 XDRS = 20_000

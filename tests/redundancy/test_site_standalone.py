@@ -16,8 +16,8 @@ from decimal import Decimal
 import pytest
 from site_rig import authorize_body, credit_time, radclient, stop_body, two_sites
 
+from billing.testing import ROOT
 from redundancy.site import mode as modes
-from vigil.testing.engine import ROOT
 
 
 def vigil(box, *args: str) -> subprocess.CompletedProcess[str]:

@@ -7,9 +7,9 @@ import json
 import subprocess
 import sys
 
+from billing.testing import ROOT
 from redundancy.site import mode as modes
 from vigil import statefile
-from vigil.testing.engine import ROOT
 
 
 def vigil(conf, *args):
