@@ -44,7 +44,7 @@ class CachedStore:
                   exclude_call: str = "") -> Decimal:
         return account.funds_left
 
-    def apply(self, ops: Sequence[AccountingOp], now: dt.datetime) -> list[bool]:
+    def apply(self, ops: Sequence[AccountingOp], now: dt.datetime) -> list[bool | None]:
         """Commit, then move the cached accounts as the database moved them
         (no re-read: the periodic refresh brings what other engines did)."""
         results = self.db.apply(ops, now)

@@ -23,6 +23,7 @@ from typing import Any
 
 from billing import h323time, rating, record_key
 from billing.catalog import Catalog, NodeInfo, TariffInfo
+from billing.db import DatabaseError
 from billing.request import CallRequest
 from billing.store import (
     XDR,
@@ -255,7 +256,8 @@ class Engine:
         plan = self.plan_authorization(req)
         if isinstance(plan, Decision):
             return plan
-        self.store.apply([plan.op], self.clock())
+        if self.store.apply([plan.op], self.clock()) == [None]:
+            raise DatabaseError("the reservation could not be stored")
         return plan.finish()
 
     def plan_authorization(self, req: CallRequest) -> Decision | AuthorizationPlan:
