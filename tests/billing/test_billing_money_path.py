@@ -288,3 +288,26 @@ def test_account_call_limit_and_provisioning(db):
     assert eng.authorize(authz("one")).accept
     second = eng.authorize(authz("two"))
     assert not second.accept and second.code == ReturnCode.ACCOUNT_IN_USE
+
+
+# ----------------------------------------------------------------- chores
+def test_chores_run_on_their_own_schedule_and_survive_a_failure():
+    from billing.chores import Chore, Housekeeper
+
+    clock = FakeClock(0.0)
+    ran: list[str] = []
+
+    def broken() -> None:
+        ran.append("refresh")
+        raise RuntimeError("database gone")
+
+    keeper = Housekeeper("t", [Chore("stats", 1.0, lambda: ran.append("stats")),
+                               Chore("refresh", 0.5, broken)], clock=clock)
+    assert keeper.run_due() == pytest.approx(0.5)
+    assert ran == ["stats", "refresh"]
+    clock.t = 0.5
+    keeper.run_due()
+    assert ran == ["stats", "refresh", "refresh"]  # the failure did not stop it
+    clock.t = 1.0
+    keeper.run_due()
+    assert ran.count("stats") == 2 and ran.count("refresh") == 3
