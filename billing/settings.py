@@ -20,8 +20,10 @@ declare("Radius", "Account_Cache_sec", integer(0, 3600), "10",
         "request uses it. Accounts in memory are re-read every half second (admin changes "
         "show on every engine within a second, at once on SIGHUP), and the memory only "
         "proposes: the database grants every reservation.")
-declare("Radius", "Processes", integer(0, 256), "0",
+declare("Radius", "Processes", integer(0, 256), "1",
         "Engine processes answering on the same ports (SO_REUSEPORT); 0 means one per core. "
+        "1 by default: radcheck and the plugins (open_fds, the counters) watch one engine "
+        "process per program. "
         "Any number of processes and servers may share one billing database: the database "
         "arbitrates every reservation.")
 declare("Master", "Query_Timeout_sec", integer(1, 600), "5",
