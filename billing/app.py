@@ -79,8 +79,12 @@ def build_server(cfg: Config, db: SAEngine | None = None, index: int = 0,
         max_wait=2 * cfg.get("Master", "Query_Timeout_sec"),
         stats_interval=cfg.get("Radius", "Stats_Interval_sec"),
         reload_interval=cfg.get("Node IP Cache", "Cache_Cleanup_Time_sec"))
-    auth, acct = server.ports
-    beat = Heartbeat(db, f"{cfg.get('Radius', 'Host')}:{auth}/{acct}", server.counters.snapshot)
-    server.db_chores.chores.append(Chore("heartbeat", 5.0, beat.beat))
-    server.on_stop.append(beat.leave)
+    if cfg.get("Site", "Role") != "secondary":
+        # Heartbeats go to the billing master only: on a secondary site the
+        # database is a replica, and a write there would break replication.
+        auth, acct = server.ports
+        beat = Heartbeat(db, f"{cfg.get('Radius', 'Host')}:{auth}/{acct}",
+                         server.counters.snapshot)
+        server.db_chores.chores.append(Chore("heartbeat", 5.0, beat.beat))
+        server.on_stop.append(beat.leave)
     return server
