@@ -1,6 +1,12 @@
 #!/usr/bin/env python3
 """Authorizations and committed accountings per second: Vigil vs FreeRADIUS.
 
+Vigil with one engine process and with N (``[Radius] Processes``), FreeRADIUS
+with rlm_sql on the same durable MariaDB (its own schema: the C server that
+also stores every record before answering), FreeRADIUS ``files`` (no
+database: the ceiling). Requests/s, CPU seconds per 1,000 requests of the
+server processes and of mariadbd, ratios, and p99 at 1,000 requests/s.
+
 Same run, same machine, same load generator (`radclient`, Debian's
 freeradius-utils). Vigil runs on a throw-away MariaDB (every accounting is
 committed before it is answered); FreeRADIUS runs the `files` module (no
@@ -31,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from billing.testing import BillingSandbox  # noqa: E402
-from vigil.testing.freeradius import FreeRadius, start_freeradius  # noqa: E402
+from vigil.testing.freeradius import FreeRadius, SqlBackend, start_freeradius  # noqa: E402
 from vigil.testing.mariadb import MariaDB  # noqa: E402
 
 SECRET = "benchsecret"
@@ -85,12 +91,12 @@ def acct_file(path: Path, n: int, tag: str) -> Path:
 
 
 def run_radclient(port: int, kind: str, files: list[Path], secret_file: Path,
-                  parallel: int = 128) -> tuple[int, float, int]:
+                  parallel: int = 128, cpus: str = "1") -> tuple[int, float, int]:
     """Sends every file back to back; requests answered, seconds, failures."""
     ok = failed = 0
     t0 = time.perf_counter()
     for f in files:
-        r = subprocess.run(["taskset", "-c", "1", "radclient", "-d", str(ROOT / "etc/radius"),
+        r = subprocess.run(["taskset", "-c", cpus, "radclient", "-d", str(ROOT / "etc/radius"),
                             "-q", "-s", "-p", str(parallel), "-r", "3", "-t", "3", "-f", str(f),
                             "-S", str(secret_file), f"127.0.0.1:{port}", kind],
                            capture_output=True, text=True)
@@ -111,10 +117,71 @@ def run_radclient(port: int, kind: str, files: list[Path], secret_file: Path,
     return ok, time.perf_counter() - t0, failed
 
 
-def freeradius() -> FreeRadius:
+def freeradius(sql: SqlBackend | None = None) -> FreeRadius:
     users = "".join(f'"acc{i:04d}" Auth-Type := Accept\n\th323-credit-time = "3600"\n\n'
                     for i in range(ACCOUNTS))
-    return start_freeradius(SECRET, users, threads=4, max_threads=8, cpu=0, cleanup_delay=5)
+    return start_freeradius(SECRET, users, threads=4, max_threads=8, cpu=0, cleanup_delay=5,
+                            sql=sql)
+
+
+def rlm_sql_schema(db: MariaDB, name: str) -> SqlBackend:
+    """FreeRADIUS's own MySQL schema (Debian freeradius-mysql) and its users."""
+    db.create_database(name)
+    schema = Path("/etc/freeradius/3.0/mods-config/sql/main/mysql/schema.sql").read_text()
+    conn = db.connect(name)
+    try:
+        with conn.cursor() as cur:
+            for stmt in schema.split(";"):
+                body = "\n".join(x for x in stmt.splitlines() if not x.strip().startswith("#"))
+                if body.strip():
+                    cur.execute(body)
+            cur.executemany("INSERT INTO radcheck (username, attribute, op, value) "
+                            "VALUES (%s, 'Cleartext-Password', ':=', 'x')",
+                            [(f"acc{i:04d}",) for i in range(ACCOUNTS)])
+    finally:
+        conn.close()
+    return SqlBackend(db.port, name)
+
+
+def tree_pids(root: int) -> list[int]:
+    """A process and all its descendants (Vigil's engine processes)."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(f[11]) + int(f[12])  # utime, stime
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / tick
+
+
+def measure(label: str, port: int, kind: str, files: list[Path], secret_file: Path,
+            server_pid: int, db_pid: int | None, cpus: str) -> dict[str, float]:
+    pids = tree_pids(server_pid)
+    s0, d0 = cpu_seconds(pids), cpu_seconds([db_pid]) if db_pid else 0.0
+    ok, secs, failed = run_radclient(port, kind, files, secret_file, cpus=cpus)
+    s1, d1 = cpu_seconds(pids), cpu_seconds([db_pid]) if db_pid else 0.0
+    per_k = 1000 / max(ok, 1)
+    return {"rps": ok / secs, "failed": failed, "server_cpu": (s1 - s0) * per_k,
+            "db_cpu": (d1 - d0) * per_k}
 
 
 def paced_latency(box: BillingSandbox, rate: int, seconds: float) -> list[float]:
@@ -164,9 +231,32 @@ def paced_latency(box: BillingSandbox, rate: int, seconds: float) -> list[float]
     return lat
 
 
+def start_vigil(db: MariaDB | None, work: Path, tag: str, processes: int
+                ) -> BillingSandbox:
+    if db is not None:
+        db.create_database(f"billing_{tag}")
+    box = BillingSandbox(db.url(f"billing_{tag}") if db else None, base=work / f"vigil-{tag}",
+                         provision=provision_doc(work / "bench.yaml"),
+                         extra="[Fraud_Detection]\nActive=No\n", processes=processes)
+    box.config.write_text(box.config.read_text().replace("Level=DEBUG", "Level=WARNING"))
+    box.prepare()
+    env = dict(os.environ, VIGIL_CONF=str(box.config))
+    cpus = "0" if processes == 1 else "0,1"
+    box.proc = subprocess.Popen(["taskset", "-c", cpus, sys.executable, "-m", "vigil.cli",
+                                 "radiusd"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not box.selftest(timeout=0.5):
+        if time.monotonic() > deadline:
+            raise RuntimeError("vigil radiusd did not start")
+    return box
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=20000, help="per measurement")
+    ap.add_argument("--processes", type=int, default=os.cpu_count() or 2,
+                    help="engine processes of the N-process run")
     ap.add_argument("--sqlite", action="store_true", help="Vigil on SQLite instead of MariaDB")
     args = ap.parse_args()
     if not shutil.which("radclient") or not shutil.which("taskset"):
@@ -177,59 +267,66 @@ def main() -> int:
     secret_file.write_text(SECRET + "\n")
     secret_file.chmod(0o600)
     n_files = max(1, args.requests // 1000)
-    authz = [authz_file(work / f"authz{k}.txt", 1000, f"z{k}") for k in range(n_files)]
-    acct = [acct_file(work / f"acct{k}.txt", 1000, f"a{k}") for k in range(n_files)]
-    results: dict[str, tuple[float, float]] = {}
+    results: dict[str, dict[str, float]] = {}
+    latency: dict[str, list[float]] = {}
 
-    db = None
-    if not args.sqlite:
-        db = MariaDB("bench-radius", server_id=9,
-                     extra_args=["--innodb-flush-log-at-trx-commit=1", "--sync-binlog=1"])
-        db.start()
-        db.create_database("billing")
-    box = BillingSandbox(db.url("billing") if db else None, base=work / "vigil",
-                         provision=provision_doc(work / "bench.yaml"),
-                         extra="[Fraud_Detection]\nActive=No\n")
-    box.config.write_text(box.config.read_text().replace("Level=DEBUG", "Level=WARNING"))
-    box.prepare()
-    env = dict(os.environ, VIGIL_CONF=str(box.config))
-    box.proc = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-m", "vigil.cli",
-                                 "radiusd"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-    time.sleep(3)
+    db = MariaDB("bench-radius", server_id=9,
+                 extra_args=["--innodb-flush-log-at-trx-commit=1", "--sync-binlog=1"])
+    db.start()
+    db_pid = db.proc.pid if db.proc else None
     try:
-        for label, port, files, kind in (("authorization", box.auth_port, authz, "auth"),
-                                         ("accounting", box.acct_port, acct, "acct")):
-            ok, secs, failed = run_radclient(port, kind, files, secret_file)
-            results[f"vigil {label}"] = (ok / secs, failed)
-        lat = paced_latency(box, 1000, 10.0)
+        runs = [("vigil 1 process", 1), (f"vigil {args.processes} processes", args.processes)]
+        for n, (name, procs) in enumerate(runs):
+            authz = [authz_file(work / f"authz{n}-{k}.txt", 1000, f"z{n}-{k}")
+                     for k in range(n_files)]
+            acct = [acct_file(work / f"acct{n}-{k}.txt", 1000, f"a{n}-{k}")
+                    for k in range(n_files)]
+            box = start_vigil(None if args.sqlite else db, work, f"r{n}", procs)
+            try:
+                assert box.proc is not None
+                for label, port, files, kind in (("authorization", box.auth_port, authz, "auth"),
+                                                 ("accounting", box.acct_port, acct, "acct")):
+                    results[f"{name} {label}"] = measure(label, port, kind, files, secret_file,
+                                                         box.proc.pid, db_pid, "1")
+                latency[name] = paced_latency(box, 1000, 10.0)
+            finally:
+                box.stop()
+        sql = rlm_sql_schema(db, "radius")
+        for name, backend in (("freeradius rlm_sql", sql), ("freeradius files", None)):
+            authz = [authz_file(work / f"fauthz{k}.txt", 1000, f"fz{k}") for k in range(n_files)]
+            acct = [acct_file(work / f"facct-{name[-3:]}{k}.txt", 1000, f"fa{name[-3:]}{k}")
+                    for k in range(n_files)]
+            fr = freeradius(backend)
+            try:
+                for label, port, files, kind in (("authorization", fr.auth_port, authz, "auth"),
+                                                 ("accounting", fr.acct_port, acct, "acct")):
+                    results[f"{name} {label}"] = measure(
+                        label, port, kind, files, secret_file, fr.proc.pid,
+                        db_pid if backend else None, "1")
+            finally:
+                fr.stop()
     finally:
-        box.stop()
-        if db:
-            db.destroy()
-    fr = freeradius()
-    fauth, facct = fr.auth_port, fr.acct_port
-    try:
-        for label, port, files, kind in (("authorization", fauth, authz, "auth"),
-                                         ("accounting", facct, acct, "acct")):
-            ok, secs, failed = run_radclient(port, kind, files, secret_file)
-            results[f"freeradius {label}"] = (ok / secs, failed)
-    finally:
-        fr.stop()
+        db.destroy()
     backend = "SQLite" if args.sqlite else "MariaDB (durable: flush at commit, sync binlog)"
-    print(f"\nRADIUS throughput, {args.requests} requests each, radclient -p 128 on CPU 1,"
-          f" server on CPU 0; Vigil on {backend}")
-    print(f"{'server / request':34} {'req/s':>10} {'failed':>8}")
-    for k, (rps, failed) in results.items():
-        print(f"{k:34} {rps:10.0f} {failed:8d}")
+    print(f"\nRADIUS throughput, {args.requests} requests each, radclient -p 128 on CPU 1; "
+          f"one-process servers on CPU 0, {args.processes} Vigil processes on CPUs 0-1; "
+          f"Vigil on {backend}, rlm_sql on the same MariaDB")
+    print(f"{'server / request':44} {'req/s':>8} {'failed':>7} {'CPU s/1k srv':>13} "
+          f"{'CPU s/1k db':>12}")
+    for k, r in results.items():
+        print(f"{k:44} {r['rps']:8.0f} {int(r['failed']):7d} {r['server_cpu']:13.3f} "
+              f"{r['db_cpu']:12.3f}")
     for label in ("authorization", "accounting"):
-        v, f = results[f"vigil {label}"][0], results[f"freeradius {label}"][0]
-        print(f"ratio vigil/freeradius {label}: {v / f:.2f}")
-    if lat:
-        q = statistics.quantiles(lat, n=100)
-        print(f"\nVigil authorizations offered at 1000/s for 10 s: {len(lat)} answered, "
-              f"p50 {q[49]:.2f} ms, p90 {q[89]:.2f} ms, p99 {q[98]:.2f} ms, "
-              f"max {max(lat):.2f} ms")
+        ref = results[f"freeradius rlm_sql {label}"]["rps"]
+        for name, _ in runs:
+            v = results[f"{name} {label}"]["rps"]
+            print(f"ratio {name} / freeradius rlm_sql, {label}: {v / ref:.2f}")
+    for name, lat in latency.items():
+        if lat:
+            q = statistics.quantiles(lat, n=100)
+            print(f"{name}: authorizations offered at 1000/s for 10 s: {len(lat)} answered, "
+                  f"p50 {q[49]:.2f} ms, p90 {q[89]:.2f} ms, p99 {q[98]:.2f} ms, "
+                  f"max {max(lat):.2f} ms")
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

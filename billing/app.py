@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,10 @@ from sqlalchemy.engine import Engine as SAEngine
 
 from billing.cached_store import CachedStore
 from billing.catalog import Catalog
+from billing.chores import Chore
 from billing.db import make_engine
 from billing.engine import Engine, EngineSettings
+from billing.heartbeat import Heartbeat
 from billing.server import RadiusServer, load_dictionary
 from billing.store import SqlStore
 from vigil.config import Config
@@ -55,15 +58,33 @@ def build_store(cfg: Config, db: SAEngine) -> Any:
     return CachedStore(SqlStore(db), cfg.get("Radius", "Account_Cache_sec"))
 
 
-def build_server(cfg: Config, db: SAEngine | None = None) -> RadiusServer:
+def processes(cfg: Config) -> int:
+    return cfg.get("Radius", "Processes") or os.cpu_count() or 1
+
+
+def build_server(cfg: Config, db: SAEngine | None = None, index: int = 0,
+                 reuse_port: bool = False) -> RadiusServer:
+    """One engine process; ``index`` > 0 for the extra processes of a cluster."""
+    db = db or make_engine(cfg, pre_ping=False)
     engine = build_engine(cfg, db)
+    stats = "radiusd-stats.json" if index == 0 else f"radiusd-stats-{index}.json"
     dictionary = cfg.get("Radius", "Dictionary") or None
-    return RadiusServer(
+    server = RadiusServer(
         engine, engine.catalog, load_dictionary(dictionary), cfg.get("Radius", "Host"),
         cfg.get("Radius", "Auth_Port"), cfg.get("Radius", "Acct_Port"),
         cfg.get("Self Test", "Shared_Secret").reveal().encode(),
         commit_batch=cfg.get("Radius", "Commit_Batch"),
         duplicate_ttl=cfg.get("Radius", "Duplicate_Cache_sec"),
-        stats_path=state_dir(cfg) / "radiusd-stats.json",
+        stats_path=state_dir(cfg) / stats, reuse_port=reuse_port,
+        max_wait=2 * cfg.get("Master", "Query_Timeout_sec"),
         stats_interval=cfg.get("Radius", "Stats_Interval_sec"),
         reload_interval=cfg.get("Node IP Cache", "Cache_Cleanup_Time_sec"))
+    if cfg.get("Site", "Role") != "secondary":
+        # Heartbeats go to the billing master only: on a secondary site the
+        # database is a replica, and a write there would break replication.
+        auth, acct = server.ports
+        beat = Heartbeat(db, f"{cfg.get('Radius', 'Host')}:{auth}/{acct}",
+                         server.counters.snapshot)
+        server.db_chores.chores.append(Chore("heartbeat", 5.0, beat.beat))
+        server.on_stop.append(beat.leave)
+    return server

@@ -1,38 +1,37 @@
 """The store the running engine uses: the database behind an in-memory
-account cache and reservation ledger (see ``billing.ledger`` for why this
-is safe with one engine process per database).
+account cache (``billing.account_cache``).
 
-Authorizations of cached accounts need no database round trip; their
-reservations are written behind with the next group commit. Charges are
-applied to the database first and to the cache only after the commit.
+Look-ups of cached accounts need no database round trip, so the packet loop
+can decide them at once; the cache only proposes credit times, the database
+grants them (``SqlStore.apply``). After every commit the cached accounts are
+moved as the database moved them, and every half second re-read, so
+proposals start from the database's numbers, including what other engines
+reserved.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 
-from billing.db import DatabaseError
-from billing.ledger import AccountCache, Ledger
-from billing.store import AccountingOp, AccountView, Reservation, SqlStore
+from billing.account_cache import AccountCache
+from billing.store import AccountingOp, AccountView, OpKind, SqlStore, signed_charge
 
 log = logging.getLogger(__name__)
 
 
 class CachedStore:
-    def __init__(self, db: SqlStore, account_ttl: float = 10.0) -> None:
+    def __init__(self, db: SqlStore, account_ttl: float = 10.0,
+                 cache: AccountCache | None = None) -> None:
         self.db = db
-        self.accounts = AccountCache(account_ttl)
-        self.ledger = Ledger()
-        self._write_behind: list[AccountingOp] = []
-        self._write_lock = threading.Lock()  # the packet loop adds, the committer takes
-        self._last_write = time.monotonic()
+        self.accounts = cache or AccountCache(account_ttl)
 
     # the engine's view -------------------------------------------------------
+    def in_memory(self, account_id: str) -> bool:
+        return self.accounts.get(account_id) is not None
+
     def find_account(self, account_id: str) -> AccountView | None:
         acct = self.accounts.get(account_id)
         if acct is None:
@@ -43,80 +42,38 @@ class CachedStore:
 
     def available(self, account: AccountView, now: dt.datetime,
                   exclude_call: str = "") -> Decimal:
-        return account.own_funds - self.ledger.reserved(account.pk, exclude_call)
+        return account.funds_left
 
-    def reserve(self, account: AccountView, call_key: str, node_ip: str, cli: str, cld: str,
-                now: dt.datetime, lifetime: int,
-                decide: Callable[[Decimal], Reservation | None]) -> Reservation | None:
-        decision = decide(self.available(account, now, exclude_call=call_key))
-        if decision is None:
-            return None
-        ttl = decision.credit_time + lifetime
-        self.ledger.hold(account.pk, call_key, decision.amount, ttl)
-        op = AccountingOp(
-            session_key="", kind="reserve", call_key=call_key, leg="authorize",
-            account_pk=account.pk, node_ip=node_ip, cli=cli, cld=cld,
-            reserved=decision.amount, expires_at=now + dt.timedelta(seconds=ttl))
-        with self._write_lock:
-            self._write_behind.append(op)
-        return decision
-
-    def apply(self, ops: Sequence[AccountingOp], now: dt.datetime) -> list[bool]:
-        with self._write_lock:
-            pending, self._write_behind = self._write_behind, []
-        self._last_write = time.monotonic()
-        try:
-            results = self.db.apply([*pending, *ops], now)
-        except DatabaseError:
-            # Reservations stay in memory; they are retried with the next batch.
-            with self._write_lock:
-                self._write_behind = pending + self._write_behind
-            raise
-        results = results[len(pending):]
+    def apply(self, ops: Sequence[AccountingOp], now: dt.datetime) -> list[bool | None]:
+        """Commit, then move the cached accounts as the database moved them
+        (no re-read: the periodic refresh brings what other engines did)."""
+        results = self.db.apply(ops, now)
         for op, fresh in zip(ops, results, strict=True):
-            if op.kind != "stop":
-                continue
-            if fresh:
-                # Charge the cached balance before the reservation goes: in
-                # between, funds read low (safe), never high.
+            if op.kind == OpKind.RESERVE and fresh and op.reserve and op.reserve.granted:
+                self.accounts.adjust(op.reserve.account_pk, reserved=op.reserve.granted.amount,
+                                     customer_reserved=op.reserve.granted.amount
+                                     if op.reserve.customer_pk is not None else Decimal(0),
+                                     calls=1)
+            elif op.kind == OpKind.STOP and fresh:
                 for x in op.xdrs:
                     if x.table == "account" and x.amount:
-                        sign = -1 if op.billing_model == "debit" else 1
-                        cust = x.amount if op.billing_model == "credit" else Decimal(0)
-                        self.accounts.charged(x.owner_pk, sign * x.amount, cust)
-            self.ledger.release(op.call_key)
+                        acct, cust = signed_charge(op.billing_model, x.amount)
+                        self.accounts.adjust(x.owner_pk, balance=acct, customer_balance=cust)
+                if op.released and op.account_pk is not None:
+                    self.accounts.adjust(op.account_pk, reserved=-op.released,
+                                         customer_reserved=-op.released
+                                         if op.customer_pk is not None else Decimal(0),
+                                         calls=-1)
         return results
 
     # the server's housekeeping -----------------------------------------------
-    def flush(self, now: dt.datetime, force: bool = True) -> None:
-        """Write reservations behind when no accounting came to carry them:
-        at once when ``force`` (the server is idle), else when enough have
-        gathered or the oldest has waited half a second."""
-        with self._write_lock:
-            if not self._write_behind:
-                return
-            waiting = len(self._write_behind)
-        due = force or waiting >= 256 or \
-            time.monotonic() - self._last_write > 0.5
-        if due:
-            try:
-                self.apply([], now)
-            except DatabaseError as exc:
-                log.warning("reservations not written yet (kept in memory): %s", exc)
-
-    def restore(self, now: dt.datetime) -> int:
-        """Read the reservations of calls in progress back after a restart."""
-        rows = self.db.load_reservations(now)
-        for account_pk, call_key, amount, seconds in rows:
-            self.ledger.hold(account_pk, call_key, amount, seconds)
-        return len(rows)
-
     def expire_calls(self, now: dt.datetime) -> int:
         return self.db.expire_calls(now)
 
     def refresh_accounts(self) -> int:
         """Re-read every cached account in a few queries, off the request path,
-        so that accounts in use never expire in the middle of traffic."""
+        so that accounts in use never expire in the middle of traffic and see
+        admin changes and other engines' reservations."""
         pks = self.accounts.cached_pks()
         if not pks:
             return 0
@@ -127,4 +84,3 @@ class CachedStore:
     def reload(self) -> None:
         """SIGHUP: forget cached accounts so admin changes show at once."""
         self.accounts.clear()
-

@@ -99,7 +99,7 @@ def cmd_radiusd(args: argparse.Namespace) -> int:
     import logging
 
     from billing import schema
-    from billing.app import build_server
+    from billing.app import processes
     from vigil import logs
 
     cfg = _cfg(args)
@@ -115,8 +115,21 @@ def cmd_radiusd(args: argparse.Namespace) -> int:
     except Exception as exc:
         log.error("cannot reach the billing database at start: %s", exc)
         raise _unavailable(exc) from exc
+    n = processes(cfg)
+    db.dispose()  # the engine makes its own pool (and each process after the fork)
+    if n <= 1:
+        return _serve(cfg, None, 0, False)
+    from billing.processes import ProcessGroup
+
+    log.info("starting %d engine processes on one set of ports", n)
+    return ProcessGroup(n, lambda i: _serve(cfg, None, i, True)).run()
+
+
+def _serve(cfg: Config, db: Any, index: int, reuse_port: bool) -> int:
+    from billing.app import build_server
+
     try:
-        server = build_server(cfg, db)
+        server = build_server(cfg, db, index=index, reuse_port=reuse_port)
     except OSError as exc:
         raise CommandError(f"cannot listen on {cfg.get('Radius', 'Host')} "
                            f"{cfg.get('Radius', 'Auth_Port')}/{cfg.get('Radius', 'Acct_Port')}:"
@@ -280,8 +293,47 @@ def cmd_call(args: argparse.Namespace) -> int:
     return rc
 
 
+# -------------------------------------------------------------- engines
+def engines_section(cfg: Config) -> tuple[str, list[str], Any]:
+    """Every engine process seen in the last minute, on any server."""
+    from billing.heartbeat import engines
+
+    db = _db(cfg)
+    try:
+        rows = engines(db)
+    finally:
+        db.dispose()
+    rows = [{k: v.isoformat(sep=" ") if hasattr(v, "isoformat") else v for k, v in r.items()}
+            for r in rows]  # JSON-ready for `vigil status --json`
+    lines = [f"billing engines on this database: {len(rows)}"]
+    lines += [f"  {r['name']:<32} {r['listen']:<24} seen {r['seen_at'][11:19]}  "
+              f"{r['requests']} requests, {r['db_errors']} db errors" for r in rows]
+    return "engines", lines, rows
+
+
+def cmd_engines(args: argparse.Namespace) -> int:
+    try:
+        _title, lines, rows = engines_section(_cfg(args))
+    except Exception as exc:
+        raise _unavailable(exc) from exc
+    if args.json:
+        _print_json(rows)
+    else:
+        print("\n".join(lines))
+    return 0 if rows else EXIT_FAILED
+
+
 # ------------------------------------------------------------- register
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from vigil import status_sections
+
+    status_sections.add(engines_section)
+    p = sub.add_parser("engines", help="billing engines alive on the billing database",
+                       description="Every `vigil radiusd` process, on any server, that wrote "
+                       "its heartbeat to the billing database in the last minute. Exit 1 "
+                       "when there is none.")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_engines)
     db = sub.add_parser("db", help="billing database schema")
     dbs = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     p = dbs.add_parser("upgrade", help="create or upgrade the schema (Alembic migrations)")

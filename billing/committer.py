@@ -1,65 +1,107 @@
-"""The committer: the one thread that writes to the billing database.
+"""The committer: the one thread that writes accountings and reservations.
 
-The packet loop hands it accounting records and goes on answering
-Access-Requests; the committer takes everything that arrived while it was
-busy, commits it in one transaction (group commit), and only then sends the
-Accounting-Responses. Between commits it does the database chores (writing
-reservations behind, refreshing cached accounts, forgetting expired calls,
-the counters file), so the packet loop never waits on the database for them.
+The packet loop hands it work and goes on answering; the committer takes
+everything that arrived while it was busy, commits it in one transaction
+(group commit), and only then lets the replies go: an Access-Accept leaves
+after its reservation is durable, an Accounting-Response after its record.
+It owns its queue and knows nothing of the server: it is given what to do
+with a batch (``commit``) and what to do when that fails (``failed``).
+
+Work that waited longer than ``max_age`` (the gateway has given up and
+failed over) is dropped unanswered, and at most ``max_backlog`` items wait:
+a hung database cannot make the engine hoard requests.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from billing.server import Pending, RadiusServer
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 
-class Committer(threading.Thread):
-    def __init__(self, server: RadiusServer, max_batch: int, idle: float = 0.2) -> None:
+
+class Committer(threading.Thread, Generic[T]):
+    def __init__(self, commit: Callable[[list[T]], None], failed: Callable[[list[T]], None],
+                 max_batch: int = 64, max_backlog: int = 5000, max_age: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(name="committer", daemon=True)
-        self.server = server
+        self._commit = commit
+        self._failed = failed
         self.max_batch = max(1, max_batch)
-        self.idle = idle
-        self._pending: list[Pending] = []
+        self.max_backlog = max_backlog
+        self.max_age = max_age
+        self.clock = clock
+        self._queue: deque[tuple[float, T]] = deque()
         self._cond = threading.Condition()
         self._stopping = False
+        self.dropped = 0
 
-    def submit(self, pending: Pending) -> None:
+    def submit(self, item: T) -> bool:
+        """False when the backlog is full (the item is not taken)."""
         with self._cond:
-            self._pending.append(pending)
+            if len(self._queue) >= self.max_backlog:
+                self.dropped += 1
+                return False
+            self._queue.append((self.clock(), item))
             self._cond.notify()
+            return True
 
     def backlog(self) -> int:
         with self._cond:
-            return len(self._pending)
+            return len(self._queue)
+
+    def take(self) -> tuple[list[T], list[T]]:
+        """The next batch, and what aged past ``max_age`` (dropped)."""
+        batch: list[T] = []
+        stale: list[T] = []
+        oldest = self.clock() - self.max_age
+        with self._cond:
+            while self._queue and len(batch) < self.max_batch:
+                born, item = self._queue.popleft()
+                (stale if born < oldest else batch).append(item)
+        return batch, stale
+
+    def run_once(self) -> bool:
+        """Commit one batch; False when there was nothing to do."""
+        batch, stale = self.take()
+        if stale:
+            self.dropped += len(stale)
+            log.warning("%d requests waited more than %.0f s for the database: dropped "
+                        "unanswered (the gateways have failed over)", len(stale), self.max_age)
+            self._guard(self._failed, stale)
+        if not batch:
+            return bool(stale)
+        try:
+            self._commit(batch)
+        except Exception:
+            # A bug here must not silently stop every future commit.
+            log.exception("committer: unexpected error; this batch is not acknowledged and "
+                          "will be retransmitted by the gateways")
+            self._guard(self._failed, batch)
+        return True
+
+    @staticmethod
+    def _guard(fn: Callable[[list[T]], None], items: list[T]) -> None:
+        try:
+            fn(items)
+        except Exception:
+            log.exception("committer: failure handler raised")
 
     def run(self) -> None:
         while True:
             with self._cond:
-                if not self._pending and not self._stopping:
-                    self._cond.wait(self.idle)
-                batch = self._pending[:self.max_batch]
-                del self._pending[:self.max_batch]
-                done = self._stopping and not batch
-            try:
-                if batch:
-                    self.server.commit(batch)
-                else:
-                    self.server.housekeeping()
-            except Exception:
-                # A bug here must not silently stop every future commit.
-                log.exception("committer: unexpected error; records of this batch are not "
-                              "acknowledged and will be retransmitted by the gateways")
-                for p in batch:
-                    self.server._forget(p.raw_key)
+                if not self._queue and not self._stopping:
+                    self._cond.wait(0.5)
+                done = self._stopping and not self._queue
             if done:
                 return
+            self.run_once()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Commit and answer what was taken in, then end."""

@@ -55,14 +55,19 @@ def safe_url(url: URL) -> str:
 
 
 def make_engine(cfg: Config, **kw: Any) -> Engine:
+    """``pre_ping=False`` for the RADIUS engine: a ping is a round trip per
+    statement; a connection that died is found by the statement itself,
+    which then fails like any database error (no reply, the gateway retries)."""
     url = database_url(cfg)
     return engine_for_url(url, connect_timeout=cfg.get("Master", "Connect_Timeout_sec"),
                           pool_size=cfg.get("Master", "Pool_Size"),
+                          query_timeout=cfg.get("Master", "Query_Timeout_sec"),
                           echo=cfg.get("Global", "SQL_Trace"), **kw)
 
 
 def engine_for_url(url: URL | str, connect_timeout: int = 5, pool_size: int = 10,
-                   echo: bool = False, **kw: Any) -> Engine:
+                   echo: bool = False, query_timeout: int = 30, pre_ping: bool = True,
+                   **kw: Any) -> Engine:
     url = make_url(url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
@@ -102,10 +107,13 @@ def engine_for_url(url: URL | str, connect_timeout: int = 5, pool_size: int = 10
     if url.drivername in ("mysql", "mariadb"):
         url = url.set(drivername="mysql+pymysql")
     return create_engine(
-        url, echo=echo, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size,
+        url, echo=echo, pool_pre_ping=pre_ping, pool_size=pool_size, max_overflow=pool_size,
         pool_recycle=3600, isolation_level="READ COMMITTED",
-        connect_args={"connect_timeout": connect_timeout, "read_timeout": 30,
-                      "write_timeout": 30, "charset": "utf8mb4"}, **kw)
+        # Every statement has a bound: a hung server costs a request its
+        # answer (the gateway fails over), never a thread forever.
+        pool_timeout=query_timeout,
+        connect_args={"connect_timeout": connect_timeout, "read_timeout": query_timeout,
+                      "write_timeout": query_timeout, "charset": "utf8mb4"}, **kw)
 
 
 def is_unavailable(exc: BaseException) -> bool:

@@ -19,11 +19,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from billing import h323time, rating, record_key
 from billing.catalog import Catalog, NodeInfo, TariffInfo
+from billing.db import DatabaseError
 from billing.request import CallRequest
-from billing.store import XDR, AccountingOp, AccountView, BillingStore, Reservation
+from billing.store import (
+    XDR,
+    AccountingOp,
+    AccountView,
+    BillingModel,
+    BillingStore,
+    OpKind,
+    Refusal,
+    Reservation,
+    ReserveRequest,
+)
 from billing.translation import TranslationError, translate
 
 log = logging.getLogger("billing.engine")
@@ -70,6 +82,23 @@ class EngineSettings:
     max_credit_time: int = 14400
     max_duration_sec: int = 172800
     cisco_vsa_prefix: bool = False
+
+
+@dataclass
+class AuthorizationPlan:
+    """An authorization that needs the database's word: the reservation to
+    commit, then ``finish`` turns its outcome into the reply."""
+
+    op: AccountingOp
+    accept: Callable[[Reservation], Decision]
+    refuse: Callable[[Refusal], Decision]
+
+    def finish(self) -> Decision:
+        req = self.op.reserve
+        assert req is not None
+        if req.granted is not None:
+            return self.accept(req.granted)
+        return self.refuse(req.refused or Refusal.FUNDS)
 
 
 def _money(d: Decimal, places: str = "0.01") -> str:
@@ -153,11 +182,15 @@ class Engine:
     def _login(self, acct: AccountView, call_key: str) -> Decision | None:
         """Simultaneous-login prevention for debit accounts ([Fraud_Detection])."""
         s = self.settings
-        if not s.fraud_active or acct.billing_model != "debit" or not call_key:
+        if not s.fraud_active or acct.billing_model != BillingModel.DEBIT or not call_key:
             return None
         now = time.monotonic()
         with self._logins_lock:
             held = self._logins.get(acct.pk)
+            if not held and acct.login_call and acct.login_call != call_key[:128] and \
+                    acct.login_until is not None and acct.login_until > self.clock():
+                # held by a call another engine authorized
+                held = (acct.login_call, now + 1)
             if held and held[1] > now and held[0] != call_key:
                 msg = (f"debit account {acct.account_id} already logged in to "
                        f"session {held[0]}")
@@ -188,7 +221,7 @@ class Engine:
         return self.catalog.node_for(req.source_ip, req.nas_ip)
 
     def _common_attrs(self, acct: AccountView) -> list[tuple[str, str]]:
-        return [("h323-billing-model", "1" if acct.billing_model == "debit" else "0"),
+        return [("h323-billing-model", "1" if acct.billing_model == BillingModel.DEBIT else "0"),
                 ("h323-currency", acct.currency),
                 ("h323-preferred-lang", acct.preferred_lang or "en")]
 
@@ -201,7 +234,7 @@ class Engine:
             return refusal or self._reply(False, ReturnCode.INVALID_ACCOUNT, "unknown")
         funds = self.store.available(acct, self.clock(), exclude_call=req.call_key)
         if funds <= 0:
-            code = (ReturnCode.ZERO_BALANCE if acct.billing_model == "debit"
+            code = (ReturnCode.ZERO_BALANCE if acct.billing_model == BillingModel.DEBIT
                     else ReturnCode.CREDIT_LIMIT)
             return self._reply(False, code, f"no funds ({funds})")
         fraud = self._login(acct, req.call_key)
@@ -218,6 +251,18 @@ class Engine:
 
     # ------------------------------------------------------- authorization
     def authorize(self, req: CallRequest) -> Decision:
+        """Plan, reserve in the database, reply (one request at a time; the
+        server group-commits many plans instead)."""
+        plan = self.plan_authorization(req)
+        if isinstance(plan, Decision):
+            return plan
+        if self.store.apply([plan.op], self.clock()) == [None]:
+            raise DatabaseError("the reservation could not be stored")
+        return plan.finish()
+
+    def plan_authorization(self, req: CallRequest) -> Decision | AuthorizationPlan:
+        """Every check that needs no database write; a Decision when that
+        settles it, else the reservation the database must grant."""
         if self.is_selftest(req):
             return self._selftest(req)
         acct, refusal = self._check_account(req)
@@ -243,14 +288,23 @@ class Engine:
         except rating.RatingError as exc:
             return self._reply(False, ReturnCode.CALLED_NUMBER_BLOCKED, str(exc))
         price, terms = self._price(tariff, row, now), tariff.terms
-        fraud = self._login(acct, req.call_key)
-        if fraud is not None:
-            return fraud
+        s = self.settings
+        exclusive = s.fraud_active and acct.billing_model == BillingModel.DEBIT and \
+            bool(req.call_key)
+        if exclusive and s.fraud_test_mode:
+            exclusive = False
+            held = acct.login_call
+            if held and held != req.call_key[:128] and acct.login_until is not None and \
+                    acct.login_until > now:
+                msg = f"debit account {acct.account_id} already logged in to session {held}"
+                log.warning("fraud detection (test mode): %s; allowed", msg)
+                if self.on_fraud:
+                    self.on_fraud(msg)
 
         def decide(funds: Decimal) -> Reservation | None:
             log.info("Compute maximum call duration for leg Account %s to destination with "
                      "funds %s", acct.account_id, funds)
-            seconds = rating.max_duration(funds, price, terms, cap=self.settings.max_credit_time)
+            seconds = rating.max_duration(funds, price, terms, cap=s.max_credit_time)
             if seconds <= 0:
                 return None
             c = rating.charge(seconds, price, terms)
@@ -258,22 +312,43 @@ class Engine:
                      seconds, c.explain(price), row.rate_id)
             return Reservation(seconds, c.amount)
 
-        lifetime = self.settings.default_lifetime
-        decision = self.store.reserve(acct, req.call_key, req.nas_ip, req.calling, cld, now,
-                                      lifetime, decide)
-        if decision is None:
-            code = (ReturnCode.INSUFFICIENT_FUNDS if acct.billing_model == "debit"
+        reserve = ReserveRequest(
+            account_pk=acct.pk, customer_pk=acct.customer_id if acct.customer_limited else None,
+            exclusive_login=exclusive,
+            login_until=now + dt.timedelta(seconds=s.fraud_recovery_sec),
+            proposal=decide(acct.funds_left), decide=decide, lifetime=s.default_lifetime,
+            customer_of=acct.customer_id)
+        op = AccountingOp(session_key="", kind=OpKind.RESERVE, call_key=req.call_key,
+                          leg="authorize", account_pk=acct.pk, node_ip=req.nas_ip,
+                          cli=req.calling, cld=cld, reserve=reserve)
+
+        def accept(granted: Reservation) -> Decision:
+            attrs = self._common_attrs(acct) + [
+                ("h323-credit-time", str(granted.credit_time)),
+                ("h323-ivr-in", f"Tariff:{tariff.name}"),
+                ("h323-ivr-in", f"PortaBilling_CLI:{req.calling}"),
+                ("h323-ivr-in", f"PortaBilling_CompleteNumber:{cld}"),
+                ("h323-ivr-in", f"PortaBilling_Auth_CLD:{cld}"),
+                ("h323-ivr-in", f"DURATION:{granted.credit_time}"),
+            ]
+            return self._reply(True, ReturnCode.SUCCESS, "ok", attrs)
+
+        def refuse(why: Refusal) -> Decision:
+            if why == Refusal.LOGIN:
+                return self._reply(False, ReturnCode.ACCOUNT_IN_USE,
+                                   f"debit account {acct.account_id} already logged in to "
+                                   "another session")
+            if why == Refusal.CALLS:
+                return self._reply(False, ReturnCode.ACCOUNT_IN_USE,
+                                   f"concurrent-call limit of account {acct.account_id} or its "
+                                   "customer reached")
+            if why == Refusal.ACCOUNT:
+                return self._reply(False, ReturnCode.INVALID_ACCOUNT, "account gone")
+            code = (ReturnCode.INSUFFICIENT_FUNDS if acct.billing_model == BillingModel.DEBIT
                     else ReturnCode.CREDIT_LIMIT)
             return self._reply(False, code, "funds do not cover the first interval")
-        attrs = self._common_attrs(acct) + [
-            ("h323-credit-time", str(decision.credit_time)),
-            ("h323-ivr-in", f"Tariff:{tariff.name}"),
-            ("h323-ivr-in", f"PortaBilling_CLI:{req.calling}"),
-            ("h323-ivr-in", f"PortaBilling_CompleteNumber:{cld}"),
-            ("h323-ivr-in", f"PortaBilling_Auth_CLD:{cld}"),
-            ("h323-ivr-in", f"DURATION:{decision.credit_time}"),
-        ]
-        return self._reply(True, ReturnCode.SUCCESS, "ok", attrs)
+
+        return AuthorizationPlan(op, accept, refuse)
 
     def _translate(self, rule: str, number: str, what: str) -> str:
         if not rule:
@@ -307,23 +382,23 @@ class Engine:
         now = self.clock()
         if self.is_selftest(req):
             # radcheck's accounting probe: acknowledged, nothing stored.
-            return AccountingOp(session_key=key, kind="noop")
+            return AccountingOp(session_key=key, kind=OpKind.NOOP)
         acct = self.store.find_account(req.account_id) if req.account_id else None
         leg = req.call_origin or "originate"
         if status in ("Start", "1"):
             return AccountingOp(
-                session_key=key, kind="start", call_key=req.call_key, leg=leg,
+                session_key=key, kind=OpKind.START, call_key=req.call_key, leg=leg,
                 account_pk=acct.pk if acct else None, node_ip=req.nas_ip, cli=req.calling,
                 cld=req.called,
                 expires_at=now + dt.timedelta(seconds=self.settings.default_lifetime +
                                               self.settings.alive_interval))
         if status in ("Interim-Update", "Alive", "3"):
-            return AccountingOp(session_key=key, kind="interim", call_key=req.call_key,
+            return AccountingOp(session_key=key, kind=OpKind.INTERIM, call_key=req.call_key,
                                 expires_at=now + dt.timedelta(
                                     seconds=2 * self.settings.alive_interval))
         if status not in ("Stop", "2"):
             log.info("Accounting %s: nothing to bill", status or "without Acct-Status-Type")
-            return AccountingOp(session_key=key, kind="noop")
+            return AccountingOp(session_key=key, kind=OpKind.NOOP)
         return self._stop(req, key, acct, leg, now)
 
     def _duration(self, req: CallRequest, now: dt.datetime
@@ -371,30 +446,45 @@ class Engine:
 
     def _stop(self, req: CallRequest, key: str, acct: AccountView | None, leg: str,
               now: dt.datetime) -> AccountingOp:
+        """What a Stop does: the charges and xDRs of its leg (no writing here)."""
         try:
             duration, connect, disconnect = self._duration(req, now)
         except ValueError as exc:
             log.error("Accounting record quarantined: %s", exc)
-            return AccountingOp(session_key=key, kind="quarantine", quarantine_reason=str(exc),
-                                raw={k: [str(x) for x in v] for k, v in req.raw.items()})
-        op = AccountingOp(session_key=key, kind="stop", call_key=req.call_key, leg=leg,
-                          node_ip=req.nas_ip, cli=req.calling, cld=req.called)
+            return self._quarantine(req, key, str(exc))
+        op = AccountingOp(session_key=key, kind=OpKind.STOP, call_key=req.call_key, leg=leg,
+                          node_ip=req.nas_ip, cli=req.calling, cld=req.called,
+                          logout_pk=acct.pk if acct is not None else None)
         common = dict(conf_id=req.conf_id, cli=req.calling, connect_time=connect,
                       disconnect_time=disconnect, duration=duration,
                       disconnect_cause=req.disconnect_cause)
-        node = self._node(req)
         if leg == "answer":
-            log.info("End of call on incoming call leg from access NAS")
-            if acct is not None:
-                self._logout(acct.pk, req.call_key)
-            conn = self.catalog.vendor_connection(req.remote_address, req.called, "from_vendor")
-            if conn is None:
-                log.info("No connection from vendor")
-                return op
-            xdr = self._rate_vendor(conn, req.called, duration, connect, key, req, common)
-            if xdr is not None:
-                op.xdrs.append(xdr)
+            return self._stop_answer_leg(req, key, acct, op, common)
+        return self._stop_originate_leg(req, key, acct, op, now, common)
+
+    @staticmethod
+    def _quarantine(req: CallRequest, key: str, reason: str) -> AccountingOp:
+        return AccountingOp(session_key=key, kind=OpKind.QUARANTINE, quarantine_reason=reason,
+                            raw={k: [str(x) for x in v] for k, v in req.raw.items()})
+
+    def _stop_answer_leg(self, req: CallRequest, key: str, acct: AccountView | None,
+                         op: AccountingOp, common: dict[str, Any]) -> AccountingOp:
+        log.info("End of call on incoming call leg from access NAS")
+        if acct is not None:
+            self._logout(acct.pk, req.call_key)
+        conn = self.catalog.vendor_connection(req.remote_address, req.called, "from_vendor")
+        if conn is None:
+            log.info("No connection from vendor")
             return op
+        xdr = self._rate_vendor(conn, req.called, common["duration"], common["connect_time"],
+                                key, req, common)
+        if xdr is not None:
+            op.xdrs.append(xdr)
+        return op
+
+    def _stop_originate_leg(self, req: CallRequest, key: str, acct: AccountView | None,
+                            op: AccountingOp, now: dt.datetime, common: dict[str, Any]
+                            ) -> AccountingOp:
         # originate (or a gateway that reports one leg): the account pays, and
         # the vendor the call went to is owed. The connection's translation
         # rule turns the vendor's number format back into ours first, so both
@@ -411,6 +501,7 @@ class Engine:
                 called = self._translate(conn.translation_rule, req.called, "connection")
             except TranslationError as exc:
                 log.error("Connection translation rule failed: %s", exc)
+        node = self._node(req)
         if acct is None:
             # Acknowledged but neither charged nor forgotten: kept whole with
             # its reason for an admin (a typo in provisioning, a rogue
@@ -418,36 +509,42 @@ class Engine:
             reason = (f"unknown account {req.account_id!r}" if req.account_id
                       else "no account in the record (User-Name, PortaBilling_UserName)")
             log.error("Accounting record quarantined: %s", reason)
-            return AccountingOp(session_key=key, kind="quarantine", quarantine_reason=reason,
-                                raw={k: [str(x) for x in v] for k, v in req.raw.items()})
+            return self._quarantine(req, key, reason)
         if node is None:
             log.warning("Accounting from an unknown node %s: no account charge", req.nas_ip)
         else:
             op.account_pk, op.billing_model, op.customer_pk = (acct.pk, acct.billing_model,
                                                                acct.customer_id)
-            tariff = self.catalog.tariff_for(acct.product_id, node.pk, called)
-            if tariff is None:
-                log.error("No accessibility for product %d on node %s: account not charged",
-                          acct.product_id, node.name)
-            else:
-                try:
-                    cld = self._translate(node.translation_rule, called, "node")
-                    xdr = self._rate(tariff, cld, duration, connect or now, "account", acct.pk,
-                                     None, key + "|a", req.nas_ip, common, "account")
-                    op.xdrs.append(xdr)
-                    log.info("Charging %s account %s %s", acct.billing_model, acct.account_id,
-                             xdr.amount)
-                except (rating.RatingError, TranslationError) as exc:
-                    log.error("Account charge impossible: %s", exc)
-                    return AccountingOp(session_key=key, kind="quarantine",
-                                        quarantine_reason=f"account rating: {exc}",
-                                        raw={k: [str(x) for x in v] for k, v in req.raw.items()})
+            failure = self._charge_account(req, key, acct, node, called, op, now, common)
+            if failure:
+                return self._quarantine(req, key, f"account rating: {failure}")
         if conn is not None:
-            xdr = self._rate_vendor(conn, called, duration, connect, key, req, common,
-                                    translated=True)
+            xdr = self._rate_vendor(conn, called, common["duration"], common["connect_time"],
+                                    key, req, common, translated=True)
             if xdr is not None:
                 op.xdrs.append(xdr)
         return op
+
+    def _charge_account(self, req: CallRequest, key: str, acct: AccountView, node: NodeInfo,
+                        called: str, op: AccountingOp, now: dt.datetime,
+                        common: dict[str, Any]) -> str:
+        """The account's xDR added to ``op``; the reason when it cannot be rated."""
+        tariff = self.catalog.tariff_for(acct.product_id, node.pk, called)
+        if tariff is None:
+            log.error("No accessibility for product %d on node %s: account not charged",
+                      acct.product_id, node.name)
+            return ""
+        try:
+            cld = self._translate(node.translation_rule, called, "node")
+            xdr = self._rate(tariff, cld, common["duration"], common["connect_time"] or now,
+                             "account", acct.pk, None, key + "|a", req.nas_ip, common,
+                             "account")
+        except (rating.RatingError, TranslationError) as exc:
+            log.error("Account charge impossible: %s", exc)
+            return str(exc)
+        op.xdrs.append(xdr)
+        log.info("Charging %s account %s %s", acct.billing_model, acct.account_id, xdr.amount)
+        return ""
 
     def _rate_vendor(self, conn: object, called: str, duration: int,
                      connect: dt.datetime | None, key: str, req: CallRequest,

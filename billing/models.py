@@ -138,6 +138,15 @@ class Customer(Base):
     balance: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
     credit_limit: Mapped[Decimal | None] = mapped_column(MONEY, nullable=True)
     blocked: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Funds held by calls in progress of the customer's credit accounts (and
+    # funds locks): kept as a running sum so that the database arbitrates a
+    # reservation in one conditional UPDATE (see billing.store, docs/billing.md).
+    reserved: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0), server_default="0")
+    # Concurrent calls: the limit (none when NULL) and the running count of
+    # its accounts' calls being authorized or in progress, checked in the
+    # same conditional statement as the funds.
+    max_calls: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    calls: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Account(Base):
@@ -156,6 +165,15 @@ class Account(Base):
     expiration_date: Mapped[dt.date | None] = mapped_column(DateTime, nullable=True)
     preferred_lang: Mapped[str] = mapped_column(String(2), default="en")
     redirect_number: Mapped[str] = mapped_column(String(32), default="")
+    # Funds held by this account's calls in progress and funds locks: the sum
+    # of its active_calls.reserved, kept up to date in the same transactions.
+    reserved: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0), server_default="0")
+    # Simultaneous-login prevention, shared by every engine: the call holding
+    # the (debit) account and until when ([Fraud_Detection] Recovery_Time_sec).
+    login_call: Mapped[str] = mapped_column(CALL_KEY, default="", server_default="")
+    login_until: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    max_calls: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    calls: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     customer: Mapped[Customer] = relationship()
     product: Mapped[Product] = relationship()
 
@@ -226,11 +244,13 @@ class ActiveCall(Base):
     """
 
     __tablename__ = "active_calls"
-    __table_args__ = (UniqueConstraint("conf_id", "leg"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     conf_id: Mapped[str] = mapped_column(CALL_KEY)
-    leg: Mapped[str] = mapped_column(String(16), default="")  # authorize | originate | answer
+    # authorize | originate | answer | funds_lock
+    leg: Mapped[str] = mapped_column(String(16), default="")
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), nullable=True)
+    # Set when ``reserved`` is also held on the customer (credit limit).
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), nullable=True)
     node_ip: Mapped[str] = mapped_column(String(45), default="")
     cli: Mapped[str] = mapped_column(String(64), default="")
     cld: Mapped[str] = mapped_column(String(64), default="")
@@ -238,6 +258,7 @@ class ActiveCall(Base):
     started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    __table_args__ = (UniqueConstraint("conf_id", "leg"),)
 
 
 class ProcessedAccounting(Base):
@@ -278,3 +299,20 @@ class AccountAdjustment(Base):
     reason: Mapped[str] = mapped_column(String(255))
     actor: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class EngineHeartbeat(Base):
+    """Every running engine process, on whichever server: ``vigil status``
+    lists those seen lately, so a second server shows up by itself."""
+
+    __tablename__ = "engine_heartbeats"
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)  # host:pid
+    host: Mapped[str] = mapped_column(String(64), default="")
+    pid: Mapped[int] = mapped_column(Integer, default=0)
+    listen: Mapped[str] = mapped_column(String(64), default="")  # address:auth/acct
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    seen_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    accepts: Mapped[int] = mapped_column(Integer, default=0)
+    accountings: Mapped[int] = mapped_column(Integer, default=0)
+    db_errors: Mapped[int] = mapped_column(Integer, default=0)

@@ -116,6 +116,11 @@ def _dec(where: str, value: Any, allow_negative: bool = False) -> Decimal:
     return d
 
 
+def _max_calls(where: str, value: Any) -> int | None:
+    """Concurrent calls allowed; absent or null: no limit."""
+    return None if value is None else _int(where, value, 0)
+
+
 def _int(where: str, value: Any, lo: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ProvisionError(f"{where}: {value!r} is not a whole number")
@@ -311,14 +316,16 @@ class _Applier:
                      {"tariff_id": tariff.id})
 
     def _customer(self, w: str, c: dict[str, Any]) -> None:
-        self._keys(w, c, {"name", "currency", "balance", "credit_limit", "blocked"})
+        self._keys(w, c, {"name", "currency", "balance", "credit_limit", "blocked",
+                          "max_calls"})
         f = _Fields()
         limit = c.get("credit_limit")
         key = {"name": f(_str, f"{w}.name", c.get("name"))}
         values = {"currency": f(_str, f"{w}.currency", c.get("currency", "USD")),
                   "credit_limit": None if limit is None else f(_dec, f"{w}.credit_limit",
                                                                limit),
-                  "blocked": bool(c.get("blocked", False))}
+                  "blocked": bool(c.get("blocked", False)),
+                  "max_calls": f(_max_calls, f"{w}.max_calls", c.get("max_calls"))}
         opening = {"balance": f(_dec, f"{w}.balance", c.get("balance", 0), True)}
         f.check()
         self._upsert(f"customer {c.get('name')}", m.Customer, key, values, opening)
@@ -414,7 +421,8 @@ class _Applier:
     def _account(self, w: str, a: dict[str, Any]) -> None:
         self._keys(w, a, {"account_id", "customer", "product", "billing_model", "balance",
                           "credit_limit", "voip_password", "blocked", "activation_date",
-                          "expiration_date", "preferred_lang", "redirect_number"})
+                          "expiration_date", "preferred_lang", "redirect_number",
+                          "max_calls"})
         f = _Fields()
         model = a.get("billing_model", "debit")
         if model not in ("debit", "credit"):
@@ -432,7 +440,8 @@ class _Applier:
                   "preferred_lang": f(_str, f"{w}.preferred_lang",
                                       a.get("preferred_lang", "en"), True, 2),
                   "redirect_number": f(_str, f"{w}.redirect_number", a.get("redirect_number"),
-                                       False, 32)}
+                                       False, 32),
+                  "max_calls": f(_max_calls, f"{w}.max_calls", a.get("max_calls"))}
         opening = {"balance": f(_dec, f"{w}.balance", a.get("balance", 0), True)}
         customer = f(self._ref, f"{w}.customer", m.Customer, a.get("customer"), "customer")
         product = f(self._ref, f"{w}.product", m.Product, a.get("product"), "product")

@@ -1,10 +1,14 @@
 """The RADIUS server: UDP sockets, pyrad decoding, the engine behind.
 
-One thread, one ``select`` loop. Accounting requests that arrive together
-are applied in one transaction and answered after the commit (group
-commit): an Accounting-Response always means "stored" (RFC 2866). When the
-database is gone no reply is sent at all, so the gateway fails over to the
-other site. Packets from unknown clients are dropped silently; bad
+One thread, one ``select`` loop that never waits on the database: requests
+it can decide from memory (the self-test, cached accounts) are decided at
+once; the others go to look-up workers. Reservations and accounting records
+go to the committer, which commits those that arrive together in one
+transaction and answers them after the commit (group commit): an
+Access-Accept means "reserved", an Accounting-Response "stored" (RFC 2866).
+When the database is gone or too slow no reply is sent at all, so the
+gateway fails over to the other server or site. Packets from unknown
+clients are dropped silently; bad
 authenticators, bad Message-Authenticators and malformed packets are
 dropped, counted and logged. Retransmissions get the cached reply
 (RFC 5080) and never reach the engine twice.
@@ -15,12 +19,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import queue
 import select
 import signal
 import socket
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,12 +36,13 @@ from pyrad.dictionary import Dictionary
 
 from billing import radius_decode
 from billing.catalog import Catalog
+from billing.chores import Chore, Housekeeper
 from billing.committer import Committer
 from billing.db import DatabaseError, DatabaseUnavailable
 from billing.drop_log import DropLog
-from billing.engine import Decision, Engine
+from billing.engine import AuthorizationPlan, Decision, Engine
 from billing.request import CallRequest
-from billing.store import AccountingOp
+from billing.store import AccountingOp, OpKind
 from billing.wire import AttributeTable, encode_reply
 from vigil import logs, statefile
 
@@ -51,22 +58,140 @@ def load_dictionary(path: str | os.PathLike[str] | None = None) -> Dictionary:
 
 @dataclass
 class Pending:
+    """Work for the committer: an op, and what to do once it is committed."""
+
     raw_key: tuple[Any, ...]
-    pkt: rp.Packet
-    addr: tuple[str, int]
-    sock: socket.socket
     op: AccountingOp
+    done: Callable[[bool], None]
     conf_id: str
 
 
-class Counters(dict[str, int]):
+class Counters:
     NAMES = ("access_requests", "access_accepts", "access_rejects", "accounting_requests",
              "accounting_responses", "accounting_duplicates", "retransmissions",
              "dropped_unknown_nas", "dropped_bad_authenticator", "dropped_malformed",
-             "dropped_internal_error", "db_errors", "quarantined")
+             "dropped_internal_error", "db_errors", "quarantined", "dropped_overload")
 
     def __init__(self) -> None:
-        super().__init__({n: 0 for n in self.NAMES})
+        self._n = {n: 0 for n in self.NAMES}
+        self._lock = threading.Lock()  # the loop, the workers and the committer count
+
+    def add(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self._n[name] += n
+
+    def __getitem__(self, name: str) -> int:
+        with self._lock:
+            return self._n[name]
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._n)
+
+
+class StatsFile:
+    """The counters written to ``<State_Dir>/radiusd-stats.json`` for the plugins."""
+
+    def __init__(self, path: Path | None, counters: Counters, extra: Callable[[], dict[str, Any]]
+                 ) -> None:
+        self.path = path
+        self.counters = counters
+        self.extra = extra
+        self.started_at = time.time()
+
+    def write(self) -> None:
+        if self.path is None:
+            return
+        data: dict[str, Any] = dict(self.counters.snapshot())
+        data.update(self.extra())
+        data.update(pid=os.getpid(), started_at=int(self.started_at),
+                    updated_at=int(time.time()))
+        try:
+            statefile.write_json(self.path, data)
+        except OSError as exc:
+            log.warning("cannot write %s: %s", self.path, exc)
+
+
+class ReplyCache:
+    """Replies kept for retransmissions (RFC 5080); None while being decided."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._replies: OrderedDict[tuple[Any, ...], tuple[float, bytes | None]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> tuple[float, bytes | None] | None:
+        with self._lock:
+            return self._replies.get(key)
+
+    def remember(self, key: tuple[Any, ...], data: bytes | None) -> None:
+        with self._lock:
+            self._replies[key] = (time.monotonic() + self.ttl, data)
+            self._replies.move_to_end(key)
+
+    def forget(self, key: tuple[Any, ...]) -> None:
+        with self._lock:
+            self._replies.pop(key, None)
+
+    def trim(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            while self._replies:
+                _key, (expires, _) = next(iter(self._replies.items()))
+                if expires > now:
+                    break
+                self._replies.popitem(last=False)
+
+
+class Workers:
+    """Threads for requests that need a database look-up, so the packet loop
+    never waits; a bounded queue, so a hung database cannot hoard requests."""
+
+    def __init__(self, n: int, max_queue: int = 2000) -> None:
+        self._q: queue.Queue[Callable[[], None] | None] = queue.Queue(max_queue)
+        self._threads = [threading.Thread(target=self._run, name=f"lookup-{i}", daemon=True)
+                         for i in range(n)]
+
+    def start(self) -> None:
+        for t in self._threads:
+            t.start()
+
+    def submit(self, job: Callable[[], None]) -> bool:
+        try:
+            self._q.put_nowait(job)
+            return True
+        except queue.Full:
+            return False
+
+    def _run(self) -> None:
+        while True:
+            job = self._q.get()
+            if job is None:
+                return
+            try:
+                job()
+            except Exception:
+                log.exception("request could not be processed; no answer")
+
+    def stop(self) -> None:
+        for _ in self._threads:
+            try:
+                self._q.put_nowait(None)
+            except queue.Full:
+                break
+
+
+@dataclass
+class Incoming:
+    """A packet that passed every check at the boundary."""
+
+    pkt: rp.Packet
+    req: CallRequest
+    addr: tuple[str, int]
+    sock: socket.socket
+    raw_key: tuple[Any, ...]
+    is_auth: bool
+    has_ma: bool
 
 
 class RadiusServer:
@@ -74,7 +199,13 @@ class RadiusServer:
                  host: str, auth_port: int, acct_port: int, selftest_secret: bytes,
                  commit_batch: int = 64, duplicate_ttl: float = 30.0,
                  stats_path: Path | None = None, stats_interval: float = 5.0,
-                 reload_interval: float = 600.0, drop_log_interval: float = 10.0) -> None:
+                 reload_interval: float = 600.0, reuse_port: bool = False,
+                 refresh_interval: float = 0.5, lookup_threads: int = 4,
+                 max_wait: float = 10.0, drop_log_interval: float = 10.0) -> None:
+        self.on_stop: list[Callable[[], None]] = []
+        # Drops are noted by the loop, the workers and the committer: one lock.
+        self.drops = DropLog(log, interval=drop_log_interval)
+        self._drops_lock = threading.Lock()
         self.engine = engine
         self.catalog = catalog
         self.dict = dictionary
@@ -82,22 +213,27 @@ class RadiusServer:
         self.host = host
         self.selftest_secret = selftest_secret
         self.commit_batch = commit_batch
-        self.duplicate_ttl = duplicate_ttl
-        self.stats_path = stats_path
-        self.stats_interval = stats_interval
         self.reload_interval = reload_interval
+        self.reuse_port = reuse_port
         self.counters = Counters()
-        self.drops = DropLog(log, interval=drop_log_interval)
-        self.started_at = time.time()
-        self._replies: OrderedDict[tuple[Any, ...], tuple[float, bytes | None]] = OrderedDict()
+        self.replies = ReplyCache(duplicate_ttl)
         self._stop = False
         self._reload = False
-        self._lock = threading.Lock()  # counters and the reply cache: two threads use them
-        self._next_stats = self._next_expire = 0.0
-        self._refresh_every = max(1.0, getattr(getattr(engine.store, "accounts", None),
-                                               "ttl", 10.0) / 2)
-        self._next_refresh = time.monotonic() + self._refresh_every
-        self.committer = Committer(self, commit_batch)
+        self.committer: Committer[Pending] = Committer(
+            self.commit, self._failed, commit_batch, max_age=max_wait)
+        self.workers = Workers(lookup_threads)
+        self.stats = StatsFile(stats_path, self.counters, lambda: {
+            "committer_backlog": self.committer.backlog(),
+            "dropped_waiting": self.committer.dropped})
+        store = engine.store
+        clock = engine.clock
+        self.timers = Housekeeper("timers", [Chore("stats file", stats_interval,
+                                                   self.stats.write),
+                                             Chore("drop summary", 1.0, self._flush_drops)])
+        self.db_chores = Housekeeper("db-chores", [
+            Chore("account refresh", refresh_interval, store.refresh_accounts),
+            Chore("call expiry", 60.0, lambda: self._expire(clock())),
+        ])
         self.auth_sock = self._bind(auth_port)
         self.acct_sock = self._bind(acct_port)
 
@@ -105,6 +241,9 @@ class RadiusServer:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         s = socket.socket(family, socket.SOCK_DGRAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+        if self.reuse_port:
+            # several engine processes on one port: the kernel spreads requests
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         s.bind((self.host, port))
         s.setblocking(False)
         return s
@@ -127,15 +266,10 @@ class RadiusServer:
 
     def serve_forever(self) -> None:
         log.info("RADIUS engine listening on %s auth %d acct %d", self.host, *self.ports)
-        store = self.engine.store
-        if hasattr(store, "restore"):
-            try:
-                n = store.restore(self.engine.clock())
-                if n:
-                    log.info("restored %d reservations of calls in progress", n)
-            except DatabaseError as exc:
-                log.warning("reservations of calls in progress not restored: %s", exc)
         self.committer.start()
+        self.workers.start()
+        self.timers.start()
+        self.db_chores.start()
         next_reload = 0.0
         socks = [self.auth_sock, self.acct_sock]
         try:
@@ -145,9 +279,7 @@ class RadiusServer:
                     if self._reload:
                         log.info("SIGHUP: reloading nodes and connections")
                     self._reload = False
-                    self.catalog.load()
-                    if hasattr(self.engine.store, "reload"):
-                        self.engine.store.reload()
+                    self._reload_catalog()
                     next_reload = now + self.reload_interval
                 try:
                     ready, _, _ = select.select(socks, [], [], 0.5)
@@ -155,62 +287,45 @@ class RadiusServer:
                     continue
                 if ready:
                     self.poll_once(ready)
-                if self.drops.due():
-                    self.drops.flush()
         finally:
             log.info("RADIUS engine stopping")
-            self.drops.flush()
-            # Accountings already taken in are committed and answered first.
+            # Requests already taken in are committed and answered first.
+            self.workers.stop()
             self.committer.stop()
-            self.write_stats()
+            self.timers.stop()
+            self.db_chores.stop()
+            self._flush_drops(force=True)
+            self.stats.write()
+            for fn in self.on_stop:
+                fn()
             self.auth_sock.close()
             self.acct_sock.close()
 
-    def housekeeping(self) -> None:
-        """Database chores, run by the committer thread between commits so the
-        packet loop never waits on them."""
-        now = time.monotonic()
-        store = self.engine.store
-        if hasattr(store, "flush"):
-            store.flush(self.engine.clock(), force=False)
-        if now >= self._next_stats:
-            self.write_stats()
-            self._next_stats = now + self.stats_interval
-        if now >= self._next_refresh and hasattr(store, "refresh_accounts"):
+    def _reload_catalog(self) -> None:
+        # Nodes and tariffs are read in a worker so a hung database never
+        # stops the loop; until then the old catalog answers.
+        def job() -> None:
             try:
-                store.refresh_accounts()
+                self.catalog.load()
+                self.engine.store.reload()
             except DatabaseError as exc:
-                log.warning("account cache refresh failed: %s", exc)
-            self._next_refresh = now + self._refresh_every
-        if now >= self._next_expire:
-            self._expire()
-            self._next_expire = now + 60
+                log.warning("nodes and connections not reloaded: %s", exc)
 
-    def _expire(self) -> None:
-        store = self.engine.store
-        if hasattr(store, "expire_calls"):
-            try:
-                n = store.expire_calls(self.engine.clock())
-                if n:
-                    log.info("forgot %d calls whose Stop never came", n)
-            except DatabaseError as exc:
-                log.warning("expiring calls failed: %s", exc)
+        if not self.workers.submit(job):
+            log.warning("nodes and connections not reloaded: workers busy")
+
+    def _expire(self, now: dt.datetime) -> None:
+        n = self.engine.store.expire_calls(now)
+        if n:
+            log.info("forgot %d calls whose Stop never came", n)
 
     def write_stats(self) -> None:
-        if self.stats_path is None:
-            return
-        with self._lock:
-            data: dict[str, Any] = dict(self.counters)
-        data.update(pid=os.getpid(), started_at=int(self.started_at), updated_at=int(time.time()))
-        try:
-            statefile.write_json(self.stats_path, data)
-        except OSError as exc:
-            log.warning("cannot write %s: %s", self.stats_path, exc)
+        self.stats.write()
 
     # ------------------------------------------------------------ packets
     def poll_once(self, ready: list[socket.socket]) -> None:
-        """Drain what is waiting: Access-Requests are answered at once,
-        accountings go to the committer, which answers them once stored."""
+        """Drain what is waiting: what memory can decide is answered at once,
+        the rest goes to the workers and the committer."""
         for sock in ready:
             for _ in range(self.commit_batch):
                 try:
@@ -221,42 +336,71 @@ class RadiusServer:
                     log.warning("recvfrom failed: %s", exc)
                     break
                 try:
-                    pending = self.handle(raw, addr, sock)
+                    self.handle(raw, addr, sock)
                 except Exception as exc:
                     # Last resort: a bug past the decoding boundary costs this
                     # one packet, counted and summarised, never the engine.
                     self.drop(addr[0], "internal_error", f"{type(exc).__name__}: {exc}")
-                    continue
-                if pending is not None:
-                    self.committer.submit(pending)
-        self._trim_cache()
+        self.replies.trim()
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counters.add(name, n)
 
     def drop(self, source: str, cause: str, detail: str) -> None:
         """A refused datagram: counted for radius_drops, told in the summary."""
         self.count(f"dropped_{cause}")
-        self.drops.note(source, cause, detail)
+        with self._drops_lock:
+            self.drops.note(source, cause, detail)
 
-    def count(self, name: str, n: int = 1) -> None:
-        with self._lock:
-            self.counters[name] += n
+    def _flush_drops(self, force: bool = False) -> None:
+        with self._drops_lock:
+            if force or self.drops.due():
+                self.drops.flush()
 
-    def _trim_cache(self) -> None:
-        now = time.monotonic()
-        with self._lock:
-            while self._replies:
-                key, (expires, _) = next(iter(self._replies.items()))
-                if expires > now:
-                    break
-                self._replies.popitem(last=False)
+    def handle(self, raw: bytes, addr: tuple[str, int], sock: socket.socket) -> None:
+        """One datagram: checked at the boundary, then decided here when
+        memory can, else by a worker."""
+        inc = self.receive(raw, addr, sock)
+        if inc is None:
+            return
+        req = inc.req
+        if self.engine.is_selftest(req) or not req.account_id or \
+                self.engine.store.in_memory(req.account_id):
+            self.process(inc)
+            return
+        self.replies.remember(inc.raw_key, None)  # retransmissions wait for the worker
+        if not self.workers.submit(lambda: self.process(inc)):
+            self.replies.forget(inc.raw_key)
+            self.count("dropped_overload")
+            log.warning("request from %s dropped: database look-ups backlogged", addr[0])
 
-    def _remember(self, key: tuple[Any, ...], data: bytes | None) -> None:
-        with self._lock:
-            self._replies[key] = (time.monotonic() + self.duplicate_ttl, data)
-            self._replies.move_to_end(key)
-
-    def _forget(self, key: tuple[Any, ...]) -> None:
-        with self._lock:
-            self._replies.pop(key, None)
+    def receive(self, raw: bytes, addr: tuple[str, int], sock: socket.socket
+                ) -> Incoming | None:
+        """The boundary (billing.radius_decode): everything malformed, unknown
+        or forged is dropped, counted and summarised; a retransmission gets
+        its cached reply."""
+        src_ip = addr[0]
+        is_auth = sock is self.auth_sock
+        try:
+            header = radius_decode.check_header(raw, is_auth)
+        except radius_decode.BadPacket as exc:
+            self.drop(src_ip, exc.cause, exc.detail)
+            return None
+        raw_key = (src_ip, addr[1], header.ident, header.authenticator)
+        cached = self.replies.get(raw_key)
+        if cached is not None:
+            self.count("retransmissions")
+            if cached[1] is not None:
+                sock.sendto(cached[1], addr)
+            return None  # still being decided: its reply will follow
+        try:
+            decoded = radius_decode.decode(header, src_ip, self._secret_for, self.dict,
+                                           self.table)
+        except radius_decode.BadPacket as exc:
+            self.drop(src_ip, exc.cause, exc.detail)
+            return None
+        return Incoming(decoded.packet, decoded.request, addr, sock, raw_key, is_auth,
+                        decoded.has_message_authenticator)
 
     def _secret_for(self, src_ip: str, nas_ip: str | None) -> tuple[bytes, bool] | None:
         for n in self.catalog.nodes_by_source.get(src_ip, []):
@@ -270,104 +414,101 @@ class RadiusServer:
             return node.secret, node.require_message_authenticator
         return None
 
-    def handle(self, raw: bytes, addr: tuple[str, int], sock: socket.socket) -> Pending | None:
-        src_ip = addr[0]
-        is_auth = sock is self.auth_sock
-        try:
-            header = radius_decode.check_header(raw, is_auth)
-        except radius_decode.BadPacket as exc:
-            self.drop(src_ip, exc.cause, exc.detail)
-            return None
-        raw_key = (src_ip, addr[1], header.ident, header.authenticator)
-        with self._lock:
-            cached = self._replies.get(raw_key)
-        if cached is not None:
-            self.count("retransmissions")
-            if cached[1] is not None:
-                sock.sendto(cached[1], addr)
-            return None  # still being committed: its reply will follow
-        try:
-            decoded = radius_decode.decode(header, src_ip, self._secret_for, self.dict,
-                                           self.table)
-        except radius_decode.BadPacket as exc:
-            self.drop(src_ip, exc.cause, exc.detail)
-            return None
-        pkt, req, has_ma = decoded.packet, decoded.request, decoded.has_message_authenticator
-        with logs.call_context(req.log_id):
-            if is_auth:
-                self._auth(pkt, req, addr, sock, raw_key, has_ma)
-                return None
-            self.count("accounting_requests")
+    def process(self, inc: Incoming) -> None:
+        """Decide (reading the database if the account is not in memory) and
+        reply, or hand the reservation or record to the committer."""
+        with logs.call_context(inc.req.log_id):
             try:
-                op = self.engine.accounting_op(req)
+                if inc.is_auth:
+                    self._auth(inc)
+                else:
+                    self._accounting(inc)
             except DatabaseUnavailable as exc:
+                self.replies.forget(inc.raw_key)
                 self.count("db_errors")
-                log.error("database unavailable, accounting not acknowledged: %s", exc)
-                return None
+                log.error("database unavailable, no answer (the gateway fails over): %s", exc)
             except Exception as exc:
-                # an engine bug: this record goes unacknowledged (the gateway
+                # an engine bug: this request goes unanswered (the gateway
                 # retries), told in the rate-limited drop summary
-                self.drop(src_ip, "internal_error", f"accounting not processed: "
-                          f"{type(exc).__name__}: {exc}")
-                return None
-            self._remember(raw_key, None)
-            return Pending(raw_key, pkt, addr, sock, op, req.log_id)
+                self.replies.forget(inc.raw_key)
+                self.drop(inc.req.source_ip, "internal_error",
+                          f"request not processed: {type(exc).__name__}: {exc}")
 
-    def _auth(self, pkt: rp.Packet, req: CallRequest, addr: tuple[str, int],
-              sock: socket.socket, raw_key: tuple[Any, ...], has_ma: bool) -> None:
+    def _auth(self, inc: Incoming) -> None:
+        req = inc.req
         self.count("access_requests")
         log.info("Processing %s request from %s: User-Name=%r Called-Station-Id=%r",
                  "authorization" if req.called else "authentication", req.nas_ip,
                  req.user_name, req.called)
-        try:
-            decision = (self.engine.authorize(req) if req.called
-                        else self.engine.authenticate(req))
-        except DatabaseUnavailable as exc:
-            self.count("db_errors")
-            log.error("database unavailable, no answer (the gateway fails over): %s", exc)
+        plan = (self.engine.plan_authorization(req) if req.called
+                else self.engine.authenticate(req))
+        if isinstance(plan, Decision):
+            self._send_decision(inc, plan)
             return
-        except Exception as exc:
-            self.drop(req.source_ip, "internal_error",
-                      f"request not processed: {type(exc).__name__}: {exc}")
-            return
-        data = self._encode(pkt, decision, has_ma)
-        self._remember(raw_key, data)
+        self._submit(inc, plan.op, lambda granted: self._send_plan(inc, plan))
+
+    def _send_plan(self, inc: Incoming, plan: AuthorizationPlan) -> None:
+        with logs.call_context(inc.req.log_id):
+            self._send_decision(inc, plan.finish())
+
+    def _send_decision(self, inc: Incoming, decision: Decision) -> None:
+        data = encode_reply(self.table, rp.AccessAccept if decision.accept else rp.AccessReject,
+                            inc.pkt.id, inc.pkt.authenticator, inc.pkt.secret,
+                            decision.attributes, message_authenticator=inc.has_ma)
+        self.replies.remember(inc.raw_key, data)
         self.count("access_accepts" if decision.accept else "access_rejects")
-        sock.sendto(data, addr)
+        inc.sock.sendto(data, inc.addr)
 
-    def _encode(self, pkt: rp.Packet, decision: Decision, has_ma: bool) -> bytes:
-        return encode_reply(self.table, rp.AccessAccept if decision.accept else rp.AccessReject,
-                            pkt.id, pkt.authenticator, pkt.secret, decision.attributes,
-                            message_authenticator=has_ma)
+    def _accounting(self, inc: Incoming) -> None:
+        self.count("accounting_requests")
+        op = self.engine.accounting_op(inc.req)
+        self._submit(inc, op, lambda fresh: self._send_accounting(inc, op, fresh))
 
+    def _submit(self, inc: Incoming, op: AccountingOp, done: Callable[[bool], None]) -> None:
+        self.replies.remember(inc.raw_key, None)
+        if not self.committer.submit(Pending(inc.raw_key, op, done, inc.req.log_id)):
+            self.replies.forget(inc.raw_key)
+            self.count("dropped_overload")
+            log.warning("request dropped unanswered: the commit backlog is full")
+
+    def _send_accounting(self, inc: Incoming, op: AccountingOp, fresh: bool) -> None:
+        with logs.call_context(inc.req.log_id):
+            if not fresh and op.kind in (OpKind.STOP, OpKind.QUARANTINE):
+                self.count("accounting_duplicates")
+                log.info("duplicate accounting record: acknowledged, not charged again")
+            if op.kind == OpKind.QUARANTINE and fresh:
+                self.count("quarantined")
+            data = encode_reply(self.table, rp.AccountingResponse, inc.pkt.id,
+                                inc.pkt.authenticator, inc.pkt.secret, ())
+            self.replies.remember(inc.raw_key, data)
+            inc.sock.sendto(data, inc.addr)
+            self.count("accounting_responses")
+            log.info("Accounting response")
+
+    # ------------------------------------------------------------ commits
     def commit(self, batch: list[Pending]) -> None:
-        now = self.engine.clock()
+        """The committer's job: one transaction, then every reply."""
         try:
-            results = self.engine.store.apply([p.op for p in batch], now)
+            results = self.engine.store.apply([p.op for p in batch], self.engine.clock())
         except DatabaseError as exc:
             self.count("db_errors")
-            log.error("accounting commit of %d records failed, none acknowledged: %s",
+            log.error("commit of %d records and reservations failed, none answered: %s",
                       len(batch), exc)
-            for p in batch:
-                self._forget(p.raw_key)
+            self._failed(batch)
             return
         for p, fresh in zip(batch, results, strict=True):
             if fresh is None:  # not stored, even in quarantine: the gateway retries
                 self.count("db_errors")
-                self._forget(p.raw_key)
+                self.replies.forget(p.raw_key)
                 continue
-            with logs.call_context(p.conf_id):
-                if not fresh and p.op.kind in ("stop", "quarantine"):
-                    self.count("accounting_duplicates")
-                    log.info("duplicate accounting record: acknowledged, not charged again")
-                if p.op.kind == "quarantine" and fresh:
-                    self.count("quarantined")
-                data = encode_reply(self.table, rp.AccountingResponse, p.pkt.id,
-                                    p.pkt.authenticator, p.pkt.secret, ())
-                self._remember(p.raw_key, data)
-                p.sock.sendto(data, p.addr)
-                self.count("accounting_responses")
-                log.info("Accounting response")
+            try:
+                p.done(fresh)
+            except OSError as exc:
+                log.warning("reply not sent: %s", exc)
+
+    def _failed(self, batch: list[Pending]) -> None:
+        for p in batch:
+            self.replies.forget(p.raw_key)
 
 
 def utcnow() -> dt.datetime:

@@ -20,6 +20,16 @@ declare("Radius", "Stats_Interval_sec", integer(1, 3600), "5",
 declare("Radius", "Max_Call_Duration_sec", integer(60, 31 * 86400), "172800",
         "A Stop claiming a longer call is quarantined instead of charged.")
 declare("Radius", "Account_Cache_sec", integer(0, 3600), "10",
-        "How long the engine trusts an account it has read (admin changes such as a top-up "
-        "or a blocked account show within this time, or at once on SIGHUP). Balances "
-        "changed by calls are always exact: the engine itself writes them.")
+        "How long an account read for a request stays in the engine's memory when no "
+        "request uses it. Accounts in memory are re-read every half second (admin changes "
+        "show on every engine within a second, at once on SIGHUP), and the memory only "
+        "proposes: the database grants every reservation.")
+declare("Radius", "Processes", integer(0, 256), "1",
+        "Engine processes answering on the same ports (SO_REUSEPORT); 0 means one per core. "
+        "1 by default: radcheck and the plugins (open_fds, the counters) watch one engine "
+        "process per program. "
+        "Any number of processes and servers may share one billing database: the database "
+        "arbitrates every reservation.")
+declare("Master", "Query_Timeout_sec", integer(1, 600), "5",
+        "Longest wait for one database statement; a request the database cannot decide in "
+        "this time gets no reply, so the gateway fails over.")

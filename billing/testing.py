@@ -34,20 +34,23 @@ def free_udp_port() -> int:
 
 class BillingSandbox:
     def __init__(self, db_url: str | None = None, base: Path | None = None,
-                 provision: Path | None = DEMO, extra: str = "") -> None:
+                 provision: Path | None = DEMO, extra: str = "", processes: int = 1,
+                 auth_port: int | None = None, acct_port: int | None = None,
+                 radius: str = "", master: str = "") -> None:
         self.base = Path(base or tempfile.mkdtemp(prefix="vigil-billing-"))
         self.base.mkdir(parents=True, exist_ok=True)
         self.state = self.base / "state"
-        self.auth_port = free_udp_port()
-        self.acct_port = free_udp_port()
+        # Ports given: another engine of the same cluster (SO_REUSEPORT).
+        self.auth_port = auth_port or free_udp_port()
+        self.acct_port = acct_port or free_udp_port()
         self.db_url = db_url or f"sqlite:///{self.state / 'billing.db'}"
         self.log_file = self.base / "billing.log"
         self.config = self.base / "vigil.conf"
         self.config.write_text(
             f"[Site]\nState_Dir={self.state}\nLog_Dir={self.base}\n"
-            f"[Master]\nURL={self.db_url}\n"
+            f"[Master]\nURL={self.db_url}\n{master}"
             f"[Radius]\nHost=127.0.0.1\nAuth_Port={self.auth_port}\n"
-            f"Acct_Port={self.acct_port}\nStats_Interval_sec=1\n"
+            f"Acct_Port={self.acct_port}\nStats_Interval_sec=1\nProcesses={processes}\n{radius}"
             f"[Self Test]\nShared_Secret={SELFTEST_SECRET}\n"
             f"Path_To_Lock_File={self.base / 'radcheck.pid'}\n"
             f"[Log]\nLog_To=File\nLog_Dest={self.log_file}\nLevel=DEBUG\n" + extra)

@@ -14,7 +14,7 @@ set -euo pipefail
 PACKAGES=(
   python3 python3-venv python3-dev
   mariadb-server-core mariadb-client mariadb-backup
-  freeradius-utils freeradius
+  freeradius-utils freeradius freeradius-mysql
   nsca nsca-client nsca-ng-server
   nagios4-core
   nagios4-cgi lighttpd rrdtool chromium

@@ -205,11 +205,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     except SupervisorError as exc:
         raise CommandError(str(exc), EXIT_FAILED) from exc
     radcheck = _radcheck_state(cfg)
+    sections = _room_sections(cfg)
     if args.json:
         out: dict[str, Any] = {"socket": client.socket_file, "role": cfg.get("Site", "Role"),
                                "programs": [vars(p) | {"name": p.full_name} for p in programs],
                                "radcheck": radcheck}
-        print(json.dumps(out, indent=2, sort_keys=True))
+        out.update({title: data for title, _, data in sections})
+        print(json.dumps(out, indent=2, sort_keys=True, default=str))
     else:
         print(f"role {cfg.get('Site', 'Role')}, supervisord on {client.socket_file}")
         print(f"{'PROGRAM':<22} {'STATE':<9} {'PID':>7} {'UPTIME':>12}  LOG")
@@ -223,8 +225,23 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"radcheck: {verdict}, {age:.0f} s ago, "
                   f"{radcheck.get('consecutive_failures', 0)} consecutive failure(s), "
                   f"{radcheck.get('restarts', 0)} restart(s)")
+        for _title, lines, _ in sections:
+            for line in lines:
+                print(line)
     bad = [p for p in programs if p.state not in ("RUNNING", "STARTING")]
     return EXIT_FAILED if bad else EXIT_OK
+
+
+def _room_sections(cfg: config.Config) -> list[tuple[str, list[str], Any]]:
+    from vigil.status_sections import SECTIONS
+
+    out = []
+    for section in SECTIONS:
+        try:
+            out.append(section(cfg))
+        except Exception as exc:  # one room's trouble must not hide the programs
+            out.append((getattr(section, "__name__", "section"), [f"({exc})"], None))
+    return out
 
 
 def _radcheck_state(cfg: config.Config) -> dict[str, Any] | None:

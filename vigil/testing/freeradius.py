@@ -61,7 +61,7 @@ modules {{
   always ok {{
     rcode = ok
   }}
-}}
+{sql_module}}}
 server default {{
   listen {{
     type = auth
@@ -74,7 +74,7 @@ server default {{
     port = {acct}
   }}
   authorize {{
-    files
+    {authorize}
     pap
   }}
   authenticate {{
@@ -83,9 +83,10 @@ server default {{
     }}
   }}
   preacct {{
+    {preacct}
   }}
   accounting {{
-    ok
+    {accounting}
   }}
 }}
 """
@@ -95,6 +96,59 @@ def _free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+_SQL_MODULE = """\
+  expr {{
+  }}
+  sql {{
+    driver = "rlm_sql_mysql"
+    dialect = "mysql"
+    server = "127.0.0.1"
+    port = {port}
+    login = "{user}"
+    password = ""
+    radius_db = "{database}"
+    acct_table1 = "radacct"
+    acct_table2 = "radacct"
+    postauth_table = "radpostauth"
+    authcheck_table = "radcheck"
+    groupcheck_table = "radgroupcheck"
+    authreply_table = "radreply"
+    groupreply_table = "radgroupreply"
+    usergroup_table = "radusergroup"
+    client_table = "nas"
+    read_groups = no
+    read_clients = no
+    delete_stale_sessions = no
+    group_attribute = "SQL-Group"
+    pool {{
+      start = {connections}
+      min = {connections}
+      max = {connections}
+      spare = {connections}
+      uses = 0
+      lifetime = 0
+      idle_timeout = 0
+    }}
+    $INCLUDE /etc/freeradius/3.0/mods-config/sql/main/mysql/queries.conf
+  }}
+"""
+
+# rlm_sql keys accounting rows by Acct-Unique-Session-Id, which the stock
+# policy computes; this minimal raddb has no policies, so it is set here.
+_UNIQUE_ID = ('update request {{ Acct-Unique-Session-Id := '
+              '"%{{md5:%{{User-Name}},%{{Acct-Session-Id}},%{{NAS-IP-Address}}}}" }}')
+
+
+@dataclass(frozen=True)
+class SqlBackend:
+    """Where FreeRADIUS's rlm_sql finds its MariaDB (its own schema, loaded by the caller)."""
+
+    port: int
+    database: str
+    user: str = "root"
+    connections: int = 8
 
 
 @dataclass
@@ -121,13 +175,21 @@ class FreeRadius:
 
 
 def write_raddb(folder: Path, secret: str, users: str, auth_port: int, acct_port: int,
-                threads: int = 2, max_threads: int = 4, cleanup_delay: int = 0) -> None:
-    """A minimal raddb in ``folder``: the secret stays in a mode-0600 file."""
+                threads: int = 2, max_threads: int = 4, cleanup_delay: int = 0,
+                sql: SqlBackend | None = None) -> None:
+    """A minimal raddb in ``folder``: the secret stays in a mode-0600 file.
+    With ``sql``, users come from rlm_sql's radcheck and every accounting
+    record is stored in radacct before it is answered."""
     folder.mkdir(parents=True, exist_ok=True)
     conf = folder / "radiusd.conf"
-    conf.write_text(_RADIUSD_CONF.format(d=folder, secret=secret, auth=auth_port,
-                                         acct=acct_port, threads=threads,
-                                         max_threads=max_threads, cleanup_delay=cleanup_delay))
+    sql_module = _SQL_MODULE.format(port=sql.port, user=sql.user, database=sql.database,
+                                    connections=sql.connections) if sql else ""
+    conf.write_text(_RADIUSD_CONF.format(
+        d=folder, secret=secret, auth=auth_port, acct=acct_port, threads=threads,
+        max_threads=max_threads, cleanup_delay=cleanup_delay, sql_module=sql_module,
+        authorize="sql" if sql else "files",
+        preacct=_UNIQUE_ID.replace("{{", "{").replace("}}", "}") if sql else "",
+        accounting="sql" if sql else "ok"))
     conf.chmod(0o600)
     (folder / "users").write_text(users)
     (folder / "dictionary").write_text("")
@@ -135,7 +197,8 @@ def write_raddb(folder: Path, secret: str, users: str, auth_port: int, acct_port
 
 def start_freeradius(secret: str, users: str, threads: int = 2, max_threads: int = 4,
                      cpu: int | None = None, cleanup_delay: int = 0,
-                     prefix: str = "vigil-freeradius-") -> FreeRadius:
+                     prefix: str = "vigil-freeradius-",
+                     sql: SqlBackend | None = None) -> FreeRadius:
     """Start FreeRADIUS; ``users`` is the text of its users file.
 
     The shared secret goes into a mode-0600 radiusd.conf, never onto the
@@ -146,7 +209,7 @@ def start_freeradius(secret: str, users: str, threads: int = 2, max_threads: int
         raise FileNotFoundError("freeradius is not installed (make setup)")
     d = Path(tempfile.mkdtemp(prefix=prefix))
     auth, acct = _free_udp_port(), _free_udp_port()
-    write_raddb(d, secret, users, auth, acct, threads, max_threads, cleanup_delay)
+    write_raddb(d, secret, users, auth, acct, threads, max_threads, cleanup_delay, sql)
     argv = [binary, "-f", "-d", str(d), "-l", "stdout"]
     if cpu is not None and shutil.which("taskset"):
         argv = ["taskset", "-c", str(cpu), *argv]

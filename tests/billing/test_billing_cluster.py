@@ -1,0 +1,327 @@
+"""Several engines on one MariaDB: no money spent twice, whichever engine
+decides, however engines die and the database hangs. Real `vigil radiusd`
+processes, a real throw-away MariaDB, RADIUS over UDP."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import random
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+
+import pytest
+from pyrad import packet as rp
+from pyrad.client import Timeout
+from sqlalchemy import func, select, update
+
+from billing import models as m
+from billing.db import engine_for_url
+from billing.store import reserved_sums_agree
+from billing.testing import BillingSandbox
+from vigil.testing.mariadb import MariaDB
+
+pytestmark = pytest.mark.mariadb
+
+ACCOUNT = "193.100.201.1"
+CLD = "441259322891834"
+
+
+def set_balance(url: str, balance: str, account: str = ACCOUNT) -> None:
+    e = engine_for_url(url)
+    with e.begin() as c:
+        c.execute(update(m.Account).where(m.Account.account_id == account).values(
+            balance=Decimal(balance)))
+    e.dispose()
+
+
+def account_row(url: str, account: str = ACCOUNT):  # type: ignore[no-untyped-def]
+    e = engine_for_url(url)
+    with e.connect() as c:
+        row = c.execute(select(m.Account.__table__).where(
+            m.Account.account_id == account)).one()
+    e.dispose()
+    return row
+
+
+def authorize(box: BillingSandbox, conf: str, timeout: float = 2.0, retries: int = 1,
+              account: str = ACCOUNT) -> int | None:
+    """Credit time granted, 0 when refused, None when unanswered."""
+    c = box.client("nextone", timeout=timeout, retries=retries)
+    req = c.CreateAuthPacket(code=rp.AccessRequest, User_Name="NextoneUserA")
+    req["NAS-IP-Address"] = "164.4.89.20"
+    req["Called-Station-Id"] = CLD
+    req["h323-conf-id"] = conf
+    req["Cisco-AVPair"] = [f"h323-ivr-out=PortaBilling_UserName:{account}",
+                           "h323-ivr-out=PortaBilling_Ignore_Password:YES"]
+    try:
+        reply = c.SendPacket(req)
+    except Timeout:
+        return None
+    finally:
+        c._CloseSocket()
+    if reply.code != rp.AccessAccept:
+        return 0
+    return int(reply["h323-credit-time"][0])
+
+
+def stop(box: BillingSandbox, conf: str, seconds: int, timeout: float = 2.0,
+         retries: int = 3) -> bool:
+    c = box.client("nextone", timeout=timeout, retries=retries)
+    req = c.CreateAcctPacket()
+    req["NAS-IP-Address"] = "164.4.89.20"
+    req["Acct-Status-Type"] = "Stop"
+    req["Called-Station-Id"] = CLD
+    req["Calling-Station-Id"] = ACCOUNT
+    req["Acct-Session-Id"] = conf
+    req["Acct-Session-Time"] = seconds
+    req["h323-conf-id"] = conf
+    req["h323-call-origin"] = "originate"
+    req["h323-remote-address"] = "65.218.170.184"
+    req["Cisco-AVPair"] = [f"h323-ivr-out=PortaBilling_UserName:{ACCOUNT}"]
+    try:
+        return c.SendPacket(req).code == rp.AccountingResponse
+    except Timeout:
+        return False
+    finally:
+        c._CloseSocket()
+
+NO_FRAUD = "[Fraud_Detection]\nActive=No\n"
+
+
+@contextlib.contextmanager
+def running(*boxes: BillingSandbox) -> Iterator[None]:
+    """Engines on one database (the first one prepares it), stopped however the test ends."""
+    try:
+        boxes[0].prepare()
+        for box in boxes:
+            box.start()
+        yield
+    finally:
+        for box in boxes:
+            box.stop()
+
+
+def charged(url: str) -> Decimal:
+    e = engine_for_url(url)
+    with e.connect() as c:
+        total = c.execute(select(func.coalesce(func.sum(m.AccountXDR.amount), 0))).scalar_one()
+        assert list(reserved_sums_agree(c)) == []  # running sums match the calls
+    e.dispose()
+    return Decimal(total)
+
+
+def test_two_engines_six_senders_never_overdraw(mariadb_database, tmp_path):
+    """$5.80 at 0.29/min, one minute at most per call: 20 minutes in all,
+    decided by two engines for six senders racing; Stops for the full time."""
+    one_minute = "Max_Credit_Time_sec=60\n"
+    a = BillingSandbox(mariadb_database, base=tmp_path / "a", extra=NO_FRAUD, radius=one_minute)
+    b = BillingSandbox(mariadb_database, base=tmp_path / "b", extra=NO_FRAUD, radius=one_minute,
+                       provision=None)
+    with running(a, b):
+        set_balance(mariadb_database, "5.80")
+        engines = [a, b]
+        answered = {0: 0, 1: 0}
+        lock = threading.Lock()
+        ids = itertools.count()
+
+        def sender(n: int) -> int:
+            rng = random.Random(n)
+            refused = seconds = 0
+            while refused < 3:
+                i = next(ids)
+                which = rng.randrange(2)
+                granted = authorize(engines[which], f"s{n}-{i}")
+                if granted is None:
+                    continue
+                with lock:
+                    answered[which] += 1
+                if not granted:
+                    refused += 1
+                    continue
+                refused = 0
+                seconds += granted
+                assert stop(engines[1 - which], f"s{n}-{i}", granted)
+            return seconds
+
+        with ThreadPoolExecutor(6) as pool:
+            granted = sum(pool.map(sender, range(6)))
+    balance = account_row(mariadb_database).balance
+    print(f"granted {granted} s, answered per engine {answered}, balance {balance}")
+    assert balance >= 0
+    assert charged(mariadb_database) <= Decimal("5.80")
+    assert answered[0] > 0 and answered[1] > 0
+    assert granted <= 20 * 60
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.4, 1.5])
+def test_engine_killed_after_an_accept_never_lets_the_next_overspend(
+        mariadb_database, tmp_path, delay):
+    """1.02 at 0.29/min: the first call holds 0.87; whatever moment engine A
+    dies after its Access-Accept, engine B cannot grant another minute."""
+    a = BillingSandbox(mariadb_database, base=tmp_path / "a", extra=NO_FRAUD)
+    b = BillingSandbox(mariadb_database, base=tmp_path / "b", extra=NO_FRAUD, provision=None)
+    with running(a, b):
+        assert authorize(a, "first") == 180
+        time.sleep(delay)
+        assert a.proc is not None
+        os.kill(a.proc.pid, signal.SIGKILL)
+        a.proc.wait()
+        assert authorize(b, "second") == 0
+        a.start()  # a restart forgets nothing either
+        assert authorize(a, "third") == 0
+        assert authorize(a, "first") == 180  # the same call, authorized again
+    row = account_row(mariadb_database)
+    assert row.reserved <= row.balance
+
+
+def test_simultaneous_login_holds_across_engines_and_restarts(mariadb_database, tmp_path):
+    a = BillingSandbox(mariadb_database, base=tmp_path / "a")
+    b = BillingSandbox(mariadb_database, base=tmp_path / "b", provision=None)
+    with running(a, b):
+        set_balance(mariadb_database, "20")  # funds for both calls: only the login refuses
+        assert authorize(a, "call-A") == 4080  # 20 / 0.29 a minute
+        assert authorize(b, "call-B") == 0  # logged in to call-A, on the other engine
+        b.stop()
+        b.start()
+        assert authorize(b, "call-B") == 0  # and after a restart
+        assert authorize(b, "call-A") == 4080  # the same call may be authorized again
+        assert stop(b, "call-A", 60)
+        assert authorize(a, "call-B") > 0  # logged out by the Stop the other engine got
+
+
+def test_admin_changes_reach_every_engine_within_a_second(mariadb_database, tmp_path):
+    a = BillingSandbox(mariadb_database, base=tmp_path / "a", extra=NO_FRAUD)
+    b = BillingSandbox(mariadb_database, base=tmp_path / "b", extra=NO_FRAUD, provision=None)
+    with running(a, b):
+        assert authorize(a, "c1") == 180 and stop(a, "c1", 0)
+        assert authorize(b, "c2") == 180 and stop(b, "c2", 0)  # both have it cached now
+        set_balance(mariadb_database, "0.30")  # a charge behind the engines' back
+        # at once: the cache may still propose 3 minutes, the database grants one
+        assert authorize(a, "c3") == 60
+        assert authorize(b, "c4") == 0
+        set_balance(mariadb_database, "5.80")  # a top-up
+        deadline = time.monotonic() + 1.5
+        while authorize(b, "c5") == 0 and time.monotonic() < deadline:
+            pass
+        assert time.monotonic() < deadline
+
+
+def test_a_stop_retransmitted_to_both_engines_charges_once(mariadb_database, tmp_path):
+    a = BillingSandbox(mariadb_database, base=tmp_path / "a", extra=NO_FRAUD)
+    b = BillingSandbox(mariadb_database, base=tmp_path / "b", extra=NO_FRAUD, provision=None)
+    with running(a, b):
+        assert authorize(a, "x1") == 180
+        with ThreadPoolExecutor(4) as pool:
+            acks = list(pool.map(lambda box: stop(box, "x1", 180), [a, b, a, b]))
+        assert all(acks)
+        # both engines are listed, whichever server's config asks (`vigil status` too)
+        listed = json.loads(b.vigil("engines", "--json").stdout)
+        assert {e["listen"] for e in listed} == {f"127.0.0.1:{x.auth_port}/{x.acct_port}"
+                                                 for x in (a, b)}
+    assert charged(mariadb_database) == Decimal("0.87")
+    assert account_row(mariadb_database).balance == Decimal("0.15")
+
+
+@pytest.mark.e2e
+def test_self_test_answered_while_the_database_is_stopped(tmp_path):
+    """mariadbd SIGSTOPped for 30 s: radcheck's self-test is answered
+    throughout; a request that needs the database gets no answer."""
+    db = MariaDB("hung", server_id=9)
+    db.start()
+    try:
+        db.create_database("billing")
+        with BillingSandbox(db.url("billing"), base=tmp_path / "engine",
+                            master="Query_Timeout_sec=2\n") as box:
+            assert authorize(box, "warm") == 180  # the account is cached
+            assert db.proc is not None
+            os.kill(db.proc.pid, signal.SIGSTOP)
+            try:
+                waiting = threading.Thread(target=authorize, args=(box, "needs-db", 5.0, 1),
+                                           daemon=True)
+                waiting.start()
+                assert authorize(box, "unknown-1", 1.0, 1, account="nobody") is None
+                started, answers, misses = time.monotonic(), 0, 0
+                while time.monotonic() - started < 30:
+                    if box.selftest(timeout=1.0):
+                        answers += 1
+                    else:
+                        misses += 1
+                    time.sleep(0.5)
+            finally:
+                os.kill(db.proc.pid, signal.SIGCONT)
+            assert misses == 0 and answers > 20
+            deadline = time.monotonic() + 15
+            while authorize(box, "after", 1.0, 1) is None and time.monotonic() < deadline:
+                pass
+            assert time.monotonic() < deadline  # the engine recovered by itself
+    finally:
+        db.destroy()
+
+
+def test_processes_share_the_ports_and_a_dead_one_comes_back(tmp_path):
+    """[Radius] Processes=2: two engines on one pair of ports (SO_REUSEPORT),
+    both listed; one killed with -9 is restarted by the parent."""
+    box = BillingSandbox(base=tmp_path / "engine", processes=2, extra=NO_FRAUD)
+    with box:
+        def listed() -> list[dict]:
+            return json.loads(box.vigil("engines", "--json", check=False).stdout or "[]")
+
+        deadline = time.monotonic() + 15
+        while len(listed()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        engines = listed()
+        assert len(engines) == 2 and len({e["pid"] for e in engines}) == 2
+        victim = engines[0]["pid"]
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            alive = {e["pid"] for e in listed()} - {victim}
+            if len(alive) == 2:
+                break
+            time.sleep(0.2)
+        assert len(alive) == 2, "the parent did not restart the killed engine"
+        for i in range(10):  # both answer, whichever the kernel picks
+            assert authorize(box, f"p{i}") == 180 and stop(box, f"p{i}", 0)
+        assert "restarting" in box.log_text()
+    assert box.proc is not None and box.proc.returncode == 0
+
+
+def test_chores_keep_their_schedule_under_a_steady_load(tmp_path):
+    """100 Stops/s for 4 s: the stats file (every second) is still written
+    during the burst, since chores no longer wait for the loop to be idle."""
+    box = BillingSandbox(base=tmp_path / "engine", extra=NO_FRAUD)
+    with box:
+        c = box.client("nextone")
+        packets = []
+        for i in range(400):
+            req = c.CreateAcctPacket()
+            req["NAS-IP-Address"] = "164.4.89.20"
+            req["Acct-Status-Type"] = "Stop"
+            req["Called-Station-Id"] = CLD
+            req["Acct-Session-Id"] = f"load-{i}"
+            req["Acct-Session-Time"] = 1
+            req["h323-conf-id"] = f"load-{i}"
+            req["h323-call-origin"] = "originate"
+            req["Cisco-AVPair"] = [f"h323-ivr-out=PortaBilling_UserName:{ACCOUNT}"]
+            req.id = i % 256
+            packets.append(req.RequestPacket())
+        c._CloseSocket()
+        stats = box.state / "radiusd-stats.json"
+        stamps: set[int] = set()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            started = time.monotonic()
+            for i, data in enumerate(packets):
+                while time.monotonic() < started + i / 100:
+                    time.sleep(0.001)
+                s.sendto(data, ("127.0.0.1", box.acct_port))
+                if i % 20 == 0 and stats.exists():
+                    stamps.add(json.loads(stats.read_text())["updated_at"])
+        assert len(stamps) >= 3, stamps  # written at least every second of the burst

@@ -1,0 +1,313 @@
+"""The production money path, in-process: CachedStore over SqlStore (what
+`vigil radiusd` runs), the committer, with fake clocks; and the O(1)
+authorization however many calls an account has open."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import event, insert, select, update
+
+from billing import models as m
+from billing.account_cache import AccountCache
+from billing.cached_store import CachedStore
+from billing.catalog import Catalog
+from billing.committer import Committer
+from billing.engine import Engine, EngineSettings, ReturnCode
+from billing.provision import apply_document, load_document
+from billing.request import CallRequest
+from billing.store import (
+    AccountingOp,
+    BillingModel,
+    OpKind,
+    SqlStore,
+    reserved_sums_agree,
+    signed_charge,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = load_document(ROOT / "etc" / "demo" / "provision.yaml")
+NOW = dt.datetime(2026, 11, 30, 12, 0, 0)
+
+
+class FakeClock:
+    def __init__(self, t: float = 1000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def engine_on(db, **settings) -> tuple[Engine, CachedStore, FakeClock]:
+    apply_document(db, DEMO)
+    cat = Catalog(db)
+    cat.load()
+    clock = FakeClock()
+    store = CachedStore(SqlStore(db), cache=AccountCache(10.0, clock=clock))
+    eng = Engine(store, cat, EngineSettings(**settings), clock=lambda: NOW)
+    return eng, store, clock
+
+
+def authz(conf: str, account: str = "193.100.201.1") -> CallRequest:
+    return CallRequest(source_ip="127.0.0.1", nas_ip="164.4.89.20", user_name="x",
+                       called="441259322891834", calling=account, conf_id=conf,
+                       ivr_out=[f"PortaBilling_UserName:{account}",
+                                "PortaBilling_Ignore_Password:YES"])
+
+
+def credit_time(decision) -> int:  # type: ignore[no-untyped-def]
+    return int(dict(decision.attributes).get("h323-credit-time", 0))
+
+
+# ------------------------------------------------------------ the sign rule
+def test_sign_rule_debit_down_credit_up_with_the_customer():
+    assert signed_charge(BillingModel.DEBIT, Decimal("0.57")) == (Decimal("-0.57"), 0)
+    assert signed_charge(BillingModel.CREDIT, Decimal("0.57")) == (Decimal("0.57"),
+                                                                   Decimal("0.57"))
+
+
+# ------------------------------------------------------------ cached store
+def test_cache_proposes_the_database_grants(db):
+    eng, store, _ = engine_on(db, fraud_active=False)
+    assert credit_time(eng.authorize(authz("c1"))) == 180  # 0.87 of 1.02 held
+    cached = store.accounts.get("193.100.201.1")
+    assert cached is not None and cached.reserved == Decimal("0.87")  # re-read after commit
+    # a charge behind the engine's back: the cache still shows 1.02
+    with db.begin() as c:
+        c.execute(update(m.Account).where(m.Account.account_id == "193.100.201.1")
+                  .values(balance=Decimal("0.90")))
+    second = eng.authorize(authz("c2"))
+    assert not second.accept and second.code == ReturnCode.INSUFFICIENT_FUNDS
+    with db.connect() as c:
+        assert list(reserved_sums_agree(c)) == []
+
+
+def test_stale_cache_gets_a_shorter_grant_not_an_overdraft(db):
+    eng, store, _ = engine_on(db, fraud_active=False)
+    store.find_account("193.100.201.1")  # cached with 1.02
+    with db.begin() as c:
+        c.execute(update(m.Account).where(m.Account.account_id == "193.100.201.1")
+                  .values(balance=Decimal("0.60")))
+    # the proposal (3 min, 0.87) does not fit: decided again from the database
+    assert credit_time(eng.authorize(authz("c1"))) == 120
+
+
+def test_cached_accounts_expire_on_the_fake_clock(db):
+    _, store, clock = engine_on(db)
+    assert store.find_account("193.100.201.1") is not None
+    assert store.in_memory("193.100.201.1")
+    clock.t += 11
+    assert not store.in_memory("193.100.201.1")
+
+
+def test_stop_releases_exactly_its_reservation_once(db):
+    eng, store, _ = engine_on(db, fraud_active=False)
+    assert credit_time(eng.authorize(authz("c1"))) == 180
+    stop = CallRequest(source_ip="127.0.0.1", nas_ip="164.4.89.20", called="59322891834",
+                       calling="193.100.201.1", conf_id="c1", call_origin="originate",
+                       remote_address="65.218.170.184", status_type="Stop", session_id="c1",
+                       session_time="60", ivr_out=["PortaBilling_UserName:193.100.201.1"])
+    op = eng.accounting_op(stop)
+    assert store.apply([op, op], NOW) == [True, False]  # a duplicate in the same batch
+    assert store.apply([op], NOW) == [False]
+    acct = store.find_account("193.100.201.1")
+    assert acct is not None and acct.reserved == 0 and acct.balance == Decimal("0.83")
+
+
+def test_funds_lock_is_a_reservation_without_a_call(db):
+    eng, store, _ = engine_on(db, fraud_active=False)
+    pk = store.find_account("193.100.201.1").pk  # type: ignore[union-attr]
+    store.db.lock_funds("site:b:1", pk, Decimal("0.50"), NOW)
+    store.refresh_accounts()
+    assert credit_time(eng.authorize(authz("c1"))) == 60  # 0.52 left
+    assert store.db.release_funds("site:b:1") == Decimal("0.50")
+    assert store.db.release_funds("site:b:1") == 0  # once
+    with db.connect() as c:
+        assert list(reserved_sums_agree(c)) == []
+
+
+# -------------------------------------------------------------- committer
+def test_committer_batches_and_drops_what_waited_too_long():
+    clock = FakeClock()
+    committed: list[list[int]] = []
+    failed: list[list[int]] = []
+    c: Committer[int] = Committer(committed.append, failed.append, max_batch=2,
+                                  max_backlog=4, max_age=5.0, clock=clock)
+    assert all(c.submit(i) for i in range(4))
+    assert not c.submit(99)  # backlog full: refused, not hoarded
+    assert c.run_once() and committed == [[0, 1]]
+    clock.t += 6
+    assert c.run_once()
+    assert failed == [[2, 3]] and committed == [[0, 1]] and c.dropped == 3
+    assert not c.run_once()
+
+
+def test_committer_survives_a_commit_that_raises():
+    failed: list[list[str]] = []
+
+    def boom(batch: list[str]) -> None:
+        raise RuntimeError("bug")
+
+    c: Committer[str] = Committer(boom, failed.append)
+    c.submit("a")
+    assert c.run_once() and failed == [["a"]]
+
+
+# ------------------------------------------------------------ O(1) reserve
+def _statements(db):  # type: ignore[no-untyped-def]
+    seen: list[str] = []
+
+    def count(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
+        seen.append(statement)
+
+    event.listen(db, "before_cursor_execute", count)
+    return seen, lambda: event.remove(db, "before_cursor_execute", count)
+
+
+@pytest.mark.parametrize("open_calls", [0, 4000])
+def test_authorization_work_does_not_grow_with_open_calls(db, open_calls):
+    """A wholesale credit account with thousands of calls open: one
+    authorization runs the same statements, none of which reads the calls."""
+    eng, store, _ = engine_on(db)
+    acct = store.find_account("4202111222")
+    assert acct is not None
+    with db.begin() as c:
+        if open_calls:
+            c.execute(insert(m.ActiveCall), [dict(
+                conf_id=f"open-{i}", leg="authorize", account_id=acct.pk,
+                customer_id=acct.customer_id, reserved=Decimal("0.01"), started_at=NOW,
+                updated_at=NOW, expires_at=NOW + dt.timedelta(hours=1))
+                for i in range(open_calls)])
+        total = Decimal("0.01") * open_calls
+        c.execute(update(m.Account).where(m.Account.id == acct.pk).values(reserved=total))
+        c.execute(update(m.Customer).where(m.Customer.id == acct.customer_id)
+                  .values(reserved=total))
+    store.refresh_accounts()
+    seen, stop = _statements(db)
+    try:
+        decision = eng.authorize(authz("new-call", account="4202111222"))
+    finally:
+        stop()
+    assert decision.accept
+    writes = [s for s in seen if not s.lstrip().upper().startswith(("SELECT", "BEGIN",
+                                                                     "COMMIT", "ROLLBACK"))]
+    # customer conditional, account conditional, the call's row
+    assert len(writes) == 3, writes
+    assert not any("sum(" in s.lower() for s in seen)
+    reads_calls = [s for s in seen if s.lstrip().upper().startswith("SELECT")
+                   and "active_calls" in s]
+    # the only read of active_calls is by this call's own key (unique index)
+    assert len(reads_calls) == 1 and "conf_id IN" in reads_calls[0]
+    print(f"{open_calls} open calls: {len(seen)} statements")
+    with db.connect() as c:
+        assert c.execute(select(m.Account.reserved).where(m.Account.id == acct.pk)
+                         ).scalar_one() > Decimal("0.01") * open_calls
+
+
+def test_reserve_op_kinds_are_enums():
+    op = AccountingOp(session_key="k", kind=OpKind.STOP)
+    assert op.kind == "stop" and OpKind("quarantine") is OpKind.QUARANTINE
+
+
+def test_one_batch_of_proposals_that_do_not_all_fit(db):
+    """Three calls decided from the same cached funds, committed together:
+    the all-at-once statement does not match, each is then granted or
+    refused on its own, and the first keeps its whole proposal."""
+    eng, store, _ = engine_on(db, fraud_active=False)
+    plans = [eng.plan_authorization(authz(f"b{i}")) for i in range(3)]
+    ops = [p.op for p in plans]  # type: ignore[union-attr]
+    assert store.apply(ops, NOW) == [True, False, False]
+    decisions = [p.finish() for p in plans]  # type: ignore[union-attr]
+    assert credit_time(decisions[0]) == 180
+    assert [d.code for d in decisions[1:]] == [ReturnCode.INSUFFICIENT_FUNDS] * 2
+    acct = store.find_account("193.100.201.1")
+    assert acct is not None and acct.reserved == Decimal("0.87")
+
+
+def test_one_batch_of_proposals_that_fit_is_one_statement(db):
+    eng, store, _ = engine_on(db, fraud_active=False, max_credit_time=600)  # 2.90 each
+    with db.begin() as c:
+        c.execute(update(m.Account).where(m.Account.account_id == "193.100.201.1")
+                  .values(balance=Decimal("10")))
+    store.reload()
+    plans = [eng.plan_authorization(authz(f"b{i}")) for i in range(3)]
+    seen, stop = _statements(db)
+    try:
+        assert store.apply([p.op for p in plans], NOW) == [True] * 3  # type: ignore[union-attr]
+    finally:
+        stop()
+    updates = [s for s in seen if s.lstrip().upper().startswith("UPDATE")]
+    assert len(updates) == 2, updates  # one for the customer, one for the accounts
+    with db.connect() as c:
+        assert list(reserved_sums_agree(c)) == []
+
+
+# ----------------------------------------------------- concurrent-call limits
+@pytest.mark.parametrize("together", [True, False])
+def test_customer_call_limit_across_two_engines(db, together):
+    """A customer allowed 2 calls: the third is refused whether the three
+    arrive in one batch or one by one, on two engines; a Stop frees a slot."""
+    eng, store, _ = engine_on(db, fraud_active=False, max_credit_time=60)
+    with db.begin() as c:
+        c.execute(update(m.Customer).where(m.Customer.name == "testgatewayprepaid")
+                  .values(max_calls=2))
+        c.execute(update(m.Account).where(m.Account.account_id == "193.100.201.1")
+                  .values(balance=Decimal("10")))
+    store.reload()
+    other = Engine(CachedStore(SqlStore(db)), eng.catalog, eng.settings, clock=lambda: NOW)
+    plans = [e.plan_authorization(authz(f"l{i}")) for i, e in enumerate((eng, other, eng))]
+    if together:
+        assert store.apply([p.op for p in plans], NOW) == [True, True, False]  # type: ignore
+    else:
+        for p, e in zip(plans, (eng, other, eng), strict=True):
+            e.store.apply([p.op], NOW)  # type: ignore[union-attr]
+    decisions = [p.finish() for p in plans]  # type: ignore[union-attr]
+    assert [d.accept for d in decisions] == [True, True, False]
+    assert decisions[2].code == ReturnCode.ACCOUNT_IN_USE
+    stop = CallRequest(source_ip="127.0.0.1", nas_ip="164.4.89.20", called="59322891834",
+                       calling="193.100.201.1", conf_id="l0", call_origin="originate",
+                       remote_address="65.218.170.184", status_type="Stop", session_id="l0",
+                       session_time="30", ivr_out=["PortaBilling_UserName:193.100.201.1"])
+    assert other.store.apply([other.accounting_op(stop)], NOW) == [True]
+    assert other.authorize(authz("l3")).accept  # the Stop freed a slot
+    with db.connect() as c:
+        calls = c.execute(select(m.Customer.calls).where(
+            m.Customer.name == "testgatewayprepaid")).scalar_one()
+    assert calls == 2
+
+
+def test_account_call_limit_and_provisioning(db):
+    doc = {**DEMO, "accounts": [dict(DEMO["accounts"][0], max_calls=1, balance="10")]}
+    apply_document(db, doc)
+    eng, _, _ = engine_on(db, fraud_active=False, max_credit_time=60)
+    apply_document(db, doc)  # engine_on applied the demo again: the limit back on
+    eng.store.reload()
+    assert eng.authorize(authz("one")).accept
+    second = eng.authorize(authz("two"))
+    assert not second.accept and second.code == ReturnCode.ACCOUNT_IN_USE
+
+
+# ----------------------------------------------------------------- chores
+def test_chores_run_on_their_own_schedule_and_survive_a_failure():
+    from billing.chores import Chore, Housekeeper
+
+    clock = FakeClock(0.0)
+    ran: list[str] = []
+
+    def broken() -> None:
+        ran.append("refresh")
+        raise RuntimeError("database gone")
+
+    keeper = Housekeeper("t", [Chore("stats", 1.0, lambda: ran.append("stats")),
+                               Chore("refresh", 0.5, broken)], clock=clock)
+    assert keeper.run_due() == pytest.approx(0.5)
+    assert ran == ["stats", "refresh"]
+    clock.t = 0.5
+    keeper.run_due()
+    assert ran == ["stats", "refresh", "refresh"]  # the failure did not stop it
+    clock.t = 1.0
+    keeper.run_due()
+    assert ran.count("stats") == 2 and ran.count("refresh") == 3
