@@ -42,7 +42,7 @@ def _site_allows(cfg: Config, what: str, dry_run: bool) -> None:
     anything else would conflict when the primary's data comes back."""
     if dry_run or cfg.get("Site", "Role") != "secondary":
         return
-    from redundancy.site.mode import ModeRefused, refuse_changes
+    from vigil.site_mode import ModeRefused, refuse_changes
 
     try:
         refuse_changes(cfg.path("Site", "State_Dir"), what)

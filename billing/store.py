@@ -29,7 +29,6 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from billing import models as m
-from billing import quarantine
 from billing.db import DatabaseError, DatabaseUnavailable, is_unavailable
 
 log = logging.getLogger(__name__)
@@ -205,6 +204,33 @@ class AccountingOp:
     reserve: ReserveRequest | None = None
     logout_pk: int | None = None  # a Stop frees this account's login
     released: Decimal = Decimal(0)  # set by the store: the reservation a Stop gave back
+
+    # A quarantined record is acknowledged to the gateway (so it stops
+    # retransmitting) but neither charged nor dropped: its attributes and the
+    # reason are kept in ``quarantined_accounting`` for an admin. The engine
+    # quarantines what it cannot rate; the store quarantines a Stop the
+    # database refuses to hold, alone, so the rest of its group commit is
+    # stored and answered. The op changes in place, so every layer that holds
+    # it (the cached store settling balances, the server counting and
+    # answering) sees one truth: this record charged nothing.
+
+    def can_quarantine(self) -> bool:
+        """Only a Stop carries charges worth keeping; a failing quarantine, Start
+        or reservation has nothing better to become."""
+        return self.kind == OpKind.STOP and bool(self.session_key)
+
+    def quarantine(self, reason: str) -> None:
+        self.raw = {
+            "call_key": self.call_key, "leg": self.leg, "node_ip": self.node_ip,
+            "cli": self.cli, "cld": self.cld, **self.raw,
+            "xdrs": [{"table": x.table, "owner": x.owner_pk, "conf_id": x.conf_id,
+                      "duration": x.duration, "amount": str(x.amount), "tariff": x.tariff,
+                      "rate_prefix": x.rate_prefix} for x in self.xdrs],
+        }
+        self.kind = OpKind.QUARANTINE
+        self.quarantine_reason = reason
+        self.xdrs = []
+        self.account_pk = self.customer_pk = None
 
 
 class BillingStore(Protocol):
@@ -397,7 +423,7 @@ class SqlStore:
         (another engine committed the same Stop a moment earlier, one bad
         record), each op is retried alone so that one cannot hold back the
         others; a Stop that still cannot be stored is quarantined in its
-        place (the op is turned into a quarantine, see billing/quarantine.py),
+        place (the op is turned into a quarantine, see ``AccountingOp.quarantine``),
         and a record that cannot even be quarantined gets None: not stored,
         not to be acknowledged.
         """
@@ -428,13 +454,13 @@ class SqlStore:
                 err = _translate(exc)
                 if isinstance(err, DatabaseUnavailable):
                     raise err from exc
-                if attempt or not quarantine.can_replace(op):
+                if attempt or not op.can_quarantine():
                     log.error("accounting record %s cannot be stored: %s; not acknowledged",
                               op.session_key, err)
                     return None
                 log.error("accounting record %s cannot be stored (%s): quarantined",
                           op.session_key, err)
-                quarantine.replace(op, f"cannot be stored: {err}")
+                op.quarantine(f"cannot be stored: {err}")
         return None
 
     def _apply_batch(self, conn: Connection, ops: Sequence[AccountingOp],

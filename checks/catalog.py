@@ -250,8 +250,7 @@ def _spec(parser: configparser.ConfigParser, name: str, lines: dict[tuple[str, s
 def _check_arguments(plugin: str, args: tuple[str, ...],
                      fail: Callable[[str, str], CatalogError]) -> None:
     """Parse the args with the plugin's own parser, without running anything."""
-    from checks.cli import plugin_class
-    from checks.plugin import UsageError, _HelpRequested, parse_arguments
+    from checks.plugin import UsageError, _HelpRequested, parse_arguments, plugin_class
 
     try:
         cls = plugin_class(plugin)

@@ -14,24 +14,13 @@ user, unlike the 0600 ``vigil.conf``).
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from checks import PLUGINS
-from checks.plugin import UNKNOWN, Plugin, format_line, run
-
-
-def plugin_class(name: str) -> type[Plugin]:
-    """The plugin class of ``name``; KeyError if there is no such plugin."""
-    if name not in PLUGINS:
-        raise KeyError(name)
-    module = importlib.import_module(f"checks.{name}")
-    cls: type[Plugin] = module.PLUGIN
-    return cls
-
+from checks.plugin import UNKNOWN, format_line, plugin_class, run
 
 PREFIX = "check_vigil_"
 

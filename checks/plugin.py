@@ -23,6 +23,7 @@ States are :class:`vigil.service_state.ServiceState`.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import signal
@@ -490,3 +491,17 @@ def run(plugin: Plugin, argv: Sequence[str], out: Any = None, prog: str | None =
     print(format_line(service, state, text, perf), file=out)
     out.flush()
     return state
+
+
+def plugin_class(name: str) -> type[Plugin]:
+    """The plugin class of ``name``; KeyError if there is no such plugin.
+
+    Plugins are imported by name (``checks.<name>``), so this framework module
+    knows the list, not the plugins' code."""
+    from checks import PLUGINS
+
+    if name not in PLUGINS:
+        raise KeyError(name)
+    module = importlib.import_module(f"checks.{name}")
+    cls: type[Plugin] = module.PLUGIN
+    return cls

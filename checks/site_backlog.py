@@ -21,11 +21,10 @@ class SiteBacklog(Plugin):
     critical = "100000"
 
     def probe(self, ctx: Context) -> Reading:
-        from redundancy.site.cli import _failback
-        from redundancy.site.failback import FailbackError
+        from redundancy.site.failback import FailbackError, from_config
 
         try:
-            b = _failback(ctx.config()).backlog()
+            b = from_config(ctx.config()).backlog()
         except FailbackError as exc:
             if exc.unavailable:
                 raise TargetDown(str(exc)) from None

@@ -22,7 +22,7 @@ class SiteMode(Plugin):
     remote = False
 
     def probe(self, ctx: Context) -> Reading:
-        from redundancy.site import mode as modes
+        from vigil import site_mode as modes
         from vigil import statefile
 
         path = modes.mode_path(ctx.site_state_dir())

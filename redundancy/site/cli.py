@@ -62,26 +62,15 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def _paths(cfg: Any) -> Any:
-    from redundancy.site.mode import mode_path
+    from vigil.site_mode import mode_path
 
     return mode_path(cfg.path("Site", "State_Dir"))
 
 
-def _failback(cfg: Any, batch: int | None = None, progress: Any = None) -> Any:
-    from billing.db import engine_for_url
-    from redundancy.site import delta as d
-    from redundancy.site.failback import Failback, primary_url
-
-    primary = engine_for_url(primary_url(cfg),
-                             connect_timeout=cfg.get("Watchdog", "Connect_Timeout_sec") + 4,
-                             pool_size=2)
-    return Failback(primary, d.delta_engine(cfg), cfg.get("Site", "Name"),
-                    batch or cfg.get("Delta", "Failback_Batch"), progress)
-
-
 def site_status(cfg: Any) -> dict[str, Any]:
-    from redundancy.site import mode as modes
     from redundancy.site.failback import FailbackError
+    from redundancy.site.failback import from_config as failback_from_config
+    from vigil import site_mode as modes
     from vigil import statefile
 
     out: dict[str, Any] = {"site": cfg.get("Site", "Name"), "role": cfg.get("Site", "Role")}
@@ -94,7 +83,7 @@ def site_status(cfg: Any) -> dict[str, Any]:
     except statefile.CorruptStateError as exc:
         out["watchdog"] = {"error": str(exc)}
     try:
-        out["backlog"] = _failback(cfg).backlog().to_json()
+        out["backlog"] = failback_from_config(cfg).backlog().to_json()
     except FailbackError as exc:
         out["backlog"] = {"error": str(exc)}
     return out
@@ -131,7 +120,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_standalone(args: argparse.Namespace) -> int:
-    from redundancy.site import mode as modes
+    from vigil import site_mode as modes
 
     cfg = _config(args)
     path = _paths(cfg)
@@ -151,8 +140,9 @@ def cmd_standalone(args: argparse.Namespace) -> int:
 
 
 def cmd_failback(args: argparse.Namespace) -> int:
-    from redundancy.site import mode as modes
     from redundancy.site.failback import FailbackError
+    from redundancy.site.failback import from_config as failback_from_config
+    from vigil import site_mode as modes
 
     cfg = _config(args)
     path = _paths(cfg)
@@ -160,7 +150,7 @@ def cmd_failback(args: argparse.Namespace) -> int:
     def progress(line: str) -> None:
         print(line, flush=True)
 
-    fb = _failback(cfg, args.batch, None if args.json else progress)
+    fb = failback_from_config(cfg, args.batch, None if args.json else progress)
     switched = []
 
     def to_standby() -> None:

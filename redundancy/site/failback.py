@@ -478,3 +478,15 @@ def primary_url(cfg: Any) -> Any:
 
 
 __all__ = ["Backlog", "DatabaseUnavailable", "Failback", "FailbackError", "Report"]
+
+
+def from_config(cfg: Any, batch: int | None = None,
+                progress: Callable[[str], None] | None = None) -> Failback:
+    """The failback of this site as ``vigil.conf`` describes it (primary, delta, batch size)."""
+    from billing.db import engine_for_url
+
+    primary = engine_for_url(primary_url(cfg),
+                             connect_timeout=cfg.get("Watchdog", "Connect_Timeout_sec") + 4,
+                             pool_size=2)
+    return Failback(primary, d.delta_engine(cfg), cfg.get("Site", "Name"),
+                    batch or cfg.get("Delta", "Failback_Batch"), progress)

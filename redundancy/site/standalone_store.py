@@ -38,7 +38,7 @@ from billing.db import DatabaseError, DatabaseUnavailable, is_unavailable
 from billing.store import AccountingOp, AccountView, Reservation, SqlStore
 from redundancy.site import delta as d
 from redundancy.site import primary_tables as p
-from redundancy.site.mode import ModeWatcher, mode_path
+from vigil.site_mode import ModeWatcher, mode_path
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from redundancy.site import mode as modes
 from redundancy.site.decide import Judge, Policy
 from redundancy.site.probes import PathResult, Probe, run_all
+from vigil import site_mode as modes
 from vigil import statefile
 
 log = logging.getLogger(__name__)
@@ -134,9 +134,9 @@ def build(cfg: Any) -> Watchdog:
         after_switch(cfg, modes.STANDALONE, reason)
 
     def failback() -> bool:
-        from redundancy.site.cli import _failback
+        from redundancy.site.failback import from_config
 
-        fb = _failback(cfg, progress=lambda line: log.info("failback: %s", line))
+        fb = from_config(cfg, progress=lambda line: log.info("failback: %s", line))
         try:
             report = fb.run(lambda: modes.write(mode_file, modes.STANDBY,
                                                 "automatic failback", "failback"))

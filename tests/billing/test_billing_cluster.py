@@ -19,13 +19,13 @@ from decimal import Decimal
 
 import pytest
 from pyrad import packet as rp
-from pyrad.client import Timeout
 from sqlalchemy import func, select, update
 
 from billing import models as m
 from billing.db import engine_for_url
 from billing.store import reserved_sums_agree
 from billing.testing import BillingSandbox
+from vigil.radius_client import RadiusTimeout
 from vigil.testing.mariadb import MariaDB
 
 pytestmark = pytest.mark.mariadb
@@ -55,18 +55,17 @@ def authorize(box: BillingSandbox, conf: str, timeout: float = 2.0, retries: int
               account: str = ACCOUNT) -> int | None:
     """Credit time granted, 0 when refused, None when unanswered."""
     c = box.client("nextone", timeout=timeout, retries=retries)
-    req = c.CreateAuthPacket(code=rp.AccessRequest, User_Name="NextoneUserA")
+    req = c.auth_packet()
+    req["User-Name"] = "NextoneUserA"
     req["NAS-IP-Address"] = "164.4.89.20"
     req["Called-Station-Id"] = CLD
     req["h323-conf-id"] = conf
     req["Cisco-AVPair"] = [f"h323-ivr-out=PortaBilling_UserName:{account}",
                            "h323-ivr-out=PortaBilling_Ignore_Password:YES"]
     try:
-        reply = c.SendPacket(req)
-    except Timeout:
+        reply = c.send(req).packet
+    except RadiusTimeout:
         return None
-    finally:
-        c._CloseSocket()
     if reply.code != rp.AccessAccept:
         return 0
     return int(reply["h323-credit-time"][0])
@@ -75,7 +74,7 @@ def authorize(box: BillingSandbox, conf: str, timeout: float = 2.0, retries: int
 def stop(box: BillingSandbox, conf: str, seconds: int, timeout: float = 2.0,
          retries: int = 3) -> bool:
     c = box.client("nextone", timeout=timeout, retries=retries)
-    req = c.CreateAcctPacket()
+    req = c.acct_packet()
     req["NAS-IP-Address"] = "164.4.89.20"
     req["Acct-Status-Type"] = "Stop"
     req["Called-Station-Id"] = CLD
@@ -87,11 +86,9 @@ def stop(box: BillingSandbox, conf: str, seconds: int, timeout: float = 2.0,
     req["h323-remote-address"] = "65.218.170.184"
     req["Cisco-AVPair"] = [f"h323-ivr-out=PortaBilling_UserName:{ACCOUNT}"]
     try:
-        return c.SendPacket(req).code == rp.AccountingResponse
-    except Timeout:
+        return c.send(req).code == rp.AccountingResponse
+    except RadiusTimeout:
         return False
-    finally:
-        c._CloseSocket()
 
 NO_FRAUD = "[Fraud_Detection]\nActive=No\n"
 
@@ -302,7 +299,7 @@ def test_chores_keep_their_schedule_under_a_steady_load(tmp_path):
         c = box.client("nextone")
         packets = []
         for i in range(400):
-            req = c.CreateAcctPacket()
+            req = c.acct_packet()
             req["NAS-IP-Address"] = "164.4.89.20"
             req["Acct-Status-Type"] = "Stop"
             req["Called-Station-Id"] = CLD
@@ -313,7 +310,6 @@ def test_chores_keep_their_schedule_under_a_steady_load(tmp_path):
             req["Cisco-AVPair"] = [f"h323-ivr-out=PortaBilling_UserName:{ACCOUNT}"]
             req.id = i % 256
             packets.append(req.RequestPacket())
-        c._CloseSocket()
         stats = box.state / "radiusd-stats.json"
         stamps: set[int] = set()
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:

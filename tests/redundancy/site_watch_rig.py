@@ -19,7 +19,7 @@ from typing import Any
 from site_rig import Sites, authorize_body, radclient, two_sites
 
 from billing.testing import ROOT
-from redundancy.site import mode as modes
+from vigil import site_mode as modes
 from vigil.testing import netns
 
 WATCHDOG = ("[Watchdog]\nProbe_Interval_sec=1\nFailed_Probes=2\nConnect_Timeout_sec=1\n"

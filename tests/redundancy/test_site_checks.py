@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from redundancy.site import mode as modes
+from vigil import site_mode as modes
 from vigil import statefile
 
 VIGIL_CHECK = str(Path(sys.executable).with_name("vigil-check"))

@@ -17,7 +17,7 @@ import pytest
 from site_rig import authorize_body, credit_time, radclient, stop_body, two_sites
 
 from billing.testing import ROOT
-from redundancy.site import mode as modes
+from vigil import site_mode as modes
 
 
 def vigil(box, *args: str) -> subprocess.CompletedProcess[str]:

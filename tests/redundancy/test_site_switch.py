@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from billing.testing import ROOT
-from redundancy.site import mode as modes
+from vigil import site_mode as modes
 from vigil import statefile
 
 

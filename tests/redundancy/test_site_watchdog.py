@@ -14,7 +14,7 @@ import pytest
 from site_rig import authorize_body, credit_time, radclient, stop_body, two_sites
 
 from billing.testing import ROOT
-from redundancy.site import mode as modes
+from vigil import site_mode as modes
 
 WATCHDOG = ("[Watchdog]\nProbe_Interval_sec=1\nFailed_Probes=2\nConnect_Timeout_sec=1\n"
             "Read_Timeout_sec=1\nMin_Standalone_sec=1\nFailback_Healthy_sec=2\n"
