@@ -31,6 +31,8 @@ def engine_settings(cfg: Config) -> EngineSettings:
         default_lifetime=cfg.get("Call_Cleanup", "Default_Lifetime"),
         incoming_session_lifetime=cfg.get("Call_Cleanup", "Incoming_Session_Lifetime"),
         alive_interval=cfg.get("Call_Cleanup", "Alive_Interval"),
+        radius_retransmits=cfg.get("Call_Cleanup", "Radius_Retransmits"),
+        radius_timeout=cfg.get("Call_Cleanup", "Radius_Timeout"),
         suspicious_time_sec=cfg.get("Global", "Suspicious_Time_Threshold_sec"),
         max_credit_time=cfg.get("Radius", "Max_Credit_Time_sec"),
         max_duration_sec=cfg.get("Radius", "Max_Call_Duration_sec"),

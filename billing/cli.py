@@ -412,6 +412,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_cdr_list)
 
+    from billing import calls_cli
+
+    calls_cli.register(sub)
+
     from billing.simulator import add_arguments
 
     p = sub.add_parser("call", help="place a test call against a running engine",

@@ -22,6 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 from billing import h323time, rating, record_key
+from billing.calls import Lifetimes
 from billing.catalog import Catalog, NodeInfo, TariffInfo
 from billing.db import DatabaseError
 from billing.request import CallRequest
@@ -78,6 +79,8 @@ class EngineSettings:
     default_lifetime: int = 120
     incoming_session_lifetime: int = 10
     alive_interval: int = 60
+    radius_retransmits: int = 5
+    radius_timeout: int = 3
     suspicious_time_sec: int = 86400
     max_credit_time: int = 14400
     max_duration_sec: int = 172800
@@ -118,6 +121,9 @@ class Engine:
         self.settings = settings
         self.clock = clock
         self.on_fraud = on_fraud
+        s = settings
+        self.lifetimes = Lifetimes(s.radius_retransmits, s.radius_timeout, s.alive_interval,
+                                   s.incoming_session_lifetime, s.default_lifetime)
         # account pk -> (call key, monotonic expiry): simultaneous-login memory
         self._logins: dict[int, tuple[str, float]] = {}
         self._logins_lock = threading.Lock()
@@ -316,11 +322,13 @@ class Engine:
             account_pk=acct.pk, customer_pk=acct.customer_id if acct.customer_limited else None,
             exclusive_login=exclusive,
             login_until=now + dt.timedelta(seconds=s.fraud_recovery_sec),
-            proposal=decide(acct.funds_left), decide=decide, lifetime=s.default_lifetime,
+            proposal=decide(acct.funds_left), decide=decide,
+            lifetime=self.lifetimes.after_credit_time,
             customer_of=acct.customer_id)
         op = AccountingOp(session_key="", kind=OpKind.RESERVE, call_key=req.call_key,
                           leg="authorize", account_pk=acct.pk, node_ip=req.nas_ip,
-                          cli=req.calling, cld=cld, reserve=reserve)
+                          cli=req.calling, cld=cld, reserve=reserve,
+                          session_id=req.session_id, user_name=req.user_name)
 
         def accept(granted: Reservation) -> Decision:
             attrs = self._common_attrs(acct) + [
@@ -389,13 +397,11 @@ class Engine:
             return AccountingOp(
                 session_key=key, kind=OpKind.START, call_key=req.call_key, leg=leg,
                 account_pk=acct.pk if acct else None, node_ip=req.nas_ip, cli=req.calling,
-                cld=req.called,
-                expires_at=now + dt.timedelta(seconds=self.settings.default_lifetime +
-                                              self.settings.alive_interval))
+                cld=req.called, session_id=req.session_id, user_name=req.user_name,
+                expires_at=now + dt.timedelta(seconds=self.lifetimes.started))
         if status in ("Interim-Update", "Alive", "3"):
             return AccountingOp(session_key=key, kind=OpKind.INTERIM, call_key=req.call_key,
-                                expires_at=now + dt.timedelta(
-                                    seconds=2 * self.settings.alive_interval))
+                                expires_at=now + dt.timedelta(seconds=self.lifetimes.alive))
         if status not in ("Stop", "2"):
             log.info("Accounting %s: nothing to bill", status or "without Acct-Status-Type")
             return AccountingOp(session_key=key, kind=OpKind.NOOP)
@@ -454,7 +460,9 @@ class Engine:
             return self._quarantine(req, key, str(exc))
         op = AccountingOp(session_key=key, kind=OpKind.STOP, call_key=req.call_key, leg=leg,
                           node_ip=req.nas_ip, cli=req.calling, cld=req.called,
-                          logout_pk=acct.pk if acct is not None else None)
+                          logout_pk=acct.pk if acct is not None else None,
+                          forget_at=now + dt.timedelta(
+                              seconds=self.lifetimes.ended_memory(leg == "answer")))
         common = dict(conf_id=req.conf_id, cli=req.calling, connect_time=connect,
                       disconnect_time=disconnect, duration=duration,
                       disconnect_cause=req.disconnect_cause)

@@ -58,6 +58,8 @@ class Node(Base):
     radius_secret: Mapped[str] = mapped_column(String(128))
     translation_rule: Mapped[str] = mapped_column(String(255), default="")
     require_message_authenticator: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Where its RFC 5176 listener takes Disconnect-Requests (on nas_ip).
+    disconnect_port: Mapped[int] = mapped_column(Integer, default=3799, server_default="3799")
 
 
 class Tariff(Base):
@@ -258,7 +260,23 @@ class ActiveCall(Base):
     started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    # What a forced disconnect must name for the node to find the session.
+    session_id: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    user_name: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    # The h323-credit-time granted (authorization rows).
+    credit_time: Mapped[int | None] = mapped_column(Integer, nullable=True)
     __table_args__ = (UniqueConstraint("conf_id", "leg"),)
+
+
+class EndedCall(Base):
+    """A call whose Stop was applied, remembered until the gateway's last
+    possible retransmit ([Call_Cleanup] Radius_Retransmits x Radius_Timeout),
+    so a late Start never brings it back to the list."""
+
+    __tablename__ = "ended_calls"
+    conf_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    ended_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    forget_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
 
 class ProcessedAccounting(Base):

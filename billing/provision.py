@@ -116,6 +116,13 @@ def _dec(where: str, value: Any, allow_negative: bool = False) -> Decimal:
     return d
 
 
+def _port(where: str, value: Any) -> int:
+    """A node's RFC 5176 port: where `vigil calls disconnect` sends."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise ProvisionError(f"{where}: a UDP port (1-65535) is required, not {value!r}")
+    return value
+
+
 def _max_calls(where: str, value: Any) -> int | None:
     """Concurrent calls allowed; absent or null: no limit."""
     return None if value is None else _int(where, value, 0)
@@ -273,7 +280,8 @@ class _Applier:
 
     def _node(self, w: str, n: dict[str, Any]) -> None:
         self._keys(w, n, {"name", "nas_ip", "radius_source_ip", "radius_secret",
-                          "translation_rule", "require_message_authenticator"})
+                          "translation_rule", "require_message_authenticator",
+                          "disconnect_port"})
         f = _Fields()
         rule = f(_rule, f"{w}.translation_rule", n.get("translation_rule"))
         key = {"name": f(_str, f"{w}.name", n.get("name"))}
@@ -283,7 +291,9 @@ class _Applier:
                   "radius_secret": f(_str, f"{w}.radius_secret", n.get("radius_secret")),
                   "translation_rule": rule,
                   "require_message_authenticator":
-                      bool(n.get("require_message_authenticator", False))}
+                      bool(n.get("require_message_authenticator", False)),
+                  "disconnect_port": f(_port, f"{w}.disconnect_port",
+                                       n.get("disconnect_port", 3799))}
         f.check()
         self._upsert(f"node {n.get('name')}", m.Node, key, values)
 

@@ -232,7 +232,8 @@ class RadiusServer:
                                              Chore("drop summary", 1.0, self._flush_drops)])
         self.db_chores = Housekeeper("db-chores", [
             Chore("account refresh", refresh_interval, store.refresh_accounts),
-            Chore("call expiry", 60.0, lambda: self._expire(clock())),
+            Chore("call expiry", engine.lifetimes.sweep_interval,
+                  lambda: self._expire(clock())),
         ])
         self.auth_sock = self._bind(auth_port)
         self.acct_sock = self._bind(acct_port)

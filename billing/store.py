@@ -28,6 +28,7 @@ from sqlalchemy import case, delete, insert, literal, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from billing import calls
 from billing import models as m
 from billing.db import DatabaseError, DatabaseUnavailable, is_unavailable
 
@@ -203,6 +204,9 @@ class AccountingOp:
     raw: dict[str, object] = field(default_factory=dict)
     reserve: ReserveRequest | None = None
     logout_pk: int | None = None  # a Stop frees this account's login
+    session_id: str = ""  # Acct-Session-Id, for a forced disconnect
+    user_name: str = ""
+    forget_at: dt.datetime | None = None  # a Stop: its call is remembered as ended until then
     released: Decimal = Decimal(0)  # set by the store: the reservation a Stop gave back
 
     # A quarantined record is acknowledged to the gateway (so it stops
@@ -285,7 +289,8 @@ class BatchPlan:
     reserves: list[AccountingOp] = field(default_factory=list)
     ended: set[str] = field(default_factory=set)
     logouts: dict[int, set[str]] = field(default_factory=dict)
-    interim: set[str] = field(default_factory=set)
+    interim: dict[str, dt.datetime] = field(default_factory=dict)  # call key -> alive until
+    remember: dict[str, dt.datetime] = field(default_factory=dict)  # ended call -> forget at
     acct_xdrs: list[dict[str, Any]] = field(default_factory=list)
     vend_xdrs: list[dict[str, Any]] = field(default_factory=list)
     acct_delta: dict[int, Decimal] = field(default_factory=dict)
@@ -315,7 +320,7 @@ def plan_batch(ops: Sequence[AccountingOp], seen: set[str], now: dt.datetime) ->
             plan.starts.append(_call_row(op, now))
             plan.results.append(True)
         elif op.kind == OpKind.INTERIM:
-            plan.interim.add(op.call_key[:128])
+            plan.interim[op.call_key[:128]] = op.expires_at or now
             plan.results.append(True)
         elif op.session_key in seen:
             plan.results.append(False)
@@ -329,6 +334,8 @@ def plan_batch(ops: Sequence[AccountingOp], seen: set[str], now: dt.datetime) ->
                     attributes=json.dumps(op.raw, default=str)[:8000], created_at=now))
                 continue
             plan.ended.add(op.call_key[:128])
+            if op.forget_at is not None and op.call_key:
+                plan.remember[op.call_key[:128]] = op.forget_at
             if op.logout_pk is not None:
                 plan.logouts.setdefault(op.logout_pk, set()).add(op.call_key[:128])
             _plan_charges(plan, op, now)
@@ -355,7 +362,8 @@ def _call_row(op: AccountingOp, now: dt.datetime) -> dict[str, Any]:
     return dict(conf_id=op.call_key[:128], leg=op.leg, account_id=op.account_pk,
                 customer_id=None, node_ip=op.node_ip[:45], cli=op.cli[:64], cld=op.cld[:64],
                 reserved=op.reserved, started_at=now, updated_at=now,
-                expires_at=op.expires_at or now)
+                expires_at=op.expires_at or now, session_id=op.session_id[:64],
+                user_name=op.user_name[:64], credit_time=None)
 
 
 class SqlStore:
@@ -494,11 +502,14 @@ class SqlStore:
                 plan.released[key] = plan.released.get(key, Decimal(0)) + amount
         if plan.logouts:
             self._logout(conn, plan.logouts)
-        if plan.starts:
-            conn.execute(self._insert_ignore(m.ActiveCall.__table__), plan.starts)
+        if plan.remember:
+            conn.execute(self._insert_ignore(m.EndedCall.__table__), [
+                dict(conf_id=k, ended_at=now, forget_at=t) for k, t in plan.remember.items()])
+        starts = calls.admit_starts(conn, plan.starts, plan.ended, now) if plan.starts else []
+        if starts:
+            conn.execute(self._insert_ignore(m.ActiveCall.__table__), starts)
         if plan.interim:
-            conn.execute(update(m.ActiveCall).where(
-                m.ActiveCall.conf_id.in_(plan.interim)).values(updated_at=now))
+            calls.keep_alive(conn, plan.interim, now)
         if plan.acct_xdrs:
             conn.execute(insert(m.AccountXDR), plan.acct_xdrs)
         if plan.vend_xdrs:
@@ -588,7 +599,8 @@ class SqlStore:
                     ttl = req.granted.credit_time + req.lifetime
                     row = _call_row(op, now)
                     row.update(reserved=req.granted.amount, customer_id=req.customer_pk,
-                               expires_at=now + dt.timedelta(seconds=ttl))
+                               expires_at=now + dt.timedelta(seconds=ttl),
+                               credit_time=req.granted.credit_time)
                     rows.append(row)
             out.append(req.granted is not None)
         if rows:
@@ -799,7 +811,12 @@ class SqlStore:
         """Forget calls whose Stop never came (their lifetime ran out) and
         give their reservations back."""
         with _mapped(), self.engine.begin() as conn:
-            return len(self._release(conn, m.ActiveCall.expires_at < now))
+            gone = self._release(conn, m.ActiveCall.expires_at < now)
+            conn.execute(delete(m.EndedCall).where(m.EndedCall.forget_at < now))
+        for key in sorted({g[2] for g in gone}):
+            log.warning("call %s forgotten: no Stop within its lifetime ([Call_Cleanup]); "
+                        "its reservation and call slot given back", key)
+        return len(gone)
 
 
 def reserved_sums_agree(conn: Connection) -> Iterable[tuple[int, Decimal, Decimal]]:
