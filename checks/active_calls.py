@@ -20,7 +20,7 @@ def _percent(text: str) -> float:
 
 class ActiveCalls(Plugin):
     name = "active_calls"
-    title = "Calls in progress, and each customer's calls against its limit"
+    title = "Calls in progress"
     label = "calls"
     # capacity is site-specific: set -w/-c to the licensed or sized call count
     warning = ""
@@ -53,9 +53,9 @@ class ActiveCalls(Plugin):
         text = f"{count} calls in progress"
         if stale:
             text += f", {stale} not updated for {a.stale:g} min"
-        # A limit of 0 bars the customer: any call up is over it.
+        # A limit of 0 bars the customer: nothing up is fine, any call is far over.
         loads = sorted(((100.0 * int(c or 0) / int(mx) if int(mx) else
-                         (100.0 if not c else 1000.0), str(n), int(c or 0), int(mx))
+                         (0.0 if not c else 1000.0), str(n), int(c or 0), int(mx))
                         for n, c, mx in limits), reverse=True)
         state = OK
         extra = [Perfdata("stale", stale, min=0)]
