@@ -261,8 +261,9 @@ class ActiveCall(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
     # What a forced disconnect must name for the node to find the session.
-    session_id: Mapped[str] = mapped_column(String(64), default="", server_default="")
-    user_name: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    # (253: a RADIUS attribute's longest value, so they are never cut)
+    session_id: Mapped[str] = mapped_column(String(253), default="", server_default="")
+    user_name: Mapped[str] = mapped_column(String(253), default="", server_default="")
     # The h323-credit-time granted (authorization rows).
     credit_time: Mapped[int | None] = mapped_column(Integer, nullable=True)
     __table_args__ = (UniqueConstraint("conf_id", "leg"),)

@@ -28,7 +28,7 @@ from sqlalchemy import case, delete, insert, literal, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from billing import calls
+from billing import calls, quarantine
 from billing import models as m
 from billing.db import DatabaseError, DatabaseUnavailable, is_unavailable
 
@@ -362,8 +362,8 @@ def _call_row(op: AccountingOp, now: dt.datetime) -> dict[str, Any]:
     return dict(conf_id=op.call_key[:128], leg=op.leg, account_id=op.account_pk,
                 customer_id=None, node_ip=op.node_ip[:45], cli=op.cli[:64], cld=op.cld[:64],
                 reserved=op.reserved, started_at=now, updated_at=now,
-                expires_at=op.expires_at or now, session_id=op.session_id[:64],
-                user_name=op.user_name[:64], credit_time=None)
+                expires_at=op.expires_at or now, session_id=op.session_id[:253],
+                user_name=op.user_name[:253], credit_time=None)
 
 
 class SqlStore:

@@ -20,9 +20,9 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('disconnect_port', sa.Integer(), server_default='3799',
                                       nullable=False))
     with op.batch_alter_table('active_calls', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('session_id', sa.String(length=64), server_default='',
+        batch_op.add_column(sa.Column('session_id', sa.String(length=253), server_default='',
                                       nullable=False))
-        batch_op.add_column(sa.Column('user_name', sa.String(length=64), server_default='',
+        batch_op.add_column(sa.Column('user_name', sa.String(length=253), server_default='',
                                       nullable=False))
         batch_op.add_column(sa.Column('credit_time', sa.Integer(), nullable=True))
     op.create_table('ended_calls',
