@@ -168,6 +168,7 @@ class CallInProgress:
     def as_dict(self, now: dt.datetime) -> dict[str, Any]:
         return {"call_id": self.call_id, "account": self.account, "customer": self.customer,
                 "node": self.node, "node_ip": self.node_ip, "cli": self.cli, "cld": self.cld,
+                "session_id": self.session_id,
                 "legs": self.legs, "authorized": self.authorized, "answered": self.answered,
                 "started_at": self.started_at.isoformat() if self.started_at else None,
                 "duration": self.duration(now), "reserved": str(self.reserved),
