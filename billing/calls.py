@@ -146,6 +146,8 @@ class CallInProgress:
     cld: str = ""
     session_id: str = ""
     user_name: str = ""
+    conf_id: str = ""  # h323-conf-id of the leg a node reported (a Start's), whole
+    incoming_conf_id: str = ""  # the call's incoming conf id, whole
     legs: list[str] = field(default_factory=list)
     started_at: dt.datetime | None = None  # the Start, else the authorization
     reserved: Decimal = Decimal(0)
@@ -168,7 +170,7 @@ class CallInProgress:
     def as_dict(self, now: dt.datetime) -> dict[str, Any]:
         return {"call_id": self.call_id, "account": self.account, "customer": self.customer,
                 "node": self.node, "node_ip": self.node_ip, "cli": self.cli, "cld": self.cld,
-                "session_id": self.session_id,
+                "session_id": self.session_id, "h323_conf_id": self.conf_id,
                 "legs": self.legs, "authorized": self.authorized, "answered": self.answered,
                 "started_at": self.started_at.isoformat() if self.started_at else None,
                 "duration": self.duration(now), "reserved": str(self.reserved),
@@ -180,6 +182,7 @@ def _query() -> Any:
     c, a, cu, n = m.ActiveCall, m.Account, m.Customer, m.Node
     return (select(c.conf_id, c.leg, c.node_ip, c.cli, c.cld, c.reserved, c.started_at,
                    c.expires_at, c.credit_time, c.session_id, c.user_name,
+                   c.leg_conf_id.label("conf"), c.incoming_conf_id.label("incoming"),
                    a.account_id, cu.name.label("customer"), n.name.label("node"))
             .outerjoin(a, a.id == c.account_id)
             .outerjoin(cu, cu.id == a.customer_id)
@@ -198,10 +201,12 @@ def _merge(rows: Iterable[Any]) -> list[CallInProgress]:
             continue
         call.legs.append(r.leg)
         call.reserved += Decimal(r.reserved or 0)
-        for name in ("account_id", "customer", "node", "node_ip", "cli", "cld",
-                     "session_id", "user_name"):
+        for name, attr in (("account_id", "account"), ("customer", "customer"),
+                           ("node", "node"), ("node_ip", "node_ip"), ("cli", "cli"),
+                           ("cld", "cld"), ("session_id", "session_id"),
+                           ("user_name", "user_name"), ("conf", "conf_id"),
+                           ("incoming", "incoming_conf_id")):
             value = getattr(r, name) or ""
-            attr = "account" if name == "account_id" else name
             if value and (not getattr(call, attr) or r.leg != AUTHORIZE):
                 setattr(call, attr, value)  # a Start says it as the node does
         if r.leg == AUTHORIZE:

@@ -113,8 +113,13 @@ def request_attributes(call: CallInProgress, now: dt.datetime) -> list[tuple[str
     attrs: list[tuple[str, str | int]] = []
     if call.session_id:
         attrs.append(("Acct-Session-Id", call.session_id))
-    attrs.append(("h323-conf-id", call.call_id))
-    attrs.append(("Cisco-AVPair", f"h323-conf-id={call.call_id}"))
+    conf = call.conf_id or call.incoming_conf_id or call.call_id
+    incoming = call.incoming_conf_id or call.call_id
+    attrs.append(("h323-conf-id", conf))
+    attrs.append(("Cisco-AVPair", f"h323-conf-id={conf}"))
+    if incoming != conf:
+        attrs.append(("h323-incoming-conf-id", incoming))
+        attrs.append(("Cisco-AVPair", f"h323-incoming-conf-id={incoming}"))
     if call.user_name:
         attrs.append(("User-Name", call.user_name))
     if call.node_ip:
@@ -164,4 +169,8 @@ def send(target: Target, attrs: list[tuple[str, str | int]], dictionary: Diction
 
 
 def _call_of(attrs: list[tuple[str, str | int]]) -> str:
-    return next((str(v) for n, v in attrs if n == "h323-conf-id"), "-")
+    for wanted in ("h323-incoming-conf-id", "h323-conf-id"):
+        for n, v in attrs:
+            if n == wanted:
+                return str(v)
+    return "-"

@@ -328,7 +328,9 @@ class Engine:
         op = AccountingOp(session_key="", kind=OpKind.RESERVE, call_key=req.call_key,
                           leg="authorize", account_pk=acct.pk, node_ip=req.nas_ip,
                           cli=req.calling, cld=cld, reserve=reserve,
-                          session_id=req.session_id, user_name=req.user_name)
+                          session_id=req.session_id, user_name=req.user_name,
+                          leg_conf_id=req.conf_id,
+                          incoming_conf_id=req.incoming_conf_id or req.conf_id)
 
         def accept(granted: Reservation) -> Decision:
             attrs = self._common_attrs(acct) + [
@@ -398,6 +400,7 @@ class Engine:
                 session_key=key, kind=OpKind.START, call_key=req.call_key, leg=leg,
                 account_pk=acct.pk if acct else None, node_ip=req.nas_ip, cli=req.calling,
                 cld=req.called, session_id=req.session_id, user_name=req.user_name,
+                leg_conf_id=req.conf_id, incoming_conf_id=req.incoming_conf_id or req.conf_id,
                 expires_at=now + dt.timedelta(seconds=self.lifetimes.started))
         if status in ("Interim-Update", "Alive", "3"):
             return AccountingOp(session_key=key, kind=OpKind.INTERIM, call_key=req.call_key,

@@ -264,6 +264,10 @@ class ActiveCall(Base):
     # (253: a RADIUS attribute's longest value, so they are never cut)
     session_id: Mapped[str] = mapped_column(String(253), default="", server_default="")
     user_name: Mapped[str] = mapped_column(String(253), default="", server_default="")
+    # The leg's own h323-conf-id and the call's incoming one, whole (conf_id
+    # above is the call key, digested when too long).
+    leg_conf_id: Mapped[str] = mapped_column(String(253), default="", server_default="")
+    incoming_conf_id: Mapped[str] = mapped_column(String(253), default="", server_default="")
     # The h323-credit-time granted (authorization rows).
     credit_time: Mapped[int | None] = mapped_column(Integer, nullable=True)
     __table_args__ = (UniqueConstraint("conf_id", "leg"),)

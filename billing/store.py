@@ -205,6 +205,8 @@ class AccountingOp:
     reserve: ReserveRequest | None = None
     logout_pk: int | None = None  # a Stop frees this account's login
     session_id: str = ""  # Acct-Session-Id, for a forced disconnect
+    leg_conf_id: str = ""  # h323-conf-id as sent (whole)
+    incoming_conf_id: str = ""  # the call's h323-incoming-conf-id (else conf id), whole
     user_name: str = ""
     forget_at: dt.datetime | None = None  # a Stop: its call is remembered as ended until then
     released: Decimal = Decimal(0)  # set by the store: the reservation a Stop gave back
@@ -363,7 +365,8 @@ def _call_row(op: AccountingOp, now: dt.datetime) -> dict[str, Any]:
                 customer_id=None, node_ip=op.node_ip[:45], cli=op.cli[:64], cld=op.cld[:64],
                 reserved=op.reserved, started_at=now, updated_at=now,
                 expires_at=op.expires_at or now, session_id=op.session_id[:253],
-                user_name=op.user_name[:253], credit_time=None)
+                user_name=op.user_name[:253], credit_time=None,
+                leg_conf_id=op.leg_conf_id[:253], incoming_conf_id=op.incoming_conf_id[:253])
 
 
 class SqlStore:

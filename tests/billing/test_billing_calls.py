@@ -292,6 +292,12 @@ def test_disconnect_request_names_the_session():
         ("Called-Station-Id", "59322891834"),
         ("Event-Timestamp", 1796040000),
     ]
+    # a Start of the outgoing leg: its own conf id, and the call's incoming one
+    leg = CallInProgress("in@gw", conf_id="out@gw", incoming_conf_id="in@gw")
+    attrs = disconnect.request_attributes(leg, dt.datetime(2026, 11, 30, 12, 0, 0))
+    assert attrs[:4] == [("h323-conf-id", "out@gw"), ("Cisco-AVPair", "h323-conf-id=out@gw"),
+                         ("h323-incoming-conf-id", "in@gw"),
+                         ("Cisco-AVPair", "h323-incoming-conf-id=in@gw")]
     bare = disconnect.request_attributes(CallInProgress("x"), dt.datetime(1970, 1, 1, 0, 1))
     assert bare == [("h323-conf-id", "x"), ("Cisco-AVPair", "h323-conf-id=x"),
                     ("Event-Timestamp", 60)]

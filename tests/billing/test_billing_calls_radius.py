@@ -104,6 +104,11 @@ def test_starts_are_listed_and_stops_remove_them(sandbox):
     assert (call["account"], call["customer"], call["node"]) == (
         ACCOUNT, "testgatewayprepaid", "NexTone")
     assert call["duration"] >= 0
+    # what a forced disconnect would name: the node's own ids for the leg it reported
+    shown = sandbox.vigil("calls", "disconnect", CALL, "--dry-run").stdout
+    assert "Acct-Session-Id = 56eb" in shown
+    assert "h323-conf-id = 1043-3366331310-596453@ssl.supertelecom.net" in shown
+    assert f"h323-incoming-conf-id = {CALL}" in shown and "NAS-IP-Address = 164.4.89.20" in shown
     text = sandbox.vigil("calls", "list", "--customer", "testgatewayprepaid").stdout
     assert CALL in text and "1 calls in progress" in text
     assert json.loads(sandbox.vigil("calls", "list", "--node", "elsewhere", "--json").stdout

@@ -25,6 +25,10 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('user_name', sa.String(length=253), server_default='',
                                       nullable=False))
         batch_op.add_column(sa.Column('credit_time', sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column('leg_conf_id', sa.String(length=253), server_default='',
+                                      nullable=False))
+        batch_op.add_column(sa.Column('incoming_conf_id', sa.String(length=253),
+                                      server_default='', nullable=False))
     op.create_table('ended_calls',
     sa.Column('conf_id', sa.String(length=128), nullable=False),
     sa.Column('ended_at', sa.DateTime(), nullable=False),
@@ -39,6 +43,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table('ended_calls')
     with op.batch_alter_table('active_calls', schema=None) as batch_op:
+        batch_op.drop_column('incoming_conf_id')
+        batch_op.drop_column('leg_conf_id')
         batch_op.drop_column('credit_time')
         batch_op.drop_column('user_name')
         batch_op.drop_column('session_id')
