@@ -19,10 +19,10 @@ import logging
 from dataclasses import dataclass
 
 from pyrad import packet as rp
-from pyrad.client import Client, Timeout
 from pyrad.dictionary import Dictionary
 
 from billing.calls import CallInProgress
+from vigil.radius_client import RadiusError, RadiusTimeout, Timeouts, exchange
 
 log = logging.getLogger("billing.disconnect")
 
@@ -136,32 +136,36 @@ def request_attributes(call: CallInProgress, now: dt.datetime) -> list[tuple[str
 def send(target: Target, attrs: list[tuple[str, str | int]], dictionary: Dictionary,
          timeout: float = 3.0, retries: int = 3) -> Outcome:
     """Send the Disconnect-Request; ACK, NAK, or why there was no answer."""
-    client = Client(server=target.address, coaport=target.port,
-                    secret=target.secret.encode(), dict=dictionary)
-    client.timeout = timeout
-    client.retries = retries
-    req = client.CreateCoAPacket(code=rp.DisconnectRequest)
+    # The shared client (vigil.radius_client): a connected socket, so an ICMP
+    # port unreachable is seen; the same datagram on every try (RFC 5080).
+    req = rp.CoAPacket(code=rp.DisconnectRequest, id=None, secret=target.secret.encode(),
+                       dict=dictionary)
+    req.id = req.CreateID()
     for name, value in attrs:
         req.AddAttribute(name, value)
     log.info("call %s: Disconnect-Request id %d to node %s at %s:%d (%d attempts of %.1f s)",
              _call_of(attrs), req.id, target.node, target.address, target.port, retries,
              timeout)
     try:
-        reply = client.SendPacket(req)
-    except Timeout:
+        answer = exchange(target.address, target.port, req, Timeouts(timeout, retries))
+    except RadiusTimeout:
         outcome = Outcome(Result.TIMEOUT, attempts=retries)
-    except OSError as exc:  # ICMP port unreachable, no route: the node is not there
-        outcome = Outcome(Result.UNREACHABLE, attempts=1,
-                          detail=f"{exc.__class__.__name__}: {exc.strerror or exc}")
+    except RadiusError as exc:
+        # nothing listens (ICMP), no route, or an answer failing the secret: no word
+        # from the node that can be trusted
+        outcome = Outcome(Result.UNREACHABLE, attempts=1, detail=exc.detail)
     else:
+        reply = answer.packet
         if reply.code == rp.DisconnectACK:
             outcome = Outcome(Result.ACK)
-        else:
+        elif reply.code == rp.DisconnectNAK:
             causes = reply.get("Error-Cause") or [None]
             cause = causes[0]
             outcome = Outcome(Result.NAK, error_cause=int(cause) if cause is not None else None)
-    finally:
-        client._CloseSocket()  # pyrad keeps it open for the next request; there is none
+        else:
+            outcome = Outcome(Result.UNREACHABLE, attempts=1,
+                              detail=f"answered with RADIUS code {reply.code}, not an ACK "
+                                     "or NAK")
     level = logging.INFO if outcome.result == Result.ACK else logging.WARNING
     log.log(level, "call %s: node %s answered the Disconnect-Request: %s",
             _call_of(attrs), target.node, outcome.text)

@@ -28,7 +28,7 @@ from billing.db import engine_for_url
 from billing.provision import apply_document
 from billing.server import load_dictionary
 from billing.store import AccountingOp, OpKind, SqlStore
-from vigil.testing.engine import BillingSandbox
+from billing.testing import BillingSandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "etc" / "demo"
@@ -306,6 +306,16 @@ def test_disconnect_to_a_node_that_never_answers(prepared):
     assert json.loads(r.stdout)["result"] == "timeout"
     assert len(node.received) == 2
     assert "no answer after 2 attempts" in prepared.log_text()
+
+
+def test_disconnect_to_a_port_where_nothing_listens(prepared):
+    with DisconnectListener(DM_SECRET, lambda n: None) as node:
+        port = node.port
+    put_call(prepared, port)  # the listener is gone: ICMP port unreachable
+    r = disconnect(prepared, "dm-call-1", "--timeout", "2", "--json")
+    assert r.returncode == 3, r.stdout + r.stderr
+    out = json.loads(r.stdout)
+    assert out["result"] == "unreachable" and "port unreachable" in out["text"]
 
 
 def test_disconnect_for_a_call_that_just_ended(prepared):
