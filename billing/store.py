@@ -28,7 +28,7 @@ from sqlalchemy import case, delete, insert, literal, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from billing import calls, quarantine
+from billing import calls
 from billing import models as m
 from billing.db import DatabaseError, DatabaseUnavailable, is_unavailable
 
