@@ -10,13 +10,14 @@ second.
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
 
-from billing.store import AccountView
+from billing.store import LOGIN_FREE, AccountView
 
 
 class AccountCache:
@@ -74,6 +75,28 @@ class AccountCache:
                 reserved=acct.reserved + reserved,
                 customer_reserved=acct.customer_reserved + customer_reserved,
                 calls=acct.calls + calls, customer_calls=acct.customer_calls + calls))
+
+    def login(self, account_pk: int, call_key: str, until: dt.datetime | None) -> None:
+        """A committed login (or logout, with ``LOGIN_FREE``): without it a
+        second call of the same account, right after the first one's Stop,
+        would be refused from the cached holder until the next refresh."""
+        with self._lock:
+            account_id = self._id_of.get(account_pk)
+            hit = self._by_id.get(account_id) if account_id else None
+            if hit is None:
+                return
+            self._by_id[hit[1].account_id] = (hit[0], replace(
+                hit[1], login_call=call_key, login_until=until))
+
+    def logout(self, account_pk: int, call_key: str) -> None:
+        """The Stop of ``call_key`` freed the account, if that call held it."""
+        with self._lock:
+            account_id = self._id_of.get(account_pk)
+            hit = self._by_id.get(account_id) if account_id else None
+            if hit is None or hit[1].login_call != call_key:
+                return
+            self._by_id[hit[1].account_id] = (hit[0], replace(
+                hit[1], login_call=LOGIN_FREE, login_until=None))
 
     def forget(self, account_pk: int) -> None:
         with self._lock:

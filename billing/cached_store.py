@@ -54,7 +54,12 @@ class CachedStore:
                                      customer_reserved=op.reserve.granted.amount
                                      if op.reserve.customer_pk is not None else Decimal(0),
                                      calls=1)
+                if op.reserve.exclusive_login:
+                    self.accounts.login(op.reserve.account_pk, op.call_key[:128],
+                                        op.reserve.login_until)
             elif op.kind == OpKind.STOP and fresh:
+                if op.logout_pk is not None:
+                    self.accounts.logout(op.logout_pk, op.call_key[:128])
                 for x in op.xdrs:
                     if x.table == "account" and x.amount:
                         acct, cust = signed_charge(op.billing_model, x.amount)

@@ -117,6 +117,25 @@ def test_stop_releases_exactly_its_reservation_once(db):
     assert acct is not None and acct.reserved == 0 and acct.balance == Decimal("0.83")
 
 
+def test_cached_login_moves_with_the_commit(db):
+    """Simultaneous-login prevention on: the cache learns the login from the
+    committed reservation and forgets it with the committed Stop, so the next
+    call of the account is not refused from a stale holder until a refresh."""
+    eng, store, _ = engine_on(db, fraud_active=True)
+    assert credit_time(eng.authorize(authz("c1"))) == 180
+    held = store.accounts.get("193.100.201.1")
+    assert held is not None and held.login_call == "c1"
+    assert eng.authenticate(authz("c2")).accept is False  # c1 holds the account
+    stop = CallRequest(source_ip="127.0.0.1", nas_ip="164.4.89.20", called="59322891834",
+                       calling="193.100.201.1", conf_id="c1", call_origin="originate",
+                       remote_address="65.218.170.184", status_type="Stop", session_id="c1",
+                       session_time="60", ivr_out=["PortaBilling_UserName:193.100.201.1"])
+    assert store.apply([eng.accounting_op(stop)], NOW) == [True]
+    free = store.accounts.get("193.100.201.1")
+    assert free is not None and free.login_call == ""
+    assert credit_time(eng.authorize(authz("c2"))) > 0
+
+
 def test_funds_lock_is_a_reservation_without_a_call(db):
     eng, store, _ = engine_on(db, fraud_active=False)
     pk = store.find_account("193.100.201.1").pk  # type: ignore[union-attr]
