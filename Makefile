@@ -7,14 +7,15 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUN_DIR ?= run
 
-.PHONY: setup system-deps venv plugins test lint run reset-demo bench clean help
+.PHONY: setup system-deps venv plugins test test-fast lint typecheck run reset-demo bench clean help
 
 help:
 	@echo "make run     set up and run the appliance in the foreground (Ctrl-C stops it)"
 	@echo "make test    set up (apt packages, virtualenv, MariaDB binaries) and run the tests"
+	@echo "make test-fast  the unit tier only (pure tests, no servers): seconds"
 	@echo "make reset-demo  give the demo accounts their opening balances back (make run may run)"
 	@echo "make bench   run the benchmarks in bench/ (prints figures)"
-	@echo "make lint    ruff"
+	@echo "make lint    ruff and mypy"
 
 setup: system-deps venv plugins
 
@@ -36,10 +37,19 @@ plugins: venv
 
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+typecheck: venv
+	$(BIN)/mypy
 
 test: setup
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# no apt, no MariaDB: the unit tier needs only the virtualenv
+test-fast: venv
+	$(BIN)/python -m pytest -m unit -q $(PYTEST_ARGS)
 
 run: setup
 	@scripts/run-appliance.sh $(RUN_DIR)

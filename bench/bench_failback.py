@@ -28,12 +28,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "redundancy"))
-
-from failback_data import failback_conf, seed_delta, seed_primary, verify  # noqa: E402
+sys.path.insert(0, str(ROOT))
 
 from billing.db import engine_for_url  # noqa: E402
 from redundancy.site.failback import Failback  # noqa: E402
+from tests.redundancy.failback_data import failback_conf, seed_delta, seed_primary, verify  # noqa: E402
 from vigil.testing.mariadb import MariaDB  # noqa: E402
 
 ACCOUNTS = 5000

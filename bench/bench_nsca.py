@@ -34,7 +34,8 @@ from nsca.client import send_results
 from nsca.relay import NSCADestination, Relay
 from nsca.result import CheckResult
 from nsca.spool import Record, SpoolWriter
-from nsca.testing import RealNSCA, free_port, wait_port
+from nsca.testing import RealNSCA, wait_port
+from vigil.testing.ports import free_port
 
 BIN = Path(sys.executable).parent
 TWO_CPUS = (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None

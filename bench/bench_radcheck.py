@@ -33,22 +33,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "radcheck"))
 
-from radcheck_peers import (  # noqa: E402
+from radcheck.probe import SelfTest, probe  # noqa: E402
+from tests.radcheck.radcheck_peers import (  # noqa: E402
     PASSWORD,
     SECRET,
     USER,
     Appliance,
     FreeRadius,
     base_conf,
-    wait_for,
     write_conf,
 )
-
-from radcheck.probe import SelfTest, probe  # noqa: E402
 from vigil import alerts, config  # noqa: E402
 from vigil.testing.smtp import SMTPSink  # noqa: E402
+from vigil.testing.wait import poll  # noqa: E402
 
 
 def pct(values: list[float], p: float) -> float:
@@ -117,15 +115,15 @@ def bench_outage(tmp: Path, outages: int) -> None:
 
     times: list[float] = []
     try:
-        if not wait_for(lambda: radcheck().get("ok"), 40):
+        if not poll(lambda: radcheck().get("ok"), 40):
             print("2. outage repair: appliance did not come up; skipped")
             return
         for i in range(outages):
             pid = app.pid("freeradius")
             t0 = time.monotonic()
             os.kill(pid, signal.SIGSTOP)
-            ok = wait_for(lambda i=i: (s := radcheck()).get("restarts", 0) > i and s.get("ok"),
-                          60, step=0.05)
+            ok = poll(lambda i=i: (s := radcheck()).get("restarts", 0) > i and s.get("ok"),
+                          60, interval=0.05)
             times.append(time.monotonic() - t0 if ok else float("nan"))
         mails = len(smtp.wait_for(2 * outages, timeout=5))
     finally:

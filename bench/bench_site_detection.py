@@ -26,10 +26,9 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "redundancy"))
+sys.path.insert(0, str(ROOT))
 
-from site_watch_rig import rig  # noqa: E402
-
+from tests.redundancy.site_watch_rig import rig  # noqa: E402
 from vigil.testing import netns  # noqa: E402
 
 

@@ -117,9 +117,9 @@ class Catalog:
                     r.prefix, Price(r.interval_first, r.interval_next, Decimal(r.price_first),
                                     Decimal(r.price_next)),
                     off, bool(r.forbidden), r.effective_from, r.id))
-            for tid, lst in rows.items():
+            for tid, tariff_rates in rows.items():
                 if tid in tariffs:
-                    tariffs[tid].rates = index_rates(lst)
+                    tariffs[tid].rates = index_rates(tariff_rates)
         with self.lock:
             self.nodes_by_source = by_source
             self.node_ips = node_ips

@@ -23,6 +23,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from vigil.clock import utcnow
+
 MONEY = Numeric(16, 5)
 
 
@@ -42,8 +44,6 @@ class Base(DeclarativeBase):
     pass
 
 
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 class Node(Base):

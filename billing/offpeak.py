@@ -78,25 +78,26 @@ _ALIASES = {"year": "yr", "month": "mo", "week": "wk", "yday": "yd", "mday": "md
 Matcher = Callable[[dt.datetime], bool]
 
 
+def _span(a: int, b: int, exclusive: bool) -> Callable[[int], bool]:
+    """The test for ``a-b``; a > b wraps around (``wd {fri-mon}``, ``hr {22-6}``)."""
+    if exclusive:
+        return (lambda v: a <= v < b) if a <= b else (lambda v: v >= a or v < b)
+    return (lambda v: a <= v <= b) if a <= b else (lambda v: v >= a or v <= b)
+
+
+def _equal(x: int) -> Callable[[int], bool]:
+    return lambda v: v == x
+
+
 def _range_matcher(scale: str, spec: str) -> Matcher:
     conv, value, exclusive = _SCALES[scale]
     tests: list[Callable[[int], bool]] = []
     for tok in spec.split():
         if "-" in tok:
             a_s, b_s = tok.split("-", 1)
-            a, b = conv(a_s), conv(b_s)
-            if exclusive:
-                if a <= b:
-                    tests.append(lambda v, a=a, b=b: a <= v < b)
-                else:
-                    tests.append(lambda v, a=a, b=b: v >= a or v < b)
-            elif a <= b:
-                tests.append(lambda v, a=a, b=b: a <= v <= b)
-            else:
-                tests.append(lambda v, a=a, b=b: v >= a or v <= b)
+            tests.append(_span(conv(a_s), conv(b_s), exclusive))
         else:
-            x = conv(tok)
-            tests.append(lambda v, x=x: v == x)
+            tests.append(_equal(conv(tok)))
     if not tests:
         raise PeriodError(f"empty range for {scale}")
     return lambda t: any(test(value(t)) for test in tests)

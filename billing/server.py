@@ -16,7 +16,6 @@ dropped, counted and logged. Retransmissions get the cached reply
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import queue
@@ -512,5 +511,3 @@ class RadiusServer:
             self.replies.forget(p.raw_key)
 
 
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,16 +19,12 @@ from pathlib import Path
 from pyrad import packet as rp
 
 from vigil.radius_client import RadiusClient, RadiusError, Timeouts
+from vigil.testing.ports import free_udp_port
+from vigil.testing.reaper import die_with_parent
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "etc" / "demo" / "provision.yaml"
 SELFTEST_SECRET = "SecretKey"
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class BillingSandbox:
@@ -86,7 +81,7 @@ class BillingSandbox:
         with open(self.base / "radiusd.stderr", "ab") as err:
             self.proc = subprocess.Popen([sys.executable, "-m", "vigil.cli", "radiusd"],
                                          env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                                         stderr=err)
+                                         stderr=err, preexec_fn=die_with_parent)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from checks.perfdata import Perfdata
 from checks.plugin import Context, Plugin, PluginError, Reading
 
 
@@ -43,9 +44,7 @@ class Disk(Plugin):
                        extra=[_bytes("free", avail, st.f_blocks * st.f_frsize)])
 
 
-def _bytes(label: str, value: int, total: int) -> object:
-    from checks.perfdata import Perfdata
-
+def _bytes(label: str, value: int, total: int) -> Perfdata:
     return Perfdata(label, value, "B", min=0, max=total)
 
 

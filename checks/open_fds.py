@@ -8,7 +8,8 @@ import sys
 
 from checks.perfdata import Perfdata
 from checks.plugin import Context, Plugin, PluginError, Reading, TargetDown
-from checks.proc import alive, pid_from_file, pidfile_path
+from checks.proc import pid_from_file, pidfile_path
+from vigil.processes import pid_alive
 
 
 def fd_limit(pid: int) -> int | None:
@@ -68,7 +69,7 @@ class OpenFds(Plugin):
             pid = engine_pid(ctx)
         else:
             pid = ctx.args.pid or pid_from_file(pidfile_path(ctx, ctx.args.pidfile))
-        if not alive(pid):
+        if not pid_alive(pid):
             if ctx.args.engine:
                 # the counters file outlives the engine: say whose pid it is and how old
                 raise TargetDown(f"the RADIUS engine is not running (pid {pid} from "

@@ -6,7 +6,8 @@ import argparse
 import sys
 
 from checks.plugin import Context, Plugin, Reading, TargetDown
-from checks.proc import alive, command_line, pid_from_file, pidfile_path, uptime
+from checks.proc import command_line, pid_from_file, pidfile_path, uptime
+from vigil.processes import pid_alive
 
 
 class Pidfile(Plugin):
@@ -26,7 +27,7 @@ class Pidfile(Plugin):
     def probe(self, ctx: Context) -> Reading:
         path = pidfile_path(ctx, ctx.args.pidfile)
         pid = pid_from_file(path)
-        if not alive(pid):
+        if not pid_alive(pid):
             raise TargetDown(f"pid {pid} from {path} is not running (stale pidfile)")
         cmd = command_line(pid)
         if ctx.args.match and ctx.args.match not in cmd:

@@ -29,25 +29,6 @@ def pid_from_file(path: str) -> int:
     return int(first)
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, belongs to someone else
-    # a zombie answers kill(0) but is dead
-    return proc_state(pid) not in ("Z", "X", None)
-
-
-def proc_state(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[0]
-
-
 def uptime(pid: int) -> float | None:
     """Seconds since the process started."""
     try:

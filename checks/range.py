@@ -30,6 +30,7 @@ class Range(nagiosplugin.Range):
     def _parse_atom(atom: str, default: float) -> float:  # type: ignore[override]
         if atom == "":
             return default
+        value: float
         try:
             value = int(atom)
         except ValueError:

@@ -88,6 +88,7 @@ class Replication(Plugin):
         if st.gtid_lag_transactions is not None:
             extra.append(Perfdata("gtid_lag", st.gtid_lag_transactions, min=0))
             details.append(f"{st.gtid_lag_transactions} transactions behind by GTID")
+        lag: float | None
         if st.heartbeat_lag_sec is not None:
             lag, source = st.heartbeat_lag_sec, "heartbeat"
         else:

@@ -8,6 +8,7 @@ time a batch is delivered, so its mtime is the time of the last delivery.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import dataclass
@@ -60,7 +61,7 @@ def spool_state(spool: Path, names: list[str]) -> list[DestinationState]:
         try:
             with open(seg, "rb") as fh:
                 counts[seg.name] = (sum(chunk.count(b"\n") for chunk in
-                                        iter(lambda fh=fh: fh.read(1 << 20), b"")),
+                                        iter(functools.partial(fh.read, 1 << 20), b"")),
                                     os.fstat(fh.fileno()).st_mtime)
         except FileNotFoundError:
             continue  # delivered everywhere and removed meanwhile
@@ -71,10 +72,10 @@ def spool_state(spool: Path, names: list[str]) -> list[DestinationState]:
         except CorruptStateError as exc:
             raise PluginError(str(exc)) from None
         backlog, oldest = 0, None
-        for seg, (n, mtime) in counts.items():
-            if seg < cur.segment:
+        for seg_name, (n, mtime) in counts.items():
+            if seg_name < cur.segment:
                 continue
-            waiting = n - (cur.offset if seg == cur.segment else 0)
+            waiting = n - (cur.offset if seg_name == cur.segment else 0)
             if waiting > 0:
                 backlog += waiting
                 oldest = mtime if oldest is None else min(oldest, mtime)

@@ -21,12 +21,6 @@ SELFTEST_USER = "127.0.0.1"
 SELFTEST_PASSWORD = "cisco-test"
 
 
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def write_config(path: Path, state_dir: Path,
                  sections: dict[str, dict[str, object]] | None = None) -> Path:
     """A vigil.conf with the self-test account and secret (mode 0600)."""

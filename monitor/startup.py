@@ -63,7 +63,7 @@ class StartupGate:
         if self.radcheck_state is not None:
             st = _read(self.radcheck_state)
             t = st.get("time") if isinstance(st, dict) else None
-            if not isinstance(t, int | float) or t < self.started_at:
+            if not isinstance(st, dict) or not isinstance(t, int | float) or t < self.started_at:
                 return "radcheck's first self-test since start"
             if not st.get("ok"):
                 return "the RADIUS engine to answer radcheck's self-test"

@@ -28,6 +28,9 @@ from monitor.nagios_config import NagiosSettings, generate
 from monitor.scheduler import CheckLike
 from monitor.settings import Timing
 from monitor.sites import Site
+from vigil.testing.ports import free_port
+from vigil.testing.reaper import die_with_parent
+from vigil.testing.wait import poll
 
 NAGIOS = "/usr/sbin/nagios4"
 NSCA = "/usr/sbin/nsca"
@@ -48,21 +51,6 @@ class Spec:
     timeout_sec: float = 10
     subsystem: str = "system"
     problem: str = ""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(cond: Callable[[], bool], timeout: float, step: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(step)
-    return cond()
 
 
 def _me() -> tuple[str, str]:
@@ -105,9 +93,10 @@ class CentralNagios:
                               capture_output=True, text=True, timeout=60, check=False)
 
     def start(self, timeout: float = 20.0) -> CentralNagios:
+        # in the foreground (no -d): a daemonising fork would shed the parent-death signal
         self.proc = subprocess.Popen([self.binary, str(self.generated.main_cfg)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=die_with_parent)
 
         def ready() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
@@ -119,7 +108,7 @@ class CentralNagios:
                 return False
             return fifo and self.status_file.exists()
 
-        if not wait_until(ready, timeout):
+        if not poll(ready, timeout):
             self.stop()
             raise TimeoutError(f"nagios4 did not come up within {timeout} s")
         return self
@@ -135,7 +124,7 @@ class CentralNagios:
             box[0] = self.status()
             return cond(box[0])
 
-        if not wait_until(check, timeout, 0.2):
+        if not poll(check, timeout, 0.2):
             raise AssertionError(f"Nagios status never matched within {timeout} s; "
                                  f"log tail:\n{self.log_tail()}")
         return box[0]
@@ -192,7 +181,8 @@ class DebianNSCA:
 
     def start(self) -> DebianNSCA:
         self.proc = subprocess.Popen([NSCA, "-f", "-c", str(self.cfg), "--single"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     preexec_fn=die_with_parent)
 
         def listening() -> bool:
             try:
@@ -201,7 +191,7 @@ class DebianNSCA:
             except OSError:
                 return False
 
-        if not wait_until(listening, 10, 0.05):
+        if not poll(listening, 10, 0.05):
             self.stop()
             raise TimeoutError(f"nsca did not listen on {self.port}")
         return self
@@ -267,7 +257,7 @@ class Dashboard:
     def start(self, timeout: float = 30.0) -> Dashboard:
         with open(self.log, "wb") as fh:
             self.proc = subprocess.Popen(self.argv, stdout=fh, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+                                         start_new_session=True, preexec_fn=die_with_parent)
 
         def listening() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
@@ -275,7 +265,7 @@ class Dashboard:
             with socket.socket() as s:
                 return s.connect_ex(("127.0.0.1", self.port)) == 0
 
-        if not wait_until(listening, timeout):
+        if not poll(listening, timeout):
             self.stop()
             raise TimeoutError(f"the dashboard did not listen within {timeout} s")
         return self

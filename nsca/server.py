@@ -47,7 +47,7 @@ from nsca.commandfile import CommandFileSink
 from nsca.droplog import DropLog
 from nsca.errors import NSCAError, ProtocolError, SpoolError
 from nsca.packet import DataPacket
-from nsca.result import unsafe_name
+from nsca.result import CheckResult, unsafe_name
 from nsca.spool import Record, SpoolWriter
 
 log = logging.getLogger(__name__)
@@ -108,9 +108,9 @@ class SpoolSink:
         self.writer.close()
 
 
-def _stamped(p: DataPacket) -> packet.CheckResult:
+def _stamped(p: DataPacket) -> CheckResult:
     r = p.result
-    return packet.CheckResult(r.host, r.service, r.status, r.output, float(p.timestamp))
+    return CheckResult(r.host, r.service, r.status, r.output, float(p.timestamp))
 
 
 class Deduper:
@@ -442,9 +442,9 @@ class Server:
                     self.drops.add(peer, "forged name", f"{p.result.host};"
                                    f"{p.result.service or ''}")
                     continue
-                p = self._judge_age(p, init_ts, peer)
-                if p is not None:
-                    good.append(p)
+                judged = self._judge_age(p, init_ts, peer)
+                if judged is not None:
+                    good.append(judged)
             buf = buf[n * size:]
             if good:
                 fresh, dups = self.deduper.fresh(good)

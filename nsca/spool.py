@@ -31,6 +31,7 @@ from pathlib import Path
 
 from nsca.errors import SpoolError
 from nsca.result import STATUS_MAX, STATUS_MIN, CheckResult, from_bytes, to_bytes
+from vigil.processes import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -89,13 +90,7 @@ def _writer_alive(name: str) -> bool:
         return False
     if pid == os.getpid():
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(pid)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -10,16 +10,12 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from nsca.server import Server, ServerOptions, Sink
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from vigil.testing.binaries import need
+from vigil.testing.ports import free_port
+from vigil.testing.reaper import die_with_parent
 
 
 def wait_port(port: int, timeout: float = 10.0) -> None:
@@ -70,8 +66,10 @@ class RealNSCA:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> RealNSCA:
-        self.proc = subprocess.Popen(["/usr/sbin/nsca", "-f", "-c", str(self.cfg), "--single"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen([need("nsca", "/usr/sbin/nsca"), "-f", "-c", str(self.cfg),
+                                      "--single"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     preexec_fn=die_with_parent)
         wait_port(self.port)
         return self
 
@@ -140,8 +138,10 @@ class RealNSCANG:
         self._stop.clear()
         self._drain = threading.Thread(target=self._drainer, daemon=True)
         self._drain.start()
-        self.proc = subprocess.Popen(["/usr/sbin/nsca-ng", "-F", "-c", str(self.cfg)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen([need("nsca-ng", "/usr/sbin/nsca-ng"), "-F", "-c",
+                                      str(self.cfg)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     preexec_fn=die_with_parent)
         wait_port(self.port)
         return self
 
@@ -169,10 +169,3 @@ def run_send_nsca(port: int, data: str, cfg_dir: Path, *, method: int, password:
     return subprocess.run(cmd, input=data.encode(), capture_output=True, timeout=60)
 
 
-def spin(cond: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()

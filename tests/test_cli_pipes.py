@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.integration  # the vigil commands, run into a closed pipe
+
 BIN = Path(sys.executable).parent
 
 

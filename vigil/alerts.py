@@ -317,7 +317,9 @@ def _why(exc: BaseException) -> str:
         return "; ".join(f"{rcpt}: {code} {resp.decode(errors='replace')}"
                          for rcpt, (code, resp) in exc.recipients.items())
     if isinstance(exc, smtplib.SMTPResponseException):
-        return f"{exc.smtp_code} {exc.smtp_error.decode(errors='replace')}"
+        err = exc.smtp_error  # bytes from a server, str when smtplib made it up
+        text = err.decode(errors="replace") if isinstance(err, bytes) else err
+        return f"{exc.smtp_code} {text}"
     return str(exc) or type(exc).__name__
 
 

@@ -17,6 +17,8 @@ import logging
 import os
 from pathlib import Path
 
+from vigil.processes import pid_alive
+
 log = logging.getLogger(__name__)
 
 
@@ -30,18 +32,6 @@ class LockHeld(LockError):
         self.pid = pid
         who = f"pid {pid}" if pid else "another process"
         super().__init__(f"another {what} is running ({who} holds {path})")
-
-
-def pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
 
 
 def _read_pid(fd: int) -> int | None:

@@ -16,6 +16,7 @@ server is stopped and started with ``[Replication] Replica_Stop_Command`` /
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import shutil
@@ -91,7 +92,8 @@ def stream_backup(master: Server, master_datadir: str, staged: Path, report: Rep
                                  daemon=True)
             t.start()
             copied, last = 0, time.monotonic()
-            assert backup.stdout is not None and unpack.stdin is not None
+            # a binary pipe is buffered (bufsize=-1): read1 returns what is there, up to CHUNK
+            assert isinstance(backup.stdout, io.BufferedReader) and unpack.stdin is not None
             try:
                 while chunk := backup.stdout.read1(CHUNK):
                     try:

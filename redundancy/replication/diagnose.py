@@ -127,7 +127,7 @@ def diagnose(st: ReplicaStatus, incomplete: str | None = None) -> Diagnosis:
 def _same_host(a: str, b: str) -> bool:
     def addrs(h: str) -> set[str]:
         try:
-            return {i[4][0] for i in socket.getaddrinfo(h, None)}
+            return {str(i[4][0]) for i in socket.getaddrinfo(h, None)}
         except OSError:
             return {h}
     loop = {"127.0.0.1", "::1"}

@@ -12,6 +12,7 @@ cleanly and the GTID line arrived; otherwise the replica is left stopped.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import re
@@ -117,7 +118,8 @@ def pipe_dump(master: Server, replica: Server, dbs: Sequence[str], report: Repor
             t.start()
         copied, tail, table, last = 0, b"", "", time.monotonic()
         broken_pipe = False
-        assert dump.stdout is not None and load.stdin is not None
+        # a binary pipe is buffered (bufsize=-1): read1 returns what is there, up to CHUNK
+        assert isinstance(dump.stdout, io.BufferedReader) and load.stdin is not None
         try:
             while True:
                 chunk = dump.stdout.read1(CHUNK)

@@ -12,7 +12,9 @@ from billing.db import engine_for_url
 from billing.testing import BillingSandbox
 
 
-@pytest.fixture(params=["sqlite", "mariadb"])
+# integration both ways: the engine against a real database, SQLite's file or a MariaDB server
+@pytest.fixture(params=[pytest.param("sqlite", marks=pytest.mark.integration),
+                        pytest.param("mariadb", marks=pytest.mark.integration)])
 def db_url(request, tmp_path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'billing.db'}"

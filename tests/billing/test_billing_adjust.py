@@ -71,6 +71,7 @@ def test_dry_run_and_refusals_write_nothing(db) -> None:
         assert c.execute(select(func.count()).select_from(m.AccountAdjustment)).scalar_one() == 0
 
 
+@pytest.mark.integration
 def test_cli_adjust_history_and_cdr_list_json(tmp_path: Path) -> None:
     conf = tmp_path / "vigil.conf"
     conf.write_text(f"[Site]\nState_Dir={tmp_path}\n[Master]\nURL=sqlite:///billing.db\n")
@@ -99,6 +100,7 @@ def test_cli_adjust_history_and_cdr_list_json(tmp_path: Path) -> None:
     assert json.loads(vigil("cdr", "list", "--json").stdout) == []
 
 
+@pytest.mark.integration
 def test_reset_demo_restores_opening_balances_once(tmp_path: Path) -> None:
     conf = tmp_path / "vigil.conf"
     conf.write_text(f"[Site]\nState_Dir={tmp_path}\n[Master]\nURL=sqlite:///billing.db\n")

@@ -33,6 +33,7 @@ def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[BillingS
         yield box
 
 
+@pytest.mark.integration
 def test_zero_balance_refusal_says_how_to_top_up(engine: BillingSandbox) -> None:
     drained = engine.vigil("account", "adjust", DEBIT, "-1.02", "--reason", "drain for test")
     assert "-> 0.00000" in drained.stdout

@@ -21,7 +21,6 @@ from checks.testing import (  # noqa: F401  (re-exported for the test modules)
     SELFTEST_USER,
     FreeRadius,
     NTPResponder,
-    free_port,
     start_freeradius,
     write_config,
     write_stats,

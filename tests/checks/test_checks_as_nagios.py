@@ -25,8 +25,11 @@ ROOT = Path(__file__).resolve().parents[2]
 LINE = re.compile(r"^(?P<name>[A-Z0-9_-]+) (?P<state>OK|WARNING|CRITICAL|UNKNOWN): \S.*$")
 CODES = {"OK": 0, "WARNING": 1, "CRITICAL": 2, "UNKNOWN": 3}
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or not shutil.which("runuser"), reason="needs root and runuser")
+pytestmark = [
+    pytest.mark.integration,  # plugins run as the nagios user, and by a stock nagios4
+    pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("runuser"),
+                       reason="needs root and runuser"),
+]
 
 
 def as_nagios(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

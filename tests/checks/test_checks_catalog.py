@@ -41,6 +41,7 @@ def test_every_check_has_its_runbook_anchor() -> None:
         assert f"check-{name}" in anchors, name
 
 
+@pytest.mark.integration
 def test_commands_run_as_is() -> None:
     import subprocess
 

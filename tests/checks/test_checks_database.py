@@ -10,15 +10,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from checks_fixtures import run_check, write_config
 
 from billing.models import Base
+from tests.checks.checks_fixtures import run_check, write_config
+from vigil.clock import utcnow
 
-pytestmark = pytest.mark.mariadb
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+pytestmark = pytest.mark.integration  # a throw-away MariaDB pair or server
 
 
 def billing_db(url: str) -> sa.Engine:

@@ -14,7 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from checks_fixtures import free_port, run_check, write_config
+
+from tests.checks.checks_fixtures import run_check, write_config
+from vigil.testing.ports import free_port
+from vigil.testing.wait import wait_until
+
+pytestmark = pytest.mark.integration  # real processes: vigil commands, servers, plugins
 
 VIGIL = str(Path(sys.executable).with_name("vigil"))
 
@@ -41,11 +46,11 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
     proc = subprocess.Popen([VIGIL, "radiusd"], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 20
-        while not (state / "radiusd-stats.json").exists():
+        def counting() -> bool:
             assert proc.poll() is None, "vigil radiusd exited"
-            assert time.monotonic() < deadline, "vigil radiusd wrote no counters"
-            time.sleep(0.1)
+            return (state / "radiusd-stats.json").exists()
+
+        wait_until(counting, 20, 0.1, what="vigil radiusd wrote its counters")
         yield Engine(conf, proc, state)
     finally:
         if proc.poll() is None:
@@ -74,12 +79,11 @@ def test_engine_counters_and_rejects(engine: Engine, tmp_path: Path) -> None:
     for _ in range(3):
         assert run_check("radius_auth", config=bad).rc == 2
     assert run_check("radius_auth", config=engine.conf).rc == 0
-    deadline = time.monotonic() + 15  # the engine writes its counters every second here
-    while time.monotonic() < deadline:
+    def four_answered() -> bool:  # the engine writes its counters every second here
         stats = json.loads((engine.state / "radiusd-stats.json").read_text())
-        if stats["access_accepts"] + stats["access_rejects"] >= 4:
-            break
-        time.sleep(0.2)
+        return bool(stats["access_accepts"] + stats["access_rejects"] >= 4)
+
+    wait_until(four_answered, 15, 0.2, what="the counters show the four requests")
     r = run_check("auth_failures", "--min-requests", "1", config=engine.conf)
     assert r.rc == 2 and "75.0% rejected (3 of 4" in r.line, r
 
@@ -89,7 +93,7 @@ def test_engine_stopped_is_critical(engine: Engine) -> None:
     engine.proc.wait(15)
     r = run_check("radius_auth", "-t", "2", config=engine.conf)
     assert r.rc == 2, r
-    time.sleep(2.2)
+    time.sleep(2.2)  # the silence is the thing under test: the counters age past --max-age 2
     r = run_check("radius_drops", "--max-age", "2", config=engine.conf)
     assert r.rc == 2 and "not updated for" in r.line, r
 
@@ -114,22 +118,18 @@ def test_radcheck_plugin_follows_the_real_radcheck(engine: Engine, tmp_path: Pat
     radcheck = subprocess.Popen([VIGIL, "radcheck"], env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 20
-        while not (engine.state / "radcheck.json").exists():
+        def tested() -> bool:
             assert radcheck.poll() is None, "vigil radcheck exited"
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+            return (engine.state / "radcheck.json").exists()
+
+        wait_until(tested, 20, 0.1, what="radcheck wrote its first result")
         r = run_check("radcheck", config=conf)
         assert r.rc == 0 and "last self-test passed" in r.line, r
         engine.proc.send_signal(signal.SIGTERM)
         engine.proc.wait(15)
-        deadline = time.monotonic() + 20
-        while True:
-            r = run_check("radcheck", config=conf)
-            if r.rc == 2 or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        assert r.rc == 2 and "last self-test failed" in r.line, r
+        r = wait_until(lambda: (c := run_check("radcheck", config=conf)).rc == 2 and c, 20,
+                       0.5, what="the radcheck plugin saw the failed self-test")
+        assert "last self-test failed" in r.line, r
     finally:
         radcheck.send_signal(signal.SIGTERM)
         try:
@@ -146,7 +146,10 @@ def test_billing_plugins_on_calls_the_engine_rated(engine: Engine) -> None:
     subprocess.run([VIGIL, "provision", str(demo)], env=env, check=True, capture_output=True,
                    timeout=60)
     os.kill(engine.proc.pid, signal.SIGHUP)  # reload nodes
-    time.sleep(0.5)
+    # logged by the packet loop, which reloads before it reads the next request
+    log = engine.conf.parent / "billing.log"
+    wait_until(lambda: "SIGHUP: reloading nodes" in log.read_text(errors="replace"), 15,
+               what="the engine took the SIGHUP")
     for duration in (120, 60, 0):
         p = subprocess.run([VIGIL, "call", "--duration", str(duration)], env=env,
                            capture_output=True, text=True, timeout=60)

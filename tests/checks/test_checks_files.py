@@ -8,9 +8,12 @@ import subprocess
 import time
 from pathlib import Path
 
-from checks_fixtures import run_check
+import pytest
 
+from tests.checks.checks_fixtures import run_check
 from vigil import statefile
+
+pytestmark = pytest.mark.integration  # real processes: vigil commands, servers, plugins
 
 OLD_OK = ("--max-age", "900")  # tests write counters "minutes ago"
 STARTED = int(time.time()) - 3600
@@ -227,7 +230,7 @@ def test_system_plugins_against_this_machine(conf: Path) -> None:
 
 
 def test_state_dir_not_writable_is_unknown(tmp_path: Path) -> None:
-    from checks_fixtures import write_config
+    from tests.checks.checks_fixtures import write_config
 
     blocker = tmp_path / "file"
     blocker.write_text("")

@@ -9,7 +9,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from checks_fixtures import run_check
 
 from checks import PLUGINS
 from checks.cli import main as cli_main
@@ -17,6 +16,7 @@ from checks.cli import plugin_class
 from checks.perfdata import Perfdata
 from checks.plugin import MAX_LINE, UNKNOWN, format_line, parse_arguments, run
 from checks.range import ThresholdError, parse_range
+from tests.checks.checks_fixtures import run_check
 
 # The guideline's own table: the value alerts when ...
 RANGE_TABLE = [
@@ -103,6 +103,7 @@ def test_every_plugin_takes_the_guideline_ranges(name: str) -> None:
         assert str(args.warning) == spec and str(args.critical) == spec
 
 
+@pytest.mark.integration
 def test_as_real_subprocesses_help_and_bad_threshold() -> None:
     assert run_check("load", "--help").rc == 3
     assert run_check("load", "-V").rc == 3
@@ -158,17 +159,20 @@ def _run_inline(tmp_path: Path, body: str, *args: str, timeout: float = 30
                           timeout=timeout)
 
 
+@pytest.mark.integration
 def test_target_hang_is_critical_timeout(tmp_path: Path) -> None:
     p = _run_inline(tmp_path, "time.sleep(60)", "-t", "1", "remote")
     assert p.returncode == 2, p
     assert p.stdout == "TEST_PLUGIN CRITICAL: timeout after 1s: no answer from the target\n"
 
 
+@pytest.mark.integration
 def test_own_hang_is_unknown(tmp_path: Path) -> None:
     p = _run_inline(tmp_path, "time.sleep(60)", "-t", "1")
     assert p.returncode == 3 and p.stdout == "TEST_PLUGIN UNKNOWN: plugin timed out after 1s\n"
 
 
+@pytest.mark.integration
 def test_hang_that_ignores_the_alarm_is_stopped_hard(tmp_path: Path) -> None:
     # SIGALRM blocked: the handler never runs, the backstop thread ends the process
     body = """\
@@ -181,6 +185,7 @@ def test_hang_that_ignores_the_alarm_is_stopped_hard(tmp_path: Path) -> None:
                         "(hard stop)\n")
 
 
+@pytest.mark.integration
 def test_crash_is_unknown_without_traceback(tmp_path: Path) -> None:
     p = _run_inline(tmp_path, "return {}['boom']")
     assert p.returncode == 3
@@ -188,12 +193,14 @@ def test_crash_is_unknown_without_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in p.stdout
 
 
+@pytest.mark.integration
 def test_target_down_is_critical_and_huge_text_is_capped(tmp_path: Path) -> None:
     p = _run_inline(tmp_path, "raise TargetDown('x' * 10_000_000)")
     assert p.returncode == 2 and p.stdout.count("\n") == 1
     assert len(p.stdout.encode()) <= MAX_LINE + 1
 
 
+@pytest.mark.integration
 def test_multiline_text_stays_one_line(tmp_path: Path) -> None:
     p = _run_inline(tmp_path, "return Reading(5, 'first\\nsecond | third')", "-w", "4")
     assert p.returncode == 1

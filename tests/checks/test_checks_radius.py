@@ -5,7 +5,12 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from checks_fixtures import SECRET, FreeRadius, free_port, run_check, write_config
+import pytest
+
+from tests.checks.checks_fixtures import SECRET, FreeRadius, run_check, write_config
+from vigil.testing.ports import free_port
+
+pytestmark = pytest.mark.integration  # real processes: vigil commands, servers, plugins
 
 
 def radius_conf(tmp_path: Path, state_dir: Path, fr: FreeRadius, **self_test: str) -> Path:

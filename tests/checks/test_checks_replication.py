@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from checks_fixtures import run_check, write_config
 
+from tests.checks.checks_fixtures import run_check, write_config
 from vigil.testing.mariadb import MariaDB
+from vigil.testing.wait import wait_until
 
-pytestmark = pytest.mark.mariadb
+pytestmark = pytest.mark.integration  # a throw-away MariaDB pair or server
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +63,10 @@ def test_sql_thread_stopped_is_critical(pair: tuple[MariaDB, MariaDB], tmp_path:
     replica.execute("STOP SLAVE SQL_THREAD")
     try:
         master.execute("INSERT INTO billing.t VALUES (2), (3)")
-        time.sleep(0.3)
-        r = run_check("replication", config=conf_for(tmp_path, replica, master))
+        conf = conf_for(tmp_path, replica, master)
+        # the IO thread still fetches: wait until the INSERT has reached the replica's relay log
+        r = wait_until(lambda: (c := run_check("replication", config=conf)).line.count(
+            "1 transactions behind") and c, 10, 0.1, what="the replica received the INSERT")
         assert r.rc == 2, r
         assert "replication broken: SQL thread stopped" in r.line
         assert "1 transactions behind by GTID" in r.line  # one INSERT of two rows
@@ -79,9 +81,8 @@ def test_sql_error_is_critical_with_the_error(pair: tuple[MariaDB, MariaDB],
     # a conflicting row on the replica, kept out of its binlog (no errant GTID)
     _unlogged(replica, "INSERT INTO billing.t VALUES (100)")
     master.execute("INSERT INTO billing.t VALUES (100)")   # duplicate key when replicated
-    deadline = time.monotonic() + 10
-    while replica.execute("SHOW SLAVE STATUS")[0][11] == "Yes" and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: replica.execute("SHOW SLAVE STATUS")[0][11] != "Yes", 10, 0.1,
+               what="the SQL thread stopped on the duplicate key")
     r = run_check("replication", "--no-master", config=conf_for(tmp_path, replica, master))
     assert r.rc == 2, r
     assert "SQL thread stopped (error 1062" in r.line and "Duplicate entry" in r.line
@@ -99,7 +100,7 @@ def test_not_a_replica_is_unknown(pair: tuple[MariaDB, MariaDB], tmp_path: Path)
 
 
 def test_replica_down_is_critical(pair: tuple[MariaDB, MariaDB], tmp_path: Path) -> None:
-    from checks_fixtures import free_port
+    from vigil.testing.ports import free_port
 
     master, replica = pair
     r = run_check("replication", "--replica", f"127.0.0.1:{free_port()}",
@@ -117,10 +118,8 @@ def test_master_gone_is_critical(tmp_path: Path) -> None:
         wait_caught_up(master, replica)
         replica.execute("CREATE DATABASE IF NOT EXISTS billing")
         master.kill()
-        deadline = time.monotonic() + 10
-        while replica.execute("SHOW SLAVE STATUS")[0][10] == "Yes" and \
-                time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: replica.execute("SHOW SLAVE STATUS")[0][10] != "Yes", 10, 0.1,
+                   what="the IO thread lost the master")
         r = run_check("replication", config=conf_for(tmp_path, replica, master))
         assert r.rc == 2 and "IO thread Connecting" in r.line, r
     finally:

@@ -13,9 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from checks_fixtures import NTPResponder, run_check, write_config
 
 from checks.clock_offset import from_ntp, to_ntp
+from tests.checks.checks_fixtures import NTPResponder, run_check, write_config
+from vigil.testing.wait import wait_until
+
+pytestmark = pytest.mark.integration  # real processes: vigil commands, servers, plugins
 
 # ------------------------------------------------------------------ supervisord
 
@@ -56,12 +59,11 @@ autostart=false
                              str(d / "supervisord.conf")], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
+        def crasher_given_up() -> bool:
             r = run_check("supervisor", "-S", str(sock), "-P", "crasher", "--state-dir", str(d))
-            if "FATAL" in r.line or "BACKOFF" in r.line:
-                break
-            time.sleep(0.2)
+            return "FATAL" in r.line or "BACKOFF" in r.line
+
+        wait_until(crasher_given_up, 20, 0.2, what="supervisord gave up on the crasher")
         yield sock
         assert proc.poll() is None
     finally:
@@ -182,7 +184,7 @@ def test_nsca_spool_and_delivery_with_a_real_relay(tmp_path: Path, state_dir: Pa
     from nsca.relay import NSCADestination, Relay
     from nsca.result import CheckResult
     from nsca.spool import Record, SpoolWriter
-    from nsca.testing import RealNSCA, spin
+    from nsca.testing import RealNSCA
 
     central = RealNSCA(tmp_path / "central", password="pw").start()
     spool = tmp_path / "spool"
@@ -202,21 +204,21 @@ def test_nsca_spool_and_delivery_with_a_real_relay(tmp_path: Path, state_dir: Pa
 
     try:
         put(30, 0)
-        assert spin(lambda: len(central.lines()) >= 30, 20)
-        assert spin(lambda: "0 waiting" in run_check("nsca_spool", config=cfg).line, 10)
+        assert wait_until(lambda: len(central.lines()) >= 30, 20)
+        assert wait_until(lambda: "0 waiting" in run_check("nsca_spool", config=cfg).line, 10)
         r = run_check("nsca_spool", config=cfg)
         assert r.rc == 0 and f"nsca-127.0.0.1-{central.port}: 0 waiting" in r.line, r
         r = run_check("nsca_delivery", config=cfg)
         assert r.rc == 0 and "caught up" in r.line, r
         central.stop()  # the central server goes away; results pile up
         put(25, 30)
-        time.sleep(1.5)
+        time.sleep(1.5)  # the clock is under test: the backlog ages past nsca_delivery's -w 1
         r = run_check("nsca_spool", "-w", "10", config=cfg)
         assert r.rc == 1 and "25 waiting" in r.line, r
         r = run_check("nsca_delivery", "-w", "1", "-c", "3600", config=cfg)
         assert r.rc == 1 and "25 waiting for" in r.line, r
         central.start()
-        assert spin(lambda: run_check("nsca_spool", config=cfg).line.endswith(
+        assert wait_until(lambda: run_check("nsca_spool", config=cfg).line.endswith(
             f"'backlog_nsca-127.0.0.1-{central.port}'=0;;;0"), 20)
     finally:
         relay.stop()

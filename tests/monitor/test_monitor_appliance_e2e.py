@@ -27,9 +27,11 @@ from pathlib import Path
 import pytest
 
 from monitor import nagios_status
-from monitor.testing import chromium, free_port, wait_until
+from monitor.testing import chromium
+from vigil.testing.ports import free_port
+from vigil.testing.wait import poll, wait_until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 VIGIL = str(Path(sys.executable).parent / "vigil")
@@ -94,7 +96,7 @@ def appliance(tmp_path: Path) -> Iterator[Appliance]:
     try:
         want = {"radiusd", "radcheck", "monitor-scheduler", "nagios", "nagios-web", "mail-sink",
                 "nsca-server", "nsca-relay", "nsca-central"}
-        assert wait_until(lambda: want <= {n for n, p in app.programs().items()
+        assert poll(lambda: want <= {n for n, p in app.programs().items()
                                            if p.get("state") == "RUNNING"}, 90, 0.5), \
             app.out.read_text()[-3000:]
         yield app
@@ -164,10 +166,10 @@ def test_make_run_dashboard_quiet_start_and_a_hung_engine(appliance: Appliance,
             s = app.status().service("vigil-primary", "RADIUS authentication") or {}
             return s.get("current_state") == "2"
 
-        assert wait_until(radius_critical, 150, 2), app.status().service(
+        assert poll(radius_critical, 150, 2), app.status().service(
             "vigil-primary", "RADIUS authentication")
     finally:
         os.kill(pid, signal.SIGCONT)
     # and on-call hears of it (Nagios runs the mail after its state change)
-    assert wait_until(lambda: any("RADIUS authentication is CRITICAL" in s
+    assert poll(lambda: any("RADIUS authentication is CRITICAL" in s
                                   for s in app.problem_subjects()), 60, 1), app.mails()

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,9 @@ import pytest
 from checks import catalog
 from checks.catalog import BrokenCheck
 from monitor.testing import write_conf
+from vigil.testing.wait import wait_until
+
+pytestmark = pytest.mark.integration  # real processes: vigil commands, servers, plugins
 
 ROOT = Path(__file__).resolve().parents[2]
 VIGIL = str(Path(sys.executable).parent / "vigil")
@@ -198,14 +200,13 @@ def test_scheduler_sigterm_is_clean_and_sighup_reloads(conf: Path, tmp_path: Pat
         p = subprocess.Popen([VIGIL, "-c", str(conf), "monitor", "scheduler"], stdout=fh,
                              stderr=subprocess.STDOUT, env={**os.environ, **env})
         try:
-            deadline = time.monotonic() + 20
-            while "pass of 3 checks" not in log.read_text() and time.monotonic() < deadline:
-                time.sleep(0.1)
+            wait_until(lambda: "pass of 3 checks" in log.read_text(), 20, 0.1,
+                       what="the scheduler ran a pass")
             (tmp_path / "checks.conf").write_text(CHECKS.replace("[dsik]", "[swap]")
                                                   .replace("plugin = dsik\n", ""))
             p.send_signal(signal.SIGHUP)
-            while "checks reloaded" not in log.read_text() and time.monotonic() < deadline:
-                time.sleep(0.1)
+            wait_until(lambda: "checks reloaded" in log.read_text(), 20, 0.1,
+                       what="the scheduler took the SIGHUP")
             p.send_signal(signal.SIGTERM)
             assert p.wait(10) == 0
         finally:
@@ -229,11 +230,11 @@ def test_nagios_runs_in_the_foreground_and_stops_on_sigterm(conf: Path, tmp_path
                              start_new_session=True)
         try:
             status = nagios_dir / "var" / "status.dat"
-            deadline = time.monotonic() + 30
-            while not status.exists() and time.monotonic() < deadline:
+            def running() -> bool:
                 assert p.poll() is None, (tmp_path / "nagios.out").read_text()
-                time.sleep(0.1)
-            assert status.exists()
+                return status.exists()
+
+            wait_until(running, 30, 0.1, what="nagios wrote its status file")
             # Nagios took the process's place: supervisor's signal reaches it directly.
             assert os.readlink(f"/proc/{p.pid}/exe") == "/usr/sbin/nagios4"
             assert (nagios_dir / "var" / "rw" / "nagios.cmd").is_fifo()

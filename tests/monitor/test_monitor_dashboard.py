@@ -20,19 +20,12 @@ import requests
 
 from monitor import graphs
 from monitor.sites import parse as parse_sites
-from monitor.testing import (
-    FAST,
-    CentralNagios,
-    Dashboard,
-    Spec,
-    chromium,
-    free_port,
-    wait_until,
-    write_conf,
-)
+from monitor.testing import FAST, CentralNagios, Dashboard, Spec, chromium, write_conf
+from vigil.testing.ports import free_port
 from vigil.testing.smtp import SMTPSink
+from vigil.testing.wait import poll, wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e  # nagios4, its CGIs behind lighttpd, headless chromium
 
 VIGIL = str(Path(sys.executable).parent / "vigil")
 SITES = """
@@ -161,7 +154,7 @@ def test_a_service_graph_with_data_renders(central: Central) -> None:
     values = [round(0.01 + 0.001 * i, 4) for i in range(60)]
     feed_hour(central, "vigil-a1", "RADIUS authentication", values)
     rrd = graphs.rrd_path(central.rrd_dir, "vigil-a1", "RADIUS authentication", "rtt")
-    assert wait_until(rrd.exists, 30, 0.2), "Nagios' perfdata never reached the RRD files"
+    assert poll(rrd.exists, 30, 0.2), "Nagios' perfdata never reached the RRD files"
 
     def last_is_stored() -> bool:
         out = subprocess.run(["rrdtool", "lastupdate", str(rrd)], capture_output=True,

@@ -47,6 +47,7 @@ def test_names_cannot_leave_the_rrd_folder(tmp_path: Path) -> None:
         assert "/" not in graphs.safe_name(name) and ":" not in graphs.safe_name(name)
 
 
+@pytest.mark.integration
 def test_perfdata_file_lands_in_rrds_once_even_after_a_crash(tmp_path: Path) -> None:
     now = int(time.time())
     lines = "".join(f"{now - 60 * (9 - i)}\tvigil-a\tDisk /\tused={i}%;80;90\n"
@@ -74,6 +75,7 @@ def test_perfdata_file_lands_in_rrds_once_even_after_a_crash(tmp_path: Path) -> 
         graphs.graph_png(tmp_path / "rrd", "vigil-a", "Disk /", "nope", "day")
 
 
+@pytest.mark.integration
 def test_graph_cgi_serves_a_page_a_png_and_refuses_nonsense(tmp_path: Path) -> None:
     now = int(time.time())
     graphs.Store(tmp_path / "rrd").update(
@@ -133,6 +135,7 @@ def test_durations_are_rounded(sec: float, text: str) -> None:
     assert notify.rounded_duration(sec) == text
 
 
+@pytest.mark.integration
 def test_notify_hands_the_mail_to_the_notify_command(tmp_path: Path) -> None:
     out = tmp_path / "mail"
     sink = tmp_path / "sink.py"
@@ -217,6 +220,7 @@ class _Outbox:
         return None
 
 
+@pytest.mark.integration
 def test_scheduler_sends_only_host_and_heartbeat_during_the_grace(tmp_path: Path) -> None:
     now = [0.0]
     gate = StartupGate(tmp_path / "radcheck.json", None, 60, clock=lambda: now[0])
@@ -240,6 +244,7 @@ def test_scheduler_sends_only_host_and_heartbeat_during_the_grace(tmp_path: Path
 
 
 # ----------------------------------------------------------------- web config
+@pytest.mark.integration
 def test_web_config_is_loopback_authenticated_and_points_at_nagios(tmp_path: Path) -> None:
     ws = web.WebSettings(tmp_path / "web", tmp_path / "nagios" / "nagios.cfg", "127.0.0.1",
                          8099, "noc", "pa ss")

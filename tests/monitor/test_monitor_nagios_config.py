@@ -66,6 +66,7 @@ def generated(tmp_path: Path) -> tuple[Path, dict[str, list[dict[str, str]]]]:
     return g.main_cfg, read_back(g.main_cfg)
 
 
+@pytest.mark.integration
 def test_real_nagios_accepts_it_without_a_warning(generated) -> None:  # type: ignore[no-untyped-def]
     main_cfg, _ = generated
     proc = subprocess.run(["/usr/sbin/nagios4", "-v", str(main_cfg)], capture_output=True,
@@ -96,6 +97,7 @@ def test_services_are_passive_with_freshness_and_runbooks(generated) -> None:  #
     assert stale["command_line"] == '/bin/echo "CRITICAL - no data for $ARG1$ s" && exit 2'
 
 
+@pytest.mark.integration
 def test_stale_command_really_says_critical() -> None:
     line = '/bin/echo "CRITICAL - no data for 180 s" && exit 2'
     proc = subprocess.run(["/bin/sh", "-c", line], capture_output=True, text=True)
@@ -217,6 +219,7 @@ def test_shipped_monitor_options_are_consistent() -> None:
     assert (t.service_sec, t.host_sec, t.site_sec) == (180, 150, 120)
 
 
+@pytest.mark.integration
 def test_central_with_graphs_and_mail_composer(tmp_path: Path) -> None:
     s = settings(tmp_path / "nagios", vigil_command=["/opt/vigil/bin/vigil", "-c", "/etc/v.conf"],
                  graph_url="/graphs/graph.cgi", perfdata_interval_sec=15,

@@ -17,10 +17,12 @@ import pytest
 from checks import catalog
 from monitor.nagios_status import Status
 from monitor.sites import parse as parse_sites
-from monitor.testing import FAST, CentralNagios, free_port, wait_until, write_conf
+from monitor.testing import FAST, CentralNagios, write_conf
+from vigil.testing.ports import free_port
 from vigil.testing.smtp import SMTPSink
+from vigil.testing.wait import poll, wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 VIGIL = str(Path(sys.executable).parent / "vigil")
 PASSWORD = "chain-s3cret"
@@ -76,7 +78,7 @@ def wait_port(port: int, timeout: float = 15) -> None:
         except OSError:
             return False
 
-    assert wait_until(up, timeout, 0.05), f"nothing on port {port}"
+    assert poll(up, timeout, 0.05), f"nothing on port {port}"
 
 
 @pytest.fixture
@@ -145,7 +147,8 @@ def test_scheduler_through_vigil_nsca_to_nagios_and_sigterm_pages(chain: dict,
     sched = Proc("scheduler", [VIGIL, "-c", str(conf), "monitor", "scheduler"],
                  tmp / "scheduler.log")
     # Results sent before Nagios made its command file wait in the central NSCA server.
-    time.sleep(1)
+    wait_until(lambda: "pass of" in (tmp / "scheduler.log").read_text(errors="replace"), 20,
+               what="the scheduler sent its first pass")
     nagios.start()
     try:
         def reported(st: Status) -> bool:
@@ -178,7 +181,7 @@ def test_scheduler_through_vigil_nsca_to_nagios_and_sigterm_pages(chain: dict,
         nagios.wait_status(silent, threshold + FAST.check_interval_sec + 6)
         assert time.monotonic() - stopped < threshold + FAST.check_interval_sec + 6
         msgs = smtp.wait_for(1, 10)
-        time.sleep(2)
+        time.sleep(2)  # under test: no second mail comes (silence)
         subjects = [m["Subject"] for m in smtp.messages]
         assert subjects == ["PROBLEM: site site-c is DOWN"], subjects
         assert "SITE DOWN" in msgs[0].get_content()

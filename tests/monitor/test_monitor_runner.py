@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
 from monitor.runner import ProcessTracker, clean_line, judge, run_plugin
+from vigil.processes import pid_alive
 from vigil.service_state import ServiceState, worst
+from vigil.testing.wait import wait_until
 
 OK, WARNING, CRITICAL, UNKNOWN = ServiceState
+
+pytestmark = pytest.mark.integration  # real processes: vigil commands, servers, plugins
 
 
 def plugin(tmp_path: Path, name: str, body: str) -> str:
@@ -29,19 +31,6 @@ def pyplugin(tmp_path: Path, name: str, body: str) -> str:
     path.write_text(f"#!{sys.executable}\n" + textwrap.dedent(body))
     path.chmod(0o755)
     return str(path)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie is dead for our purposes
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
 
 
 @pytest.mark.parametrize("rc,state", [(0, OK), (1, WARNING), (2, CRITICAL), (3, UNKNOWN)])
@@ -73,10 +62,7 @@ def test_hang_is_critical_timeout_and_the_group_is_killed(tmp_path: Path) -> Non
     assert o.status == CRITICAL
     assert o.output == "CRITICAL - hang timed out after 1 s"
     child = int(pidfile.read_text())
-    deadline = time.monotonic() + 5
-    while alive(child) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not alive(child), "the plugin's own child survived the timeout"
+    wait_until(lambda: not pid_alive(child), 5, what="the plugin's own child ended with it")
 
 
 def test_plugin_ignoring_sigterm_is_killed(tmp_path: Path) -> None:
@@ -195,9 +181,7 @@ def test_tracker_kills_running_plugins(tmp_path: Path) -> None:
     box: list = []
     t = threading.Thread(target=lambda: box.append(run_plugin([p], 60, tracker=tracker)))
     t.start()
-    deadline = time.monotonic() + 5
-    while not tracker._pids and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: tracker._pids, 5, what="the tracker saw the plugin start")
     assert tracker.kill_all() == 1
     t.join(10)
     assert not t.is_alive()

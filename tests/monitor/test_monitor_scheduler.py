@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
@@ -16,6 +15,10 @@ from monitor.spool import Spool
 from monitor.testing import Spec
 from monitor.transport import Outbox
 from nsca.result import CheckResult
+from vigil.processes import pid_alive
+from vigil.testing.wait import wait_until
+
+pytestmark = pytest.mark.integration  # real processes: vigil commands, servers, plugins
 
 
 class Recorder:
@@ -132,20 +135,14 @@ def test_stop_kills_running_plugins_and_sends_nothing_half_done(tmp_path: Path) 
                       outbox=Outbox(rec, Spool(tmp_path / "spool")))
     t = threading.Thread(target=sched.run_forever, args=(60.0,))
     t.start()
-    deadline = time.monotonic() + 10
-    while not pidfile.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    time.sleep(0.1)
-    pid = int(pidfile.read_text())
+    pid = int(wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), 10,
+                         what="the plugin wrote its pid"))
     sched.stop()
     t.join(10)
     assert not t.is_alive()
     sched.close()
     assert rec.got == []
-    with pytest.raises(ProcessLookupError):
-        for _ in range(100):
-            os.kill(pid, 0)
-            time.sleep(0.02)
+    wait_until(lambda: not pid_alive(pid), 2, what="the running plugin was killed")
 
 
 def test_reload_keeps_the_old_checks_when_the_new_ones_are_bad(
@@ -199,13 +196,13 @@ def test_a_check_with_a_long_timeout_does_not_hold_up_the_others(tmp_path: Path)
         assert first.still_running == ["slow"]
         host = [r for r in rec.got[0] if r.service is None][0]
         assert host.output.endswith("; still running: slow")
-        time.sleep(0.8)
+        time.sleep(0.8)  # the clock is under test: slow's interval passes, it is due again
         second = sched.run_pass(3.0)  # slow is due again, but not started twice
         assert [s.name for s, _ in second.outcomes] == ["fast"]
         gate.touch()
         deadline = time.monotonic() + 10
         while True:
-            time.sleep(0.8)
+            time.sleep(0.8)  # the clock is under test: the next pass comes when due
             report = sched.run_pass(3.0)
             if any(s.name == "slow" for s, _ in report.outcomes) or time.monotonic() > deadline:
                 break

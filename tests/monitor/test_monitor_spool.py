@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 
 from monitor.spool import Spool
-from monitor.testing import DebianNSCA, free_port
+from monitor.testing import DebianNSCA
 from monitor.transport import Outbox, SendError, SendNSCASender, VigilNSCASender
 from nsca.result import CheckResult
 from vigil.config import Secret
+from vigil.testing.ports import free_port
+from vigil.testing.wait import wait_until
 
 
 def results(n: int, tag: str = "") -> list[CheckResult]:
@@ -116,6 +118,7 @@ def test_a_pass_the_server_can_never_take_does_not_block_the_rest(tmp_path: Path
     assert list((tmp_path / "s").glob("*.rejected"))
 
 
+@pytest.mark.integration
 def test_vigil_client_to_nothing_listening_spools(tmp_path: Path) -> None:
     sender = VigilNSCASender("127.0.0.1", free_port(), Secret("x"), 1, 2)
     box = Outbox(sender, Spool(tmp_path / "s"))
@@ -123,6 +126,7 @@ def test_vigil_client_to_nothing_listening_spools(tmp_path: Path) -> None:
     assert d.waiting_passes == 1 and d.error is not None and "127.0.0.1" in d.error
 
 
+@pytest.mark.integration
 def test_vigil_client_to_a_hung_server_times_out_and_spools(tmp_path: Path) -> None:
     # Accepts the connection and never says a word (no init packet).
     srv = socket.socket()
@@ -154,6 +158,7 @@ def test_vigil_client_to_a_hung_server_times_out_and_spools(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("transport", ["vigil", "send_nsca"])
+@pytest.mark.integration
 def test_spooled_results_reach_a_real_nsca_after_it_comes_back(tmp_path: Path,
                                                                transport: str) -> None:
     out = tmp_path / "commands"
@@ -169,11 +174,7 @@ def test_spooled_results_reach_a_real_nsca_after_it_comes_back(tmp_path: Path,
     with nsca:
         d = box.deliver([CheckResult("vigil-a1", None, 0, "OK - host", None)])
         assert (d.sent, d.waiting_passes, d.error) == (5, 0, None)
-        import time
-
-        deadline = time.monotonic() + 10
-        while out.read_text().count("\n") < 5 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: out.read_text().count("\n") >= 5, 10, what="five lines filed")
     lines = out.read_text().splitlines()
     assert [ln.split(";")[-1] for ln in lines] == ["OUT early-0", "OUT early-1", "OUT later-0",
                                                    "OUT later-1", "OK - host"]

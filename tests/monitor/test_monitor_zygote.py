@@ -17,6 +17,8 @@ from monitor.runner import ProcessTracker, run_plugin
 from monitor.zygote import Zygote, plugin_argv
 from vigil.service_state import ServiceState
 
+pytestmark = pytest.mark.integration  # the plugin worker: real forked processes
+
 
 @pytest.fixture
 def zygote() -> Iterator[Zygote]:

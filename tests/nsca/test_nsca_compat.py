@@ -20,7 +20,11 @@ import pytest
 from nsca import nscacfg, packet
 from nsca.commandfile import CommandFileSink
 from nsca.server import CommandSink, ServerOptions
-from nsca.testing import RealNSCA, VigilServer, spin
+from nsca.testing import RealNSCA, VigilServer
+from vigil.testing.ports import free_port
+from vigil.testing.wait import wait_until
+
+pytestmark = pytest.mark.integration  # the C send_nsca/nsca and Vigil's, side by side
 
 BIN = Path(sys.executable).parent
 VIGIL_SEND = str(BIN / "vigil-send-nsca")
@@ -65,7 +69,7 @@ class Pair:
         self.v.stop()
 
     def wait(self, path: Path, n: int) -> list[bytes]:
-        spin(lambda: len(path.read_bytes().splitlines()) >= n, timeout=10)
+        wait_until(lambda: len(path.read_bytes().splitlines()) >= n, timeout=10)
         return _bodies(path.read_bytes())
 
     def three_ways(self, data: bytes, n: int, *args: str) -> tuple[list[bytes], ...]:
@@ -158,7 +162,7 @@ def test_password_values_read_like_c(tmp_path: Path, password: bytes) -> None:
     # the Vigil daemon reads its nsca.cfg the way C does
     out = tmp_path / "vigil.cmd"
     out.touch()
-    port = _free_port()
+    port = free_port()
     ncfg = _cfg(tmp_path, b"server_port=%d\nserver_address=127.0.0.1\npassword=%s\n"
                 b"decryption_method=1\ncommand_file=%s\n" % (port, password, bytes(out)),
                 "nsca.cfg")
@@ -166,21 +170,15 @@ def test_password_values_read_like_c(tmp_path: Path, password: bytes) -> None:
     daemon = subprocess.Popen([str(BIN / "vigil-nsca"), "-c", str(ncfg)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        assert spin(lambda: _listening(port))
+        assert wait_until(lambda: _listening(port))
         assert _send("send_nsca", port, b"h\ts\t0\tC to Vigil\x17", cfg).returncode == 0
         assert _send(VIGIL_SEND, c.port, b"h\ts\t0\tVigil to C\x17", cfg).returncode == 0
-        assert spin(lambda: out.read_bytes().endswith(b";h;s;0;C to Vigil\n"))
-        assert spin(lambda: c.command_file.read_bytes().endswith(b";h;s;0;Vigil to C\n"))
+        assert wait_until(lambda: out.read_bytes().endswith(b";h;s;0;C to Vigil\n"))
+        assert wait_until(lambda: c.command_file.read_bytes().endswith(b";h;s;0;Vigil to C\n"))
     finally:
         daemon.terminate()
         daemon.wait(10)
         c.stop()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _listening(port: int) -> bool:
@@ -231,7 +229,7 @@ def test_sample_send_nsca_cfg_is_read_alike(tmp_path: Path) -> None:
         for program in ("send_nsca", VIGIL_SEND):
             res = _send(program, c.port, f"h\ts\t0\t{Path(program).name}\x17".encode(), sample)
             assert res.returncode == 0, res
-        assert spin(lambda: len(c.lines()) == 2)
+        assert wait_until(lambda: len(c.lines()) == 2)
     finally:
         c.stop()
     enabled = _cfg(tmp_path, sample.read_bytes().replace(b"#legacy_2_7_mode=yes",
@@ -253,12 +251,12 @@ def test_slow_pipe_into_send_nsca_is_accepted_like_c(tmp_path: Path) -> None:
             assert proc.stdin is not None
             proc.stdin.write(b"h1\ts1\t0\tfirst\x17")
             proc.stdin.flush()
-            assert spin(lambda out=out: out.read_bytes().endswith(b";first\n"), timeout=10)
+            assert wait_until(lambda out=out: out.read_bytes().endswith(b";first\n"), timeout=10)
             time.sleep(3)  # the pipe is slow on purpose: longer than max_packet_age
             proc.stdin.write(b"h1\ts1\t0\tlate\x17")
             proc.stdin.close()
             assert proc.wait(30) == 0
-            assert spin(lambda out=out: out.read_bytes().endswith(b";late\n"), timeout=10)
+            assert wait_until(lambda out=out: out.read_bytes().endswith(b";late\n"), timeout=10)
         # stamped with its own connection's init time: judged on arrival, never too old
         assert p.v.server.stats.too_old == 0
     finally:
@@ -285,8 +283,8 @@ def test_bytes_pass_through_the_spool_and_relay(tmp_path: Path) -> None:
         cfg = _cfg(tmp_path, b"password=pw\nencryption_method=1\n")
         assert _send("send_nsca", ref.port, data, cfg).returncode == 0
         assert _send("send_nsca", srv.port, data, cfg).returncode == 0
-        assert spin(lambda: len(central.command_file.read_bytes().splitlines()) == 2)
-        assert spin(lambda: len(ref.command_file.read_bytes().splitlines()) == 2)
+        assert wait_until(lambda: len(central.command_file.read_bytes().splitlines()) == 2)
+        assert wait_until(lambda: len(ref.command_file.read_bytes().splitlines()) == 2)
     finally:
         relay.stop()
         t.join(10)

@@ -22,7 +22,8 @@ from nsca.relay import NSCADestination, Relay
 from nsca.result import CheckResult
 from nsca.server import SpoolSink
 from nsca.spool import Record, SpoolWriter
-from nsca.testing import run_send_nsca, spin, wait_lines
+from nsca.testing import run_send_nsca, wait_lines
+from vigil.testing.wait import wait_until
 
 COMMAND = re.compile(r"^\[\d+\] PROCESS_(SERVICE|HOST)_CHECK_RESULT;[^;\n]+;")
 
@@ -63,9 +64,9 @@ def test_forged_names_through_server_and_relay_to_c_nsca(tmp_path: Path, vigil_s
         t = threading.Thread(target=relay.run)
         t.start()
         try:
-            assert spin(lambda: srv.server.stats.accepted == 2)
+            assert wait_until(lambda: srv.server.stats.accepted == 2)
             lines = wait_lines(central.command_file, 2)
-            assert spin(lambda: relay.workers[0].refused == 1)
+            assert wait_until(lambda: relay.workers[0].refused == 1)
         finally:
             relay.stop()
             t.join(10)
@@ -105,6 +106,7 @@ def test_command_writer_escapes_output_and_refuses_in_put(tmp_path: Path) -> Non
     assert sink.refused == 1
 
 
+@pytest.mark.integration
 def test_forged_names_never_reach_nsca_ng(tmp_path: Path, caplog) -> None:
     """The NSCA-NG path: the relay refuses them before any PUSH."""
     from nsca.ng import NGDestination
@@ -125,7 +127,7 @@ def test_forged_names_never_reach_nsca_ng(tmp_path: Path, caplog) -> None:
             t.start()
             assert wait_lines(ng.out, 1) == [
                 "[1700000001] PROCESS_SERVICE_CHECK_RESULT;web1;PING;0;a\\nb"]
-            assert spin(lambda: relay.workers[0].refused == len(FORGED))
+            assert wait_until(lambda: relay.workers[0].refused == len(FORGED))
     finally:
         relay.stop()
         t.join(10)

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from nsca import client, crypto, packet
 from nsca.result import CheckResult
-from nsca.testing import run_send_nsca, spin
+from nsca.testing import run_send_nsca
+from vigil.testing.wait import wait_until
 
 ROUNDS = 3000
 PW = "fuzz-pw"
@@ -89,7 +90,7 @@ def test_server_survives_thousands_of_hostile_connections(vigil_server, tmp_path
                 assert proc.returncode == 0, proc.stdout
                 expected.append(f"valid C {i}")
         elapsed = time.monotonic() - t0
-        assert spin(lambda: len(_valid(out)) >= len(expected))
+        assert wait_until(lambda: len(_valid(out)) >= len(expected))
         srv.server.drops.flush()
     print(f"{ROUNDS} hostile connections in {elapsed:.1f} s; {srv.server.summary()}")
     assert srv.thread.is_alive()
@@ -104,4 +105,4 @@ def test_server_survives_thousands_of_hostile_connections(vigil_server, tmp_path
     # a result still gets in after the storm
     client.send_results([CheckResult("web1", "after", 0, "after")], host="127.0.0.1",
                         port=srv.port, password=PW)
-    assert spin(lambda: out.read_bytes().endswith(b";after\n"))
+    assert wait_until(lambda: out.read_bytes().endswith(b";after\n"))

@@ -10,7 +10,8 @@ import pytest
 
 from nsca import client
 from nsca.result import CheckResult
-from nsca.testing import run_send_nsca, spin, wait_lines
+from nsca.testing import run_send_nsca, wait_lines
+from vigil.testing.wait import wait_until
 
 METHODS = [0, 1, 3, 14]
 RESULTS = [
@@ -54,7 +55,7 @@ def test_real_send_nsca_to_vigil_server(vigil_server, tmp_path: Path, method: in
     assert b"3 data packet(s) sent" in proc.stdout
     lines = wait_lines(out, 3)
     assert strip_ts(lines) == EXPECTED
-    assert spin(lambda: srv.server.stats.accepted == 3)
+    assert wait_until(lambda: srv.server.stats.accepted == 3)
     assert srv.server.stats.bad_packets == 0
 
 

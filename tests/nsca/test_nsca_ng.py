@@ -13,7 +13,11 @@ from nsca.ng import NGDestination, NGSession
 from nsca.relay import NSCADestination, Relay, read_cursor
 from nsca.result import CheckResult
 from nsca.spool import Record, SpoolWriter, ready_segments
-from nsca.testing import RealNSCANG, free_port, spin, wait_lines
+from nsca.testing import RealNSCANG, wait_lines
+from vigil.testing.ports import free_port
+from vigil.testing.wait import wait_until
+
+pytestmark = pytest.mark.integration  # real processes: vigil commands, servers, plugins
 
 
 @pytest.fixture
@@ -70,7 +74,7 @@ def test_relay_forwards_to_nsca_ng_and_nsca_alike(tmp_path: Path, nsca_ng,
     try:
         lines = wait_lines(ng.out, 45)
         assert len(wait_lines(out, 46)) == 46
-        assert spin(lambda: relay.workers[0].sent == 46)
+        assert wait_until(lambda: relay.workers[0].sent == 46)
     finally:
         relay.stop()
         relay.shutdown()
@@ -92,7 +96,7 @@ def test_ng_server_down_then_up(tmp_path: Path) -> None:
     relay.start()
     ng = RealNSCANG(tmp_path / "ng", password="k", port=port)
     try:
-        assert spin(lambda: relay.workers[0].failures >= 2)
+        assert wait_until(lambda: relay.workers[0].failures >= 2)
         ng.start()
         assert len(wait_lines(ng.out, 30)) == 30
     finally:

@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cryptography.hazmat.bindings.openssl.binding import Binding
 from OpenSSL import SSL
 
@@ -27,7 +28,9 @@ from nsca.ng import CIPHERS, NGDestination
 from nsca.relay import Relay
 from nsca.result import CheckResult
 from nsca.spool import Record, SpoolWriter
-from nsca.testing import spin
+from vigil.testing.wait import poll
+
+pytestmark = pytest.mark.integration  # a hostile NSCA-NG server on loopback
 
 _b = Binding()
 _ffi, _lib = _b.ffi, _b.lib
@@ -171,7 +174,7 @@ def test_relay_against_a_hostile_ng_server_loses_nothing(tmp_path: Path, caplog)
         with caplog.at_level(logging.DEBUG):
             t.start()
             want = {f"s{i}" for i in range(60)}
-            assert spin(lambda: want <= {c.split(b";")[2].decode() for c in srv.accepted},
+            assert poll(lambda: want <= {c.split(b";")[2].decode() for c in srv.accepted},
                         timeout=60), srv.sessions
     finally:
         relay.stop()

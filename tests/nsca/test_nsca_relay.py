@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import re
 import signal
@@ -19,8 +20,10 @@ from nsca.relay import Cursor, NSCADestination, Relay, read_cursor, write_cursor
 from nsca.result import CheckResult
 from nsca.server import SpoolSink
 from nsca.spool import Record, SpoolWriter, ready_segments
-from nsca.testing import RealNSCA, free_port, spin, wait_lines
+from nsca.testing import RealNSCA, wait_lines
 from vigil.statefile import CorruptStateError
+from vigil.testing.ports import free_port
+from vigil.testing.wait import poll, wait_until
 
 VIGIL = str(Path(sys.executable).parent / "vigil")
 
@@ -54,7 +57,7 @@ def test_relay_batches_per_server_independently(tmp_path: Path, vigil_server) ->
         assert ready_segments(spool)  # kept for the server that is down
         b, b_out = vigil_server(method=1, password="pw", port=b_port)
         assert outputs(wait_lines(b_out, 205)) == [f"r{i}" for i in range(205)]
-        assert spin(lambda: not ready_segments(spool)), "finished segments are removed"
+        assert poll(lambda: not ready_segments(spool)), "finished segments are removed"
     finally:
         relay.stop()
         t.join(10)
@@ -87,7 +90,7 @@ def _start_relay(conf: Path, log: Path) -> subprocess.Popen[bytes]:
                                 stdout=subprocess.DEVNULL, stderr=fh)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_sigkill_during_burst_exactly_once_per_central(tmp_path: Path, vigil_server) -> None:
     """10,000 results; relay SIGKILLed mid-burst while the real nsca central is down."""
     total = 10_000
@@ -106,14 +109,14 @@ def test_sigkill_during_burst_exactly_once_per_central(tmp_path: Path, vigil_ser
             client.send_results([CheckResult(f"h{i % 37}", "svc", i % 4, f"r{i}")
                                  for i in range(start, start + 100)],
                                 host="127.0.0.1", port=intake.port, password="pw")
-            time.sleep(0.01)
+            time.sleep(0.01)  # the load's shape: a burst of batches, not one write
 
     sender = threading.Thread(target=burst)
     sender.start()
     try:
         killed_at = []
         for mark in (1500, 3500, 5500):  # three SIGKILLs, to land in a batch now and then
-            assert spin(lambda m=mark: len(a_out.read_text().splitlines()) >= m, 60)
+            assert wait_until(lambda m=mark: len(a_out.read_text().splitlines()) >= m, 60)
             relay.send_signal(signal.SIGKILL)
             relay.wait(10)
             killed_at.append((len(a_out.read_text().splitlines()), sender.is_alive()))
@@ -162,7 +165,7 @@ def test_lost_cursor_update_vigil_dedupes_c_nsca_cannot(tmp_path: Path, vigil_se
     def run_until_sent(n: int) -> None:
         relay = Relay(spool, dests, rescan_interval=0.1)
         relay.start()
-        assert spin(lambda: all(w.sent >= n for w in relay.workers))
+        assert wait_until(lambda: all(w.sent >= n for w in relay.workers))
         relay.stop()
         relay.shutdown()
 
@@ -176,12 +179,13 @@ def test_lost_cursor_update_vigil_dedupes_c_nsca_cannot(tmp_path: Path, vigil_se
     for d in dests:
         write_cursor(spool, d.name, Cursor(seg, 20), fsync=True)
     run_until_sent(20)
-    time.sleep(0.3)
+    time.sleep(0.3)  # under test: no extra line comes after the replay (silence)
     assert len(vig_out.read_text().splitlines()) == 40
     assert vig.server.stats.duplicates == 20
     assert len(c_nsca.lines()) == 60  # the C daemon filed the replayed batch again
 
 
+@pytest.mark.integration
 def test_a_second_relay_on_the_same_spool_is_refused(tmp_path: Path) -> None:
     from nsca.errors import NSCAError
 
@@ -221,8 +225,8 @@ def test_cursor_that_cannot_be_written_holds_the_destination(tmp_path: Path, vig
             cursors.write_text("not a folder")  # every cursor write now fails
             writer.append(Record(os.urandom(16), CheckResult("h", f"s{i}", 0, f"r{i}"))
                           for i in range(20, 60))
-            assert spin(lambda: "cannot record the cursor" in caplog.text)
-            time.sleep(0.3)
+            assert wait_until(lambda: "cannot record the cursor" in caplog.text)
+            time.sleep(0.3)  # under test: the relay holds, no further batch comes (silence)
             assert len(out.read_text().splitlines()) == 40  # held after one batch
             cursors.unlink()
             (tmp_path / "cursors.away").rename(cursors)
@@ -248,16 +252,20 @@ def test_relay_to_the_local_nagios_pipe(tmp_path: Path) -> None:
                   rescan_interval=0.1)
     relay.start()
     try:
-        assert spin(lambda: relay.workers[0].failures >= 2)  # Nagios not reading yet
+        assert wait_until(lambda: relay.workers[0].failures >= 2)  # Nagios not reading yet
         fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
         got = b""
-        deadline = time.monotonic() + 10
-        while got.count(b"\n") < 30 and time.monotonic() < deadline:
-            try:
+
+        def thirty_lines() -> bool:
+            nonlocal got
+            with contextlib.suppress(BlockingIOError):
                 got += os.read(fd, 65536)
-            except BlockingIOError:
-                time.sleep(0.02)
-        os.close(fd)
+            return got.count(b"\n") >= 30
+
+        try:
+            poll(thirty_lines, 10, 0.02)
+        finally:
+            os.close(fd)
     finally:
         relay.stop()
         relay.shutdown()

@@ -19,7 +19,8 @@ from nsca.errors import ConnectionFailed, FieldError, SpoolError
 from nsca.result import CheckResult
 from nsca.server import SpoolSink
 from nsca.spool import SpoolWriter, read_segment, ready_segments
-from nsca.testing import spin, wait_lines
+from nsca.testing import wait_lines
+from vigil.testing.wait import wait_until
 
 
 def raw_session(port: int, method: int, password: str, packets: list[bytes],
@@ -65,7 +66,7 @@ def test_truncated_last_packet(vigil_server, caplog) -> None:
     srv, out = vigil_server(method=1, password="pw")
     raw_session(srv.port, 1, "pw", [plain(i) for i in range(3)], cut=100)
     assert len(wait_lines(out, 2)) == 2
-    assert spin(lambda: srv.server.stats.truncated == 1)
+    assert wait_until(lambda: srv.server.stats.truncated == 1)
 
 
 def test_wrong_password_and_wrong_cipher_deliver_nothing(vigil_server) -> None:
@@ -73,7 +74,7 @@ def test_wrong_password_and_wrong_cipher_deliver_nothing(vigil_server) -> None:
     results = [CheckResult("h", "s", 0, "x")] * 3
     client.send_results(results, host="127.0.0.1", port=srv.port, password="wrong", method=14)
     client.send_results(results, host="127.0.0.1", port=srv.port, password="right", method=3)
-    assert spin(lambda: srv.server.stats.bad_packets == 6)
+    assert wait_until(lambda: srv.server.stats.bad_packets == 6)
     assert out.read_text() == "" and srv.server.stats.accepted == 0
 
 
@@ -91,7 +92,7 @@ def test_host_not_allowed(vigil_server, caplog) -> None:
         client.send_results([CheckResult("h", "s", 0, "x")], host="127.0.0.1",
                             port=srv.port, password="pw")
     with caplog.at_level(logging.WARNING, logger="nsca.server"):
-        assert spin(lambda: srv.server.drops.flush() > 0)
+        assert wait_until(lambda: srv.server.drops.flush() > 0)
     assert "from 127.0.0.1 in 0 s: not in allowed hosts 1" in caplog.text
     assert srv.server.stats.refused_hosts == 1
 
@@ -126,7 +127,7 @@ def test_names_that_would_forge_a_command_are_refused(vigil_server) -> None:
                          CheckResult("good", "s", 0, "x")],
                         host="127.0.0.1", port=srv.port, password="pw")
     lines = wait_lines(out, 1)
-    time.sleep(0.2)
+    time.sleep(0.2)  # under test: no second line comes (silence cannot be polled for)
     assert len(out.read_text().splitlines()) == 1 and ";good;" in lines[0]
 
 
@@ -137,7 +138,7 @@ def test_duplicate_result_ids_are_dropped(vigil_server) -> None:
     client.send_results(res, host="127.0.0.1", port=srv.port, password="pw", result_ids=ids)
     client.send_results(res, host="127.0.0.1", port=srv.port, password="pw", result_ids=ids)
     assert len(wait_lines(out, 3)) == 3
-    assert spin(lambda: srv.server.stats.duplicates == 3)
+    assert wait_until(lambda: srv.server.stats.duplicates == 3)
     assert len(out.read_text().splitlines()) == 3
 
 
@@ -163,7 +164,7 @@ def test_command_pipe_missing_then_created_then_recreated(tmp_path: Path, caplog
 
         t = threading.Thread(target=reader, daemon=True)
         t.start()
-        assert spin(lambda: sink.flush())
+        assert wait_until(lambda: sink.flush())
         # Nagios restarts: the reader goes away and the pipe is recreated
         sink._close()  # let the reader see EOF, as after a restart
         t.join(5)
@@ -174,7 +175,7 @@ def test_command_pipe_missing_then_created_then_recreated(tmp_path: Path, caplog
         t = threading.Thread(target=reader, daemon=True)
         t.start()
         sink.put_lines(["c\n"])  # may find no reader yet: then it waits in the queue
-        assert spin(lambda: sink.flush() and sink.pending == 0)
+        assert wait_until(lambda: sink.flush() and sink.pending == 0)
         sink.close()
         t.join(5)
     assert got == [b"c\n"]
@@ -234,6 +235,7 @@ def test_spool_server_acknowledges_only_after_fsync(vigil_server, tmp_path: Path
     assert len({r.rid for r in got}) == 50
 
 
+@pytest.mark.integration
 def test_spool_recovers_a_torn_segment(tmp_path: Path) -> None:
     root = tmp_path / "spool"
     (root / "open").mkdir(parents=True)
@@ -250,6 +252,7 @@ def test_spool_recovers_a_torn_segment(tmp_path: Path) -> None:
     assert (root / "open" / alive).exists()
 
 
+@pytest.mark.integration
 def test_spool_full_disk(tmp_path: Path, caplog) -> None:
     mnt = tmp_path / "small"
     mnt.mkdir()
@@ -275,7 +278,7 @@ def test_spool_full_disk(tmp_path: Path, caplog) -> None:
         assert kept and all(r.result.output.endswith(big) for r in kept)
         for s in ready_segments(mnt / "spool"):  # the admin frees space
             (mnt / "spool" / "ready" / s).unlink()
-        time.sleep(0.35)
+        time.sleep(0.35)  # under test: the writer refuses for retry_after=0.3 s, then tries again
         ticket = w.append([Record(os.urandom(16), CheckResult("h", "s", 0, "again"))])
         assert w.wait_sealed(ticket, 5)
         w.close()
@@ -297,6 +300,7 @@ def test_server_with_full_spool_keeps_running(vigil_server, tmp_path: Path) -> N
     assert srv.server.stats.connections == 2
 
 
+@pytest.mark.integration
 def test_client_timeout_against_a_server_that_never_speaks() -> None:
     silent = socket.create_server(("127.0.0.1", 0))  # accepts (backlog), never answers
     try:
@@ -317,7 +321,7 @@ def test_server_closes_an_idle_client(vigil_server, caplog) -> None:
         t0 = time.monotonic()
         assert s.recv(10) == b""  # the server gave up on us
         assert time.monotonic() - t0 < 3
-        assert spin(lambda: srv.server.drops.flush() > 0)
+        assert wait_until(lambda: srv.server.drops.flush() > 0)
     assert "no valid packet within 0.5 s 1" in caplog.text
 
 

@@ -20,7 +20,8 @@ import pytest
 from nsca import crypto, packet
 from nsca.result import CheckResult
 from nsca.server import source_of
-from nsca.testing import run_send_nsca, spin, wait_lines
+from nsca.testing import run_send_nsca, wait_lines
+from vigil.testing.wait import wait_until
 
 
 @contextlib.contextmanager
@@ -54,7 +55,7 @@ def test_idle_connections_from_another_source(vigil_server, tmp_path: Path) -> N
     srv, out = vigil_server(method=1, password="pw", first_packet_timeout=60)
     with idle_sockets(srv.port, ["127.0.0.2"], 300):
         # each newcomer over the limit evicted its source's oldest silent one
-        assert spin(lambda: srv.server.stats.evicted == 300 - 32)
+        assert wait_until(lambda: srv.server.stats.evicted == 300 - 32)
         _deliver(srv, out, tmp_path)
         assert srv.server.stats.evicted == 300 - 32
 
@@ -63,7 +64,7 @@ def test_idle_connections_from_the_clients_own_source(vigil_server, tmp_path: Pa
     srv, out = vigil_server(method=1, password="pw", first_packet_timeout=60)
     with idle_sockets(srv.port, ["127.0.0.1"], 300):
         # each newcomer over the limit evicted the source's oldest silent one
-        assert spin(lambda: srv.server.stats.evicted == 300 - 32)
+        assert wait_until(lambda: srv.server.stats.evicted == 300 - 32)
         _deliver(srv, out, tmp_path)
 
 
@@ -73,7 +74,7 @@ def test_idle_connections_from_many_sources_fill_every_slot(vigil_server,
                             max_connections=256)
     sources = [f"127.0.1.{i}" for i in range(1, 31)]  # 10 each: under the per-source limit
     with idle_sockets(srv.port, sources, 300):
-        assert spin(lambda: srv.server.stats.evicted == 300 - 256)
+        assert wait_until(lambda: srv.server.stats.evicted == 300 - 256)
         _deliver(srv, out, tmp_path)
 
 
@@ -86,7 +87,7 @@ def test_a_sending_connection_is_never_evicted(vigil_server) -> None:
         assert wait_lines(out, 1)
         with idle_sockets(srv.port, ["127.0.0.1"], 5):
             # the one silent slot left is recycled; the busy one stays
-            assert spin(lambda: srv.server.stats.evicted == 4)
+            assert wait_until(lambda: srv.server.stats.evicted == 4)
             busy.sendall(enc(packet.encode_data(CheckResult("h", "s", 0, "two"), ts)))
             assert len(wait_lines(out, 2)) == 2
 
@@ -111,7 +112,7 @@ def test_silent_connection_closed_at_the_first_packet_deadline(vigil_server) -> 
         t0 = time.monotonic()
         assert s.recv(10) == b""
         assert time.monotonic() - t0 < 5
-    assert spin(lambda: srv.server.stats.truncated == 1)
+    assert wait_until(lambda: srv.server.stats.truncated == 1)
 
 
 @pytest.mark.parametrize("option", ["max_connections", "max_per_source"])
@@ -125,7 +126,7 @@ def test_garbage_of_packet_size_does_not_buy_a_slot(vigil_server) -> None:
     with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as junk:
         junk.recv(packet.INIT_PACKET_SIZE)
         junk.sendall(b"\x55" * packet.PACKET_SIZE_V3)  # the right size, the wrong password
-        assert spin(lambda: srv.server.stats.bad_packets == 1)
+        assert wait_until(lambda: srv.server.stats.bad_packets == 1)
         with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
             assert len(s.recv(packet.INIT_PACKET_SIZE)) == packet.INIT_PACKET_SIZE
             assert junk.recv(10) == b""  # evicted for the newcomer

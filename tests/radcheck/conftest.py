@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from radcheck_peers import FreeRadius
+
+from tests.radcheck.radcheck_peers import FreeRadius
 
 
 @pytest.fixture

@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from vigil.testing.freeradius import write_raddb
+from vigil.testing import freeradius
+from vigil.testing.reaper import die_with_parent
 
-FREERADIUS = shutil.which("freeradius") or "/usr/sbin/freeradius"
 VENV_BIN = Path(sys.executable).parent
 VIGIL = str(VENV_BIN / "vigil")
 REPO = Path(__file__).resolve().parents[2]
@@ -29,58 +26,13 @@ USER = "127.0.0.1"
 PASSWORD = "cisco"
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class FreeRadius:
-    """A throw-away FreeRADIUS: ``.command`` for supervisor, or ``.start()`` itself."""
+class FreeRadius(freeradius.FreeRadius):
+    """The shared harness with the self-test account in its users file."""
 
     def __init__(self, folder: Path, port: int | None = None, secret: str = SECRET,
                  user: str = USER, password: str = PASSWORD) -> None:
-        self.dir = folder
-        self.port = port or free_udp_port()
-        self.secret = secret
-        write_raddb(folder, secret, f'"{user}" Cleartext-Password := "{password}"\n',
-                    self.port, free_udp_port())
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def command(self) -> list[str]:
-        return [FREERADIUS, "-f", "-l", "stdout", "-d", str(self.dir)]
-
-    def start(self) -> FreeRadius:
-        log = open(self.dir / "freeradius.out", "wb")  # noqa: SIM115 (lives with the process)
-        self.proc = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        self.wait_ready()
-        return self
-
-    def wait_ready(self, timeout: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout
-        out = self.dir / "freeradius.out"
-        while time.monotonic() < deadline:
-            if out.exists() and b"Ready to process requests" in out.read_bytes():
-                return
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"freeradius exited: {out.read_text(errors='replace')}")
-            time.sleep(0.05)
-        raise RuntimeError("freeradius not ready in time")
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+        super().__init__(folder, secret=secret, auth_port=port,
+                         users=f'"{user}" Cleartext-Password := "{password}"\n')
 
 
 def write_conf(path: Path, sections: dict[str, dict[str, object]]) -> Path:
@@ -119,16 +71,6 @@ def base_conf(tmp_path: Path, *, radius_port: int, smtp_port: int,
     return sections
 
 
-def wait_for(predicate, timeout: float = 20.0, step: float = 0.1):  # type: ignore[no-untyped-def]
-    """The predicate's first truthy value, or None after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(step)
-
-
 class Appliance:
     """``vigil supervisord`` on a test vigil.conf: real supervisord, real programs."""
 
@@ -141,7 +83,8 @@ class Appliance:
     def start(self) -> Appliance:
         with open(self.out, "wb") as fh:
             self.proc = subprocess.Popen([VIGIL, "-c", str(self.conf), "supervisord",
-                                          *self.args], stdout=fh, stderr=subprocess.STDOUT)
+                                          *self.args], stdout=fh, stderr=subprocess.STDOUT,
+                                         preexec_fn=die_with_parent)
         return self
 
     def vigil(self, *args: str) -> subprocess.CompletedProcess[str]:

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
-from radcheck_peers import VIGIL, base_conf, free_udp_port, write_conf
 
 from radcheck import mail
+from tests.radcheck.radcheck_peers import VIGIL, base_conf, write_conf
 from vigil import alerts, config
-from vigil.testing.mariadb import free_port
+from vigil.testing.ports import free_port, free_udp_port
 from vigil.testing.smtp import SMTPSink
 
 

@@ -17,11 +17,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from radcheck_peers import REPO, VIGIL, radclient_auth, wait_for
 
+from tests.radcheck.radcheck_peers import REPO, VIGIL, radclient_auth
 from vigil.pidlock import pid_alive
+from vigil.testing.wait import poll
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 N, FREQ, TIMEOUT = 2, 1, 1
 
@@ -74,8 +75,8 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
     d = Demo(tmp_path / "run")
     try:
         ours = {"radiusd", "radcheck", "mail-sink"}
-        ok = wait_for(lambda: (p := d.programs()) and all(
-            p.get(n, {}).get("state") == "RUNNING" for n in ours), timeout=60, step=0.5)
+        ok = poll(lambda: (p := d.programs()) and all(
+            p.get(n, {}).get("state") == "RUNNING" for n in ours), timeout=60, interval=0.5)
         assert ok, d.out.read_text()
         yield d
     finally:
@@ -91,7 +92,7 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
 def test_make_run_appliance_restarts_a_stopped_engine(demo: Demo, tmp_path: Path) -> None:
     out = demo.out.read_text()
     assert "vigil db upgrade" in out and "radclient -S" in out and "call" in out
-    assert wait_for(lambda: demo.radcheck().get("ok"), 20)
+    assert poll(lambda: demo.radcheck().get("ok"), 20)
     secret = (demo.run / "run" / "selftest.secret").read_text().strip()
     assert radclient_auth(demo.port(), secret, tmp_path)
     call = demo.vigil("call")
@@ -102,8 +103,8 @@ def test_make_run_appliance_restarts_a_stopped_engine(demo: Demo, tmp_path: Path
     old = demo.programs()["radiusd"]["pid"]
     t0 = time.monotonic()
     os.kill(old, signal.SIGSTOP)
-    back = wait_for(lambda: (s := demo.radcheck()).get("restarts", 0) > before and s.get("ok"),
-                    timeout=N * (FREQ + TIMEOUT) + 60, step=0.2)
+    back = poll(lambda: (s := demo.radcheck()).get("restarts", 0) > before and s.get("ok"),
+                    timeout=N * (FREQ + TIMEOUT) + 60, interval=0.2)
     elapsed = time.monotonic() - t0
     assert back, demo.radcheck()
     print(f"\nvigil radiusd stopped -> restarted and answering in {elapsed:.1f} s "
@@ -123,7 +124,7 @@ def test_make_run_appliance_restarts_a_stopped_engine(demo: Demo, tmp_path: Path
                       if line.startswith("X-Vigil-Kind:")
                       and (k := line.split(":", 1)[1].strip()).startswith("radcheck"))
 
-    assert wait_for(lambda: len(radcheck_kinds()) >= 2, 15)
+    assert poll(lambda: len(radcheck_kinds()) >= 2, 15)
     time.sleep(2 * FREQ)
     assert radcheck_kinds() == ["radcheck-outage", "radcheck-recovery"]
 

@@ -7,13 +7,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from radcheck_peers import VIGIL, base_conf, free_udp_port, write_conf
 
+from tests.radcheck.radcheck_peers import VIGIL, base_conf, write_conf
 from vigil.pidlock import LockError, LockHeld, PidLock
+from vigil.testing.ports import free_udp_port
+from vigil.testing.wait import wait_until
 
 HOLD = """
 import sys, time
@@ -37,6 +38,7 @@ def test_acquire_writes_pid_and_release_removes(tmp_path: Path) -> None:
     assert not path.exists()
 
 
+@pytest.mark.integration
 def test_live_holder_keeps_the_lock(tmp_path: Path) -> None:
     path = tmp_path / "radcheck.pid"
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], stdout=subprocess.PIPE)
@@ -101,6 +103,7 @@ def _vigil(conf: Path, *args: str, **kw) -> subprocess.CompletedProcess[str]:
                           timeout=30, **kw)
 
 
+@pytest.mark.integration
 def test_errors_before_restart_zero_is_refused_with_exit_2(tmp_path: Path) -> None:
     conf = _conf(tmp_path, Errors_Before_Restart=0)
     r = _vigil(conf, "radcheck")
@@ -109,6 +112,7 @@ def test_errors_before_restart_zero_is_refused_with_exit_2(tmp_path: Path) -> No
         in r.stderr
 
 
+@pytest.mark.integration
 def test_uncreatable_lock_folder_exits_2_naming_the_option(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     conf = _conf(tmp_path, Path_To_Lock_File=tmp_path / "file" / "radcheck.pid")
@@ -123,15 +127,7 @@ def _start_radcheck(conf: Path, log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen([VIGIL, "-c", str(conf), "radcheck"], stdout=fh, stderr=fh)
 
 
-def _wait_for(predicate, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
+@pytest.mark.integration
 def test_second_radcheck_refuses_then_killed_radchecks_lock_is_taken_over(
         tmp_path: Path) -> None:
     conf = _conf(tmp_path)
@@ -139,7 +135,7 @@ def test_second_radcheck_refuses_then_killed_radchecks_lock_is_taken_over(
     log = tmp_path / "radcheck.log"
     first = _start_radcheck(conf, log)
     try:
-        assert _wait_for(lambda: lock.exists() and lock.read_text().strip() == str(first.pid))
+        wait_until(lambda: lock.exists() and lock.read_text().strip() == str(first.pid), 15)
         second = _vigil(conf, "radcheck")
         assert second.returncode == 1
         assert f"another radcheck is running (pid {first.pid} holds {lock})" in second.stderr
@@ -149,7 +145,7 @@ def test_second_radcheck_refuses_then_killed_radchecks_lock_is_taken_over(
     assert lock.read_text().strip() == str(first.pid)
     third = _start_radcheck(conf, log)
     try:
-        assert _wait_for(lambda: lock.read_text().strip() == str(third.pid))
+        wait_until(lambda: lock.read_text().strip() == str(third.pid), 15)
         third.send_signal(signal.SIGTERM)
         assert third.wait(20) == 0
     finally:
@@ -164,10 +160,11 @@ def test_second_radcheck_refuses_then_killed_radchecks_lock_is_taken_over(
     assert not lock.exists()
 
 
+@pytest.mark.integration
 def test_sighup_rereads_the_configuration(tmp_path: Path) -> None:
     import json
 
-    from radcheck_peers import FreeRadius
+    from tests.radcheck.radcheck_peers import FreeRadius
 
     fr = FreeRadius(tmp_path / "raddb").start()
     try:
@@ -186,14 +183,14 @@ def test_sighup_rereads_the_configuration(tmp_path: Path) -> None:
                 return None
 
         try:
-            assert _wait_for(lambda: kind() == "reject")
+            wait_until(lambda: kind() == "reject", 15)
             conf.write_text(conf.read_text().replace("[Radius]", "[Radius]\nAuth_Port=0"))
             proc.send_signal(signal.SIGHUP)  # a bad file: kept the old configuration
-            assert _wait_for(lambda: "configuration not reloaded" in log.read_text())
+            wait_until(lambda: "configuration not reloaded" in log.read_text(), 15)
             sections["Self Test"]["Password"] = "cisco"
             write_conf(conf, sections)
             proc.send_signal(signal.SIGHUP)
-            assert _wait_for(lambda: kind() == "accept")
+            wait_until(lambda: kind() == "accept", 15)
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(20) == 0
         finally:

@@ -13,14 +13,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from radcheck_peers import base_conf, free_udp_port, write_conf
 
 from radcheck.loop import RadCheck, Settings, supervisor_restarter
 from radcheck.probe import ProbeResult, SelfTest
+from tests.radcheck.radcheck_peers import base_conf, write_conf
 from vigil import alerts, config
 from vigil.runbooks import runbook_link
 from vigil.supervisor_client import SupervisorError
+from vigil.testing.ports import free_udp_port
 from vigil.testing.smtp import SMTPSink
+
+pytestmark = pytest.mark.integration  # real processes: vigil commands, servers, plugins
 
 OK = ProbeResult(True, "accept", None, 1.5)
 TIMEOUT = ProbeResult(False, "timeout", "no answer from 127.0.0.1:1812 within 1 s", None)

@@ -8,9 +8,12 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from pyrad import packet as radpacket
-from radcheck_peers import PASSWORD, SECRET, USER, FreeRadius, free_udp_port
 
 from radcheck.probe import SelfTest, build_request, dictionary, judge, probe
+from tests.radcheck.radcheck_peers import PASSWORD, SECRET, USER, FreeRadius
+from vigil.testing.ports import free_udp_port
+
+pytestmark = pytest.mark.integration  # real processes: vigil commands, servers, plugins
 
 
 def selftest(port: int, *, secret: str = SECRET, password: str = PASSWORD,

@@ -18,20 +18,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from radcheck_peers import (
+
+from tests.radcheck.radcheck_peers import (
     SECRET,
     Appliance,
     FreeRadius,
     base_conf,
     radclient_auth,
-    wait_for,
     write_conf,
 )
-
 from vigil.pidlock import pid_alive
 from vigil.testing.smtp import SMTPSink
+from vigil.testing.wait import poll
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 N, FREQ, TIMEOUT = 2, 1, 1
 
@@ -54,7 +54,7 @@ def appliance(tmp_path: Path, smtp: SMTPSink) -> Iterator[tuple[Appliance, FreeR
         "redirect_stderr=true\nstdout_logfile=%(ENV_VIGIL_LOG_DIR)s/freeradius.log\n")
     app = Appliance(conf, ["--only", "radcheck", "--include", f"{extra}/*.conf"]).start()
     try:
-        assert wait_for(lambda: app.all_running({"freeradius", "radcheck"}), 30), \
+        assert poll(lambda: app.all_running({"freeradius", "radcheck"}), 30), \
             app.out.read_text()
         yield app, fr
     finally:
@@ -74,7 +74,7 @@ def outage(app: Appliance, restarts_before: int) -> tuple[float, int, int]:
     old = app.pid("freeradius")
     t0 = time.monotonic()
     os.kill(old, signal.SIGSTOP)
-    back = wait_for(lambda: (s := radcheck_state(app)).get("restarts", 0) > restarts_before
+    back = poll(lambda: (s := radcheck_state(app)).get("restarts", 0) > restarts_before
                     and s.get("ok"), timeout=N * (FREQ + TIMEOUT) + 30)
     elapsed = time.monotonic() - t0
     assert back, f"radcheck did not bring the engine back: {radcheck_state(app)}"
@@ -85,7 +85,7 @@ def outage(app: Appliance, restarts_before: int) -> tuple[float, int, int]:
 def test_stopped_engine_is_restarted_and_alerted_once(appliance, smtp: SMTPSink,
                                                       tmp_path: Path) -> None:
     app, fr = appliance
-    assert wait_for(lambda: radcheck_state(app).get("ok"), 15)
+    assert poll(lambda: radcheck_state(app).get("ok"), 15)
     assert radclient_auth(fr.port, SECRET, tmp_path)
     status = app.vigil("status")
     assert status.returncode == 0 and "radcheck: OK" in status.stdout
@@ -134,10 +134,10 @@ def test_stopped_engine_is_restarted_and_alerted_once(appliance, smtp: SMTPSink,
 def test_program_stopped_by_an_operator_is_not_restarted(appliance, smtp: SMTPSink,
                                                          tmp_path: Path) -> None:
     app, _ = appliance
-    assert wait_for(lambda: radcheck_state(app).get("ok"), 15)
+    assert poll(lambda: radcheck_state(app).get("ok"), 15)
     r = app.vigil("supervisorctl", "stop", "freeradius")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert wait_for(lambda: radcheck_state(app).get("restarts", 0) >= 1, 20)
+    assert poll(lambda: radcheck_state(app).get("restarts", 0) >= 1, 20)
     assert app.programs()["freeradius"]["state"] == "STOPPED"
     msgs = smtp.wait_for(1, timeout=10)
     assert "FAILED: program freeradius was stopped by an operator; not restarting it" in \
@@ -146,6 +146,6 @@ def test_program_stopped_by_an_operator_is_not_restarted(appliance, smtp: SMTPSi
     status = app.vigil("status")
     assert status.returncode == 1 and "FAILING" in status.stdout
     app.vigil("supervisorctl", "start", "freeradius")
-    assert wait_for(lambda: radcheck_state(app).get("ok"), 20)
+    assert poll(lambda: radcheck_state(app).get("ok"), 20)
     assert [m["X-Vigil-Kind"] for m in smtp.wait_for(2, timeout=10)] == \
         ["radcheck-outage", "radcheck-recovery"]

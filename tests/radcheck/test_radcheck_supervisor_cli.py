@@ -9,9 +9,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from radcheck_peers import REPO, VIGIL, FreeRadius, base_conf, free_udp_port, write_conf
 
+from tests.radcheck.radcheck_peers import REPO, VIGIL, FreeRadius, base_conf, write_conf
 from vigil.supervisor_cli import ROLE_GROUPS
+from vigil.testing.ports import free_udp_port
+
+pytestmark = pytest.mark.integration  # real processes: vigil commands, servers, plugins
 
 PROGRAM_FILES = sorted((REPO / "etc" / "supervisor").glob("*/*.conf"))
 

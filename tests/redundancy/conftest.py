@@ -1,3 +1,3 @@
 """Fixtures of the replication tests (helpers in replication_pair.py)."""
 
-from replication_pair import pair  # noqa: F401  (the fixture)
+from tests.redundancy.replication_pair import pair  # noqa: F401  (the fixture)

@@ -1,16 +1,14 @@
 """A real MariaDB master and replica (GTID, strict mode) for the replication tests.
 
-Helpers live here under a unique module name (conftest.py only re-exports the
-fixture): every room has a conftest.py, so `from conftest import` is ambiguous.
-
-The replica listens on 3307 as in the source when that port is free.
+Helpers live here (``tests.redundancy.replication_pair``); conftest.py only
+re-exports the fixture. Both servers take free ports: never the source's 3307,
+which another test run or a real replica on this machine may hold.
 """
 
 from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -19,19 +17,12 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from vigil.testing.mariadb import MariaDB, free_port
+from vigil.testing.mariadb import MariaDB
+from vigil.testing.ports import free_port
+from vigil.testing.wait import wait_until
 
 REPL_PASSWORD = "repl-secret-9"
 GTID_ARGS = ["--gtid-strict-mode=1", "--slave-net-timeout=5"]
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 class Pair:
@@ -59,13 +50,11 @@ class Pair:
             return cur.fetchone() or {}
 
     def wait_sql_error(self, timeout: float = 10) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def broken() -> dict | None:
             st = self.slave_status()
-            if st.get("Last_SQL_Errno") or st.get("Last_IO_Errno"):
-                return st
-            time.sleep(0.1)
-        raise AssertionError(f"replication did not break: {self.slave_status()}")
+            return st if st.get("Last_SQL_Errno") or st.get("Last_IO_Errno") else None
+
+        return wait_until(broken, timeout, 0.1, what="replication broke")
 
     def on_replica_unlogged(self, sql: str, args: object = None) -> None:
         with contextlib.closing(self.replica.connect()) as c, c.cursor() as cur:
@@ -128,8 +117,8 @@ class Writer:
             except pymysql.MySQLError as exc:
                 self.errors.append(str(exc))
                 conn = None
-                time.sleep(0.1)
-            time.sleep(self.pause)
+                time.sleep(0.1)  # back off before reconnecting (the master may be restarting)
+            time.sleep(self.pause)  # the writer's pace: steady load while the repair runs
         if conn is not None:
             conn.close()
 
@@ -145,8 +134,7 @@ class Writer:
 @pytest.fixture
 def pair(tmp_path: Path) -> Iterator[Pair]:
     master = MariaDB("repl-master", server_id=1, extra_args=GTID_ARGS)
-    replica_port = 3307 if port_free(3307) else free_port()
-    replica = MariaDB("repl-replica", port=replica_port, server_id=2,
+    replica = MariaDB("repl-replica", server_id=2,
                       extra_args=GTID_ARGS + ["--read-only=1"])
     master.start()
     replica.start()

@@ -16,9 +16,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from site_rig import Sites, authorize_body, radclient, two_sites
-
 from billing.testing import ROOT
+from tests.redundancy.site_rig import Sites, authorize_body, radclient, two_sites
 from vigil import site_mode as modes
 from vigil.testing import netns
 

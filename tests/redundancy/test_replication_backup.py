@@ -10,11 +10,11 @@ import signal
 from pathlib import Path
 
 import pytest
-from replication_pair import Pair, Writer, wipe_datadir
 
+from tests.redundancy.replication_pair import Pair, Writer, wipe_datadir
 from vigil.cli import main
 
-pytestmark = pytest.mark.mariadb
+pytestmark = pytest.mark.integration  # a throw-away MariaDB pair or server
 
 
 def control_commands(pair: Pair) -> str:

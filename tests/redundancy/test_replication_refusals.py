@@ -7,13 +7,14 @@ import os
 from pathlib import Path
 
 import pytest
-from replication_pair import REPL_PASSWORD, Pair, wipe_datadir
 
 from redundancy.replication.lock import SERVER_LOCK_NAME, file_lock
+from tests.redundancy.replication_pair import REPL_PASSWORD, Pair, wipe_datadir
 from vigil.cli import main
-from vigil.testing.mariadb import MariaDB, free_port
+from vigil.testing.mariadb import MariaDB
+from vigil.testing.ports import free_port
 
-pytestmark = pytest.mark.mariadb
+pytestmark = pytest.mark.integration  # a throw-away MariaDB pair or server
 
 
 def vigil(capsys: pytest.CaptureFixture[str], conf: Path, *args: str) -> tuple[int, str, str]:

@@ -8,8 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from vigil import site_mode as modes
 from vigil import statefile
+
+pytestmark = pytest.mark.integration  # the site check plugins run as programs
 
 VIGIL_CHECK = str(Path(sys.executable).with_name("vigil-check"))
 
@@ -64,12 +68,8 @@ def test_site_probes(tmp_path):
 
 
 def test_site_backlog(tmp_path):
-    import sys as _sys
-
-    _sys.path.insert(0, str(Path(__file__).parent))
-    from failback_data import seed_delta, seed_primary
-
     from billing.db import engine_for_url
+    from tests.redundancy.failback_data import seed_delta, seed_primary
 
     conf = conf_for(tmp_path)
     primary = engine_for_url(f"sqlite:///{tmp_path / 'primary.db'}")

@@ -8,14 +8,13 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from site_rig import EXAMPLE
-
 from billing import schema
 from billing.db import engine_for_url
 from billing.provision import apply_document
 from billing.store import XDR, AccountingOp, Reservation
 from redundancy.site.failback import Failback, Report
 from redundancy.site.standalone_store import StandaloneStore
+from tests.redundancy.site_rig import EXAMPLE
 
 NOW = dt.datetime(2026, 11, 30, 12, 0)
 

@@ -14,10 +14,10 @@ import sys
 import time
 
 import pytest
-from failback_data import failback_conf, seed_delta, seed_primary, verify
 
 from billing.db import engine_for_url
 from billing.testing import ROOT
+from tests.redundancy.failback_data import failback_conf, seed_delta, seed_primary, verify
 from vigil.testing.mariadb import MariaDB
 
 XDRS = 20_000
@@ -56,6 +56,7 @@ def start(conf, *extra: str) -> subprocess.Popen[str]:
                             start_new_session=True)
 
 
+@pytest.mark.e2e  # failback kill -9ed at random points, re-run to the end
 def test_failback_survives_random_kill9(own_db, tmp_path):
     """kill -9 of the failback process, and of the primary's (and delta's)
     mariadbd, at random moments; then two failbacks at once; then a re-run."""

@@ -5,12 +5,14 @@ flips nothing."""
 from __future__ import annotations
 
 import pytest
-from site_watch_rig import rig
 
+from tests.redundancy.site_watch_rig import rig
 from vigil.testing import netns
 
-pytestmark = pytest.mark.skipif(netns.available() is not None,
-                                reason=str(netns.available()))
+pytestmark = [
+    pytest.mark.e2e,  # two sites in network namespaces, links cut and made lossy
+    pytest.mark.skipif(netns.available() is not None, reason=str(netns.available())),
+]
 
 
 def test_link_cut_then_standalone(tmp_path):

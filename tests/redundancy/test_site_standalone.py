@@ -14,10 +14,12 @@ import sys
 from decimal import Decimal
 
 import pytest
-from site_rig import authorize_body, credit_time, radclient, stop_body, two_sites
 
 from billing.testing import ROOT
+from tests.redundancy.site_rig import authorize_body, credit_time, radclient, stop_body, two_sites
 from vigil import site_mode as modes
+
+pytestmark = pytest.mark.e2e  # two sites: stand-by, stand-alone, failback
 
 
 def vigil(box, *args: str) -> subprocess.CompletedProcess[str]:

@@ -11,17 +11,19 @@ import time
 from decimal import Decimal
 
 import pytest
-from site_rig import authorize_body, credit_time, radclient, stop_body, two_sites
 
 from billing.testing import ROOT
+from tests.redundancy.site_rig import authorize_body, credit_time, radclient, stop_body, two_sites
 from vigil import site_mode as modes
+
+pytestmark = pytest.mark.e2e  # the watchdog flips a live two-site rig and fails back
 
 WATCHDOG = ("[Watchdog]\nProbe_Interval_sec=1\nFailed_Probes=2\nConnect_Timeout_sec=1\n"
             "Read_Timeout_sec=1\nMin_Standalone_sec=1\nFailback_Healthy_sec=2\n"
             "Quiet_After_Failback_sec=5\n")
 
 
-def wait_for(cond, timeout: float, what: str):
+def poll(cond, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         got = cond()
@@ -46,7 +48,7 @@ def test_watchdog_flips_on_dead_primary_and_fails_back(sites):
                                 "watchdog"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=fh)
     mode_file = b.state / modes.FILE_NAME
     try:
-        wait_for(lambda: (b.state / "site-watchdog.json").exists() or dog.poll() is not None,
+        poll(lambda: (b.state / "site-watchdog.json").exists() or dog.poll() is not None,
                  20, "first probe round")
         assert dog.poll() is None, err.read_text()
         # a healthy primary for a few rounds: no flip at any moment
@@ -57,7 +59,7 @@ def test_watchdog_flips_on_dead_primary_and_fails_back(sites):
 
         t0 = time.monotonic()
         sites.master.kill()
-        out = wait_for(lambda: (lambda o: o if "Access-Accept" in o else None)(
+        out = poll(lambda: (lambda o: o if "Access-Accept" in o else None)(
             radclient(b, "auth", authorize_body("call-1"), timeout=0.5)), 30,
             "site B to answer in stand-alone")
         print(f"kill -9 of the primary DB -> first call answered by site B: "
@@ -68,9 +70,9 @@ def test_watchdog_flips_on_dead_primary_and_fails_back(sites):
         assert "Accounting-Response" in radclient(b, "acct", stop_body("call-1", 720))
 
         sites.master.start()
-        wait_for(lambda: not modes.read(mode_file).standalone, 60, "automatic failback")
+        poll(lambda: not modes.read(mode_file).standalone, 60, "automatic failback")
         assert modes.read(mode_file).by == "failback"
-        wait_for(lambda: sites.account(sites.primary_url)[1] == 1, 30, "the xDR on the primary")
+        poll(lambda: sites.account(sites.primary_url)[1] == 1, 30, "the xDR on the primary")
         assert sites.account(sites.primary_url) == (Decimal("99.20"), 1, Decimal("1.20"))
         # and site B is silent again
         out = radclient(b, "auth", authorize_body("call-2"), timeout=0.5)

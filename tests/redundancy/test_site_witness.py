@@ -8,9 +8,14 @@ import signal
 import threading
 import time
 
+import pytest
+
 from redundancy.site.probes import DbTarget, PathResult, db_probe, witness_probe
 from redundancy.site.witness import Witness
-from vigil.testing.mariadb import MariaDB, free_port
+from vigil.testing.mariadb import MariaDB
+from vigil.testing.ports import free_port
+
+pytestmark = pytest.mark.integration  # real MariaDB and witness probes
 
 
 def test_witness_tells_what_it_sees():

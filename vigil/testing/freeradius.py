@@ -1,18 +1,26 @@
 """A real FreeRADIUS (Debian's) with a throw-away raddb on free loopback ports.
 
-The reference peer of the tests and benchmarks: the `files` module answers
-from a users file the caller writes, accounting is acknowledged by `ok`.
+The one FreeRADIUS harness of the project: the reference peer of the
+benchmarks, the target of the RADIUS check plugins and radcheck's tests (run
+by the test itself, or by supervisord through ``command``). The `files`
+module answers from a users file the caller writes; accounting is
+acknowledged by `ok`. Started by the harness, it dies with the process that
+started it (vigil.testing.reaper).
 """
 
 from __future__ import annotations
 
 import shutil
-import socket
+import signal
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from vigil.testing.binaries import MissingBinary, need
+from vigil.testing.ports import free_udp_port
+from vigil.testing.reaper import die_with_parent
 
 _RADIUSD_CONF = """\
 prefix = /usr
@@ -92,12 +100,6 @@ server default {{
 """
 
 
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 _SQL_MODULE = """\
   expr {{
   }}
@@ -151,21 +153,78 @@ class SqlBackend:
     connections: int = 8
 
 
-@dataclass
+def freeradius_binary() -> str:
+    """Debian names it freeradius, upstream radiusd."""
+    try:
+        return need("freeradius")
+    except MissingBinary:
+        return need("radiusd")
+
+
 class FreeRadius:
-    dir: Path
-    auth_port: int
-    acct_port: int
-    proc: subprocess.Popen[bytes]
+    """One FreeRADIUS on a raddb written into ``folder`` (a new temp folder when None).
+
+    ``users`` is the text of its users file. The shared secret goes into a
+    mode-0600 radiusd.conf, never onto the command line. ``cpu`` pins it to
+    one core (benchmarks). With ``sql``, users and accounting go through
+    rlm_sql on that MariaDB (the reference of a server that stores every record).
+    """
+
+    def __init__(self, folder: Path | None = None, *, secret: str, users: str,
+                 auth_port: int | None = None, acct_port: int | None = None,
+                 threads: int = 2, max_threads: int = 4, cleanup_delay: int = 0,
+                 cpu: int | None = None, prefix: str = "vigil-freeradius-",
+                 sql: SqlBackend | None = None) -> None:
+        self._own_dir = folder is None
+        self.dir = Path(tempfile.mkdtemp(prefix=prefix)) if folder is None else folder
+        self.secret = secret
+        self.auth_port = auth_port or free_udp_port()
+        self.acct_port = acct_port or free_udp_port()
+        self.cpu = cpu
+        self.log_file = self.dir / "radiusd.log"
+        write_raddb(self.dir, secret, users, self.auth_port, self.acct_port, threads,
+                    max_threads, cleanup_delay, sql)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def port(self) -> int:
+        """The authentication port (what a RADIUS client calls "the port")."""
+        return self.auth_port
+
+    @property
+    def command(self) -> list[str]:
+        """The command line, in the foreground, logging to stdout (supervisord runs this)."""
+        argv = [freeradius_binary(), "-f", "-d", str(self.dir), "-l", "stdout"]
+        if self.cpu is not None and shutil.which("taskset"):
+            argv = ["taskset", "-c", str(self.cpu), *argv]
+        return argv
+
+    def start(self, timeout: float = 15.0) -> FreeRadius:
+        with open(self.log_file, "wb") as log:
+            self.proc = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True, preexec_fn=die_with_parent)
+        deadline = time.monotonic() + timeout
+        while b"Ready to process requests" not in self.log_file.read_bytes():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.kill()
+                self.proc.wait()
+                raise RuntimeError("freeradius did not start:\n"
+                                   + self.log_file.read_text(errors="replace")[-2000:])
+            time.sleep(0.05)
+        return self
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # a test may have frozen it (SIGSTOP)
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        if self._own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> FreeRadius:
         return self
@@ -199,28 +258,6 @@ def start_freeradius(secret: str, users: str, threads: int = 2, max_threads: int
                      cpu: int | None = None, cleanup_delay: int = 0,
                      prefix: str = "vigil-freeradius-",
                      sql: SqlBackend | None = None) -> FreeRadius:
-    """Start FreeRADIUS; ``users`` is the text of its users file.
-
-    The shared secret goes into a mode-0600 radiusd.conf, never onto the
-    command line. ``cpu`` pins it to one core (benchmarks).
-    """
-    binary = shutil.which("freeradius") or shutil.which("radiusd")
-    if binary is None:
-        raise FileNotFoundError("freeradius is not installed (make setup)")
-    d = Path(tempfile.mkdtemp(prefix=prefix))
-    auth, acct = _free_udp_port(), _free_udp_port()
-    write_raddb(d, secret, users, auth, acct, threads, max_threads, cleanup_delay, sql)
-    argv = [binary, "-f", "-d", str(d), "-l", "stdout"]
-    if cpu is not None and shutil.which("taskset"):
-        argv = ["taskset", "-c", str(cpu), *argv]
-    with open(d / "radiusd.log", "wb") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    deadline = time.monotonic() + 15
-    while b"Ready to process requests" not in (d / "radiusd.log").read_bytes():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError("freeradius did not start:\n"
-                               + (d / "radiusd.log").read_text(errors="replace")[-2000:])
-        time.sleep(0.05)
-    return FreeRadius(d, auth, acct, proc)
+    """A started FreeRADIUS in a new temp folder (removed by ``stop``)."""
+    return FreeRadius(secret=secret, users=users, threads=threads, max_threads=max_threads,
+                      cpu=cpu, cleanup_delay=cleanup_delay, prefix=prefix, sql=sql).start()

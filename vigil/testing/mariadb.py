@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -20,11 +19,15 @@ from pathlib import Path
 
 import pymysql
 
+from vigil.testing.binaries import MissingBinary
+from vigil.testing.ports import free_port
+from vigil.testing.reaper import die_with_parent
+
 MARIADBD_CANDIDATES = ("/usr/sbin/mariadbd", "/usr/sbin/mysqld", "/usr/bin/mariadbd")
 _TEMPLATE_LOCK = Path(tempfile.gettempdir()) / "vigil-mariadb-template.lock"
 
 
-class MariaDBUnavailable(RuntimeError):
+class MariaDBUnavailable(MissingBinary):
     """The MariaDB binaries are not installed (run ``make setup``)."""
 
 
@@ -35,13 +38,7 @@ def mariadbd_path() -> str:
     found = shutil.which("mariadbd") or shutil.which("mysqld")
     if found:
         return found
-    raise MariaDBUnavailable("mariadbd not found; `make setup` installs mariadb-server-core")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    raise MariaDBUnavailable("mariadbd")
 
 
 def _template_dir() -> Path:
@@ -58,7 +55,7 @@ def _template_dir() -> Path:
         base.mkdir(parents=True)
         install = shutil.which("mariadb-install-db") or shutil.which("mysql_install_db")
         if not install:
-            raise MariaDBUnavailable("mariadb-install-db not found")
+            raise MariaDBUnavailable("mariadb-install-db")
         subprocess.run(
             [install, "--no-defaults", f"--datadir={base}", "--user=root",
              "--auth-root-authentication-method=normal", "--skip-test-db",
@@ -111,7 +108,8 @@ class MariaDB:
     def start(self, timeout: float = 60.0) -> MariaDB:
         self.init_datadir()
         self.proc = subprocess.Popen(self.args(), stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
+                                     stderr=subprocess.DEVNULL, start_new_session=True,
+                                     preexec_fn=die_with_parent)
         deadline = time.monotonic() + timeout
         last: Exception | None = None
         while time.monotonic() < deadline:

@@ -6,11 +6,11 @@ import email
 import email.message
 import email.policy
 import threading
-import time
 
 from aiosmtpd.controller import Controller
 
-from vigil.testing.mariadb import free_port
+from vigil.testing.ports import free_port
+from vigil.testing.wait import poll
 
 
 class _Collector:
@@ -41,13 +41,12 @@ class SMTPSink:
             self._collector.messages.clear()
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[email.message.EmailMessage]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        """The messages once there are ``count``; what there is after ``timeout`` seconds."""
+        def enough() -> list[email.message.EmailMessage]:
             msgs = self.messages
-            if len(msgs) >= count:
-                return msgs
-            time.sleep(0.05)
-        return self.messages
+            return msgs if len(msgs) >= count else []
+
+        return poll(enough, timeout) or self.messages
 
     def start(self) -> SMTPSink:
         self._controller.start()
