@@ -38,6 +38,7 @@ from billing.store import (
     ReserveRequest,
 )
 from billing.translation import TranslationError, translate
+from vigil.clock import utcnow
 
 log = logging.getLogger("billing.engine")
 
@@ -108,8 +109,6 @@ def _money(d: Decimal, places: str = "0.01") -> str:
     return str(d.quantize(Decimal(places)))
 
 
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 class Engine:

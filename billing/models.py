@@ -44,8 +44,6 @@ class Base(DeclarativeBase):
     pass
 
 
-
-
 class Node(Base):
     """A VoIP node that talks RADIUS to us (NexTone MSX, Cisco gateway)."""
 

@@ -16,6 +16,7 @@ dropped, counted and logged. Retransmissions get the cached reply
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import queue

@@ -178,6 +178,7 @@ def test_directory_non_utf8_and_unreadable_paths_are_clear(tmp_path):
     (b"[Radius]\nAuth_Prot=1\n", "did you mean Auth_Port?"),
     (b"[Radius]\nAuth_Port=1813\n", "must differ from Auth_Port"),
 ])
+@pytest.mark.integration
 def test_config_check_exits_2_with_one_line_and_no_traceback(tmp_path, body, why):
     import subprocess
     import sys

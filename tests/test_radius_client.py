@@ -69,6 +69,7 @@ def client(port: int, timeouts: Timeouts) -> RadiusClient:
     return RadiusClient("127.0.0.1", port, port, SECRET, DICT, timeouts)
 
 
+@pytest.mark.integration
 def test_a_lost_answer_is_retried_with_the_same_bytes(peer) -> None:
     # the peer ignores the first datagram: the second try must be the same request
     port, got = peer(lambda data, n: signed(data) if n == 2 else None)
@@ -81,6 +82,7 @@ def test_a_lost_answer_is_retried_with_the_same_bytes(peer) -> None:
     assert 80 in radpacket.Packet(packet=got[0], secret=SECRET, dict=DICT)  # BlastRADIUS
 
 
+@pytest.mark.integration
 def test_a_slow_peer_is_a_timeout_after_every_try(peer) -> None:
     port, got = peer(lambda data, n: None)
     with pytest.raises(RadiusTimeout, match=r"no answer within 0.4 s \(2 tries\)"):
@@ -88,6 +90,7 @@ def test_a_slow_peer_is_a_timeout_after_every_try(peer) -> None:
     assert len(got) == 2
 
 
+@pytest.mark.integration
 def test_accounting_goes_to_the_acct_port(peer) -> None:
     auth_port, auth_got = peer(lambda data, n: None)
     acct_port, _ = peer(lambda data, n: signed(data, radpacket.AccountingResponse))
@@ -97,6 +100,7 @@ def test_accounting_goes_to_the_acct_port(peer) -> None:
     assert c.send(req).code == radpacket.AccountingResponse and auth_got == []
 
 
+@pytest.mark.integration
 def test_other_identifiers_are_skipped_and_bad_signatures_are_garbage(peer) -> None:
     def other_id(data: bytes, n: int) -> bytes:
         raw = bytearray(signed(data))
@@ -115,6 +119,7 @@ def test_other_identifiers_are_skipped_and_bad_signatures_are_garbage(peer) -> N
     assert err.value.kind == "garbage"
 
 
+@pytest.mark.integration
 def test_nothing_listening_and_unknown_host(peer) -> None:
     port, _ = peer(lambda data, n: None)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:

@@ -423,7 +423,7 @@ class Failback:
         return row
 
     # ------------------------------------------------------------- the whole
-    def run(self, switch_to_standby: Callable[[], None], dry_run: bool = False) -> Report:
+    def run(self, switch_to_standby: Callable[[], object], dry_run: bool = False) -> Report:
         report = Report()
         start = time.monotonic()
         if not dry_run:

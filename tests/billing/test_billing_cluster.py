@@ -28,7 +28,7 @@ from billing.testing import BillingSandbox
 from vigil.radius_client import RadiusTimeout
 from vigil.testing.mariadb import MariaDB
 
-pytestmark = pytest.mark.mariadb
+pytestmark = pytest.mark.integration  # several engines on one throw-away MariaDB
 
 ACCOUNT = "193.100.201.1"
 CLD = "441259322891834"

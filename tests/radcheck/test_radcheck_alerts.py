@@ -135,6 +135,7 @@ class _RefuseRecipient:
         return "550 5.1.1 no such mailbox here"
 
 
+@pytest.mark.integration
 def test_smtp_refusing_the_recipient_is_a_logged_failure(tmp_path: Path, caplog) -> None:
     port = free_port()
     ctl = Controller(_RefuseRecipient(), hostname="127.0.0.1", port=port)
@@ -158,6 +159,7 @@ def hung_smtp() -> Iterator[int]:
     srv.close()
 
 
+@pytest.mark.integration
 def test_hung_smtp_times_out(tmp_path: Path, hung_smtp: int, caplog) -> None:
     cfg = make_cfg(tmp_path, hung_smtp)
     with caplog.at_level(logging.ERROR):
@@ -165,6 +167,7 @@ def test_hung_smtp_times_out(tmp_path: Path, hung_smtp: int, caplog) -> None:
     assert "timed out" in caplog.text
 
 
+@pytest.mark.integration
 def test_worker_never_blocks_on_a_hung_smtp(tmp_path: Path, hung_smtp: int) -> None:
     cfg = make_cfg(tmp_path, hung_smtp)
     worker = alerts.AlertWorker(cfg, maxsize=2).start()

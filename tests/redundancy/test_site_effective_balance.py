@@ -8,6 +8,8 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
+import pytest
+
 from billing import schema
 from billing.db import engine_for_url
 from billing.provision import apply_document
@@ -29,6 +31,7 @@ def stop(acct, key: str, amount: str) -> AccountingOp:
                         xdrs=[x])
 
 
+@pytest.mark.integration
 def test_effective_balance_exact_through_failback(tmp_path):
     primary = engine_for_url(f"sqlite:///{tmp_path / 'primary.db'}")
     delta = engine_for_url(f"sqlite:///{tmp_path / 'delta.db'}")
@@ -69,6 +72,7 @@ def test_effective_balance_exact_through_failback(tmp_path):
     delta.dispose()
 
 
+@pytest.mark.integration
 def test_reservation_carried_by_an_op(tmp_path):
     """The cluster store's contract (issue 13): the engine sends a reservation
     as an op; the stand-alone store decides it from the effective balance and
