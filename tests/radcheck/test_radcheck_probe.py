@@ -37,7 +37,7 @@ def test_wrong_secret_towards_freeradius_is_a_failure(freeradius: FreeRadius) ->
     # FreeRADIUS drops a request whose Message-Authenticator fails: no answer at all.
     result = probe(selftest(freeradius.port, secret="NotTheSecret"))
     assert not result.ok and result.kind == "timeout"
-    out = (freeradius.dir / "freeradius.out").read_text()
+    out = freeradius.log_file.read_text()
     assert "Shared secret is incorrect" in out
 
 
