@@ -30,6 +30,8 @@ from billing.server import load_dictionary
 from billing.store import AccountingOp, OpKind, SqlStore
 from billing.testing import BillingSandbox
 
+pytestmark = pytest.mark.integration  # a live engine, real Disconnect-Requests
+
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "etc" / "demo"
 AUTHZ = (DEMO / "nextone-2-authorization.txt").read_text()
@@ -142,7 +144,7 @@ def test_third_of_three_simultaneous_calls_refused(db_url, tmp_path):
 
 
 @needs_radclient
-@pytest.mark.mariadb
+@pytest.mark.integration  # the store on a throw-away MariaDB
 def test_limit_holds_across_two_engines(mariadb_database, tmp_path):
     a = BillingSandbox(mariadb_database, base=tmp_path / "a", extra=NO_FRAUD,
                        radius=SHORT_CREDIT).prepare()

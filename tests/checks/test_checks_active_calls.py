@@ -6,10 +6,13 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
-from checks_fixtures import run_check, write_config
 
 from billing.models import Base
+from tests.checks.checks_fixtures import run_check, write_config
+
+pytestmark = pytest.mark.integration  # the plugin run as a program
 
 
 def utcnow() -> dt.datetime:

@@ -154,7 +154,7 @@ def test_errant_transaction_is_critical(tmp_path: Path) -> None:
 
 
 def test_no_replica_on_an_sqlite_appliance_is_ok_not_configured(tmp_path: Path) -> None:
-    from checks_fixtures import free_port
+    from vigil.testing.ports import free_port
 
     state = tmp_path / "state"
     state.mkdir()
