@@ -93,7 +93,10 @@ def test_arbitrary_provisioning_files_fail_with_provision_error(data, suffix):
         path.unlink()
 
 
-@SETTINGS
+# Each example is applied to a database (dry run): fewer of them keep the unit
+# tier fast; the mutations are small, so 50 still reach every section.
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
 @given(mutated_document())
 def test_mutated_provisioning_documents_fail_with_provision_error(db, doc):
     try:
