@@ -11,6 +11,7 @@ import sys
 
 from checks.perfdata import Perfdata
 from checks.plugin import Context, Plugin, PluginError, Reading, TargetDown
+from checks.site_mode import not_a_secondary
 
 
 class SiteBacklog(Plugin):
@@ -23,6 +24,9 @@ class SiteBacklog(Plugin):
     def probe(self, ctx: Context) -> Reading:
         from redundancy.site.failback import FailbackError, from_config
 
+        unconfigured = not_a_secondary(ctx)
+        if unconfigured is not None:
+            return unconfigured
         try:
             b = from_config(ctx.config()).backlog()
         except FailbackError as exc:

@@ -14,6 +14,17 @@ import sys
 from checks.plugin import CRITICAL, Context, Plugin, PluginError, Reading
 
 
+def not_a_secondary(ctx: Context) -> Reading | None:
+    """OK "not configured" where no secondary site runs (the primary, the central
+    server, the all-in-one demo): there is no watchdog, delta or failback to judge,
+    and a CRITICAL about a missing watchdog would page on-call about nothing."""
+    role = ctx.config().get("Site", "Role")
+    if role == "secondary":
+        return None
+    return Reading(0, f"not configured: [Site] Role is {role}; the site watchdog, the delta "
+                      "database and failback run on a secondary site", judge=False, perf=False)
+
+
 class SiteMode(Plugin):
     name = "site_mode"
     title = "Secondary site mode: stand-by (OK) or stand-alone (CRITICAL)"
@@ -25,6 +36,9 @@ class SiteMode(Plugin):
         from vigil import site_mode as modes
         from vigil import statefile
 
+        unconfigured = not_a_secondary(ctx)
+        if unconfigured is not None:
+            return unconfigured
         path = modes.mode_path(ctx.site_state_dir())
         try:
             m = modes.read(path)

@@ -14,6 +14,7 @@ import sys
 
 from checks.perfdata import Perfdata
 from checks.plugin import CRITICAL, Context, Plugin, PluginError, Reading, TargetDown
+from checks.site_mode import not_a_secondary
 
 
 class SiteProbes(Plugin):
@@ -31,6 +32,9 @@ class SiteProbes(Plugin):
     def probe(self, ctx: Context) -> Reading:
         from vigil import statefile
 
+        unconfigured = not_a_secondary(ctx)
+        if unconfigured is not None:
+            return unconfigured
         path = ctx.site_state_dir() / "site-watchdog.json"
         try:
             st = statefile.read_json(path)

@@ -85,3 +85,16 @@ def test_site_backlog(tmp_path):
     assert rc == 0 and "0 xDR(s) pending" in out, out
     primary.dispose()
     delta.dispose()
+
+
+@pytest.mark.parametrize("role", ["primary", "all", "central"])
+def test_site_checks_say_not_configured_where_no_secondary_runs(tmp_path, role):
+    """The all-in-one demo and the primary run the catalog's secondary checks
+    too (role all) or may be given them: OK "not configured", never a page
+    about a watchdog that is not meant to run there."""
+    conf = tmp_path / "vigil.conf"
+    conf.write_text(f"[Site]\nRole={role}\nName=site-a\nState_Dir={tmp_path}\n"
+                    "[Standby]\nPrimary_URL=mysql+pymysql://nobody@primary-db.invalid/billing\n")
+    for name in ("site_mode", "site_probes", "site_backlog"):
+        rc, out = run(name, conf)
+        assert rc == 0 and "not configured" in out and f"Role is {role}" in out, (name, out)
