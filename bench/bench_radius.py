@@ -231,13 +231,14 @@ def paced_latency(box: BillingSandbox, rate: int, seconds: float) -> list[float]
     return lat
 
 
-def start_vigil(db: MariaDB | None, work: Path, tag: str, processes: int
+def start_vigil(db: MariaDB | None, work: Path, tag: str, processes: int, radius: str = ""
                 ) -> BillingSandbox:
     if db is not None:
         db.create_database(f"billing_{tag}")
     box = BillingSandbox(db.url(f"billing_{tag}") if db else None, base=work / f"vigil-{tag}",
                          provision=provision_doc(work / "bench.yaml"),
-                         extra="[Fraud_Detection]\nActive=No\n", processes=processes)
+                         extra="[Fraud_Detection]\nActive=No\n", processes=processes,
+                         radius=radius)
     box.config.write_text(box.config.read_text().replace("Level=DEBUG", "Level=WARNING"))
     box.prepare()
     env = dict(os.environ, VIGIL_CONF=str(box.config))
@@ -258,6 +259,12 @@ def main() -> int:
     ap.add_argument("--processes", type=int, default=os.cpu_count() or 2,
                     help="engine processes of the N-process run")
     ap.add_argument("--sqlite", action="store_true", help="Vigil on SQLite instead of MariaDB")
+    ap.add_argument("--vigil-only", action="store_true",
+                    help="skip the FreeRADIUS legs (while iterating; no ratios printed)")
+    ap.add_argument("--radius", action="append", default=[], metavar="OPTION=VALUE",
+                    help="an extra [Radius] option for Vigil, e.g. Commit_Batch=256 (repeatable)")
+    ap.add_argument("--one-process", action="store_true",
+                    help="skip the N-process Vigil run (while iterating)")
     args = ap.parse_args()
     if not shutil.which("radclient") or not shutil.which("taskset"):
         print("radclient and taskset are needed (make setup)")
@@ -276,12 +283,15 @@ def main() -> int:
     db_pid = db.proc.pid if db.proc else None
     try:
         runs = [("vigil 1 process", 1), (f"vigil {args.processes} processes", args.processes)]
+        if args.one_process:
+            runs = runs[:1]
         for n, (name, procs) in enumerate(runs):
             authz = [authz_file(work / f"authz{n}-{k}.txt", 1000, f"z{n}-{k}")
                      for k in range(n_files)]
             acct = [acct_file(work / f"acct{n}-{k}.txt", 1000, f"a{n}-{k}")
                     for k in range(n_files)]
-            box = start_vigil(None if args.sqlite else db, work, f"r{n}", procs)
+            box = start_vigil(None if args.sqlite else db, work, f"r{n}", procs,
+                              "".join(f"{o}\n" for o in args.radius))
             try:
                 assert box.proc is not None
                 for label, port, files, kind in (("authorization", box.auth_port, authz, "auth"),
@@ -291,8 +301,11 @@ def main() -> int:
                 latency[name] = paced_latency(box, 1000, 10.0)
             finally:
                 box.stop()
-        sql = rlm_sql_schema(db, "radius")
-        for name, backend in (("freeradius rlm_sql", sql), ("freeradius files", None)):
+        peers: list[tuple[str, SqlBackend | None]] = []
+        if not args.vigil_only:
+            peers = [("freeradius rlm_sql", rlm_sql_schema(db, "radius")),
+                     ("freeradius files", None)]
+        for name, backend in peers:
             authz = [authz_file(work / f"fauthz{k}.txt", 1000, f"fz{k}") for k in range(n_files)]
             acct = [acct_file(work / f"facct-{name[-3:]}{k}.txt", 1000, f"fa{name[-3:]}{k}")
                     for k in range(n_files)]
@@ -316,7 +329,7 @@ def main() -> int:
     for k, r in results.items():
         print(f"{k:44} {r['rps']:8.0f} {int(r['failed']):7d} {r['server_cpu']:13.3f} "
               f"{r['db_cpu']:12.3f}")
-    for label in ("authorization", "accounting"):
+    for label in ("authorization", "accounting") if peers else ():
         ref = results[f"freeradius rlm_sql {label}"]["rps"]
         for name, _ in runs:
             v = results[f"{name} {label}"]["rps"]

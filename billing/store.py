@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
-from sqlalchemy import case, delete, insert, literal, or_, select, update
+from sqlalchemy import case, delete, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from billing import calls
+from billing import calls, grant_sql
 from billing import models as m
 from billing.db import DatabaseError, DatabaseUnavailable, is_unavailable
 
@@ -643,29 +643,22 @@ class SqlStore:
                 cust_n[customer] = cust_n.get(customer, 0) + 1
             if req.customer_pk is not None:
                 _add(cust, req.customer_pk, req.proposal.amount)
-        a, c = m.Account, m.Customer
+        # Prepared text, not Core: see billing/grant_sql.py for why.
+        ph = grant_sql.placeholder(conn.dialect.paramstyle)
+        # SQLite has no decimal type: bind floats there, as SQLAlchemy's
+        # Numeric does; PyMySQL sends the Decimal's exact digits.
+        money = None if conn.dialect.supports_native_decimal else float
         savepoint = conn.begin_nested()
         try:
             ok = True
             if cust_n:
-                want = case(cust, value=c.id, else_=0) if cust else literal(Decimal(0))
-                n = case(cust_n, value=c.id)
-                ok = conn.execute(update(c).where(
-                    c.id.in_(sorted(cust_n)),
-                    or_(c.max_calls.is_(None), c.calls + n <= c.max_calls),
-                    or_(c.credit_limit.is_(None), want == 0,
-                        c.credit_limit - c.balance - c.reserved >= want)
-                ).values(reserved=c.reserved + want, calls=c.calls + n)
-                ).rowcount == len(cust_n)
+                ok = conn.exec_driver_sql(
+                    grant_sql.customers_sql(ph, len(cust_n), len(cust)),
+                    grant_sql.customers_params(cust, cust_n, money)).rowcount == len(cust_n)
             if ok:
-                want = case(acct, value=a.id)
-                n = case(acct_n, value=a.id)
-                funds = case((a.billing_model == BillingModel.DEBIT.value, a.balance),
-                             else_=a.credit_limit - a.balance)
-                ok = conn.execute(update(a).where(
-                    a.id.in_(sorted(acct)), funds - a.reserved >= want,
-                    or_(a.max_calls.is_(None), a.calls + n <= a.max_calls)
-                ).values(reserved=a.reserved + want, calls=a.calls + n)
+                ok = conn.exec_driver_sql(
+                    grant_sql.accounts_sql(ph, len(acct)),
+                    grant_sql.accounts_params(acct, acct_n, BillingModel.DEBIT.value, money)
                 ).rowcount == len(acct)
         except BaseException:
             savepoint.rollback()
