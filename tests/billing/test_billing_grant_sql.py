@@ -1,0 +1,89 @@
+"""The busy-batch grant's prepared text (billing/grant_sql.py): markers and
+parameters line up, and the statements keep the reservation contract on a
+real database (the money-path and cluster tests run them through the
+engine on SQLite and MariaDB)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, insert, select
+
+from billing import grant_sql
+from billing import models as m
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 64])
+@pytest.mark.parametrize("ph", ["%s", "?"])
+def test_markers_match_parameters(n: int, ph: str) -> None:
+    funds = {k: Decimal("1.5") * k for k in range(1, n + 1)}
+    counts = {k: 1 for k in range(1, n + 1)}
+    sql = grant_sql.accounts_sql(ph, n)
+    assert sql.count(ph) == len(grant_sql.accounts_params(funds, counts, "debit"))
+    for n_funds in (0, n):
+        part = {k: funds[k] for k in list(funds)[:n_funds]}
+        sql = grant_sql.customers_sql(ph, n, n_funds)
+        assert sql.count(ph) == len(grant_sql.customers_params(part, counts))
+
+
+def test_paramstyles() -> None:
+    assert grant_sql.placeholder("format") == "%s"
+    assert grant_sql.placeholder("qmark") == "?"
+    with pytest.raises(ValueError, match="named"):
+        grant_sql.placeholder("named")
+    with pytest.raises(ValueError, match="amount and a count"):
+        grant_sql.accounts_params({1: Decimal(1)}, {2: 1}, "debit")
+
+
+def _db() -> Any:
+    engine = create_engine("sqlite://")
+    m.Base.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(insert(m.Customer), [dict(id=1, name="C", credit_limit=Decimal("10"),
+                                               max_calls=3)])
+        # one set of keys for both rows: an executemany takes the first row's
+        conn.execute(insert(m.Account), [
+            dict(id=1, account_id="a", customer_id=1, product_id=1, billing_model="debit",
+                 credit_limit=Decimal(0), balance=Decimal("5")),
+            dict(id=2, account_id="b", customer_id=1, product_id=1, billing_model="credit",
+                 credit_limit=Decimal("4"), balance=Decimal("1"))])
+    return engine
+
+
+def _grant(engine: Any, acct: dict[int, Decimal], n: dict[int, int]) -> int:
+    with engine.begin() as conn:
+        return int(conn.exec_driver_sql(
+            grant_sql.accounts_sql("?", len(acct)),
+            grant_sql.accounts_params(acct, n, "debit", float)).rowcount)
+
+
+def test_accounts_granted_only_where_funds_left() -> None:
+    engine = _db()
+    # debit: 5 left, credit: 4 - 1 = 3 left
+    assert _grant(engine, {1: Decimal("5"), 2: Decimal("3")}, {1: 2, 2: 1}) == 2
+    assert _grant(engine, {1: Decimal("0.01"), 2: Decimal("0.01")}, {1: 1, 2: 1}) == 0
+    with engine.connect() as conn:
+        rows = conn.execute(select(m.Account.id, m.Account.reserved, m.Account.calls)
+                            .order_by(m.Account.id)).all()
+    assert [(r[0], Decimal(str(r[1])), r[2]) for r in rows] == [
+        (1, Decimal("5"), 2), (2, Decimal("3"), 1)]
+
+
+def test_customer_limits_calls_and_funds() -> None:
+    engine = _db()
+
+    def grant(want: dict[int, Decimal], n: dict[int, int]) -> int:
+        with engine.begin() as conn:
+            return int(conn.exec_driver_sql(
+                grant_sql.customers_sql("?", len(n), len(want)),
+                grant_sql.customers_params(want, n, float)).rowcount)
+
+    assert grant({1: Decimal("10")}, {1: 2}) == 1
+    assert grant({1: Decimal("0.5")}, {1: 1}) == 0  # funds: 10 of 10 held
+    assert grant({}, {1: 2}) == 0  # calls: 2 + 2 > 3
+    assert grant({}, {1: 1}) == 1  # a call that holds nothing on the customer
+    with engine.connect() as conn:
+        reserved, calls = conn.execute(select(m.Customer.reserved, m.Customer.calls)).one()
+    assert (Decimal(str(reserved)), calls) == (Decimal("10"), 3)
