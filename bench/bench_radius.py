@@ -18,6 +18,9 @@ Then a paced Python sender offers 1,000 requests/s for 10 s to Vigil and
 prints the latency percentiles.
 
     .venv/bin/python bench/bench_radius.py [--requests 20000] [--sqlite]
+    # while iterating: Vigil alone, one process, a [Radius] option to compare
+    .venv/bin/python bench/bench_radius.py --requests 5000 --vigil-only --one-process \
+        --radius Commit_Batch=256
 """
 
 from __future__ import annotations
