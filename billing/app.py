@@ -67,7 +67,7 @@ def processes(cfg: Config) -> int:
 def build_server(cfg: Config, db: SAEngine | None = None, index: int = 0,
                  reuse_port: bool = False) -> RadiusServer:
     """One engine process; ``index`` > 0 for the extra processes of a cluster."""
-    db = db or make_engine(cfg, pre_ping=False)
+    db = db or make_engine(cfg, pre_ping=False, multi_statements=True)
     engine = build_engine(cfg, db)
     stats = "radiusd-stats.json" if index == 0 else f"radiusd-stats-{index}.json"
     dictionary = cfg.get("Radius", "Dictionary") or None

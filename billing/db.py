@@ -67,7 +67,11 @@ def make_engine(cfg: Config, **kw: Any) -> Engine:
 
 def engine_for_url(url: URL | str, connect_timeout: int = 5, pool_size: int = 10,
                    echo: bool = False, query_timeout: int = 30, pre_ping: bool = True,
-                   **kw: Any) -> Engine:
+                   multi_statements: bool = False, **kw: Any) -> Engine:
+    """``multi_statements``: MariaDB connections that accept several
+    statements in one text (billing.sql_pipeline, the RADIUS engine's
+    committer); off elsewhere, so that no other code can send a stacked
+    statement even by mistake."""
     url = make_url(url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
@@ -106,6 +110,11 @@ def engine_for_url(url: URL | str, connect_timeout: int = 5, pool_size: int = 10
         return engine
     if url.drivername in ("mysql", "mariadb"):
         url = url.set(drivername="mysql+pymysql")
+    from pymysql.constants import CLIENT
+
+    # Passing client_flag replaces SQLAlchemy's own, which has FOUND_ROWS:
+    # the conditional UPDATEs count matched rows, not changed ones.
+    flags = CLIENT.FOUND_ROWS | (CLIENT.MULTI_STATEMENTS if multi_statements else 0)
     return create_engine(
         url, echo=echo, pool_pre_ping=pre_ping, pool_size=pool_size, max_overflow=pool_size,
         pool_recycle=3600, isolation_level="READ COMMITTED",
@@ -113,7 +122,8 @@ def engine_for_url(url: URL | str, connect_timeout: int = 5, pool_size: int = 10
         # answer (the gateway fails over), never a thread forever.
         pool_timeout=query_timeout,
         connect_args={"connect_timeout": connect_timeout, "read_timeout": query_timeout,
-                      "write_timeout": query_timeout, "charset": "utf8mb4"}, **kw)
+                      "write_timeout": query_timeout, "charset": "utf8mb4",
+                      "client_flag": flags}, **kw)
 
 
 def is_unavailable(exc: BaseException) -> bool:

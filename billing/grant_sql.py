@@ -82,3 +82,26 @@ def accounts_params(funds: Mapping[int, Decimal], counts: Mapping[int, int], deb
     want = [x for k in sorted(funds) for x in (k, conv(funds[k]))]
     calls = [x for k in sorted(counts) for x in (k, counts[k])]
     return (*want, *calls, *sorted(counts), debit, *want, *calls)
+
+
+@lru_cache(maxsize=512)
+def again_sql(ph: str, n_keys: int, for_update: bool) -> str:
+    """The calls of the batch that hold a reservation already (authorized
+    again): parameters ``leg``, then the call keys."""
+    return (f"SELECT id FROM active_calls WHERE leg = {ph} "
+            f"AND conf_id IN ({', '.join([ph] * n_keys)})"
+            + (" FOR UPDATE" if for_update else ""))
+
+
+# The columns of a reservation's active_calls row, in the order of
+# insert_calls_sql's markers (billing.store._reservation_row has them all).
+CALL_COLUMNS = ("conf_id", "leg", "account_id", "customer_id", "node_ip", "cli", "cld",
+                "reserved", "started_at", "updated_at", "expires_at", "session_id",
+                "user_name", "credit_time", "leg_conf_id", "incoming_conf_id")
+
+
+@lru_cache(maxsize=512)
+def insert_calls_sql(ph: str, n_rows: int, ignore: str) -> str:
+    one = f"({', '.join([ph] * len(CALL_COLUMNS))})"
+    return (f"INSERT {ignore} INTO active_calls ({', '.join(CALL_COLUMNS)}) "
+            f"VALUES {', '.join([one] * n_rows)}")

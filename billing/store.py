@@ -31,6 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from billing import calls, grant_sql
 from billing import models as m
 from billing.db import DatabaseError, DatabaseUnavailable, is_unavailable
+from billing.sql_pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -360,6 +361,17 @@ def _plan_charges(plan: BatchPlan, op: AccountingOp, now: dt.datetime) -> None:
                 _add(plan.vend_delta, x.owner_pk, x.amount)
 
 
+def _reservation_row(op: AccountingOp, granted: Reservation, now: dt.datetime
+                     ) -> dict[str, Any]:
+    req = op.reserve
+    assert req is not None
+    row = _call_row(op, now)
+    row.update(reserved=granted.amount, customer_id=req.customer_pk,
+               expires_at=now + dt.timedelta(seconds=granted.credit_time + req.lifetime),
+               credit_time=granted.credit_time)
+    return row
+
+
 def _call_row(op: AccountingOp, now: dt.datetime) -> dict[str, Any]:
     return dict(conf_id=op.call_key[:128], leg=op.leg, account_id=op.account_pk,
                 customer_id=None, node_ip=op.node_ip[:45], cli=op.cli[:64], cld=op.cld[:64],
@@ -376,6 +388,7 @@ class SqlStore:
         self.engine = engine
         self.reader = engine.execution_options(sqlite_read_only=True)
         self._for_update = engine.dialect.name != "sqlite"
+        self._ignore_word = "OR IGNORE" if engine.dialect.name == "sqlite" else "IGNORE"
 
     # ------------------------------------------------------------- reading
     _ACCOUNT_COLUMNS = (
@@ -574,14 +587,18 @@ class SqlStore:
 
     def _reserve_all(self, conn: Connection, ops: list[AccountingOp], ended: set[str],
                      now: dt.datetime) -> list[bool]:
-        keys = {op.call_key[:128] for op in ops}
-        # A call authorized again gives its old reservation back first.
-        again = {r[0] for r in self._release(conn, (m.ActiveCall.leg == "authorize") &
-                                             m.ActiveCall.conf_id.in_(keys)) if r[0]}
+        together = self._grant_together(conn, ops, ended, now)
+        if together is None:
+            # A call authorized again gives its old reservation back first.
+            again = {r[0] for r in self._release(conn, (m.ActiveCall.leg == "authorize") &
+                                                 m.ActiveCall.conf_id.in_(
+                                                     {op.call_key[:128] for op in ops})) if r[0]}
+            together = set()
+        else:
+            again = set()
         rows: list[dict[str, Any]] = []
         done: dict[str, Reservation | None] = {}
         out: list[bool] = []
-        bulk = self._grant_together(conn, ops, again, ended)
         for op in ops:
             req = op.reserve
             assert req is not None
@@ -591,44 +608,50 @@ class SqlStore:
                 req.refused = None if req.granted else Refusal.FUNDS
             elif key in ended:  # it ended in this same batch: nothing to hold
                 req.granted, req.refused = req.proposal, None
+            elif id(op) in together:  # granted and its row written together
+                req.granted = req.proposal
+                done[key] = req.granted
             else:
-                if id(op) in bulk:
-                    req.granted = req.proposal
-                else:
-                    fast = req.proposal if req.account_pk not in again else None
-                    req.granted = self._grant(conn, op, req, fast, now)
+                fast = req.proposal if req.account_pk not in again else None
+                req.granted = self._grant(conn, op, req, fast, now)
                 done[key] = req.granted
                 if req.granted is not None:
-                    ttl = req.granted.credit_time + req.lifetime
-                    row = _call_row(op, now)
-                    row.update(reserved=req.granted.amount, customer_id=req.customer_pk,
-                               expires_at=now + dt.timedelta(seconds=ttl),
-                               credit_time=req.granted.credit_time)
-                    rows.append(row)
+                    rows.append(_reservation_row(op, req.granted, now))
             out.append(req.granted is not None)
         if rows:
             conn.execute(insert(m.ActiveCall), rows)
         return out
 
-    def _grant_together(self, conn: Connection, ops: list[AccountingOp], again: set[int],
-                        ended: set[str]) -> set[int]:
-        """The fast path of a busy batch: every plain proposal (no exclusive
-        login, no account authorized again) granted by one conditional
-        statement per table, each account's proposals summed. All match or
-        none is kept (a savepoint), and then each is tried on its own.
-        Returns the ``id()`` of the ops granted."""
+    @staticmethod
+    def _pick_together(ops: list[AccountingOp], ended: set[str]) -> list[AccountingOp]:
+        """The plain proposals of a batch: no exclusive login, one per call,
+        not ended in the same batch."""
         picked: list[AccountingOp] = []
         keys: set[str] = set()
         for op in ops:
             req = op.reserve
             key = op.call_key[:128]
             if req is None or req.proposal is None or req.exclusive_login or key in keys or \
-                    key in ended or req.account_pk in again or req.proposal.amount < 0:
+                    key in ended or req.proposal.amount < 0:
                 continue
             keys.add(key)
             picked.append(op)
-        if len(picked) < 2:
-            return set()
+        return picked
+
+    def _grant_together(self, conn: Connection, ops: list[AccountingOp], ended: set[str],
+                        now: dt.datetime) -> set[int] | None:
+        """The fast path of a batch, in one round trip (billing.sql_pipeline):
+        no call of the batch authorized before, every plain proposal granted
+        by one conditional statement per table (each account's proposals
+        summed), and their ``active_calls`` rows. All of it holds or none
+        (a savepoint); then the caller goes the careful way, call by call.
+
+        Returns the ``id()`` of the ops granted and written, or None when
+        the batch needs the careful way (a call authorized again, a proposal
+        that no longer fits)."""
+        picked = self._pick_together(ops, ended)
+        if not picked:
+            return None
         acct: dict[int, Decimal] = {}
         cust: dict[int, Decimal] = {}
         acct_n: dict[int, int] = {}
@@ -644,29 +667,29 @@ class SqlStore:
             if req.customer_pk is not None:
                 _add(cust, req.customer_pk, req.proposal.amount)
         # Prepared text, not Core: see billing/grant_sql.py for why.
-        ph = grant_sql.placeholder(conn.dialect.paramstyle)
-        # SQLite has no decimal type: bind floats there, as SQLAlchemy's
-        # Numeric does; PyMySQL sends the Decimal's exact digits.
-        money = None if conn.dialect.supports_native_decimal else float
-        savepoint = conn.begin_nested()
-        try:
-            ok = True
-            if cust_n:
-                ok = conn.exec_driver_sql(
-                    grant_sql.customers_sql(ph, len(cust_n), len(cust)),
-                    grant_sql.customers_params(cust, cust_n, money)).rowcount == len(cust_n)
-            if ok:
-                ok = conn.exec_driver_sql(
-                    grant_sql.accounts_sql(ph, len(acct)),
-                    grant_sql.accounts_params(acct, acct_n, BillingModel.DEBIT.value, money)
-                ).rowcount == len(acct)
-        except BaseException:
-            savepoint.rollback()
-            raise
-        if not ok:
-            savepoint.rollback()
-            return set()
-        savepoint.commit()
+        pipe = Pipeline(conn)
+        ph = pipe.marker
+        keys = sorted({op.call_key[:128] for op in ops})
+        again = pipe.add(grant_sql.again_sql(ph, len(keys), self._for_update),
+                         ("authorize", *keys))
+        pipe.add("SAVEPOINT grant_together")
+        expect: dict[int, int] = {}
+        if cust_n:
+            expect[pipe.add(grant_sql.customers_sql(ph, len(cust_n), len(cust)),
+                            grant_sql.customers_params(cust, cust_n))] = len(cust_n)
+        expect[pipe.add(grant_sql.accounts_sql(ph, len(acct)),
+                        grant_sql.accounts_params(acct, acct_n, BillingModel.DEBIT.value)
+                        )] = len(acct)
+        rows = [_reservation_row(op, op.reserve.proposal, now) for op in picked
+                if op.reserve is not None and op.reserve.proposal is not None]
+        # IGNORE: a row that is somehow there already is seen in the count
+        # below and undone with the rest, instead of failing the batch.
+        expect[pipe.add(grant_sql.insert_calls_sql(ph, len(rows), self._ignore_word),
+                        [row[c] for row in rows for c in grant_sql.CALL_COLUMNS])] = len(rows)
+        out = pipe.run()
+        if out[again].rows or any(out[i].rowcount != n for i, n in expect.items()):
+            conn.exec_driver_sql("ROLLBACK TO SAVEPOINT grant_together")
+            return None
         return {id(op) for op in picked}
 
     def _grant(self, conn: Connection, op: AccountingOp, req: ReserveRequest,
@@ -784,9 +807,7 @@ class SqlStore:
 
     # ---------------------------------------------------------- chores
     def _insert_ignore(self, table: Any) -> Any:
-        stmt = insert(table)
-        return stmt.prefix_with("OR IGNORE" if self.engine.dialect.name == "sqlite"
-                                else "IGNORE")
+        return insert(table).prefix_with(self._ignore_word)
 
     @staticmethod
     def xdr_row(x: XDR, now: dt.datetime) -> dict[str, Any]:

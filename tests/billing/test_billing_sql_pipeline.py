@@ -1,0 +1,76 @@
+"""The committer's statements in one round trip (billing/sql_pipeline.py),
+on SQLite and on a real MariaDB: same results as one by one, errors raised
+as the store expects them, and only the engine's connections accept
+stacked statements."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
+
+from billing.db import engine_for_url
+from billing.sql_pipeline import Pipeline
+
+
+def _table(db) -> None:  # type: ignore[no-untyped-def]
+    with db.begin() as c:
+        c.execute(text("CREATE TABLE pipe_t (id INTEGER PRIMARY KEY, v INTEGER NOT NULL)"))
+        c.execute(text("INSERT INTO pipe_t (id, v) VALUES (1, 10), (2, 20)"))
+
+
+def test_statements_give_their_counts_and_rows_in_order(db):
+    _table(db)
+    with db.begin() as c:
+        p = Pipeline(c)
+        assert p.one_trip == (db.dialect.name != "sqlite")
+        ph = p.marker
+        sel = p.add(f"SELECT id, v FROM pipe_t WHERE id IN ({ph}, {ph}) ORDER BY id", (1, 2))
+        p.add("SAVEPOINT s1")
+        same = p.add(f"UPDATE pipe_t SET v = v WHERE id = {ph}", (1,))
+        none = p.add(f"UPDATE pipe_t SET v = v + 1 WHERE id = {ph} AND v > {ph}", (2, 99))
+        ins = p.add(f"INSERT INTO pipe_t (id, v) VALUES ({ph}, {ph}), ({ph}, {ph})",
+                    (3, 30, 4, 40))
+        out = p.run()
+        assert [tuple(r) for r in out[sel].rows] == [(1, 10), (2, 20)]
+        # matched rows, not changed ones: a conditional UPDATE that matched
+        # but moved nothing (a zero reservation) is still granted
+        assert out[same].rowcount == 1
+        assert out[none].rowcount == 0
+        assert out[ins].rowcount == 2
+        c.exec_driver_sql("ROLLBACK TO SAVEPOINT s1")
+    with db.connect() as c:
+        assert c.execute(text("SELECT count(*) FROM pipe_t")).scalar() == 2
+
+
+def test_an_error_stops_the_rest_and_is_sqlalchemys(db):
+    _table(db)
+    with pytest.raises(sa_exc.IntegrityError), db.begin() as c:
+        p = Pipeline(c)
+        ph = p.marker
+        p.add(f"UPDATE pipe_t SET v = {ph} WHERE id = 1", (11,))
+        p.add(f"INSERT INTO pipe_t (id, v) VALUES ({ph}, {ph})", (2, 0))  # duplicate key
+        p.add(f"UPDATE pipe_t SET v = {ph} WHERE id = 2", (99,))
+        p.run()
+    with db.connect() as c:  # the transaction was rolled back whole
+        assert c.execute(text("SELECT v FROM pipe_t ORDER BY id")).scalars().all() == [10, 20]
+    with db.begin() as c:  # and the pool's connections still work
+        p = Pipeline(c)
+        p.add("SELECT 1")
+        assert [tuple(r) for r in p.run()[0].rows] == [(1,)]
+
+
+def test_other_connections_refuse_stacked_statements(mariadb_database):
+    """Only the engine's writer allows them, so no other code path can send
+    a stacked statement, even by mistake."""
+    plain = engine_for_url(mariadb_database)
+    try:
+        with plain.connect() as c:
+            assert not Pipeline(c).one_trip
+            with pytest.raises(sa_exc.ProgrammingError):
+                c.exec_driver_sql("SELECT 1; SELECT 2")
+    finally:
+        plain.dispose()
+
+
+pytestmark = pytest.mark.integration
