@@ -185,7 +185,7 @@ class Workers:
 class Incoming:
     """A packet that passed every check at the boundary."""
 
-    pkt: rp.Packet
+    pkt: radius_decode.ReplyTo
     req: CallRequest
     addr: tuple[str, int]
     sock: socket.socket

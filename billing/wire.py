@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import socket
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pyrad.dictionary import Dictionary
@@ -33,20 +33,23 @@ class AttributeTable:
         self.by_key: dict[Any, tuple[str, str, dict[bytes, str]]] = {}
         self.by_name: dict[str, tuple[int, int, str]] = {}
         vendors = dict(dictionary.vendors.forward)
+        # TLV attributes nest; billing.radius_decode leaves those to pyrad
+        self.has_tlv = False
         for name in list(dictionary.attributes):
             a = dictionary.attributes[name]
+            self.has_tlv = self.has_tlv or a.type == "tlv"
             vendor_id = vendors.get(a.vendor, 0) if a.vendor else 0
             key: Any = (vendor_id, a.code) if vendor_id else a.code
             values = {v: k for k, v in reversed(list(dict(a.values.forward).items()))}
             self.by_key[key] = (a.name, a.type, values)
             self.by_name[a.name] = (vendor_id, a.code, a.type)
 
-    def decode(self, pkt: dict[Any, list[bytes]],
+    def decode(self, pkt: Mapping[Any, list[Any]],
                skip: Iterable[Any] = (2, MESSAGE_AUTHENTICATOR)) -> dict[str, list[str]]:
         """Attribute name -> text values of a pyrad packet (its raw items)."""
         out: dict[str, list[str]] = {}
         skipped = set(skip)
-        for key, raws in dict.items(pkt):
+        for key, raws in pkt.items():
             if key in skipped:
                 continue
             meta = self.by_key.get(key)
