@@ -26,13 +26,19 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ClauseElement, Executable
+
+_NAMED_MARKER = re.compile(r"%\(([^)]+)\)s")
 
 # SQLAlchemy's own text form of a DATETIME on SQLite: comparisons of these
 # columns are text comparisons there, so every writer must use one format.
@@ -51,7 +57,7 @@ class Pipeline:
         self.one_trip = _allows_multi_statements(conn)
         self.native = conn.dialect.supports_native_decimal
         self.marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-        self._sql: list[str] = []
+        self._sql: list[str | Executable] = []
         self._params: list[tuple[Any, ...]] = []
 
     def value(self, v: Any) -> Any:
@@ -71,6 +77,40 @@ class Pipeline:
         self._params.append(tuple(self.value(p) for p in params))
         return len(self._sql) - 1
 
+    def add_core(self, stmt: Executable) -> int:
+        """Queue a SQLAlchemy Core statement. On MariaDB it is compiled to
+        text here (its values bound by the driver); on SQLite it is executed
+        as it is, so its results keep their types (SQLite keeps money as
+        floats and times as text)."""
+        if not self.one_trip:
+            self._sql.append(stmt)
+            self._params.append(())
+            return len(self._sql) - 1
+        assert isinstance(stmt, ClauseElement)
+        compiled = stmt.compile(dialect=self.conn.dialect,
+                                compile_kwargs={"render_postcompile": True})
+        assert isinstance(compiled, SQLCompiler)
+        values = compiled.construct_params() or {}
+        if compiled.positiontup is not None:
+            return self.add(compiled.string, [values[n] for n in compiled.positiontup])
+        # PyMySQL's dialect binds by name (%(name)s); statements of one text
+        # are bound together, by position
+        names: list[str] = []
+
+        def positional(found: re.Match[str]) -> str:
+            names.append(found.group(1))
+            return self.marker
+
+        sql = _NAMED_MARKER.sub(positional, compiled.string)
+        return self.add(sql, [values[n] for n in names])
+
+    def add_rows(self, table: str, rows: Sequence[Mapping[str, Any]], ignore: str = "") -> int:
+        """A multi-row INSERT of ``rows`` (dicts with the same keys);
+        ``ignore``: the dialect's word for INSERT IGNORE, or empty."""
+        columns = tuple(rows[0])
+        return self.add(insert_sql(self.marker, table, columns, len(rows), ignore),
+                        [row[c] for row in rows for c in columns])
+
     def __len__(self) -> int:
         return len(self._sql)
 
@@ -82,14 +122,16 @@ class Pipeline:
         if not self.one_trip:
             out = []
             for s, p in zip(sql, params, strict=True):
-                r = self.conn.exec_driver_sql(s, p)
+                r = self.conn.exec_driver_sql(s, p) if isinstance(s, str) else \
+                    self.conn.execute(s)
                 rows = r.fetchall() if r.returns_rows else []
                 out.append(Outcome(r.rowcount, [tuple(x) for x in rows]))
             return out
         return self._one_trip(sql, params)
 
-    def _one_trip(self, sql: list[str], params: list[tuple[Any, ...]]) -> list[Outcome]:
-        text = ";\n".join(sql)
+    def _one_trip(self, sql: list[str | Executable], params: list[tuple[Any, ...]]
+                  ) -> list[Outcome]:
+        text = ";\n".join(str(x) for x in sql)
         flat = tuple(p for ps in params for p in ps)
         fairy = self.conn.connection
         raw = fairy.dbapi_connection
@@ -107,7 +149,7 @@ class Pipeline:
             if gone:
                 self.conn.invalidate(e)
             raise sa_exc.DBAPIError.instance(
-                sql[len(out)] if len(out) < len(sql) else text, None, e,
+                str(sql[len(out)]) if len(out) < len(sql) else text, None, e,
                 self.conn.dialect.loaded_dbapi.Error, connection_invalidated=gone) from e
         finally:
             # the error above, if any, is the one that matters
@@ -130,7 +172,9 @@ def markers(marker: str, n: int) -> str:
     return ", ".join([marker] * n)
 
 
-def rows_values(marker: str, n_rows: int, n_cols: int) -> str:
-    """``(?, ?), (?, ?)``: the VALUES of a multi-row INSERT."""
-    one = f"({markers(marker, n_cols)})"
-    return ", ".join([one] * n_rows)
+@lru_cache(maxsize=1024)
+def insert_sql(marker: str, table: str, columns: tuple[str, ...], n_rows: int,
+               ignore: str = "") -> str:
+    one = f"({markers(marker, len(columns))})"
+    return (f"INSERT {ignore + ' ' if ignore else ''}INTO {table} ({', '.join(columns)}) "
+            f"VALUES {', '.join([one] * n_rows)}")

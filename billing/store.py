@@ -498,75 +498,94 @@ class SqlStore:
             seen = set(conn.execute(select(m.ProcessedAccounting.session_key).where(
                 m.ProcessedAccounting.session_key.in_(keyed))).scalars())
         plan = plan_batch(ops, seen, now)
-        self._execute(conn, plan, now)
+        # The writes go to the database together (billing/sql_pipeline.py):
+        # a batch of Stops costs four round trips whatever its size.
+        pipe = Pipeline(conn)
+        self._execute(conn, pipe, plan, now)
         for op, fresh in zip(ops, plan.results, strict=True):
             if fresh and op.kind == OpKind.STOP:
                 op.released = plan.released.pop(op.call_key[:128], Decimal(0))
         if plan.reserves:
-            outcome = iter(self._reserve_all(conn, plan.reserves, plan.ended, now))
+            outcome = iter(self._reserve_all(conn, pipe, plan.reserves, plan.ended, now))
             plan.results = [next(outcome) if op.kind == OpKind.RESERVE else r
                             for op, r in zip(ops, plan.results, strict=True)]
+        pipe.run()
         return plan.results
 
-    def _execute(self, conn: Connection, plan: BatchPlan, now: dt.datetime) -> None:
+    def _execute(self, conn: Connection, pipe: Pipeline, plan: BatchPlan,
+                 now: dt.datetime) -> None:
+        """Queue the batch's records on ``pipe``; the ended calls are read
+        (locked) on the way, since what is given back depends on them."""
         if plan.processed:
-            conn.execute(insert(m.ProcessedAccounting), plan.processed)
+            pipe.add_rows(m.ProcessedAccounting.__tablename__, plan.processed)
         if plan.quarantined:
-            conn.execute(insert(m.QuarantinedAccounting), plan.quarantined)
+            pipe.add_rows(m.QuarantinedAccounting.__tablename__, plan.quarantined)
         if plan.ended:
-            for _pk, amount, key in self._release(conn, m.ActiveCall.conf_id.in_(plan.ended)):
+            found = pipe.add_core(self._release_query(m.ActiveCall.conf_id.in_(plan.ended)))
+            rows = pipe.run()[found].rows
+            for _pk, amount, key in self._give_back(pipe.add_core, rows):
                 plan.released[key] = plan.released.get(key, Decimal(0)) + amount
         if plan.logouts:
-            self._logout(conn, plan.logouts)
+            pipe.add_core(self._logout_statement(plan.logouts))
         if plan.remember:
-            conn.execute(self._insert_ignore(m.EndedCall.__table__), [
-                dict(conf_id=k, ended_at=now, forget_at=t) for k, t in plan.remember.items()])
+            pipe.add_rows(m.EndedCall.__tablename__, [
+                dict(conf_id=k, ended_at=now, forget_at=t) for k, t in plan.remember.items()],
+                self._ignore_word)
         starts = calls.admit_starts(conn, plan.starts, plan.ended, now) if plan.starts else []
         if starts:
-            conn.execute(self._insert_ignore(m.ActiveCall.__table__), starts)
+            pipe.add_rows(m.ActiveCall.__tablename__, starts, self._ignore_word)
         if plan.interim:
             calls.keep_alive(conn, plan.interim, now)
         if plan.acct_xdrs:
-            conn.execute(insert(m.AccountXDR), plan.acct_xdrs)
+            pipe.add_rows(m.AccountXDR.__tablename__, plan.acct_xdrs)
         if plan.vend_xdrs:
-            conn.execute(insert(m.VendorXDR), plan.vend_xdrs)
+            pipe.add_rows(m.VendorXDR.__tablename__, plan.vend_xdrs)
         for table, deltas in ((m.Account, plan.acct_delta), (m.Customer, plan.cust_delta),
                               (m.Vendor, plan.vend_delta)):
             if deltas:
                 # One statement for all the accounts of the batch: a round trip
                 # per account would cost more than the rest of the commit.
-                conn.execute(update(table).where(table.id.in_(sorted(deltas))).values(
+                pipe.add_core(update(table).where(table.id.in_(sorted(deltas))).values(
                     balance=table.balance + case(deltas, value=table.id)))
 
     # ----------------------------------------------------------- reserving
-    def _release(self, conn: Connection, where: Any
-                 ) -> list[tuple[int | None, Decimal, str]]:
-        """Delete calls in progress and give their reservations back: read
-        them locked, delete exactly those, subtract exactly their sums, so a
-        reservation is released once whichever engine sees its Stop."""
+    def _release_query(self, where: Any) -> Any:
         q = (select(m.ActiveCall.id, m.ActiveCall.account_id, m.ActiveCall.customer_id,
                     m.ActiveCall.reserved, m.ActiveCall.conf_id, m.ActiveCall.leg,
                     m.Account.customer_id.label("owner"))
              .outerjoin(m.Account, m.Account.id == m.ActiveCall.account_id).where(where))
         if self._for_update:
             q = q.with_for_update(of=m.ActiveCall.__table__)
-        rows = conn.execute(q).all()
+        return q
+
+    def _release(self, conn: Connection, where: Any
+                 ) -> list[tuple[int | None, Decimal, str]]:
+        """Delete calls in progress and give their reservations back: read
+        them locked, delete exactly those, subtract exactly their sums, so a
+        reservation is released once whichever engine sees its Stop."""
+        return self._give_back(conn.execute, conn.execute(self._release_query(where)).all())
+
+    @staticmethod
+    def _give_back(run: Callable[[Any], Any], rows: Sequence[Sequence[Any]]
+                   ) -> list[tuple[int | None, Decimal, str]]:
+        """The writes of a release, for the rows ``_release_query`` read and
+        locked (``run`` executes a statement now or queues it)."""
         if not rows:
             return []
-        conn.execute(delete(m.ActiveCall).where(m.ActiveCall.id.in_([r.id for r in rows])))
+        run(delete(m.ActiveCall).where(m.ActiveCall.id.in_([r[0] for r in rows])))
         acct: dict[int, Decimal] = {}
         cust: dict[int, Decimal] = {}
         acct_calls: dict[int, int] = {}
         cust_calls: dict[int, int] = {}
-        for r in rows:
-            if r.reserved and r.account_id is not None:
-                _add(acct, r.account_id, -Decimal(r.reserved))
-            if r.reserved and r.customer_id is not None:
-                _add(cust, r.customer_id, -Decimal(r.reserved))
-            if r.leg == "authorize" and r.account_id is not None:
-                acct_calls[r.account_id] = acct_calls.get(r.account_id, 0) - 1
-                if r.owner is not None:
-                    cust_calls[r.owner] = cust_calls.get(r.owner, 0) - 1
+        for _id, account_id, customer_id, reserved, _key, leg, owner in rows:
+            if reserved and account_id is not None:
+                _add(acct, account_id, -Decimal(reserved))
+            if reserved and customer_id is not None:
+                _add(cust, customer_id, -Decimal(reserved))
+            if leg == "authorize" and account_id is not None:
+                acct_calls[account_id] = acct_calls.get(account_id, 0) - 1
+                if owner is not None:
+                    cust_calls[owner] = cust_calls.get(owner, 0) - 1
         for table, deltas, counts in ((m.Account, acct, acct_calls),
                                       (m.Customer, cust, cust_calls)):
             values: dict[str, Any] = {}
@@ -575,20 +594,22 @@ class SqlStore:
             if counts:
                 values["calls"] = table.calls + case(counts, value=table.id, else_=0)
             if values:
-                conn.execute(update(table).where(
+                run(update(table).where(
                     table.id.in_(sorted(set(deltas) | set(counts)))).values(**values))
-        return [(r.account_id, Decimal(r.reserved), r.conf_id) for r in rows]
+        return [(r[1], Decimal(r[3]), r[4]) for r in rows]
 
-    def _logout(self, conn: Connection, logouts: dict[int, set[str]]) -> None:
-        keys = set().union(*logouts.values())
-        conn.execute(update(m.Account).where(
+    @staticmethod
+    def _logout_statement(logouts: dict[int, set[str]]) -> Any:
+        keys = sorted(set().union(*logouts.values()))
+        return update(m.Account).where(
             m.Account.id.in_(sorted(logouts)), m.Account.login_call.in_(keys)).values(
-            login_call=LOGIN_FREE, login_until=None))
+            login_call=LOGIN_FREE, login_until=None)
 
-    def _reserve_all(self, conn: Connection, ops: list[AccountingOp], ended: set[str],
-                     now: dt.datetime) -> list[bool]:
-        together = self._grant_together(conn, ops, ended, now)
+    def _reserve_all(self, conn: Connection, pipe: Pipeline, ops: list[AccountingOp],
+                     ended: set[str], now: dt.datetime) -> list[bool]:
+        together = self._grant_together(conn, pipe, ops, ended, now)
         if together is None:
+            pipe.run()  # the batch's records first, as they were queued
             # A call authorized again gives its old reservation back first.
             again = {r[0] for r in self._release(conn, (m.ActiveCall.leg == "authorize") &
                                                  m.ActiveCall.conf_id.in_(
@@ -638,8 +659,8 @@ class SqlStore:
             picked.append(op)
         return picked
 
-    def _grant_together(self, conn: Connection, ops: list[AccountingOp], ended: set[str],
-                        now: dt.datetime) -> set[int] | None:
+    def _grant_together(self, conn: Connection, pipe: Pipeline, ops: list[AccountingOp],
+                        ended: set[str], now: dt.datetime) -> set[int] | None:
         """The fast path of a batch, in one round trip (billing.sql_pipeline):
         no call of the batch authorized before, every plain proposal granted
         by one conditional statement per table (each account's proposals
@@ -666,8 +687,8 @@ class SqlStore:
                 cust_n[customer] = cust_n.get(customer, 0) + 1
             if req.customer_pk is not None:
                 _add(cust, req.customer_pk, req.proposal.amount)
-        # Prepared text, not Core: see billing/grant_sql.py for why.
-        pipe = Pipeline(conn)
+        # Prepared text, not Core: see billing/grant_sql.py for why. Sent
+        # with the batch's records queued before (their indexes come first).
         ph = pipe.marker
         keys = sorted({op.call_key[:128] for op in ops})
         again = pipe.add(grant_sql.again_sql(ph, len(keys), self._for_update),
@@ -806,9 +827,6 @@ class SqlStore:
         return sum((r[1] for r in rows), Decimal(0))
 
     # ---------------------------------------------------------- chores
-    def _insert_ignore(self, table: Any) -> Any:
-        return insert(table).prefix_with(self._ignore_word)
-
     @staticmethod
     def xdr_row(x: XDR, now: dt.datetime) -> dict[str, Any]:
         row: dict[str, Any] = dict(

@@ -74,3 +74,39 @@ def test_other_connections_refuse_stacked_statements(mariadb_database):
 
 
 pytestmark = pytest.mark.integration
+
+
+def test_core_statements_and_rows_go_with_the_rest(db):
+    """A Core statement (an IN list, a CASE) and a multi-row INSERT of
+    money and times: what is read back is what one by one would give."""
+    import datetime as dt
+    from decimal import Decimal
+
+    from sqlalchemy import case, select, update
+
+    from billing import models as m
+
+    when = dt.datetime(2026, 11, 30, 12, 0, 0)  # MariaDB DATETIME keeps whole seconds
+    rows = [dict(conf_id=f"p-{i}", leg="authorize", reserved=Decimal("0.29"), started_at=when,
+                 updated_at=when, expires_at=when, account_id=None, node_ip="", cli="", cld="",
+                 session_id="", user_name="", leg_conf_id="", incoming_conf_id="")
+            for i in range(3)]
+    with db.begin() as c:
+        p = Pipeline(c)
+        ins = p.add_rows(m.ActiveCall.__tablename__, rows)
+        up = p.add_core(update(m.ActiveCall).where(m.ActiveCall.conf_id.in_(["p-0", "p-2"]))
+                        .values(reserved=m.ActiveCall.reserved + case(
+                            {"p-0": Decimal("1.01"), "p-2": Decimal("2")},
+                            value=m.ActiveCall.conf_id, else_=0)))
+        read = p.add_core(select(m.ActiveCall.conf_id, m.ActiveCall.reserved,
+                                 m.ActiveCall.expires_at)
+                          .where(m.ActiveCall.conf_id.in_(["p-0", "p-1", "p-2"]))
+                          .order_by(m.ActiveCall.conf_id))
+        out = p.run()
+        assert out[ins].rowcount == 3 and out[up].rowcount == 2
+        assert [(k, Decimal(r).quantize(Decimal("0.01")), t) for k, r, t in out[read].rows] == [
+            ("p-0", Decimal("1.30"), when), ("p-1", Decimal("0.29"), when),
+            ("p-2", Decimal("2.29"), when)]
+    with db.connect() as c:  # the times compare as the store's own writes do
+        assert c.execute(select(m.ActiveCall.conf_id).where(
+            m.ActiveCall.expires_at < when + dt.timedelta(microseconds=1))).scalars().all()
