@@ -5,8 +5,8 @@ and lets no second call past the login hold; and it says so in one line.
 
 The unit tests drive injected clocks (this machine's wall clock, its
 elapsed-time clock, the database's clock) around real engines on one SQLite
-file. The integration test runs two `vigil radiusd` on a throw-away MariaDB,
-one of them under Debian's libfaketime, whose wall clock the test steps.
+file. The integration test runs two `vigil radiusd` on a throw-away MariaDB;
+the test steps one's wall clock through an injection hook (below).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import os
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -351,27 +352,47 @@ def test_a_forward_jump_of_the_database_clock_forgets_no_live_call(database, cap
 
 
 # ------------------------------------------ two real engines on one MariaDB
-FAKETIME_LIB = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 # Both engines sweep every 2 s ([Call_Cleanup] 8 s lifetimes); calls last
-# their credit time (180 s) + 8 + 2 x 1 s.
+# their credit time + 8 + 2 x 1 s.
 SHORT_CLEANUP = ("[Call_Cleanup]\nDefault_Lifetime=8\nAlive_Interval=8\n"
                  "Radius_Retransmits=2\nRadius_Timeout=1\n")
+# The injection hook: a sitecustomize module on the engine's PYTHONPATH that
+# moves the process's wall clock (vigil.clock.utcnow, the one the project
+# reads) by the seconds written in a file, re-read at every reading. Debian's
+# libfaketime was the first choice; with its elapsed-time clocks left true
+# (FAKETIME_DONT_FAKE_MONOTONIC) Python 3.11's time.sleep fails with EINVAL,
+# and with them faked the elapsed-time clock steps too, which no real clock does.
+WALL_SHIFT_HOOK = """\
+import datetime as _dt
+from pathlib import Path as _Path
+
+import vigil.clock as _clock
+
+_true = _clock.utcnow
+
+
+def _shifted():
+    try:
+        seconds = float(_Path({path!r}).read_text())
+    except (OSError, ValueError):
+        seconds = 0.0
+    return _true() + _dt.timedelta(seconds=seconds)
+
+
+_clock.utcnow = _shifted
+"""
 
 
 @contextlib.contextmanager
-def faketime(monkeypatch: pytest.MonkeyPatch, offset_file: Path) -> Iterator[None]:
-    """Processes started inside run under libfaketime, their wall clock the
-    offset written in ``offset_file`` (re-read at every reading); their
-    elapsed-time clocks stay true."""
-    if not FAKETIME_LIB.exists():
-        pytest.skip("libfaketime is not installed (Debian package faketime)")
-    offset_file.write_text("+0\n")
+def shifted_wall_clock(monkeypatch: pytest.MonkeyPatch, hook_dir: Path,
+                       shift_file: Path) -> Iterator[None]:
+    """Processes started inside read their wall clock ``shift_file``'s seconds off."""
+    hook_dir.mkdir(parents=True, exist_ok=True)
+    (hook_dir / "sitecustomize.py").write_text(WALL_SHIFT_HOOK.format(path=str(shift_file)))
+    shift_file.write_text("0\n")
     with monkeypatch.context() as mp:
-        mp.setenv("LD_PRELOAD", str(FAKETIME_LIB))
-        mp.setenv("FAKETIME_TIMESTAMP_FILE", str(offset_file))
-        mp.setenv("FAKETIME_NO_CACHE", "1")
-        mp.setenv("FAKETIME_DONT_FAKE_MONOTONIC", "1")
-        mp.delenv("FAKETIME", raising=False)
+        mp.setenv("PYTHONPATH", os.pathsep.join(
+            [str(hook_dir), *filter(None, [os.environ.get("PYTHONPATH")])]))
         yield
 
 
@@ -409,13 +430,13 @@ def _active(url: str) -> set[str]:
 @pytest.mark.integration
 def test_two_engines_on_mariadb_one_wall_clock_stepped(mariadb_database, tmp_path,
                                                        monkeypatch):
-    """Engine B runs under libfaketime (the injection the test uses): its wall
-    clock steps a day forward, then an hour back, while engine A's call is
-    up. B forgets none of it, holds A's login, charges A's call once."""
+    """Engine B's wall clock (the injection hook above) steps a day forward,
+    then back to an hour behind, while engine A's call is up: B forgets none
+    of it, holds A's login, charges A's call once, and logs each step."""
     url = mariadb_database
     a = BillingSandbox(url, base=tmp_path / "a", extra=SHORT_CLEANUP)
     b = BillingSandbox(url, base=tmp_path / "b", extra=SHORT_CLEANUP, provision=None)
-    offset = tmp_path / "b-wall-offset"
+    shift = tmp_path / "b-wall-shift"
     try:
         a.prepare().start()
         e = engine_for_url(url)
@@ -423,18 +444,18 @@ def test_two_engines_on_mariadb_one_wall_clock_stepped(mariadb_database, tmp_pat
             c.execute(update(m.Account).where(m.Account.account_id == ACCOUNT).values(
                 balance=Decimal("2")))
         e.dispose()
-        with faketime(monkeypatch, offset):
+        with shifted_wall_clock(monkeypatch, tmp_path / "hook", shift):
             b.start()
         assert authorize(a, "call-A") == 360  # 2.00 at 0.29 a minute
         balance, reserved = _account(url)
         assert reserved == Decimal("1.74")
-        offset.write_text("+1d\n")  # server B's wall clock steps a day forward
+        shift.write_text("86400\n")  # server B's wall clock steps a day forward
         _wait_for("local wall clock stepped forward by 86", b)
         time.sleep(5)  # two more sweeps on each engine, a re-anchoring
         assert _active(url) == {"call-A"}
         assert _account(url) == (balance, reserved)
         assert authorize(b, "call-B") == 0  # the login hold holds on B
-        offset.write_text("-1h\n")  # and a day and an hour back
+        shift.write_text("-3600\n")  # and a day and an hour back
         _wait_for("local wall clock stepped back by 900", b)
         time.sleep(5)
         assert _active(url) == {"call-A"}
