@@ -103,7 +103,7 @@ class BillingClock:
     def of_database(cls, db: Engine) -> BillingClock:
         local = db.dialect.name == "sqlite"
         return cls(lambda: database_time(db), local=local,
-                   name="database (this machine's clock: SQLite)" if local else "database")
+                   name="SQLite (this machine's)" if local else "database")
 
     def __call__(self) -> dt.datetime:
         a = self._anchor  # one attribute read: the chore replaces it whole
@@ -143,12 +143,12 @@ class BillingClock:
                 if abs(step) > self.tolerance:
                     log.warning(
                         "local wall clock stepped %s by %.3f s (NTP step, VM resume or an "
-                        "admin); billing keeps the %s's time %s", _direction(step), abs(step),
+                        "admin); billing keeps the %s clock's time %s", _direction(step), abs(step),
                         self.name, ref.isoformat())
             self._anchor = _Anchor(ref, at, wall_offset)
             first, self.anchored = not self.anchored, True
         if first:
-            log.info("billing time anchored on the %s's clock: %s (this machine's wall clock "
+            log.info("billing time anchored on the %s clock: %s (this machine's wall clock "
                      "%+.3f s from it)", self.name, ref.isoformat(),
                      _seconds(self.wall() - self()))
         return 0.0 if first else correction

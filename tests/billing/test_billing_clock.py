@@ -120,7 +120,7 @@ def test_a_wall_clock_step_is_invisible_to_billing_and_logged_once(step, line, c
     assert clock() == T0 + dt.timedelta(seconds=15)
     lines = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert [r.getMessage().split(" (")[0] for r in lines] == [line]
-    assert "billing keeps the database's time 2026-11-30T12:00:05" in lines[0].getMessage()
+    assert "billing keeps the database clock's time 2026-11-30T12:00:05" in lines[0].getMessage()
 
 
 def test_reading_billing_time_never_waits_on_the_database():
@@ -471,3 +471,24 @@ def test_two_engines_on_mariadb_one_wall_clock_stepped(mariadb_database, tmp_pat
     finally:
         b.stop()
         a.stop()
+
+
+# ---------------------------------------------------------------- heartbeats
+def test_heartbeats_are_written_and_read_in_database_time(tmp_path):
+    """An engine's heartbeat carries its billing time; `vigil engines` reads
+    them against the database's clock (here SQLite's: this machine's)."""
+    from billing.heartbeat import Heartbeat, engines
+    from vigil.clock import utcnow
+
+    db = engine_for_url(f"sqlite:///{tmp_path / 'billing.db'}")
+    try:
+        schema.upgrade(db)
+        now = utcnow()
+        for name, offset in (("in-time", 0), ("an-hour-behind", -3600)):
+            beat = Heartbeat(db, "127.0.0.1:1812/1813", lambda: {"access_requests": 2},
+                             name=name, clock=lambda o=offset: now + dt.timedelta(seconds=o))
+            beat.beat()
+        assert [(e["name"], e["requests"]) for e in engines(db)] == [("in-time", 2)]
+        assert {e["name"] for e in engines(db, within=7200)} == {"in-time", "an-hour-behind"}
+    finally:
+        db.dispose()
