@@ -21,6 +21,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from pyrad import packet as rp
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine as SAEngine
 
@@ -36,7 +37,7 @@ from billing.provision import apply_document, load_document
 from billing.request import CallRequest
 from billing.store import SqlStore, reserved_sums_agree
 from billing.testing import BillingSandbox
-from tests.billing.test_billing_cluster import authorize, stop
+from tests.billing.test_billing_cluster import stop
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = load_document(ROOT / "etc" / "demo" / "provision.yaml")
@@ -427,47 +428,62 @@ def _active(url: str) -> set[str]:
         e.dispose()
 
 
+def _authorize(box: BillingSandbox, conf: str) -> tuple[int, int]:
+    """(credit time, h323-return-code) of an authorization on ``box``."""
+    c = box.client("nextone", timeout=2.0)
+    req = c.auth_packet()
+    req["User-Name"] = "NextoneUserA"
+    req["NAS-IP-Address"] = "164.4.89.20"
+    req["Called-Station-Id"] = "441259322891834"
+    req["h323-conf-id"] = conf
+    req["Cisco-AVPair"] = [f"h323-ivr-out=PortaBilling_UserName:{ACCOUNT}",
+                           "h323-ivr-out=PortaBilling_Ignore_Password:YES"]
+    reply = c.send(req).packet
+    code = int(reply["h323-return-code"][0].rsplit("=", 1)[-1])
+    return (int(reply["h323-credit-time"][0]) if reply.code == rp.AccessAccept else 0), code
+
+
 @pytest.mark.integration
 def test_two_engines_on_mariadb_one_wall_clock_stepped(mariadb_database, tmp_path,
                                                        monkeypatch):
     """Engine B's wall clock (the injection hook above) steps a day forward,
-    then back to an hour behind, while engine A's call is up: B forgets none
-    of it, holds A's login, charges A's call once, and logs each step."""
+    then back to an hour behind, while a call engine A authorized is up: B
+    forgets none of it, holds A's login, charges A's call once, and logs
+    each step in one line."""
     url = mariadb_database
-    a = BillingSandbox(url, base=tmp_path / "a", extra=SHORT_CLEANUP)
-    b = BillingSandbox(url, base=tmp_path / "b", extra=SHORT_CLEANUP, provision=None)
+    three_minutes = "Max_Credit_Time_sec=180\n"  # money left for a second call
+    a = BillingSandbox(url, base=tmp_path / "a", extra=SHORT_CLEANUP, radius=three_minutes)
+    b = BillingSandbox(url, base=tmp_path / "b", extra=SHORT_CLEANUP, radius=three_minutes,
+                       provision=None)
     shift = tmp_path / "b-wall-shift"
+    in_use = (0, ReturnCode.ACCOUNT_IN_USE)
     try:
         a.prepare().start()
         e = engine_for_url(url)
         with e.begin() as c:
             c.execute(update(m.Account).where(m.Account.account_id == ACCOUNT).values(
-                balance=Decimal("2")))
+                balance=Decimal("20")))
         e.dispose()
         with shifted_wall_clock(monkeypatch, tmp_path / "hook", shift):
             b.start()
-        assert authorize(a, "call-A") == 360  # 2.00 at 0.29 a minute
-        balance, reserved = _account(url)
-        assert reserved == Decimal("1.74")
-        shift.write_text("86400\n")  # server B's wall clock steps a day forward
-        _wait_for("local wall clock stepped forward by 86", b)
-        time.sleep(5)  # two more sweeps on each engine, a re-anchoring
-        assert _active(url) == {"call-A"}
-        assert _account(url) == (balance, reserved)
-        assert authorize(b, "call-B") == 0  # the login hold holds on B
-        shift.write_text("-3600\n")  # and a day and an hour back
-        _wait_for("local wall clock stepped back by 900", b)
-        time.sleep(5)
-        assert _active(url) == {"call-A"}
-        assert authorize(b, "call-B") == 0
+        assert _authorize(a, "call-A") == (180, 0)  # 0.87 of 20.00 held
+        assert _account(url) == (Decimal(20), Decimal("0.87"))
+        for seconds, line in (("86400", "local wall clock stepped forward by 86400.000 s"),
+                              ("-3600", "local wall clock stepped back by 90000.000 s")):
+            shift.write_text(seconds + "\n")  # server B's wall clock steps
+            _wait_for(line, b)  # B re-read the database's clock since
+            time.sleep(5)  # B sweeps twice more, re-anchors once
+            assert _active(url) == {"call-A"}  # not forgotten: still up, money held
+            assert _account(url) == (Decimal(20), Decimal("0.87"))
+            assert _authorize(b, "call-B") == in_use  # the login hold holds on B
         assert stop(b, "call-A", 180)  # B charges A's call, once
         assert stop(a, "call-A", 180)  # the retransmission to A: acknowledged only
-        assert _account(url) == (balance - Decimal("0.87"), Decimal(0))
-        assert authorize(b, "call-C") == 180  # 1.13 left  # logged out: B may take the next call
-        assert authorize(a, "call-D") == 0  # and B's hold, written on B, holds on A
+        assert _account(url) == (Decimal("19.13"), Decimal(0))
+        assert _authorize(b, "call-C") == (180, 0)  # logged out: B takes the next call
+        assert _authorize(a, "call-D") == in_use  # and B's hold holds on A
         text = b.log_text()
         assert text.count("local wall clock stepped") == 2  # one line per step
-        assert "forgotten" not in text and "forgotten" not in a.log_text()
+        assert "forgotten: no Stop" not in text + a.log_text()
     finally:
         b.stop()
         a.stop()
