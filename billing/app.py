@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.engine import Engine as SAEngine
 
 from billing.cached_store import CachedStore
+from billing.calls import Lifetimes
 from billing.catalog import Catalog
 from billing.chores import Chore
 from billing.db import make_engine
@@ -68,7 +69,11 @@ def build_store(cfg: Config, db: SAEngine) -> Any:
         # looked up by name so that billing does not import that room.
         return importlib.import_module("redundancy.site.standalone_store").site_store(cfg, db)
     sql = SqlStore(db)
-    sql.sweep_cutoff = SweepCutoff()  # a jump of billing time forgets no call early
+    # a jump of billing time forgets no call early
+    s = engine_settings(cfg)
+    lifetimes = Lifetimes(s.radius_retransmits, s.radius_timeout, s.alive_interval,
+                          s.incoming_session_lifetime, s.default_lifetime)
+    sql.sweep_cutoff = SweepCutoff(speedup=lifetimes.sweep_speedup(s.max_credit_time))
     return CachedStore(sql, cfg.get("Radius", "Account_Cache_sec"))
 
 

@@ -156,16 +156,17 @@ class BillingClock:
 
 class SweepCutoff:
     """The time an expiry sweep may use: billing time, except that it never
-    gets ahead of the previous sweep's by more than the elapsed time, plus
-    0.1 % (faster than any drift between two clocks, slow enough that a call
-    of the longest credit time loses seconds, not its lifetime: 14,400 s lose
-    at most 14.4 s, within the lifetime's ``Default_Lifetime`` + window).
+    gets ahead of the previous sweep's by more than the elapsed time plus
+    ``speedup`` of it (0.1 %: faster than any drift between two clocks, slow
+    enough that a call of the longest credit time loses seconds, not its
+    lifetime: 14,400 s lose at most 14.4 s of the ``Default_Lifetime`` +
+    window it lives past them; ``Lifetimes.sweep_speedup`` picks it).
     So a forward jump of billing time never expires the calls that were up."""
 
-    RATE = 1.001
-
-    def __init__(self, elapsed: Callable[[], float] = elapsed_seconds) -> None:
+    def __init__(self, elapsed: Callable[[], float] = elapsed_seconds,
+                 speedup: float = 0.001) -> None:
         self.elapsed = elapsed
+        self.rate = 1.0 + speedup
         self._last: tuple[dt.datetime, float] | None = None
         self._held = 0.0  # how far behind billing time the last line said
 
@@ -174,7 +175,7 @@ class SweepCutoff:
         cutoff = now
         if self._last is not None:
             last, last_at = self._last
-            cutoff = min(now, last + dt.timedelta(seconds=max(0.0, at - last_at) * self.RATE))
+            cutoff = min(now, last + dt.timedelta(seconds=max(0.0, at - last_at) * self.rate))
         behind = _seconds(now - cutoff)
         if behind > self._held + 1.0:
             log.warning("call expiry held back %.3f s behind billing time (it moved further "

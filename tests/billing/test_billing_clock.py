@@ -28,7 +28,7 @@ from sqlalchemy.engine import Engine as SAEngine
 from billing import models as m
 from billing import schema
 from billing.cached_store import CachedStore
-from billing.calls import list_calls
+from billing.calls import Lifetimes, list_calls
 from billing.catalog import Catalog
 from billing.db import engine_for_url
 from billing.db_clock import BillingClock, SweepCutoff
@@ -178,6 +178,24 @@ def test_the_sweep_never_runs_faster_than_elapsed_time(caplog):
     world.advance(10)
     back = T0 + dt.timedelta(seconds=100)  # a step back is taken at once: the safe side
     assert cutoff(back) == back
+
+
+@pytest.mark.parametrize("max_credit_time", [60, 14_400, 172_800])
+def test_after_a_forward_jump_the_longest_call_keeps_half_its_margin(max_credit_time):
+    """A call authorized just before billing time jumped a day forward is
+    forgotten no sooner than its credit time plus half of what it lives
+    past it ([Call_Cleanup] defaults: 135 s), however long its credit time."""
+    lifetimes = Lifetimes()
+    world = World()
+    cutoff = SweepCutoff(elapsed=world.a.elapsed,
+                         speedup=lifetimes.sweep_speedup(max_credit_time))
+    assert cutoff(T0) == T0
+    expires_at = T0 + dt.timedelta(seconds=max_credit_time + lifetimes.after_credit_time)
+    lived = 0.0
+    while cutoff(T0 + DAY + dt.timedelta(seconds=lived)) <= expires_at:
+        world.advance(lifetimes.sweep_interval)
+        lived += lifetimes.sweep_interval
+    assert lived >= max_credit_time + lifetimes.after_credit_time / 2
 
 
 # ------------------------------------------- two engines, one database file
