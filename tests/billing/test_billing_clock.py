@@ -37,7 +37,6 @@ from billing.provision import apply_document, load_document
 from billing.request import CallRequest
 from billing.store import SqlStore, reserved_sums_agree
 from billing.testing import BillingSandbox
-from tests.billing.test_billing_cluster import stop
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = load_document(ROOT / "etc" / "demo" / "provision.yaml")
@@ -461,6 +460,23 @@ def _authorize(box: BillingSandbox, conf: str) -> tuple[int, int]:
     return (int(reply["h323-credit-time"][0]) if reply.code == rp.AccessAccept else 0), code
 
 
+def _radius_stop(box: BillingSandbox, conf: str, seconds: int) -> bool:
+    """An outgoing leg's Stop on ``box``: acknowledged?"""
+    c = box.client("nextone", timeout=2.0, retries=3)
+    req = c.acct_packet()
+    req["NAS-IP-Address"] = "164.4.89.20"
+    req["Acct-Status-Type"] = "Stop"
+    req["Called-Station-Id"] = "441259322891834"
+    req["Calling-Station-Id"] = ACCOUNT
+    req["Acct-Session-Id"] = conf
+    req["Acct-Session-Time"] = seconds
+    req["h323-conf-id"] = conf
+    req["h323-call-origin"] = "originate"
+    req["h323-remote-address"] = "65.218.170.184"
+    req["Cisco-AVPair"] = [f"h323-ivr-out=PortaBilling_UserName:{ACCOUNT}"]
+    return bool(c.send(req).code == rp.AccountingResponse)
+
+
 @pytest.mark.integration
 def test_two_engines_on_mariadb_one_wall_clock_stepped(mariadb_database, tmp_path,
                                                        monkeypatch):
@@ -494,8 +510,8 @@ def test_two_engines_on_mariadb_one_wall_clock_stepped(mariadb_database, tmp_pat
             assert _active(url) == {"call-A"}  # not forgotten: still up, money held
             assert _account(url) == (Decimal(20), Decimal("0.87"))
             assert _authorize(b, "call-B") == in_use  # the login hold holds on B
-        assert stop(b, "call-A", 180)  # B charges A's call, once
-        assert stop(a, "call-A", 180)  # the retransmission to A: acknowledged only
+        assert _radius_stop(b, "call-A", 180)  # B charges A's call, once
+        assert _radius_stop(a, "call-A", 180)  # the retransmission to A: acknowledged only
         assert _account(url) == (Decimal("19.13"), Decimal(0))
         assert _authorize(b, "call-C") == (180, 0)  # logged out: B takes the next call
         assert _authorize(a, "call-D") == in_use  # and B's hold holds on A
