@@ -119,8 +119,13 @@ class BillingClock:
             before = self.elapsed()
             ref = self.reference()
             after = self.elapsed()
-            # the database read its clock somewhere in the round trip: the middle
-            at = (before + after) / 2
+            if self.anchored and after - before > self.tolerance:
+                # The database read its clock somewhere in this round trip: too
+                # slow a one is too vague to correct by; keep counting.
+                log.info("%s clock not re-read: the round trip took %.3f s", self.name,
+                         after - before)
+                return 0.0
+            at = (before + after) / 2  # the middle of the round trip
             wall_offset = None if self.local else self._wall_offset()
             old = self._anchor
             predicted = old.time + dt.timedelta(seconds=at - old.at)

@@ -145,6 +145,24 @@ def test_drift_within_the_tolerance_is_taken_silently(caplog):
     assert caplog.records == []
 
 
+def test_a_slow_reading_corrects_nothing(caplog):
+    """A round trip longer than the tolerance (a busy database) says too
+    little about when the database read its clock: billing time keeps counting."""
+    world = World()
+    clock = billing_clock(world, world.a)
+
+    def slow() -> dt.datetime:
+        world.advance(3)
+        return T0 + dt.timedelta(seconds=world.a.seconds - 1000.0 - 3 + 1.5)  # read mid-way
+
+    clock.reference = slow
+    world.advance(10)
+    with caplog.at_level(logging.INFO, "billing.db_clock"):
+        assert clock.anchor() == 0.0
+    assert clock() == T0 + dt.timedelta(seconds=13)
+    assert "clock not re-read: the round trip took 3.000 s" in caplog.text
+
+
 @pytest.mark.parametrize("jump,words", [(DAY, "jumped forward by 86400.000 s"),
                                         (-HOUR, "jumped back by 3600.000 s")])
 def test_a_jump_of_the_database_clock_is_followed_and_logged(jump, words, caplog):
