@@ -10,9 +10,11 @@ from typing import Any
 from sqlalchemy.engine import Engine as SAEngine
 
 from billing.cached_store import CachedStore
+from billing.calls import Lifetimes
 from billing.catalog import Catalog
 from billing.chores import Chore
 from billing.db import make_engine
+from billing.db_clock import BillingClock, SweepCutoff
 from billing.engine import Engine, EngineSettings
 from billing.heartbeat import Heartbeat
 from billing.server import RadiusServer, load_dictionary
@@ -44,11 +46,20 @@ def state_dir(cfg: Config) -> Path:
     return cfg.path("Site", "State_Dir")
 
 
-def build_engine(cfg: Config, db: SAEngine | None = None) -> Engine:
+# How often an engine re-reads the database's clock (billing/db_clock.py).
+CLOCK_ANCHOR_SEC = 5.0
+
+
+def build_engine(cfg: Config, db: SAEngine | None = None,
+                 clock: BillingClock | None = None) -> Engine:
+    """The engine tells time by the database's clock, anchored here (the
+    database answers at start, or the catalog could not be loaded either)."""
     db = db or make_engine(cfg)
     catalog = Catalog(db)
     catalog.load()
-    return Engine(build_store(cfg, db), catalog, engine_settings(cfg))
+    clock = clock or BillingClock.of_database(db)
+    clock.anchor()
+    return Engine(build_store(cfg, db), catalog, engine_settings(cfg), clock=clock)
 
 
 def build_store(cfg: Config, db: SAEngine) -> Any:
@@ -57,7 +68,13 @@ def build_store(cfg: Config, db: SAEngine) -> Any:
         # delta database in stand-alone) belongs to the redundancy room; it is
         # looked up by name so that billing does not import that room.
         return importlib.import_module("redundancy.site.standalone_store").site_store(cfg, db)
-    return CachedStore(SqlStore(db), cfg.get("Radius", "Account_Cache_sec"))
+    sql = SqlStore(db)
+    # a jump of billing time forgets no call early
+    s = engine_settings(cfg)
+    lifetimes = Lifetimes(s.radius_retransmits, s.radius_timeout, s.alive_interval,
+                          s.incoming_session_lifetime, s.default_lifetime)
+    sql.sweep_cutoff = SweepCutoff(speedup=lifetimes.sweep_speedup(s.max_credit_time))
+    return CachedStore(sql, cfg.get("Radius", "Account_Cache_sec"))
 
 
 def processes(cfg: Config) -> int:
@@ -68,7 +85,8 @@ def build_server(cfg: Config, db: SAEngine | None = None, index: int = 0,
                  reuse_port: bool = False) -> RadiusServer:
     """One engine process; ``index`` > 0 for the extra processes of a cluster."""
     db = db or make_engine(cfg, pre_ping=False, multi_statements=True)
-    engine = build_engine(cfg, db)
+    clock = BillingClock.of_database(db)
+    engine = build_engine(cfg, db, clock)
     stats = "radiusd-stats.json" if index == 0 else f"radiusd-stats-{index}.json"
     dictionary = cfg.get("Radius", "Dictionary") or None
     server = RadiusServer(
@@ -81,12 +99,14 @@ def build_server(cfg: Config, db: SAEngine | None = None, index: int = 0,
         max_wait=2 * cfg.get("Master", "Query_Timeout_sec"),
         stats_interval=cfg.get("Radius", "Stats_Interval_sec"),
         reload_interval=cfg.get("Node IP Cache", "Cache_Cleanup_Time_sec"))
+    # First among the database chores: the expiry sweep after it uses fresh time.
+    server.db_chores.chores.insert(0, Chore("clock", CLOCK_ANCHOR_SEC, clock.anchor))
     if cfg.get("Site", "Role") != "secondary":
         # Heartbeats go to the billing master only: on a secondary site the
         # database is a replica, and a write there would break replication.
         auth, acct = server.ports
         beat = Heartbeat(db, f"{cfg.get('Radius', 'Host')}:{auth}/{acct}",
-                         server.counters.snapshot)
+                         server.counters.snapshot, clock=clock)
         server.db_chores.chores.append(Chore("heartbeat", 5.0, beat.beat))
         server.on_stop.append(beat.leave)
     return server

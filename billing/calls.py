@@ -78,6 +78,15 @@ class Lifetimes:
         extra = self.incoming_session_lifetime if incoming_leg else 0
         return self.retransmit_window + extra
 
+    def sweep_speedup(self, max_credit_time: int) -> float:
+        """How much faster than the elapsed time the expiry sweep's time may
+        run after billing time jumped forward (``billing/db_clock.py``
+        SweepCutoff): 0.1 % (more than clocks drift), less where a call of
+        the longest credit time would lose more than half of what it lives
+        past its credit time."""
+        margin = self.after_credit_time
+        return min(0.001, margin / (2 * (max_credit_time + margin)))
+
     @property
     def sweep_interval(self) -> float:
         """How often expired calls are looked for: often enough that a call

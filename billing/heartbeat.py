@@ -1,6 +1,8 @@
 """Engines on one billing database tell each other (and `vigil status`)
 that they are alive: one row per engine process, refreshed every few
-seconds by its chores thread."""
+seconds by its chores thread. Times are the database's (billing/db_clock.py),
+so a server whose wall clock is off neither hides its engines nor shows
+stale ones as alive."""
 
 from __future__ import annotations
 
@@ -17,10 +19,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from billing import models as m
 from billing.db import DatabaseError
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+from billing.db_clock import database_time
+from vigil.clock import utcnow
 
 
 @dataclass
@@ -29,17 +29,18 @@ class Heartbeat:
     listen: str
     counters: Callable[[], dict[str, int]]
     name: str = ""
+    clock: Callable[[], dt.datetime] = utcnow  # the engine's billing time in service
 
     def __post_init__(self) -> None:
         self.host = socket.gethostname()[:64]
         self.name = self.name or f"{self.host}:{os.getpid()}"
-        self.started_at = utcnow()
+        self.started_at = self.clock()
 
     def beat(self) -> None:
         c = self.counters()
         values: dict[str, Any] = dict(
             host=self.host, pid=os.getpid(), listen=self.listen[:64],
-            started_at=self.started_at, seen_at=utcnow(),
+            started_at=self.started_at, seen_at=self.clock(),
             requests=c.get("access_requests", 0) + c.get("accounting_requests", 0),
             accepts=c.get("access_accepts", 0), accountings=c.get("accounting_responses", 0),
             db_errors=c.get("db_errors", 0))
@@ -63,8 +64,8 @@ class Heartbeat:
 
 
 def engines(db: Engine, within: float = 60.0) -> list[dict[str, Any]]:
-    """Engines seen in the last ``within`` seconds, on any server."""
-    since = utcnow() - dt.timedelta(seconds=within)
+    """Engines seen in the last ``within`` seconds (the database's), on any server."""
+    since = database_time(db) - dt.timedelta(seconds=within)
     with db.connect() as conn:
         rows = conn.execute(select(m.EngineHeartbeat.__table__).where(
             m.EngineHeartbeat.seen_at >= since).order_by(m.EngineHeartbeat.host,
