@@ -28,7 +28,7 @@ from sqlalchemy import case, delete, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from billing import calls, grant_sql
+from billing import account_sql, calls, grant_sql
 from billing import models as m
 from billing.db import DatabaseError, DatabaseUnavailable, is_unavailable
 from billing.sql_pipeline import Pipeline
@@ -91,11 +91,6 @@ class AccountView:
     customer_calls: int = 0
     customer_max_calls: int | None = None
 
-    @classmethod
-    def from_row(cls, row: Mapping[Any, Any]) -> AccountView:
-        """Built by column name, never by position."""
-        return cls(**{f: row[f] for f in _VIEW_FIELDS})
-
     @property
     def customer_limited(self) -> bool:
         """Whether the customer's credit limit also bounds this account."""
@@ -128,7 +123,9 @@ class AccountView:
         return funds
 
 
-_VIEW_FIELDS = tuple(AccountView.__dataclass_fields__)
+# One account as the driver returns it (billing.account_sql's columns):
+# what the cache compares to see whether an account changed.
+AccountRow = tuple[Any, ...]
 
 
 @dataclass
@@ -389,42 +386,60 @@ class SqlStore:
         self.reader = engine.execution_options(sqlite_read_only=True)
         self._for_update = engine.dialect.name != "sqlite"
         self._ignore_word = "OR IGNORE" if engine.dialect.name == "sqlite" else "IGNORE"
+        self._converters: tuple[account_sql.Converter, ...] | None = None
 
     # ------------------------------------------------------------- reading
-    _ACCOUNT_COLUMNS = (
-        m.Account.id.label("pk"), m.Account.account_id, m.Account.customer_id,
-        m.Customer.name.label("customer_name"), m.Account.product_id, m.Account.billing_model,
-        m.Account.balance, m.Account.credit_limit, m.Account.voip_password, m.Account.blocked,
-        m.Customer.blocked.label("customer_blocked"), m.Account.activation_date,
-        m.Account.expiration_date, m.Account.preferred_lang, m.Account.redirect_number,
-        m.Customer.currency, m.Customer.balance.label("customer_balance"),
-        m.Customer.credit_limit.label("customer_credit_limit"), m.Account.reserved,
-        m.Customer.reserved.label("customer_reserved"), m.Account.login_call,
-        m.Account.login_until, m.Account.calls, m.Account.max_calls,
-        m.Customer.calls.label("customer_calls"),
-        m.Customer.max_calls.label("customer_max_calls"),
-    )
-
-    def _accounts(self, where: Any) -> Any:
-        return (select(*self._ACCOUNT_COLUMNS)
-                .join(m.Customer, m.Customer.id == m.Account.customer_id).where(where))
-
+    # Both look-ups are prepared text through the driver, not Core: see
+    # billing/account_sql.py for why.
     def in_memory(self, account_id: str) -> bool:
         return False
 
     def find_account(self, account_id: str) -> AccountView | None:
+        found = self.find_account_row(account_id)
+        return found[0] if found is not None else None
+
+    def find_account_row(self, account_id: str) -> tuple[AccountView, AccountRow] | None:
+        """The account and the driver's row it was built from (what the
+        cache compares the next refresh with)."""
         with _mapped(), self.reader.connect() as conn:
-            row = conn.execute(self._accounts(m.Account.account_id == account_id)).first()
-            return AccountView.from_row(row._mapping) if row is not None else None
+            ph = grant_sql.placeholder(conn.dialect.paramstyle)
+            row = conn.exec_driver_sql(account_sql.by_account_id_sql(ph),
+                                       (account_id,)).first()
+            if row is None:
+                return None
+            raw = tuple(row)
+            return self._view(conn.dialect, raw), raw
 
     def find_accounts(self, pks: Sequence[int]) -> list[AccountView]:
-        """Many accounts in few queries (the engine's cache refresh)."""
-        out: list[AccountView] = []
+        """Many accounts in few queries."""
+        changed, _ = self.changed_accounts(dict.fromkeys(pks))
+        return [view for view, _ in changed.values()]
+
+    def changed_accounts(self, known: Mapping[int, AccountRow | None]
+                         ) -> tuple[dict[int, tuple[AccountView, AccountRow]], set[int]]:
+        """The cache refresh: for each account pk in ``known`` with the row
+        the cache last read (None: read it whatever it holds), the new view
+        and row of those whose row differs now, and the pks no longer there.
+        An account that did not change costs its row and one comparison."""
+        changed: dict[int, tuple[AccountView, AccountRow]] = {}
+        seen: set[int] = set()
         with _mapped(), self.reader.connect() as conn:
-            for i in range(0, len(pks), 1000):
-                rows = conn.execute(self._accounts(m.Account.id.in_(pks[i:i + 1000])))
-                out.extend(AccountView.from_row(r._mapping) for r in rows)
-        return out
+            ph = grant_sql.placeholder(conn.dialect.paramstyle)
+            for part in account_sql.chunks(list(known)):
+                rows = conn.exec_driver_sql(account_sql.by_pks_sql(ph, len(part)), part)
+                for row in rows:
+                    raw = tuple(row)
+                    pk = raw[0]
+                    seen.add(pk)
+                    if raw != known[pk]:
+                        changed[pk] = (self._view(conn.dialect, raw), raw)
+        return changed, set(known) - seen
+
+    def _view(self, dialect: Any, raw: AccountRow) -> AccountView:
+        procs = self._converters
+        if procs is None:
+            procs = self._converters = account_sql.converters(dialect)
+        return AccountView(**account_sql.convert(raw, procs))
 
     def available(self, account: AccountView, now: dt.datetime,
                   exclude_call: str = "") -> Decimal:
