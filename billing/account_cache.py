@@ -4,8 +4,8 @@ The cache only proposes: a reservation is granted by the database's
 conditional statement (``billing.store``), so an account read a moment ago,
 changed since by another engine or by an admin, can never be overspent. The
 cache is corrected after every commit that touched an account, and every
-half second the accounts in use are re-read (their rows compared, only the
-changed ones rebuilt), so admin changes show on every engine within a
+half second the accounts in use are checked (a stamp per account compared,
+only the changed ones read whole and rebuilt), so admin changes show on every engine within a
 second. An account no request used for ``ttl`` seconds is dropped rather
 than re-read, so the refresh costs what is in use, not what was ever seen.
 """
@@ -19,20 +19,20 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from decimal import Decimal
 
-from billing.store import LOGIN_FREE, AccountRow, AccountView
+from billing.store import LOGIN_FREE, AccountStamp, AccountView, traffic_moved
 
 
 class _Entry:
-    """One cached account: the view the engine reads, the driver's row it
-    was last read from (None once a commit moved the view away from it, so
-    the next refresh rebuilds it whatever the row says), and until when it
-    stays without a request using it."""
+    """One cached account: the view the engine reads, the stamp of the row
+    it was built from (``traffic_moved`` once a commit moved the view away
+    from it, so the next refresh sets its traffic columns again whatever the
+    stamp says), and until when it stays without a request using it."""
 
-    __slots__ = ("view", "row", "until")
+    __slots__ = ("view", "stamp", "until")
 
-    def __init__(self, view: AccountView, row: AccountRow | None, until: float) -> None:
+    def __init__(self, view: AccountView, stamp: AccountStamp | None, until: float) -> None:
         self.view = view
-        self.row = row
+        self.stamp = stamp
         self.until = until
 
 
@@ -60,17 +60,17 @@ class AccountCache:
             hit.until = now + self.ttl
             return hit.view
 
-    def put(self, acct: AccountView, row: AccountRow | None = None) -> None:
+    def put(self, acct: AccountView, stamp: AccountStamp | None = None) -> None:
         with self._lock:
-            self._put(acct, row, self.clock() + self.ttl)
+            self._put(acct, stamp, self.clock() + self.ttl)
             if len(self._by_id) > 200_000:  # no refresh running to drop the idle
                 self._drop_idle(self.clock())
 
-    def _put(self, acct: AccountView, row: AccountRow | None, until: float) -> None:
+    def _put(self, acct: AccountView, stamp: AccountStamp | None, until: float) -> None:
         old = self._id_of.get(acct.pk)
         if old is not None and old != acct.account_id:  # renamed: the old name is gone
             self._by_id.pop(old, None)
-        self._by_id[acct.account_id] = _Entry(acct, row, until)
+        self._by_id[acct.account_id] = _Entry(acct, stamp, until)
         self._id_of[acct.pk] = acct.account_id
 
     def _drop_idle(self, now: float) -> None:
@@ -79,25 +79,25 @@ class AccountCache:
                 del self._by_id[account_id]
                 self._id_of.pop(hit.view.pk, None)
 
-    def to_refresh(self) -> dict[int, AccountRow | None]:
+    def to_refresh(self) -> dict[int, tuple[AccountView, AccountStamp | None]]:
         """Drop the accounts no request used for ``ttl``; the others' pks
-        with the row each was last read from, for the refresh to compare."""
+        with the stamp each view was built with, for the refresh to compare."""
         with self._lock:
             self._drop_idle(self.clock())
-            return {hit.view.pk: hit.row for hit in self._by_id.values()}
+            return {hit.view.pk: (hit.view, hit.stamp) for hit in self._by_id.values()}
 
-    def refresh(self, changed: Mapping[int, tuple[AccountView, AccountRow]],
+    def refresh(self, changed: Mapping[int, tuple[AccountView, AccountStamp]],
                 gone: Iterable[int]) -> None:
         """What the database says now: ``changed`` replace their cached
         views (a request's use still decides how long they stay), ``gone``
         (deleted) are forgotten. An account dropped or re-read by a
         look-up while the refresh read is left as it is now."""
         with self._lock:
-            for pk, (acct, row) in changed.items():
+            for pk, (acct, stamp) in changed.items():
                 account_id = self._id_of.get(pk)
                 hit = self._by_id.get(account_id) if account_id is not None else None
                 if hit is not None:
-                    self._put(acct, row, hit.until)
+                    self._put(acct, stamp, hit.until)
             for pk in gone:
                 account_id = self._id_of.pop(pk, None)
                 if account_id is not None:
@@ -112,7 +112,7 @@ class AccountCache:
             if hit is None:
                 return
             acct = hit.view
-            hit.row = None  # moved away from the row read: rebuilt at the next refresh
+            hit.stamp = traffic_moved(hit.stamp)  # set again from the row at the next refresh
             hit.view = replace(
                 acct, balance=acct.balance + balance,
                 customer_balance=acct.customer_balance + customer_balance,
@@ -128,7 +128,7 @@ class AccountCache:
             hit = self._hit(account_pk)
             if hit is None:
                 return
-            hit.row = None
+            hit.stamp = traffic_moved(hit.stamp)
             hit.view = replace(hit.view, login_call=call_key, login_until=until)
 
     def logout(self, account_pk: int, call_key: str) -> None:
@@ -137,7 +137,7 @@ class AccountCache:
             hit = self._hit(account_pk)
             if hit is None or hit.view.login_call != call_key:
                 return
-            hit.row = None
+            hit.stamp = traffic_moved(hit.stamp)
             hit.view = replace(hit.view, login_call=LOGIN_FREE, login_until=None)
 
     def _hit(self, account_pk: int) -> _Entry | None:

@@ -38,8 +38,8 @@ class CachedStore:
             found = self.db.find_account_row(account_id)
             if found is None:
                 return None
-            acct, row = found
-            self.accounts.put(acct, row)
+            acct, stamp = found
+            self.accounts.put(acct, stamp)
         return acct
 
     def available(self, account: AccountView, now: dt.datetime,
@@ -80,7 +80,7 @@ class CachedStore:
     def refresh_accounts(self) -> int:
         """Re-read the accounts in use in a few queries, off the request
         path, so they show admin changes and other engines' reservations;
-        only those whose row changed are rebuilt. Returns how many were."""
+        only those whose stamp changed are read whole. Returns how many were."""
         known = self.accounts.to_refresh()
         if not known:
             return 0

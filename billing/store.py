@@ -20,7 +20,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -30,6 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from billing import account_sql, calls, grant_sql
 from billing import models as m
+from billing.account_sql import Converter
 from billing.db import DatabaseError, DatabaseUnavailable, is_unavailable
 from billing.sql_pipeline import Pipeline
 
@@ -123,9 +124,21 @@ class AccountView:
         return funds
 
 
-# One account as the driver returns it (billing.account_sql's columns):
-# what the cache compares to see whether an account changed.
-AccountRow = tuple[Any, ...]
+# What the cache compares to see whether an account changed without reading
+# it whole: the columns traffic moves as the driver gives them, then the
+# text of all the others (billing.account_sql). A view moved by a commit
+# keeps only the last (``traffic_moved``).
+AccountStamp = tuple[Any, ...]
+
+
+def traffic_moved(stamp: AccountStamp | None) -> AccountStamp | None:
+    """The stamp of a view a commit moved: its traffic columns no longer
+    match the row read, its other columns still do."""
+    return None if stamp is None else stamp[-1:]
+
+
+def _stamp_of(row: Sequence[Any]) -> AccountStamp:
+    return tuple(row[len(account_sql.FIELDS):])
 
 
 @dataclass
@@ -386,7 +399,8 @@ class SqlStore:
         self.reader = engine.execution_options(sqlite_read_only=True)
         self._for_update = engine.dialect.name != "sqlite"
         self._ignore_word = "OR IGNORE" if engine.dialect.name == "sqlite" else "IGNORE"
-        self._converters: tuple[account_sql.Converter, ...] | None = None
+        self._converters: tuple[Converter, ...] | None = None
+        self._traffic_converters: tuple[Converter, ...] | None = None
 
     # ------------------------------------------------------------- reading
     # Both look-ups are prepared text through the driver, not Core: see
@@ -398,48 +412,72 @@ class SqlStore:
         found = self.find_account_row(account_id)
         return found[0] if found is not None else None
 
-    def find_account_row(self, account_id: str) -> tuple[AccountView, AccountRow] | None:
-        """The account and the driver's row it was built from (what the
-        cache compares the next refresh with)."""
+    def find_account_row(self, account_id: str) -> tuple[AccountView, AccountStamp] | None:
+        """The account and its stamp (what the cache's refresh compares)."""
         with _mapped(), self.reader.connect() as conn:
-            ph = grant_sql.placeholder(conn.dialect.paramstyle)
-            row = conn.exec_driver_sql(account_sql.by_account_id_sql(ph),
-                                       (account_id,)).first()
-            if row is None:
-                return None
-            raw = tuple(row)
-            return self._view(conn.dialect, raw), raw
+            d = conn.dialect
+            row = conn.exec_driver_sql(
+                account_sql.by_account_id_sql(grant_sql.placeholder(d.paramstyle), d.name),
+                (account_id,)).first()
+            return (self._view(d, row), _stamp_of(row)) if row is not None else None
 
     def find_accounts(self, pks: Sequence[int]) -> list[AccountView]:
         """Many accounts in few queries."""
-        changed, _ = self.changed_accounts(dict.fromkeys(pks))
-        return [view for view, _ in changed.values()]
+        with _mapped(), self.reader.connect() as conn:
+            return [view for view, _ in self._read_whole(conn, pks).values()]
 
-    def changed_accounts(self, known: Mapping[int, AccountRow | None]
-                         ) -> tuple[dict[int, tuple[AccountView, AccountRow]], set[int]]:
-        """The cache refresh: for each account pk in ``known`` with the row
-        the cache last read (None: read it whatever it holds), the new view
-        and row of those whose row differs now, and the pks no longer there.
-        An account that did not change costs its row and one comparison."""
-        changed: dict[int, tuple[AccountView, AccountRow]] = {}
+    def changed_accounts(self, known: Mapping[int, tuple[AccountView, AccountStamp | None]]
+                         ) -> tuple[dict[int, tuple[AccountView, AccountStamp]], set[int]]:
+        """The cache refresh: given the cached accounts by pk with the stamp
+        each view was built with, the new view and stamp of each account
+        that changed, and the pks no longer there. An account that did not
+        change costs its stamp; one that traffic moved, its traffic columns
+        converted; only an admin's change reads it whole."""
+        changed: dict[int, tuple[AccountView, AccountStamp]] = {}
+        whole: list[int] = []
         seen: set[int] = set()
         with _mapped(), self.reader.connect() as conn:
-            ph = grant_sql.placeholder(conn.dialect.paramstyle)
+            d = conn.dialect
+            ph = grant_sql.placeholder(d.paramstyle)
+            procs = self._traffic_converters or self._converters_for(d)[1]
             for part in account_sql.chunks(list(known)):
-                rows = conn.exec_driver_sql(account_sql.by_pks_sql(ph, len(part)), part)
-                for row in rows:
-                    raw = tuple(row)
-                    pk = raw[0]
+                for row in conn.exec_driver_sql(account_sql.stamps_sql(ph, len(part), d.name),
+                                                part):
+                    pk, stamp = row[0], tuple(row[1:])
                     seen.add(pk)
-                    if raw != known[pk]:
-                        changed[pk] = (self._view(conn.dialect, raw), raw)
+                    view, old = known[pk]
+                    if stamp == old:
+                        continue
+                    if old is not None and old[-1] == stamp[-1]:
+                        changed[pk] = (replace(view, **account_sql.convert_traffic(stamp, procs)),
+                                       stamp)
+                    else:
+                        whole.append(pk)
+            # read whole with its stamp in the same row: a view is never
+            # labelled with a stamp of another moment
+            changed.update(self._read_whole(conn, whole))
         return changed, set(known) - seen
 
-    def _view(self, dialect: Any, raw: AccountRow) -> AccountView:
-        procs = self._converters
-        if procs is None:
-            procs = self._converters = account_sql.converters(dialect)
-        return AccountView(**account_sql.convert(raw, procs))
+    def _read_whole(self, conn: Connection, pks: Sequence[int]
+                    ) -> dict[int, tuple[AccountView, AccountStamp]]:
+        out: dict[int, tuple[AccountView, AccountStamp]] = {}
+        d = conn.dialect
+        ph = grant_sql.placeholder(d.paramstyle)
+        for part in account_sql.chunks(pks):
+            for row in conn.exec_driver_sql(account_sql.by_pks_sql(ph, len(part), d.name), part):
+                out[row[0]] = (self._view(d, row), _stamp_of(row))
+        return out
+
+    def _converters_for(self, dialect: Any
+                        ) -> tuple[tuple[Converter, ...], tuple[Converter, ...]]:
+        if self._converters is None or self._traffic_converters is None:
+            self._converters = account_sql.converters(dialect)
+            self._traffic_converters = account_sql.traffic_converters(self._converters)
+        return self._converters, self._traffic_converters
+
+    def _view(self, dialect: Any, row: Sequence[Any]) -> AccountView:
+        procs = self._converters or self._converters_for(dialect)[0]
+        return AccountView(**account_sql.convert(row, procs))
 
     def available(self, account: AccountView, now: dt.datetime,
                   exclude_call: str = "") -> Decimal:
