@@ -8,14 +8,14 @@ cache key, adapting every column of every row and building a new
 1,000 accounts cached (py-spy, bench/bench_radius.py), growing with the
 accounts cached rather than with the traffic. Here the text is built once
 per chunk size for both dialects. The refresh reads, per cached account,
-its *stamp*: the eight columns traffic moves (funds, reservations, calls,
-login) and one text of every other column, concatenated by the database.
-It compares it with the stamp its cached view was built with: equal, the
-account costs nothing more; only the traffic columns differ, those are
-converted into the cached view; the rest differs (an admin's change), the
-account is read whole. Values are converted by SQLAlchemy's own result
-processors for the dialect, so a view built here equals the one Core
-built.
+one text of all its columns, concatenated by the database, and compares it
+with the text its cached view was built from: equal, the account costs
+nothing more. Where it differs, the eight columns traffic moves (funds,
+reservations, calls, login) are read, with the text of the others: that
+one equal, the traffic columns are converted into the cached view; not
+equal (an admin's change), the account is read whole. Values are converted
+by SQLAlchemy's own result processors for the dialect, so a view built
+here equals the one Core built.
 
 Pure functions, no database: the store executes what they return.
 """
@@ -61,9 +61,8 @@ CHUNK = 512
 Converter = Callable[[Any], Any] | None
 
 
-# What engines' commits move (reservations, charges, logins), read as they
-# are at every refresh; every other column is an admin's change, rare, and
-# read as one stamp.
+# What engines' commits move (reservations, charges, logins); every other
+# column is an admin's change, rare.
 TRAFFIC = ("balance", "reserved", "calls", "login_call", "login_until",
            "customer_balance", "customer_reserved", "customer_calls")
 
@@ -72,57 +71,80 @@ def _ref(col: Any) -> str:
     return f"{col.table.name}.{col.name}"
 
 
-def admin_stamp_sql(dialect_name: str) -> str:
-    """An expression whose text changes whenever a column of the view other
-    than ``TRAFFIC`` does: those columns in a fixed order, strings preceded
-    by their length (so no value can shift into its neighbour), NULL as
-    ``N`` (never a number's or a date's text). One column instead of
-    eighteen: the driver's cost is per column (PyMySQL parses each in
-    Python), and the server formats the same values either way."""
+def _text(names: Sequence[str], dialect_name: str) -> str:
+    """An expression whose text changes whenever one of these columns does:
+    in a fixed order, strings preceded by their length (so no value can
+    shift into its neighbour), NULL as ``N`` (never a number's or a date's
+    text)."""
+    cols = dict(VIEW_COLUMNS)
     parts: list[str] = []
-    for name, col in VIEW_COLUMNS:
-        if name in TRAFFIC:
-            continue
-        if col.type.python_type is str:
-            parts.append(f"COALESCE(LENGTH({_ref(col)}), 'N')")
-        parts.append(f"COALESCE({_ref(col)}, 'N')")
+    for name in names:
+        ref = _ref(cols[name])
+        if cols[name].type.python_type is str:
+            parts.append(f"COALESCE(LENGTH({ref}), 'N')")
+        parts.append(f"COALESCE({ref}, 'N')")
     if dialect_name == "sqlite":  # no CONCAT() before SQLite 3.44
         return " || '|' || ".join(parts)
     return "CONCAT(" + ", '|', ".join(parts) + ")"
 
 
+ADMIN = tuple(name for name in FIELDS if name not in TRAFFIC)
+
+
+def admin_text_sql(dialect_name: str) -> str:
+    """The text of every column but ``TRAFFIC``: an admin's change shows in it."""
+    return _text(ADMIN, dialect_name)
+
+
+def whole_text_sql(dialect_name: str) -> str:
+    """The text of every column of the view: the one thing the refresh reads
+    of an account that did not change. One column instead of 26: PyMySQL
+    parses each column of each row in Python, the server formats the same
+    values either way."""
+    return _text(TRAFFIC + ADMIN, dialect_name)
+
+
 def _stamp(dialect_name: str) -> str:
-    """The traffic columns, then the admin stamp: what the refresh compares."""
-    cols = dict(VIEW_COLUMNS)
-    return ", ".join([*(_ref(cols[name]) for name in TRAFFIC), admin_stamp_sql(dialect_name)])
+    return f"{admin_text_sql(dialect_name)}, {whole_text_sql(dialect_name)}"
 
 
 _FROM = "FROM accounts JOIN customers ON customers.id = accounts.customer_id"
 
 
-def _columns() -> str:
-    return ", ".join(_ref(c) for _, c in VIEW_COLUMNS)
+def _columns(names: Sequence[str] = FIELDS) -> str:
+    cols = dict(VIEW_COLUMNS)
+    return ", ".join(_ref(cols[name]) for name in names)
+
+
+def _in(ph: str, n: int) -> str:
+    return f"WHERE accounts.id IN ({', '.join([ph] * n)})"
 
 
 @lru_cache(maxsize=16)
 def by_account_id_sql(ph: str, dialect_name: str) -> str:
     """One account by what the gateway sends (``User-Name``): the view's
-    columns, then its stamp."""
+    columns, then its admin text and whole text (its stamp)."""
     return f"SELECT {_columns()}, {_stamp(dialect_name)} {_FROM} WHERE accounts.account_id = {ph}"
 
 
 @lru_cache(maxsize=64)
 def by_pks_sql(ph: str, n: int, dialect_name: str) -> str:
     """``n`` accounts by primary key: the view's columns, then the stamp."""
-    return (f"SELECT {_columns()}, {_stamp(dialect_name)} {_FROM} "
-            f"WHERE accounts.id IN ({', '.join([ph] * n)})")
+    return f"SELECT {_columns()}, {_stamp(dialect_name)} {_FROM} {_in(ph, n)}"
 
 
 @lru_cache(maxsize=64)
-def stamps_sql(ph: str, n: int, dialect_name: str) -> str:
-    """``n`` accounts' pk and stamp: what the refresh reads of each."""
-    return (f"SELECT accounts.id, {_stamp(dialect_name)} {_FROM} "
-            f"WHERE accounts.id IN ({', '.join([ph] * n)})")
+def texts_sql(ph: str, n: int, dialect_name: str) -> str:
+    """``n`` accounts' pk and whole text: what the refresh reads of each."""
+    return f"SELECT accounts.id, {whole_text_sql(dialect_name)} {_FROM} {_in(ph, n)}"
+
+
+@lru_cache(maxsize=64)
+def traffic_sql(ph: str, n: int, dialect_name: str) -> str:
+    """``n`` accounts' pk, ``TRAFFIC`` columns, then the stamp: what the
+    refresh reads of an account whose text changed."""
+    return (f"SELECT accounts.id, {_columns(TRAFFIC)}, {_stamp(dialect_name)} {_FROM} "
+            f"{_in(ph, n)}")
 
 
 def chunks(pks: Sequence[int]) -> Iterator[tuple[int, ...]]:
@@ -148,15 +170,16 @@ def converters(dialect: Dialect) -> tuple[Converter, ...]:
 
 
 def convert(row: Sequence[Any], procs: Sequence[Converter]) -> dict[str, Any]:
-    """The view's fields, by name, from one whole row (its stamp left out)."""
+    """The view's fields, by name, from one whole row (its texts left out)."""
     return {name: (p(v) if p is not None and v is not None else v)
             for name, p, v in zip(FIELDS, procs, row[:len(FIELDS)], strict=True)}
 
 
-def convert_traffic(stamp: Sequence[Any], procs: Sequence[Converter]) -> dict[str, Any]:
-    """The ``TRAFFIC`` fields, by name, from a stamp (``procs`` as for ``TRAFFIC``)."""
+def convert_traffic(values: Sequence[Any], procs: Sequence[Converter]) -> dict[str, Any]:
+    """The ``TRAFFIC`` fields, by name, from their values in that order
+    (``procs``: ``traffic_converters``)."""
     return {name: (p(v) if p is not None and v is not None else v)
-            for name, p, v in zip(TRAFFIC, procs, stamp, strict=False)}
+            for name, p, v in zip(TRAFFIC, procs, values, strict=True)}
 
 
 def traffic_converters(procs: Sequence[Converter]) -> tuple[Converter, ...]:

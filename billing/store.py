@@ -125,16 +125,16 @@ class AccountView:
 
 
 # What the cache compares to see whether an account changed without reading
-# it whole: the columns traffic moves as the driver gives them, then the
-# text of all the others (billing.account_sql). A view moved by a commit
-# keeps only the last (``traffic_moved``).
-AccountStamp = tuple[Any, ...]
+# it whole (billing.account_sql): the database's text of the columns an
+# admin changes, and of all the columns; None for the latter once a commit
+# moved the view away from the row it was read from (``traffic_moved``).
+AccountStamp = tuple[str, str | None]
 
 
 def traffic_moved(stamp: AccountStamp | None) -> AccountStamp | None:
     """The stamp of a view a commit moved: its traffic columns no longer
-    match the row read, its other columns still do."""
-    return None if stamp is None else stamp[-1:]
+    match the row read, the admin's columns still do."""
+    return None if stamp is None else (stamp[0], None)
 
 
 def _with_traffic(view: AccountView, values: Mapping[str, Any]) -> AccountView:
@@ -148,7 +148,8 @@ def _with_traffic(view: AccountView, values: Mapping[str, Any]) -> AccountView:
 
 
 def _stamp_of(row: Sequence[Any]) -> AccountStamp:
-    return tuple(row[len(account_sql.FIELDS):])
+    """A whole row's stamp: its last two columns (billing.account_sql)."""
+    return row[-2], row[-1]
 
 
 @dataclass
@@ -439,32 +440,38 @@ class SqlStore:
     def changed_accounts(self, known: Mapping[int, tuple[AccountView, AccountStamp | None]]
                          ) -> tuple[dict[int, tuple[AccountView, AccountStamp]], set[int]]:
         """The cache refresh: given the cached accounts by pk with the stamp
-        each view was built with, the new view and stamp of each account
+        each view was built from, the new view and stamp of each account
         that changed, and the pks no longer there. An account that did not
-        change costs its stamp; one that traffic moved, its traffic columns
+        change costs one text; one that traffic moved, its traffic columns
         converted; only an admin's change reads it whole."""
-        changed: dict[int, tuple[AccountView, AccountStamp]] = {}
-        whole: list[int] = []
+        moved: list[int] = []
         seen: set[int] = set()
         with _mapped(), self.reader.connect() as conn:
             d = conn.dialect
             ph = grant_sql.placeholder(d.paramstyle)
-            procs = self._traffic_converters or self._converters_for(d)[1]
             for part in account_sql.chunks(list(known)):
-                for row in conn.exec_driver_sql(account_sql.stamps_sql(ph, len(part), d.name),
-                                                part):
-                    pk, stamp = row[0], tuple(row[1:])
+                for pk, text in conn.exec_driver_sql(account_sql.texts_sql(ph, len(part), d.name),
+                                                     part):
                     seen.add(pk)
+                    old = known[pk][1]
+                    if old is None or text != old[1]:
+                        moved.append(pk)
+            changed: dict[int, tuple[AccountView, AccountStamp]] = {}
+            whole: list[int] = []
+            procs = self._traffic_converters or self._converters_for(d)[1]
+            n = len(account_sql.TRAFFIC)
+            for part in account_sql.chunks(moved):
+                for row in conn.exec_driver_sql(account_sql.traffic_sql(ph, len(part), d.name),
+                                                part):
+                    pk, stamp = row[0], (row[n + 1], row[n + 2])
                     view, old = known[pk]
-                    if stamp == old:
-                        continue
-                    if old is not None and old[-1] == stamp[-1]:
+                    if old is not None and old[0] == stamp[0]:  # the admin's columns as read
                         changed[pk] = (_with_traffic(view, account_sql.convert_traffic(
-                            stamp, procs)), stamp)
+                            row[1:n + 1], procs)), stamp)
                     else:
                         whole.append(pk)
-            # read whole with its stamp in the same row: a view is never
-            # labelled with a stamp of another moment
+            # each view is read with its stamp in the same row: never labelled
+            # with the text of another moment
             changed.update(self._read_whole(conn, whole))
         return changed, set(known) - seen
 

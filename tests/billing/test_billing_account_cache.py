@@ -55,27 +55,28 @@ def test_chunks_pad_to_a_power_of_two_with_the_last_id():
 
 
 @pytest.mark.unit
-def test_the_stamp_covers_every_column_of_the_view():
-    """A column left out of both the traffic columns and the admin stamp
-    would be a change no engine ever sees."""
+def test_the_texts_cover_every_column_of_the_view():
+    """A column left out of the whole text would be a change no engine ever
+    sees; one left out of the admin's, an admin change taken for traffic."""
     assert set(account_sql.FIELDS) == set(AccountView.__dataclass_fields__)
-    stamp = account_sql.admin_stamp_sql("mysql")
+    assert set(account_sql.TRAFFIC) | set(account_sql.ADMIN) == set(account_sql.FIELDS)
+    whole = account_sql.whole_text_sql("mysql")
+    admin = account_sql.admin_text_sql("mysql")
     for name, col in account_sql.VIEW_COLUMNS:
-        ref = f"{col.table.name}.{col.name}"
-        if name in account_sql.TRAFFIC:
-            assert f"COALESCE({ref}," not in stamp
-        else:
-            assert f"COALESCE({ref}, 'N')" in stamp, name
-    assert "LENGTH(accounts.voip_password)" in stamp  # strings cannot shift into each other
-    assert " || " in account_sql.admin_stamp_sql("sqlite")
+        ref = f"COALESCE({col.table.name}.{col.name}, 'N')"
+        assert ref in whole, name
+        assert (ref in admin) == (name not in account_sql.TRAFFIC), name
+    assert "LENGTH(accounts.voip_password)" in admin  # strings cannot shift into each other
+    assert "LENGTH(accounts.login_call)" in whole
+    assert " || " in account_sql.whole_text_sql("sqlite")
 
 
 @pytest.mark.unit
 def test_idle_accounts_are_dropped_not_refreshed():
     clock = FakeClock()
     cache = AccountCache(10.0, clock=clock)
-    cache.put(view("a", pk=1), ("s",))
-    cache.put(view("b", pk=2), ("s",))
+    cache.put(view("a", pk=1), ("admin", "whole"))
+    cache.put(view("b", pk=2), ("admin", "whole"))
     clock.t += 6
     assert cache.get("a") is not None  # in use: kept another 10 s
     clock.t += 6
@@ -90,12 +91,12 @@ def test_idle_accounts_are_dropped_not_refreshed():
 @pytest.mark.unit
 def test_a_committed_change_is_set_again_from_the_row_at_the_next_refresh():
     cache = AccountCache(10.0, clock=FakeClock())
-    cache.put(view("a", pk=1), (Decimal(1), "admin"))
+    cache.put(view("a", pk=1), ("admin", "whole"))
     cache.adjust(1, reserved=Decimal("0.5"), calls=1)
     acct, stamp = cache.to_refresh()[1]
-    assert acct.reserved == Decimal("0.5") and stamp == ("admin",)  # traffic moved
+    assert acct.reserved == Decimal("0.5") and stamp == ("admin", None)  # traffic moved
     fresh = dataclasses.replace(acct, reserved=Decimal("0.4"))
-    cache.refresh({1: (fresh, (Decimal(1), "admin"))}, gone=())
+    cache.refresh({1: (fresh, ("admin", "whole 2"))}, gone=())
     got = cache.get("a")
     assert got is not None and got.reserved == Decimal("0.4")
 
@@ -105,7 +106,7 @@ def test_refresh_follows_a_rename_and_forgets_the_deleted():
     cache = AccountCache(10.0, clock=FakeClock())
     cache.put(view("old", pk=1))
     cache.put(view("b", pk=2))
-    cache.refresh({1: (view("new", pk=1), ("x",))}, gone=[2])
+    cache.refresh({1: (view("new", pk=1), ("x", "y"))}, gone=[2])
     assert cache.get("old") is None and cache.get("b") is None
     got = cache.get("new")
     assert got is not None and got.pk == 1
