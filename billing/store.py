@@ -412,6 +412,7 @@ class SqlStore:
         self._ignore_word = "OR IGNORE" if engine.dialect.name == "sqlite" else "IGNORE"
         self._converters: tuple[Converter, ...] | None = None
         self._traffic_converters: tuple[Converter, ...] | None = None
+        self._busy = False  # most cached accounts changed at the last refresh
 
     # ------------------------------------------------------------- reading
     # Both look-ups are prepared text through the driver, not Core: see
@@ -444,17 +445,22 @@ class SqlStore:
         that changed, and the pks no longer there. An account that did not
         change costs one text; one that traffic moved, its traffic columns
         converted; only an admin's change reads it whole."""
-        moved: list[int] = []
+        texts = {pk: old[1] for pk, (_, old) in known.items()
+                 if old is not None and old[1] is not None}
+        # Moved by this engine's own commits: their traffic is read anyway.
+        moved = [pk for pk in known if pk not in texts]
         seen: set[int] = set()
         with _mapped(), self.reader.connect() as conn:
             d = conn.dialect
             ph = grant_sql.placeholder(d.paramstyle)
-            for part in account_sql.chunks(list(known)):
+            if self._busy:  # most changed last time (other engines' traffic): no texts
+                moved += texts
+                texts = {}
+            for part in account_sql.chunks(list(texts)):
                 for pk, text in conn.exec_driver_sql(account_sql.texts_sql(ph, len(part), d.name),
                                                      part):
                     seen.add(pk)
-                    old = known[pk][1]
-                    if old is None or text != old[1]:
+                    if text != texts[pk]:
                         moved.append(pk)
             changed: dict[int, tuple[AccountView, AccountStamp]] = {}
             whole: list[int] = []
@@ -464,7 +470,10 @@ class SqlStore:
                 for row in conn.exec_driver_sql(account_sql.traffic_sql(ph, len(part), d.name),
                                                 part):
                     pk, stamp = row[0], (row[n + 1], row[n + 2])
+                    seen.add(pk)
                     view, old = known[pk]
+                    if old is not None and old[1] == stamp[1]:
+                        continue  # read in a busy round, did not change
                     if old is not None and old[0] == stamp[0]:  # the admin's columns as read
                         changed[pk] = (_with_traffic(view, account_sql.convert_traffic(
                             row[1:n + 1], procs)), stamp)
@@ -473,6 +482,9 @@ class SqlStore:
             # each view is read with its stamp in the same row: never labelled
             # with the text of another moment
             changed.update(self._read_whole(conn, whole))
+        # Texts first pays when few accounts move between two refreshes; when
+        # most do, reading the traffic of all at once is cheaper.
+        self._busy = len(changed) > len(known) // 2
         return changed, set(known) - seen
 
     def _read_whole(self, conn: Connection, pks: Sequence[int]

@@ -17,7 +17,7 @@ from billing import models as m
 from billing.account_cache import AccountCache
 from billing.cached_store import CachedStore
 from billing.store import AccountView, SqlStore
-from tests.billing.test_billing_money_path import FakeClock, authz, credit_time, engine_on
+from tests.billing.test_billing_money_path import NOW, FakeClock, authz, credit_time, engine_on
 
 DEBIT = "193.100.201.1"  # demo accounts: a debit one and a credit one with a customer limit
 CREDIT = "4202111222"
@@ -175,4 +175,25 @@ def test_own_commits_then_refresh_match_the_database(db):
 def test_cached_store_refresh_on_a_fresh_cache_reads_nothing(db):
     engine_on(db)
     store = CachedStore(SqlStore(db), cache=AccountCache(10.0, clock=FakeClock()))
+    assert store.refresh_accounts() == 0
+
+
+def test_busy_rounds_read_traffic_at_once_and_still_see_admin_changes(db):
+    """When most cached accounts changed at the last refresh, the next one
+    reads every account's traffic columns without the texts first: an
+    admin's change still reads the account whole, and a quiet round goes
+    back to texts."""
+    engine_on(db)
+    store = CachedStore(SqlStore(db), cache=AccountCache(10.0, clock=FakeClock()))
+    debit, credit = store.find_account(DEBIT), store.find_account(CREDIT)
+    assert debit is not None and credit is not None
+    with db.begin() as c:
+        c.execute(update(m.Account).values(calls=m.Account.calls + 1))
+    assert store.refresh_accounts() == 2 and store.db._busy
+    with db.begin() as c:
+        c.execute(update(m.Account).where(m.Account.id == debit.pk).values(
+            expiration_date=NOW, calls=m.Account.calls - 1))
+    assert store.refresh_accounts() == 1 and not store.db._busy
+    for account_id in (DEBIT, CREDIT):
+        assert store.find_account(account_id) == core_view(db, account_id)
     assert store.refresh_accounts() == 0
