@@ -15,6 +15,8 @@ the code on the same database, one right after the other:
 and two cases: *idle* (nothing changed between refreshes) and *busy* (every
 cached account's ``calls`` and ``reserved`` moved before each refresh, as
 when every account has traffic: the worst case for comparing rows).
+Last, the CPU of one ``SqlStore.find_account`` (an account not cached yet,
+run by the look-up workers), before and after.
 
     .venv/bin/python bench/bench_cache_refresh.py [--accounts 1000,10000] [--refreshes 20]
 """
@@ -80,6 +82,13 @@ def child(url: str, accounts: int, refreshes: int, db_pid: int) -> dict[str, obj
         out[case] = {"cpu_ms": 1000 * statistics.median(cpu),
                      "db_cpu_ms": 1000 * statistics.mean(db_cpu),
                      "wall_ms": 1000 * statistics.median(wall)}
+    # the look-up of an account not cached yet (the look-up workers' query)
+    ids = [f"acc{j:06d}" for j in range(0, accounts, max(1, accounts // 500))]
+    store.db.find_account(ids[0])
+    c0 = time.process_time()
+    for account_id in ids:
+        assert store.db.find_account(account_id) is not None
+    out["lookup_us"] = 1e6 * (time.process_time() - c0) / len(ids)
     engine.dispose()
     return out
 
@@ -156,6 +165,7 @@ def main() -> int:
         print(f"{'accounts':>8} {'code':<7} {'case':<5} {'engine CPU ms':>13} "
               f"{'mariadbd CPU ms':>15} {'wall ms':>8}   (per refresh, median of "
               f"{args.refreshes})")
+        lookups: dict[str, float] = {}
         for n in sizes:
             for name, code in (("before", before), ("after", ROOT)):
                 got = run_child(code, url, n, args.refreshes, db.proc.pid)
@@ -164,6 +174,9 @@ def main() -> int:
                     assert isinstance(f, dict)
                     print(f"{n:>8} {name:<7} {case:<5} {f['cpu_ms']:>13.1f} "
                           f"{f['db_cpu_ms']:>15.1f} {f['wall_ms']:>8.1f}", flush=True)
+                lookups[name] = float(got["lookup_us"])  # type: ignore[arg-type]
+        print(f"find_account (an account not cached yet), engine CPU per look-up: "
+              f"before {lookups['before']:.0f} us, after {lookups['after']:.0f} us")
     finally:
         db.destroy()
     return 0
