@@ -82,16 +82,26 @@ class AccountCache:
     def to_refresh(self) -> dict[int, tuple[AccountView, AccountStamp | None]]:
         """Drop the accounts no request used for ``ttl``; the others' pks
         with the stamp each view was built with, for the refresh to compare."""
-        with self._lock:
-            self._drop_idle(self.clock())
-            return {hit.view.pk: (hit.view, hit.stamp) for hit in self._by_id.values()}
+        with self._lock:  # one pass: the packet loop waits for this lock
+            now = self.clock()
+            out: dict[int, tuple[AccountView, AccountStamp | None]] = {}
+            idle: list[str] = []
+            for account_id, hit in self._by_id.items():
+                if hit.until < now:
+                    idle.append(account_id)
+                else:
+                    out[hit.view.pk] = (hit.view, hit.stamp)
+            for account_id in idle:
+                self._id_of.pop(self._by_id.pop(account_id).view.pk, None)
+            return out
 
     def refresh(self, changed: Mapping[int, tuple[AccountView, AccountStamp]],
                 gone: Iterable[int]) -> None:
         """What the database says now: ``changed`` replace their cached
         views (a request's use still decides how long they stay), ``gone``
-        (deleted) are forgotten. An account dropped or re-read by a
-        look-up while the refresh read is left as it is now."""
+        (deleted) are forgotten. An account dropped while the refresh
+        read stays dropped; one a look-up read again meanwhile takes the
+        refresh's view, and its stamp sets it right at the next refresh."""
         with self._lock:
             for pk, (acct, stamp) in changed.items():
                 account_id = self._id_of.get(pk)

@@ -15,7 +15,9 @@ reservations, calls, login) are read, with the text of the others: that
 one equal, the traffic columns are converted into the cached view; not
 equal (an admin's change), the account is read whole. Values are converted
 by SQLAlchemy's own result processors for the dialect, so a view built
-here equals the one Core built.
+here equals the one Core built. (The store skips the texts where it knows
+the traffic moved: accounts its own commits moved, and every account when
+most changed at the last refresh.)
 
 Pure functions, no database: the store executes what they return.
 """
