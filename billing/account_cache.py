@@ -3,9 +3,11 @@
 The cache only proposes: a reservation is granted by the database's
 conditional statement (``billing.store``), so an account read a moment ago,
 changed since by another engine or by an admin, can never be overspent. The
-cache is corrected after every commit that touched an account and re-read
-whole every half second, so admin changes show on every engine within a
-second.
+cache is corrected after every commit that touched an account, and every
+half second the accounts in use are checked (a stamp per account compared,
+only the changed ones read whole and rebuilt), so admin changes show on every engine within a
+second. An account no request used for ``ttl`` seconds is dropped rather
+than re-read, so the refresh costs what is in use, not what was ever seen.
 """
 
 from __future__ import annotations
@@ -13,50 +15,102 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from decimal import Decimal
 
-from billing.store import LOGIN_FREE, AccountView
+from billing.store import LOGIN_FREE, AccountStamp, AccountView, traffic_moved
+
+
+class _Entry:
+    """One cached account: the view the engine reads, the stamp of the row
+    it was built from (``traffic_moved`` once a commit moved the view away
+    from it, so the next refresh sets its traffic columns again whatever the
+    stamp says), and until when it stays without a request using it."""
+
+    __slots__ = ("view", "stamp", "until")
+
+    def __init__(self, view: AccountView, stamp: AccountStamp | None, until: float) -> None:
+        self.view = view
+        self.stamp = stamp
+        self.until = until
 
 
 class AccountCache:
+    """``ttl``: how long an account stays when no request uses it
+    (``[Radius] Account_Cache_sec``). A request that finds it keeps it
+    another ``ttl``; the refresh keeps nothing, so the accounts re-read are
+    the ones in use, not every account ever seen."""
+
     def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl = ttl
         self.clock = clock
-        self._by_id: dict[str, tuple[float, AccountView]] = {}
+        self._by_id: dict[str, _Entry] = {}
         self._id_of: dict[int, str] = {}
         self._lock = threading.Lock()
 
     def get(self, account_id: str) -> AccountView | None:
         with self._lock:
             hit = self._by_id.get(account_id)
-            if hit is None or hit[0] < self.clock():
+            if hit is None:
                 return None
-            return hit[1]
+            now = self.clock()
+            if hit.until < now:
+                return None
+            hit.until = now + self.ttl
+            return hit.view
 
-    def put(self, acct: AccountView) -> None:
+    def put(self, acct: AccountView, stamp: AccountStamp | None = None) -> None:
         with self._lock:
-            self._by_id[acct.account_id] = (self.clock() + self.ttl, acct)
-            self._id_of[acct.pk] = acct.account_id
-            if len(self._by_id) > 200_000:
-                now = self.clock()
-                self._by_id = {k: v for k, v in self._by_id.items() if v[0] >= now}
+            self._put(acct, stamp, self.clock() + self.ttl)
+            if len(self._by_id) > 200_000:  # no refresh running to drop the idle
+                self._drop_idle(self.clock())
 
-    def cached_pks(self) -> list[int]:
-        with self._lock:
-            return list(self._id_of)
+    def _put(self, acct: AccountView, stamp: AccountStamp | None, until: float) -> None:
+        old = self._id_of.get(acct.pk)
+        if old is not None and old != acct.account_id:  # renamed: the old name is gone
+            self._by_id.pop(old, None)
+        self._by_id[acct.account_id] = _Entry(acct, stamp, until)
+        self._id_of[acct.pk] = acct.account_id
 
-    def refresh(self, fresh: list[AccountView], gone: set[int]) -> None:
-        """Replace cached accounts by what the database says now."""
+    def _drop_idle(self, now: float) -> None:
+        for account_id, hit in list(self._by_id.items()):
+            if hit.until < now:
+                del self._by_id[account_id]
+                self._id_of.pop(hit.view.pk, None)
+
+    def to_refresh(self) -> dict[int, tuple[AccountView, AccountStamp | None]]:
+        """Drop the accounts no request used for ``ttl``; the others' pks
+        with the stamp each view was built with, for the refresh to compare."""
+        with self._lock:  # one pass: the packet loop waits for this lock
+            now = self.clock()
+            out: dict[int, tuple[AccountView, AccountStamp | None]] = {}
+            idle: list[str] = []
+            for account_id, hit in self._by_id.items():
+                if hit.until < now:
+                    idle.append(account_id)
+                else:
+                    out[hit.view.pk] = (hit.view, hit.stamp)
+            for account_id in idle:
+                self._id_of.pop(self._by_id.pop(account_id).view.pk, None)
+            return out
+
+    def refresh(self, changed: Mapping[int, tuple[AccountView, AccountStamp]],
+                gone: Iterable[int]) -> None:
+        """What the database says now: ``changed`` replace their cached
+        views (a request's use still decides how long they stay), ``gone``
+        (deleted) are forgotten. An account dropped while the refresh
+        read stays dropped; one a look-up read again meanwhile takes the
+        refresh's view, and its stamp sets it right at the next refresh."""
         with self._lock:
-            until = self.clock() + self.ttl
-            for acct in fresh:
-                self._by_id[acct.account_id] = (until, acct)
-                self._id_of[acct.pk] = acct.account_id
+            for pk, (acct, stamp) in changed.items():
+                account_id = self._id_of.get(pk)
+                hit = self._by_id.get(account_id) if account_id is not None else None
+                if hit is not None:
+                    self._put(acct, stamp, hit.until)
             for pk in gone:
                 account_id = self._id_of.pop(pk, None)
-                if account_id:
+                if account_id is not None:
                     self._by_id.pop(account_id, None)
 
     def adjust(self, account_pk: int, balance: Decimal = Decimal(0),
@@ -64,39 +118,41 @@ class AccountCache:
                customer_reserved: Decimal = Decimal(0), calls: int = 0) -> None:
         """A committed change: move the cached account as the database did."""
         with self._lock:
-            account_id = self._id_of.get(account_pk)
-            hit = self._by_id.get(account_id) if account_id else None
+            hit = self._hit(account_pk)
             if hit is None:
                 return
-            acct = hit[1]
-            self._by_id[acct.account_id] = (hit[0], replace(
+            acct = hit.view
+            hit.stamp = traffic_moved(hit.stamp)  # set again from the row at the next refresh
+            hit.view = replace(
                 acct, balance=acct.balance + balance,
                 customer_balance=acct.customer_balance + customer_balance,
                 reserved=acct.reserved + reserved,
                 customer_reserved=acct.customer_reserved + customer_reserved,
-                calls=acct.calls + calls, customer_calls=acct.customer_calls + calls))
+                calls=acct.calls + calls, customer_calls=acct.customer_calls + calls)
 
     def login(self, account_pk: int, call_key: str, until: dt.datetime | None) -> None:
         """A committed login (or logout, with ``LOGIN_FREE``): without it a
         second call of the same account, right after the first one's Stop,
         would be refused from the cached holder until the next refresh."""
         with self._lock:
-            account_id = self._id_of.get(account_pk)
-            hit = self._by_id.get(account_id) if account_id else None
+            hit = self._hit(account_pk)
             if hit is None:
                 return
-            self._by_id[hit[1].account_id] = (hit[0], replace(
-                hit[1], login_call=call_key, login_until=until))
+            hit.stamp = traffic_moved(hit.stamp)
+            hit.view = replace(hit.view, login_call=call_key, login_until=until)
 
     def logout(self, account_pk: int, call_key: str) -> None:
         """The Stop of ``call_key`` freed the account, if that call held it."""
         with self._lock:
-            account_id = self._id_of.get(account_pk)
-            hit = self._by_id.get(account_id) if account_id else None
-            if hit is None or hit[1].login_call != call_key:
+            hit = self._hit(account_pk)
+            if hit is None or hit.view.login_call != call_key:
                 return
-            self._by_id[hit[1].account_id] = (hit[0], replace(
-                hit[1], login_call=LOGIN_FREE, login_until=None))
+            hit.stamp = traffic_moved(hit.stamp)
+            hit.view = replace(hit.view, login_call=LOGIN_FREE, login_until=None)
+
+    def _hit(self, account_pk: int) -> _Entry | None:
+        account_id = self._id_of.get(account_pk)
+        return self._by_id.get(account_id) if account_id is not None else None
 
     def forget(self, account_pk: int) -> None:
         with self._lock:

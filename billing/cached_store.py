@@ -4,9 +4,9 @@ account cache (``billing.account_cache``).
 Look-ups of cached accounts need no database round trip, so the packet loop
 can decide them at once; the cache only proposes credit times, the database
 grants them (``SqlStore.apply``). After every commit the cached accounts are
-moved as the database moved them, and every half second re-read, so
-proposals start from the database's numbers, including what other engines
-reserved.
+moved as the database moved them, and every half second the accounts in
+use are re-read (only the changed ones rebuilt), so proposals start from
+the database's numbers, including what other engines reserved.
 """
 
 from __future__ import annotations
@@ -35,9 +35,11 @@ class CachedStore:
     def find_account(self, account_id: str) -> AccountView | None:
         acct = self.accounts.get(account_id)
         if acct is None:
-            acct = self.db.find_account(account_id)
-            if acct is not None:
-                self.accounts.put(acct)
+            found = self.db.find_account_row(account_id)
+            if found is None:
+                return None
+            acct, stamp = found
+            self.accounts.put(acct, stamp)
         return acct
 
     def available(self, account: AccountView, now: dt.datetime,
@@ -76,15 +78,15 @@ class CachedStore:
         return self.db.expire_calls(now)
 
     def refresh_accounts(self) -> int:
-        """Re-read every cached account in a few queries, off the request path,
-        so that accounts in use never expire in the middle of traffic and see
-        admin changes and other engines' reservations."""
-        pks = self.accounts.cached_pks()
-        if not pks:
+        """Re-read the accounts in use in a few queries, off the request
+        path, so they show admin changes and other engines' reservations;
+        only those whose stamp changed are read whole. Returns how many were."""
+        known = self.accounts.to_refresh()
+        if not known:
             return 0
-        fresh = self.db.find_accounts(pks)
-        self.accounts.refresh(fresh, set(pks) - {a.pk for a in fresh})
-        return len(fresh)
+        changed, gone = self.db.changed_accounts(known)
+        self.accounts.refresh(changed, gone)
+        return len(changed)
 
     def reload(self) -> None:
         """SIGHUP: forget cached accounts so admin changes show at once."""

@@ -28,8 +28,9 @@ from sqlalchemy import case, delete, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from billing import calls, grant_sql
+from billing import account_sql, calls, grant_sql
 from billing import models as m
+from billing.account_sql import Converter
 from billing.db import DatabaseError, DatabaseUnavailable, is_unavailable
 from billing.sql_pipeline import Pipeline
 
@@ -91,11 +92,6 @@ class AccountView:
     customer_calls: int = 0
     customer_max_calls: int | None = None
 
-    @classmethod
-    def from_row(cls, row: Mapping[Any, Any]) -> AccountView:
-        """Built by column name, never by position."""
-        return cls(**{f: row[f] for f in _VIEW_FIELDS})
-
     @property
     def customer_limited(self) -> bool:
         """Whether the customer's credit limit also bounds this account."""
@@ -128,7 +124,32 @@ class AccountView:
         return funds
 
 
-_VIEW_FIELDS = tuple(AccountView.__dataclass_fields__)
+# What the cache compares to see whether an account changed without reading
+# it whole (billing.account_sql): the database's text of the columns an
+# admin changes, and of all the columns; None for the latter once a commit
+# moved the view away from the row it was read from (``traffic_moved``).
+AccountStamp = tuple[str, str | None]
+
+
+def traffic_moved(stamp: AccountStamp | None) -> AccountStamp | None:
+    """The stamp of a view a commit moved: its traffic columns no longer
+    match the row read, the admin's columns still do."""
+    return None if stamp is None else (stamp[0], None)
+
+
+def _with_traffic(view: AccountView, values: Mapping[str, Any]) -> AccountView:
+    """``dataclasses.replace(view, **values)`` without its per-field checks
+    in Python, which cost the refresh as much as reading the row; the
+    values are the traffic columns as the database holds them now."""
+    new = object.__new__(AccountView)
+    new.__dict__.update(view.__dict__)
+    new.__dict__.update(values)
+    return new
+
+
+def _stamp_of(row: Sequence[Any]) -> AccountStamp:
+    """A whole row's stamp: its last two columns (billing.account_sql)."""
+    return row[-2], row[-1]
 
 
 @dataclass
@@ -389,42 +410,103 @@ class SqlStore:
         self.reader = engine.execution_options(sqlite_read_only=True)
         self._for_update = engine.dialect.name != "sqlite"
         self._ignore_word = "OR IGNORE" if engine.dialect.name == "sqlite" else "IGNORE"
+        self._converters: tuple[Converter, ...] | None = None
+        self._traffic_converters: tuple[Converter, ...] | None = None
+        self._busy = False  # most cached accounts changed at the last refresh
 
     # ------------------------------------------------------------- reading
-    _ACCOUNT_COLUMNS = (
-        m.Account.id.label("pk"), m.Account.account_id, m.Account.customer_id,
-        m.Customer.name.label("customer_name"), m.Account.product_id, m.Account.billing_model,
-        m.Account.balance, m.Account.credit_limit, m.Account.voip_password, m.Account.blocked,
-        m.Customer.blocked.label("customer_blocked"), m.Account.activation_date,
-        m.Account.expiration_date, m.Account.preferred_lang, m.Account.redirect_number,
-        m.Customer.currency, m.Customer.balance.label("customer_balance"),
-        m.Customer.credit_limit.label("customer_credit_limit"), m.Account.reserved,
-        m.Customer.reserved.label("customer_reserved"), m.Account.login_call,
-        m.Account.login_until, m.Account.calls, m.Account.max_calls,
-        m.Customer.calls.label("customer_calls"),
-        m.Customer.max_calls.label("customer_max_calls"),
-    )
-
-    def _accounts(self, where: Any) -> Any:
-        return (select(*self._ACCOUNT_COLUMNS)
-                .join(m.Customer, m.Customer.id == m.Account.customer_id).where(where))
-
+    # Both look-ups are prepared text through the driver, not Core: see
+    # billing/account_sql.py for why.
     def in_memory(self, account_id: str) -> bool:
         return False
 
     def find_account(self, account_id: str) -> AccountView | None:
+        found = self.find_account_row(account_id)
+        return found[0] if found is not None else None
+
+    def find_account_row(self, account_id: str) -> tuple[AccountView, AccountStamp] | None:
+        """The account and its stamp (what the cache's refresh compares)."""
         with _mapped(), self.reader.connect() as conn:
-            row = conn.execute(self._accounts(m.Account.account_id == account_id)).first()
-            return AccountView.from_row(row._mapping) if row is not None else None
+            d = conn.dialect
+            row = conn.exec_driver_sql(
+                account_sql.by_account_id_sql(grant_sql.placeholder(d.paramstyle), d.name),
+                (account_id,)).first()
+            return (self._view(d, row), _stamp_of(row)) if row is not None else None
 
     def find_accounts(self, pks: Sequence[int]) -> list[AccountView]:
-        """Many accounts in few queries (the engine's cache refresh)."""
-        out: list[AccountView] = []
+        """Many accounts in few queries."""
         with _mapped(), self.reader.connect() as conn:
-            for i in range(0, len(pks), 1000):
-                rows = conn.execute(self._accounts(m.Account.id.in_(pks[i:i + 1000])))
-                out.extend(AccountView.from_row(r._mapping) for r in rows)
+            return [view for view, _ in self._read_whole(conn, pks).values()]
+
+    def changed_accounts(self, known: Mapping[int, tuple[AccountView, AccountStamp | None]]
+                         ) -> tuple[dict[int, tuple[AccountView, AccountStamp]], set[int]]:
+        """The cache refresh: given the cached accounts by pk with the stamp
+        each view was built from, the new view and stamp of each account
+        that changed, and the pks no longer there. An account that did not
+        change costs one text; one that traffic moved, its traffic columns
+        converted; only an admin's change reads it whole."""
+        texts = {pk: old[1] for pk, (_, old) in known.items()
+                 if old is not None and old[1] is not None}
+        # Moved by this engine's own commits: their traffic is read anyway.
+        moved = [pk for pk in known if pk not in texts]
+        seen: set[int] = set()
+        with _mapped(), self.reader.connect() as conn:
+            d = conn.dialect
+            ph = grant_sql.placeholder(d.paramstyle)
+            if self._busy:  # most changed last time (other engines' traffic): no texts
+                moved += texts
+                texts = {}
+            for part in account_sql.chunks(list(texts)):
+                for pk, text in conn.exec_driver_sql(account_sql.texts_sql(ph, len(part), d.name),
+                                                     part):
+                    seen.add(pk)
+                    if text != texts[pk]:
+                        moved.append(pk)
+            changed: dict[int, tuple[AccountView, AccountStamp]] = {}
+            whole: list[int] = []
+            procs = self._traffic_converters or self._converters_for(d)[1]
+            n = len(account_sql.TRAFFIC)
+            for part in account_sql.chunks(moved):
+                for row in conn.exec_driver_sql(account_sql.traffic_sql(ph, len(part), d.name),
+                                                part):
+                    pk, stamp = row[0], (row[n + 1], row[n + 2])
+                    seen.add(pk)
+                    view, old = known[pk]
+                    if old is not None and old[1] == stamp[1]:
+                        continue  # read in a busy round, did not change
+                    if old is not None and old[0] == stamp[0]:  # the admin's columns as read
+                        changed[pk] = (_with_traffic(view, account_sql.convert_traffic(
+                            row[1:n + 1], procs)), stamp)
+                    else:
+                        whole.append(pk)
+            # each view is read with its stamp in the same row: never labelled
+            # with the text of another moment
+            changed.update(self._read_whole(conn, whole))
+        # Texts first pays when few accounts move between two refreshes; when
+        # most do, reading the traffic of all at once is cheaper.
+        self._busy = len(changed) > len(known) // 2
+        return changed, set(known) - seen
+
+    def _read_whole(self, conn: Connection, pks: Sequence[int]
+                    ) -> dict[int, tuple[AccountView, AccountStamp]]:
+        out: dict[int, tuple[AccountView, AccountStamp]] = {}
+        d = conn.dialect
+        ph = grant_sql.placeholder(d.paramstyle)
+        for part in account_sql.chunks(pks):
+            for row in conn.exec_driver_sql(account_sql.by_pks_sql(ph, len(part), d.name), part):
+                out[row[0]] = (self._view(d, row), _stamp_of(row))
         return out
+
+    def _converters_for(self, dialect: Any
+                        ) -> tuple[tuple[Converter, ...], tuple[Converter, ...]]:
+        if self._converters is None or self._traffic_converters is None:
+            self._converters = account_sql.converters(dialect)
+            self._traffic_converters = account_sql.traffic_converters(self._converters)
+        return self._converters, self._traffic_converters
+
+    def _view(self, dialect: Any, row: Sequence[Any]) -> AccountView:
+        procs = self._converters or self._converters_for(dialect)[0]
+        return AccountView(**account_sql.convert(row, procs))
 
     def available(self, account: AccountView, now: dt.datetime,
                   exclude_call: str = "") -> Decimal:

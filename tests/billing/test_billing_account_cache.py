@@ -1,0 +1,199 @@
+"""The engine's account cache and its refresh (billing.account_cache,
+billing.cached_store, billing.account_sql): the prepared-text look-up builds
+the same view as SQLAlchemy Core did, the refresh sees every kind of change
+(traffic, an admin's, a deletion) and rebuilds nothing that did not change,
+and accounts no request uses are dropped instead of re-read."""
+
+from __future__ import annotations
+
+import dataclasses
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import delete, select, update
+
+from billing import account_sql
+from billing import models as m
+from billing.account_cache import AccountCache
+from billing.cached_store import CachedStore
+from billing.store import AccountView, SqlStore
+from tests.billing.test_billing_money_path import NOW, FakeClock, authz, credit_time, engine_on
+
+DEBIT = "193.100.201.1"  # demo accounts: a debit one and a credit one with a customer limit
+CREDIT = "4202111222"
+
+
+def core_view(db, account_id: str) -> AccountView:  # type: ignore[no-untyped-def]
+    """The view as the Core statement before the prepared text built it."""
+    a, c = m.Account, m.Customer
+    cols = [col.label(name) for name, col in account_sql.VIEW_COLUMNS]
+    with db.connect() as conn:
+        row = conn.execute(select(*cols).join(c, c.id == a.customer_id)
+                           .where(a.account_id == account_id)).one()
+    return AccountView(**row._mapping)
+
+
+def view(account_id: str, pk: int = 1, **kw) -> AccountView:  # type: ignore[no-untyped-def]
+    base = dict(pk=pk, account_id=account_id, customer_id=1, customer_name="c", product_id=1,
+                billing_model="debit", balance=Decimal(1), credit_limit=Decimal(0),
+                voip_password="", blocked=False, customer_blocked=False,
+                activation_date=None, expiration_date=None, preferred_lang="en",
+                redirect_number="", currency="USD", customer_balance=Decimal(0),
+                customer_credit_limit=None)
+    base.update(kw)
+    return AccountView(**base)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------- pure
+@pytest.mark.unit
+def test_chunks_pad_to_a_power_of_two_with_the_last_id():
+    assert list(account_sql.chunks([1, 2, 3])) == [(1, 2, 3, 3)]
+    parts = list(account_sql.chunks(list(range(1, 601))))
+    assert [len(p) for p in parts] == [512, 128]
+    assert parts[1][-1] == 600 and set(parts[1]) == set(range(513, 601))
+    assert list(account_sql.chunks([])) == []
+
+
+@pytest.mark.unit
+def test_the_texts_cover_every_column_of_the_view():
+    """A column left out of the whole text would be a change no engine ever
+    sees; one left out of the admin's, an admin change taken for traffic."""
+    assert set(account_sql.FIELDS) == set(AccountView.__dataclass_fields__)
+    assert set(account_sql.TRAFFIC) | set(account_sql.ADMIN) == set(account_sql.FIELDS)
+    whole = account_sql.whole_text_sql("mysql")
+    admin = account_sql.admin_text_sql("mysql")
+    for name, col in account_sql.VIEW_COLUMNS:
+        ref = f"COALESCE({col.table.name}.{col.name}, 'N')"
+        assert ref in whole, name
+        assert (ref in admin) == (name not in account_sql.TRAFFIC), name
+    assert "LENGTH(accounts.voip_password)" in admin  # strings cannot shift into each other
+    assert "LENGTH(accounts.login_call)" in whole
+    assert " || " in account_sql.whole_text_sql("sqlite")
+
+
+@pytest.mark.unit
+def test_idle_accounts_are_dropped_not_refreshed():
+    clock = FakeClock()
+    cache = AccountCache(10.0, clock=clock)
+    cache.put(view("a", pk=1), ("admin", "whole"))
+    cache.put(view("b", pk=2), ("admin", "whole"))
+    clock.t += 6
+    assert cache.get("a") is not None  # in use: kept another 10 s
+    clock.t += 6
+    assert set(cache.to_refresh()) == {1}  # b idle for 12 s: dropped
+    assert cache.get("b") is None
+    clock.t += 3
+    assert cache.get("a") is not None  # 9 s after its use
+    clock.t += 11
+    assert cache.to_refresh() == {}  # the refresh itself keeps nothing alive
+
+
+@pytest.mark.unit
+def test_a_committed_change_is_set_again_from_the_row_at_the_next_refresh():
+    cache = AccountCache(10.0, clock=FakeClock())
+    cache.put(view("a", pk=1), ("admin", "whole"))
+    cache.adjust(1, reserved=Decimal("0.5"), calls=1)
+    acct, stamp = cache.to_refresh()[1]
+    assert acct.reserved == Decimal("0.5") and stamp == ("admin", None)  # traffic moved
+    fresh = dataclasses.replace(acct, reserved=Decimal("0.4"))
+    cache.refresh({1: (fresh, ("admin", "whole 2"))}, gone=())
+    got = cache.get("a")
+    assert got is not None and got.reserved == Decimal("0.4")
+
+
+@pytest.mark.unit
+def test_refresh_follows_a_rename_and_forgets_the_deleted():
+    cache = AccountCache(10.0, clock=FakeClock())
+    cache.put(view("old", pk=1))
+    cache.put(view("b", pk=2))
+    cache.refresh({1: (view("new", pk=1), ("x", "y"))}, gone=[2])
+    assert cache.get("old") is None and cache.get("b") is None
+    got = cache.get("new")
+    assert got is not None and got.pk == 1
+
+
+# ------------------------------------------------------- on both databases
+@pytest.mark.parametrize("account_id", [DEBIT, CREDIT])
+def test_prepared_text_builds_the_view_core_built(db, account_id):
+    engine_on(db)
+    store = SqlStore(db)
+    assert store.find_account(account_id) == core_view(db, account_id)
+    pk = core_view(db, account_id).pk
+    assert store.find_accounts([pk]) == [core_view(db, account_id)]
+    assert store.find_account("nobody") is None
+
+
+def test_refresh_sees_traffic_admin_changes_and_deletions(db):
+    eng, store, _ = engine_on(db, fraud_active=False)
+    debit = store.find_account(DEBIT)
+    credit = store.find_account(CREDIT)
+    assert debit is not None and credit is not None
+    assert store.refresh_accounts() == 0  # nothing changed: nothing rebuilt
+    # traffic: another engine's reservation, a charge behind our back
+    with db.begin() as c:
+        c.execute(update(m.Account).where(m.Account.id == debit.pk).values(
+            reserved=Decimal("0.10"), calls=1, balance=Decimal("0.90")))
+    assert store.refresh_accounts() == 1
+    assert store.find_account(DEBIT) == core_view(db, DEBIT)
+    # an admin's changes: block, password, the customer's limit (shared)
+    with db.begin() as c:
+        c.execute(update(m.Account).where(m.Account.id == debit.pk).values(
+            blocked=True, voip_password="n3w|pw"))
+        c.execute(update(m.Customer).where(m.Customer.id == credit.customer_id).values(
+            credit_limit=Decimal("7.5")))
+    assert store.refresh_accounts() == 2
+    for account_id in (DEBIT, CREDIT):
+        assert store.find_account(account_id) == core_view(db, account_id)
+    got = store.find_account(DEBIT)
+    assert got is not None and got.blocked and got.voip_password == "n3w|pw"
+    # a password whose characters move into the next column still shows
+    with db.begin() as c:
+        c.execute(update(m.Account).where(m.Account.id == debit.pk).values(
+            voip_password="n3w", redirect_number="|pw" + (got.redirect_number or "")))
+    assert store.refresh_accounts() == 1
+    assert store.find_account(DEBIT) == core_view(db, DEBIT)
+    # deleted behind our back: forgotten
+    with db.begin() as c:
+        c.execute(delete(m.Account).where(m.Account.id == credit.pk))
+    store.refresh_accounts()
+    assert not store.in_memory(CREDIT)
+    assert store.refresh_accounts() == 0
+
+
+def test_own_commits_then_refresh_match_the_database(db):
+    """The engine's own reservation moves the cached view at once; the next
+    refresh sets it from the row again, equal to what Core reads."""
+    eng, store, _ = engine_on(db, fraud_active=False)
+    assert credit_time(eng.authorize(authz("c1"))) == 180
+    moved = store.accounts.get(DEBIT)
+    assert moved is not None and moved.reserved == Decimal("0.87")
+    assert store.refresh_accounts() == 1
+    assert store.accounts.get(DEBIT) == core_view(db, DEBIT)
+    assert store.refresh_accounts() == 0
+
+
+def test_cached_store_refresh_on_a_fresh_cache_reads_nothing(db):
+    engine_on(db)
+    store = CachedStore(SqlStore(db), cache=AccountCache(10.0, clock=FakeClock()))
+    assert store.refresh_accounts() == 0
+
+
+def test_busy_rounds_read_traffic_at_once_and_still_see_admin_changes(db):
+    """When most cached accounts changed at the last refresh, the next one
+    reads every account's traffic columns without the texts first: an
+    admin's change still reads the account whole, and a quiet round goes
+    back to texts."""
+    engine_on(db)
+    store = CachedStore(SqlStore(db), cache=AccountCache(10.0, clock=FakeClock()))
+    debit, credit = store.find_account(DEBIT), store.find_account(CREDIT)
+    assert debit is not None and credit is not None
+    with db.begin() as c:
+        c.execute(update(m.Account).values(calls=m.Account.calls + 1))
+    assert store.refresh_accounts() == 2 and store.db._busy
+    with db.begin() as c:
+        c.execute(update(m.Account).where(m.Account.id == debit.pk).values(
+            expiration_date=NOW, calls=m.Account.calls - 1))
+    assert store.refresh_accounts() == 1 and not store.db._busy
+    for account_id in (DEBIT, CREDIT):
+        assert store.find_account(account_id) == core_view(db, account_id)
+    assert store.refresh_accounts() == 0
