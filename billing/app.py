@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from billing.db import make_engine
 from billing.engine import Engine, EngineSettings
 from billing.heartbeat import Heartbeat
 from billing.server import RadiusServer, load_dictionary
+from billing.stats_files import stats_file_name
 from billing.store import SqlStore
 from vigil.config import Config
 
@@ -61,7 +61,10 @@ def build_store(cfg: Config, db: SAEngine) -> Any:
 
 
 def processes(cfg: Config) -> int:
-    return cfg.get("Radius", "Processes") or os.cpu_count() or 1
+    """Engine processes to run: ``[Radius] Processes``, 0 (the default) one per core."""
+    from billing.processes import cores
+
+    return cfg.get("Radius", "Processes") or cores()
 
 
 def build_server(cfg: Config, db: SAEngine | None = None, index: int = 0,
@@ -69,7 +72,6 @@ def build_server(cfg: Config, db: SAEngine | None = None, index: int = 0,
     """One engine process; ``index`` > 0 for the extra processes of a cluster."""
     db = db or make_engine(cfg, pre_ping=False, multi_statements=True)
     engine = build_engine(cfg, db)
-    stats = "radiusd-stats.json" if index == 0 else f"radiusd-stats-{index}.json"
     dictionary = cfg.get("Radius", "Dictionary") or None
     server = RadiusServer(
         engine, engine.catalog, load_dictionary(dictionary), cfg.get("Radius", "Host"),
@@ -77,7 +79,7 @@ def build_server(cfg: Config, db: SAEngine | None = None, index: int = 0,
         cfg.get("Self Test", "Shared_Secret").reveal().encode(),
         commit_batch=cfg.get("Radius", "Commit_Batch"),
         duplicate_ttl=cfg.get("Radius", "Duplicate_Cache_sec"),
-        stats_path=state_dir(cfg) / stats, reuse_port=reuse_port,
+        stats_path=state_dir(cfg) / stats_file_name(index), reuse_port=reuse_port,
         max_wait=2 * cfg.get("Master", "Query_Timeout_sec"),
         stats_interval=cfg.get("Radius", "Stats_Interval_sec"),
         reload_interval=cfg.get("Node IP Cache", "Cache_Cleanup_Time_sec"))

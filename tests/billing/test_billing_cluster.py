@@ -23,8 +23,10 @@ from sqlalchemy import func, select, update
 
 from billing import models as m
 from billing.db import engine_for_url
+from billing.stats_files import ProcessStats, read_engine
 from billing.store import reserved_sums_agree
 from billing.testing import BillingSandbox
+from vigil.processes import pid_alive
 from vigil.radius_client import RadiusTimeout
 from vigil.testing.mariadb import MariaDB
 
@@ -321,3 +323,55 @@ def test_chores_keep_their_schedule_under_a_steady_load(tmp_path):
                 if i % 20 == 0 and stats.exists():
                     stamps.add(json.loads(stats.read_text())["updated_at"])
         assert len(stamps) >= 3, stamps  # written at least every second of the burst
+
+
+def _live_processes(box: BillingSandbox) -> dict[int, ProcessStats]:
+    return {p.index: p for p in read_engine(box.state, max_age=3).live}
+
+
+def test_a_hung_process_is_killed_and_replaced_and_all_answer_again(tmp_path):
+    """[Radius] Processes=2: one engine process stopped with SIGSTOP (its loop
+    no longer moves) is killed by the parent after Hung_Process_sec and
+    restarted; afterwards self-tests from many client sockets (the kernel
+    hashes each to one process) are answered, by both processes."""
+    box = BillingSandbox(base=tmp_path / "engine", processes=2, extra=NO_FRAUD,
+                         radius="Hung_Process_sec=3\n")
+    with box:
+        deadline = time.monotonic() + 20
+        while len(_live_processes(box)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        before = _live_processes(box)
+        assert sorted(before) == [0, 1], before
+        victim = before[1].pid
+        assert victim is not None
+        os.kill(victim, signal.SIGSTOP)
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                now = _live_processes(box)
+                if 1 in now and now[1].pid != victim:
+                    break
+                time.sleep(0.2)
+            assert 1 in now and now[1].pid != victim, "the hung process was not replaced"
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(victim, signal.SIGCONT)
+        assert not pid_alive(victim)
+        hung = [line for line in box.log_text().splitlines()
+                if f"engine process 1 (pid {victim}) hung" in line]
+        assert len(hung) == 1 and "SIGKILL" in hung[0], box.log_text()[-3000:]
+        assert "engine process 1 (pid %d) ended with status -9: restarting" % victim \
+            in box.log_text()
+        # Each client has its own socket, hashed to one process by the kernel:
+        # 24 of them reach both processes (all on one: a chance of 1 in 8 million).
+        first = {i: p.counter("access_requests") for i, p in _live_processes(box).items()}
+        assert all(box.selftest(timeout=2.0) for _ in range(24))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            now = _live_processes(box)
+            if sorted(now) == [0, 1] and all(
+                    now[i].counter("access_requests") > first.get(i, 0) for i in now):
+                break
+            time.sleep(0.2)
+        assert all(now[i].counter("access_requests") > first.get(i, 0) for i in (0, 1)), now
+    assert box.proc is not None and box.proc.returncode == 0
