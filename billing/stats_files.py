@@ -18,6 +18,7 @@ database code: a plugin's start-up cost matters (docs/checks.md).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -67,11 +68,11 @@ def forget_extra_processes(state_dir: Path, n: int) -> list[Path]:
     removed = []
     for index, path in stats_paths(state_dir):
         if index >= max(n, 1):
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 path.unlink()
                 removed.append(path)
-            except FileNotFoundError:
-                pass
+            with contextlib.suppress(FileNotFoundError):
+                path.with_name(path.name + ".lock").unlink()  # vigil.statefile's writer lock
     return removed
 
 

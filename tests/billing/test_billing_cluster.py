@@ -360,7 +360,7 @@ def test_a_hung_process_is_killed_and_replaced_and_all_answer_again(tmp_path):
         hung = [line for line in box.log_text().splitlines()
                 if f"engine process 1 (pid {victim}) hung" in line]
         assert len(hung) == 1 and "SIGKILL" in hung[0], box.log_text()[-3000:]
-        assert "engine process 1 (pid %d) ended with status -9: restarting" % victim \
+        assert f"engine process 1 (pid {victim}) ended with status -9: restarting" \
             in box.log_text()
         # Each client has its own socket, hashed to one process by the kernel:
         # 24 of them reach both processes (all on one: a chance of 1 in 8 million).
