@@ -391,3 +391,50 @@ def test_calls_in_a_row_on_two_processes_with_fraud_detection(tmp_path):
         for i in range(20):
             p = box.vigil("call", "--duration", "0", check=False)
             assert p.returncode == 0, f"call {i}: {p.stdout}"
+
+
+def test_money_holds_when_the_watchdog_kills_a_hung_process(mariadb_database, tmp_path):
+    """$5.80 at 0.29/min, one minute at most per call, Processes=2 on MariaDB:
+    process 1 is frozen (SIGSTOP) while four senders authorize and stop calls
+    through fresh sockets (some hashed to the frozen process, answered after
+    the watchdog's kill by retransmission). No overdraft, reservations agree
+    with the calls, every Stop is acknowledged once the process is replaced."""
+    box = BillingSandbox(mariadb_database, base=tmp_path / "engine", processes=2,
+                         extra=NO_FRAUD, radius="Max_Credit_Time_sec=60\nHung_Process_sec=3\n")
+    with box:
+        set_balance(mariadb_database, "5.80")
+        deadline = time.monotonic() + 20
+        while len(_live_processes(box)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        victim = _live_processes(box)[1].pid
+        assert victim is not None
+        os.kill(victim, signal.SIGSTOP)
+        ids = itertools.count()
+
+        def sender(n: int) -> int:
+            refused = seconds = 0
+            while refused < 3:
+                conf = f"w{n}-{next(ids)}"
+                granted = authorize(box, conf, timeout=2.0, retries=4)
+                if granted is None:
+                    continue  # abandoned: its reservation expires with the call
+                if not granted:
+                    refused += 1
+                    continue
+                refused = 0
+                seconds += granted
+                assert stop(box, conf, granted, timeout=2.0, retries=4), conf
+            return seconds
+
+        try:
+            with ThreadPoolExecutor(4) as pool:
+                granted = sum(pool.map(sender, range(4)))
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(victim, signal.SIGCONT)
+        assert f"engine process 1 (pid {victim}) hung" in box.log_text()
+        assert not pid_alive(victim)
+    balance = account_row(mariadb_database).balance
+    assert balance >= 0
+    assert charged(mariadb_database) <= Decimal("5.80")  # and reserved sums agree
+    assert 0 < granted <= 20 * 60

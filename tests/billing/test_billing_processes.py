@@ -174,3 +174,21 @@ def test_no_watchdog_when_hung_process_sec_is_0() -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.mark.unit
+def test_vigil_status_lists_the_engine_processes_of_this_server(tmp_path) -> None:
+    from billing.cli import processes_section
+
+    now = time.time()
+    _write(tmp_path, 0, os.getpid(), now, access_requests=3, accounting_requests=4,
+           committer_backlog=2)
+    _write(tmp_path, 1, os.getpid(), now, access_requests=1, committer_backlog=5)
+    _write(tmp_path, 2, 0, now - 30)
+    title, lines, rows = processes_section(_config(tmp_path))  # type: ignore[arg-type]
+    assert title == "engine_processes"
+    assert lines[0] == "engine processes on this server: 2 live, committer backlog 7"
+    assert lines[1].startswith(f"  process 0   pid {os.getpid():<8} live  counters ")
+    assert "3 authentications, 4 accountings, committer backlog 2" in lines[1]
+    assert lines[3].startswith("  process 2   pid -        gone  counters 3"), lines[3]
+    assert [(r["index"], r["state"]) for r in rows] == [(0, LIVE), (1, LIVE), (2, GONE)]
