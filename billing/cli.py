@@ -354,6 +354,8 @@ def processes_section(cfg: Config) -> tuple[str, list[str], Any]:
     # Three write intervals without a new file: the process stopped writing.
     max_age = 3 * cfg.get("Radius", "Stats_Interval_sec") + 2
     stats = read_engine(cfg.path("Site", "State_Dir"), max_age)
+    if not stats.processes:
+        return "engine_processes", [], []  # no engine on this server (a central server)
     rows = [{"index": p.index, "pid": p.pid, "state": p.state, "age_sec": round(p.age, 1),
              **p.data} for p in stats.processes]
     live = stats.live

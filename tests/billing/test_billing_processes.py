@@ -192,3 +192,10 @@ def test_vigil_status_lists_the_engine_processes_of_this_server(tmp_path) -> Non
     assert "3 authentications, 4 accountings, committer backlog 2" in lines[1]
     assert lines[3].startswith("  process 2   pid -        gone  counters 3"), lines[3]
     assert [(r["index"], r["state"]) for r in rows] == [(0, LIVE), (1, LIVE), (2, GONE)]
+
+
+@pytest.mark.unit
+def test_vigil_status_says_nothing_where_no_engine_ran(tmp_path) -> None:
+    from billing.cli import processes_section
+
+    assert processes_section(_config(tmp_path)) == ("engine_processes", [], [])  # type: ignore[arg-type]
