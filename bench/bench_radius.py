@@ -10,14 +10,21 @@ server processes and of mariadbd, ratios, and p99 at 1,000 requests/s.
 Same run, same machine, same load generator (`radclient`, Debian's
 freeradius-utils). Vigil runs on a throw-away MariaDB (every accounting is
 committed before it is answered); FreeRADIUS runs the `files` module (no
-database: the speed ceiling of a C RADIUS server here). The server is pinned
-to CPU 0 and radclient to CPU 1, since radclient costs as much CPU as the
-server.
+database: the speed ceiling of a C RADIUS server here). One-process servers
+are pinned to CPU 0 and radclient to CPU 1, since radclient costs as much CPU
+as the server; Vigil's N processes may run on both CPUs.
+
+The load comes from ``--senders`` radclient processes at once (4 by default),
+each with its own socket and its share of the request files, for every
+server in the table. One socket is hashed by SO_REUSEPORT to one engine
+process (a real site has many gateways, each its own socket), so a single
+sender would measure one busy process, not N. How the requests spread over
+Vigil's processes is printed from their counters files.
 
 Then a paced Python sender offers 1,000 requests/s for 10 s to Vigil and
 prints the latency percentiles.
 
-    .venv/bin/python bench/bench_radius.py [--requests 20000] [--sqlite]
+    .venv/bin/python bench/bench_radius.py [--requests 20000] [--sqlite] [--senders 4]
     # while iterating: Vigil alone, one process, a [Radius] option to compare
     .venv/bin/python bench/bench_radius.py --requests 5000 --vigil-only --one-process \
         --radius Commit_Batch=256
@@ -34,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,31 +101,53 @@ def acct_file(path: Path, n: int, tag: str) -> Path:
     return path
 
 
-def run_radclient(port: int, kind: str, files: list[Path], secret_file: Path,
-                  parallel: int = 128, cpus: str = "1") -> tuple[int, float, int]:
-    """Sends every file back to back; requests answered, seconds, failures."""
+def _radclient_counts(stdout: str) -> tuple[int, int]:
+    """Requests answered and failed, from one radclient's summary (-s)."""
     ok = failed = 0
-    t0 = time.perf_counter()
-    for f in files:
-        r = subprocess.run(["taskset", "-c", cpus, "radclient", "-d", str(ROOT / "etc/radius"),
-                            "-q", "-s", "-p", str(parallel), "-r", "3", "-t", "3", "-f", str(f),
-                            "-S", str(secret_file), f"127.0.0.1:{port}", kind],
-                           capture_output=True, text=True)
-        for line in r.stdout.splitlines():
-            line = line.strip()
-            if line.startswith("Packets received"):
-                continue
-            if line.startswith("Accepted") or line.startswith("Total approved"):
+    for line in stdout.splitlines():
+        line = line.strip()
+        if line.startswith("Packets received"):
+            continue
+        if line.startswith("Accepted") or line.startswith("Total approved"):
+            ok += int(line.split(":")[1])
+        elif line.startswith("Rejected") or line.startswith("Lost") or \
+                line.startswith("Total denied") or line.startswith("Total lost"):
+            failed += int(line.split(":")[1])
+    if "Accepted" not in stdout and "approved" not in stdout:
+        # accounting summaries count responses as "Passed filter"
+        for line in stdout.splitlines():
+            if "Passed filter" in line:
                 ok += int(line.split(":")[1])
-            elif line.startswith("Rejected") or line.startswith("Lost") or \
-                    line.startswith("Total denied") or line.startswith("Total lost"):
-                failed += int(line.split(":")[1])
-        if "Accepted" not in r.stdout and "approved" not in r.stdout:
-            # accounting summaries count responses as "Passed filter"
-            for line in r.stdout.splitlines():
-                if "Passed filter" in line:
-                    ok += int(line.split(":")[1])
-    return ok, time.perf_counter() - t0, failed
+    return ok, failed
+
+
+def run_radclient(port: int, kind: str, files: list[Path], secret_file: Path,
+                  senders: int = 1, parallel: int = 128, cpus: str = "1"
+                  ) -> tuple[int, float, int]:
+    """Sends the files through ``senders`` radclient processes at once, each
+    with its own socket (so SO_REUSEPORT can hash them to different engine
+    processes, as many gateways would be), each sending its share of the files
+    back to back with ``parallel / senders`` requests in flight. Requests
+    answered, seconds (first start to last end), failures."""
+    shares = [share for share in (files[i::senders] for i in range(senders)) if share]
+    in_flight = max(1, parallel // len(shares))
+
+    def send(share: list[Path]) -> tuple[int, int]:
+        ok = failed = 0
+        for f in share:  # one radclient at a time per sender, its files back to back
+            r = subprocess.run(["taskset", "-c", cpus, "radclient", "-d",
+                                str(ROOT / "etc/radius"), "-q", "-s", "-p", str(in_flight),
+                                "-r", "3", "-t", "3", "-f", str(f), "-S", str(secret_file),
+                                f"127.0.0.1:{port}", kind], capture_output=True, text=True)
+            o, x = _radclient_counts(r.stdout)
+            ok, failed = ok + o, failed + x
+        return ok, failed
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(len(shares)) as pool:
+        counts = list(pool.map(send, shares))
+    seconds = time.perf_counter() - t0
+    return sum(c[0] for c in counts), seconds, sum(c[1] for c in counts)
 
 
 def freeradius(sql: SqlBackend | None = None) -> FreeRadius:
@@ -177,10 +207,11 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 def measure(label: str, port: int, kind: str, files: list[Path], secret_file: Path,
-            server_pid: int, db_pid: int | None, cpus: str) -> dict[str, float]:
+            server_pid: int, db_pid: int | None, cpus: str, senders: int, parallel: int
+            ) -> dict[str, float]:
     pids = tree_pids(server_pid)
     s0, d0 = cpu_seconds(pids), cpu_seconds([db_pid]) if db_pid else 0.0
-    ok, secs, failed = run_radclient(port, kind, files, secret_file, cpus=cpus)
+    ok, secs, failed = run_radclient(port, kind, files, secret_file, senders, parallel, cpus)
     s1, d1 = cpu_seconds(pids), cpu_seconds([db_pid]) if db_pid else 0.0
     per_k = 1000 / max(ok, 1)
     return {"rps": ok / secs, "failed": failed, "server_cpu": (s1 - s0) * per_k,
@@ -234,6 +265,17 @@ def paced_latency(box: BillingSandbox, rate: int, seconds: float) -> list[float]
     return lat
 
 
+def spread(box: BillingSandbox) -> str:
+    """How the requests spread over the engine processes, from their counters."""
+    from billing.stats_files import read_engine
+
+    time.sleep(1.5)  # the counters are written every second here (BillingSandbox)
+    stats = read_engine(box.state, max_age=10)
+    return ", ".join(f"process {p.index}: "
+                     f"{p.counter('access_requests') + p.counter('accounting_requests')}"
+                     for p in stats.live) or "(no counters)"
+
+
 def start_vigil(db: MariaDB | None, work: Path, tag: str, processes: int, radius: str = ""
                 ) -> BillingSandbox:
     if db is not None:
@@ -268,7 +310,16 @@ def main() -> int:
                     help="an extra [Radius] option for Vigil, e.g. Commit_Batch=256 (repeatable)")
     ap.add_argument("--one-process", action="store_true",
                     help="skip the N-process Vigil run (while iterating)")
+    ap.add_argument("--senders", type=int, default=4,
+                    help="radclient processes sending at once, each its own socket, the "
+                         "request files split between them (default 4): SO_REUSEPORT hashes "
+                         "each socket to one engine process, as it would each gateway; every "
+                         "server in the table gets the same senders")
+    ap.add_argument("--parallel", type=int, default=128,
+                    help="requests in flight, over all senders (default 128)")
     args = ap.parse_args()
+    if args.senders < 1 or args.parallel < args.senders:
+        ap.error("--senders must be at least 1 and at most --parallel")
     if not shutil.which("radclient") or not shutil.which("taskset"):
         print("radclient and taskset are needed (make setup)")
         return 2
@@ -276,7 +327,11 @@ def main() -> int:
     secret_file = work / "secret"
     secret_file.write_text(SECRET + "\n")
     secret_file.chmod(0o600)
-    n_files = max(1, args.requests // 1000)
+    # at least one file per sender, at most 1,000 requests per file (radclient's
+    # own limits: DESIGN.md), the requests rounded up to fill the files
+    per_file = min(1000, -(-args.requests // args.senders))
+    n_files = -(-args.requests // per_file)
+    per_process: dict[str, str] = {}
     results: dict[str, dict[str, float]] = {}
     latency: dict[str, list[float]] = {}
 
@@ -289,9 +344,9 @@ def main() -> int:
         if args.one_process:
             runs = runs[:1]
         for n, (name, procs) in enumerate(runs):
-            authz = [authz_file(work / f"authz{n}-{k}.txt", 1000, f"z{n}-{k}")
+            authz = [authz_file(work / f"authz{n}-{k}.txt", per_file, f"z{n}-{k}")
                      for k in range(n_files)]
-            acct = [acct_file(work / f"acct{n}-{k}.txt", 1000, f"a{n}-{k}")
+            acct = [acct_file(work / f"acct{n}-{k}.txt", per_file, f"a{n}-{k}")
                     for k in range(n_files)]
             box = start_vigil(None if args.sqlite else db, work, f"r{n}", procs,
                               "".join(f"{o}\n" for o in args.radius))
@@ -300,8 +355,10 @@ def main() -> int:
                 for label, port, files, kind in (("authorization", box.auth_port, authz, "auth"),
                                                  ("accounting", box.acct_port, acct, "acct")):
                     results[f"{name} {label}"] = measure(label, port, kind, files, secret_file,
-                                                         box.proc.pid, db_pid, "1")
+                                                         box.proc.pid, db_pid, "1",
+                                                         args.senders, args.parallel)
                 latency[name] = paced_latency(box, 1000, 10.0)
+                per_process[name] = spread(box)
             finally:
                 box.stop()
         peers: list[tuple[str, SqlBackend | None]] = []
@@ -309,8 +366,9 @@ def main() -> int:
             peers = [("freeradius rlm_sql", rlm_sql_schema(db, "radius")),
                      ("freeradius files", None)]
         for name, backend in peers:
-            authz = [authz_file(work / f"fauthz{k}.txt", 1000, f"fz{k}") for k in range(n_files)]
-            acct = [acct_file(work / f"facct-{name[-3:]}{k}.txt", 1000, f"fa{name[-3:]}{k}")
+            authz = [authz_file(work / f"fauthz{k}.txt", per_file, f"fz{k}")
+                     for k in range(n_files)]
+            acct = [acct_file(work / f"facct-{name[-3:]}{k}.txt", per_file, f"fa{name[-3:]}{k}")
                     for k in range(n_files)]
             fr = freeradius(backend)
             try:
@@ -318,15 +376,16 @@ def main() -> int:
                                                  ("accounting", fr.acct_port, acct, "acct")):
                     results[f"{name} {label}"] = measure(
                         label, port, kind, files, secret_file, fr.proc.pid,
-                        db_pid if backend else None, "1")
+                        db_pid if backend else None, "1", args.senders, args.parallel)
             finally:
                 fr.stop()
     finally:
         db.destroy()
     backend = "SQLite" if args.sqlite else "MariaDB (durable: flush at commit, sync binlog)"
-    print(f"\nRADIUS throughput, {args.requests} requests each, radclient -p 128 on CPU 1; "
-          f"one-process servers on CPU 0, {args.processes} Vigil processes on CPUs 0-1; "
-          f"Vigil on {backend}, rlm_sql on the same MariaDB")
+    print(f"\nRADIUS throughput, {per_file * n_files} requests each, {args.senders} radclient "
+          f"senders ({args.parallel} in flight in all) on CPU 1; one-process servers on CPU 0, "
+          f"{args.processes} Vigil processes on CPUs 0-1; Vigil on {backend}, rlm_sql on the "
+          "same MariaDB")
     print(f"{'server / request':44} {'req/s':>8} {'failed':>7} {'CPU s/1k srv':>13} "
           f"{'CPU s/1k db':>12}")
     for k, r in results.items():
@@ -337,6 +396,9 @@ def main() -> int:
         for name, _ in runs:
             v = results[f"{name} {label}"]["rps"]
             print(f"ratio {name} / freeradius rlm_sql, {label}: {v / ref:.2f}")
+    for name, line in per_process.items():
+        print(f"{name}: requests per engine process (authorizations + accountings + "
+              f"latency run): {line}")
     for name, lat in latency.items():
         if lat:
             q = statistics.quantiles(lat, n=100)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from billing.db_clock import BillingClock, SweepCutoff
 from billing.engine import Engine, EngineSettings
 from billing.heartbeat import Heartbeat
 from billing.server import RadiusServer, load_dictionary
+from billing.stats_files import stats_file_name
 from billing.store import SqlStore
 from vigil.config import Config
 
@@ -77,8 +77,28 @@ def build_store(cfg: Config, db: SAEngine) -> Any:
     return CachedStore(sql, cfg.get("Radius", "Account_Cache_sec"))
 
 
+def login_hold_per_process(cfg: Config) -> bool:
+    """Whether simultaneous-login prevention refuses calls from a memory each
+    engine process keeps to itself.
+
+    An authentication logs the debit account in in the process that answered
+    it, and only a Stop reaching that same process logs it out (billing/engine.py
+    ``_login``/``_logout``). The kernel hashes the gateway's authentication and
+    accounting sockets to processes independently, so with several processes
+    the Stop often lands elsewhere and the account stays refused (code 3) for
+    ``Recovery_Time_sec``. Measured: 2 processes, 10 demo calls in a row, the
+    last 6 refused; 1 process, none.
+    """
+    return bool(cfg.get("Fraud_Detection", "Active")) and \
+        not cfg.get("Fraud_Detection", "Test_Mode")
+
+
 def processes(cfg: Config) -> int:
-    return cfg.get("Radius", "Processes") or os.cpu_count() or 1
+    """Engine processes to run: ``[Radius] Processes``; 0 (the default) one per
+    core, or one while the login memory is per process (see above)."""
+    from billing.processes import cores
+
+    return cfg.get("Radius", "Processes") or (1 if login_hold_per_process(cfg) else cores())
 
 
 def build_server(cfg: Config, db: SAEngine | None = None, index: int = 0,
@@ -87,7 +107,6 @@ def build_server(cfg: Config, db: SAEngine | None = None, index: int = 0,
     db = db or make_engine(cfg, pre_ping=False, multi_statements=True)
     clock = BillingClock.of_database(db)
     engine = build_engine(cfg, db, clock)
-    stats = "radiusd-stats.json" if index == 0 else f"radiusd-stats-{index}.json"
     dictionary = cfg.get("Radius", "Dictionary") or None
     server = RadiusServer(
         engine, engine.catalog, load_dictionary(dictionary), cfg.get("Radius", "Host"),
@@ -95,7 +114,7 @@ def build_server(cfg: Config, db: SAEngine | None = None, index: int = 0,
         cfg.get("Self Test", "Shared_Secret").reveal().encode(),
         commit_batch=cfg.get("Radius", "Commit_Batch"),
         duplicate_ttl=cfg.get("Radius", "Duplicate_Cache_sec"),
-        stats_path=state_dir(cfg) / stats, reuse_port=reuse_port,
+        stats_path=state_dir(cfg) / stats_file_name(index), reuse_port=reuse_port,
         max_wait=2 * cfg.get("Master", "Query_Timeout_sec"),
         stats_interval=cfg.get("Radius", "Stats_Interval_sec"),
         reload_interval=cfg.get("Node IP Cache", "Cache_Cleanup_Time_sec"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,7 @@ def cmd_radiusd(args: argparse.Namespace) -> int:
     import logging
 
     from billing import schema
-    from billing.app import processes
+    from billing.app import login_hold_per_process, processes, state_dir
     from vigil import logs
 
     cfg = _cfg(args)
@@ -118,20 +119,45 @@ def cmd_radiusd(args: argparse.Namespace) -> int:
         log.error("cannot reach the billing database at start: %s", exc)
         raise _unavailable(exc) from exc
     n = processes(cfg)
+    if login_hold_per_process(cfg) and cfg.get("Radius", "Processes") != 1:
+        log_processes_and_logins(log, n)
     db.dispose()  # the engine makes its own pool (and each process after the fork)
+    from billing.stats_files import forget_extra_processes
+
+    # Counters files of processes beyond n (a larger Processes before) would
+    # otherwise be read as those of engines that stopped.
+    forget_extra_processes(state_dir(cfg), n)
     if n <= 1:
         return _serve(cfg, None, 0, False)
     from billing.processes import ProcessGroup
 
-    log.info("starting %d engine processes on one set of ports", n)
-    return ProcessGroup(n, lambda i: _serve(cfg, None, i, True)).run()
+    hung = cfg.get("Radius", "Hung_Process_sec")
+    log.info("starting %d engine processes on one set of ports (hung after %s)", n,
+             f"{hung} s" if hung else "never: Hung_Process_sec=0")
+    group = ProcessGroup(n, lambda i: _serve(cfg, None, i, True, group.stamps.writer(i)),
+                         hung_after=hung)
+    return group.run()
 
 
-def _serve(cfg: Config, db: Any, index: int, reuse_port: bool) -> int:
+def log_processes_and_logins(log: Any, n: int) -> None:
+    """Why [Fraud_Detection] and several processes do not mix (billing/app.py)."""
+    if n == 1:
+        log.info("one engine process, not one per core: [Fraud_Detection] is active and "
+                 "its login memory is per process (docs/billing.md, Processes)")
+    else:
+        log.warning("%d engine processes with [Fraud_Detection] active: a debit account "
+                    "whose Stop reaches another process than its authentication stays "
+                    "refused (code 3) for Recovery_Time_sec (docs/billing.md, Processes)", n)
+
+
+def _serve(cfg: Config, db: Any, index: int, reuse_port: bool,
+           loop_alive: Callable[[float], None] | None = None) -> int:
     from billing.app import build_server
 
     try:
         server = build_server(cfg, db, index=index, reuse_port=reuse_port)
+        if loop_alive is not None:
+            server.loop_alive = loop_alive
     except OSError as exc:
         raise CommandError(f"cannot listen on {cfg.get('Radius', 'Host')} "
                            f"{cfg.get('Radius', 'Auth_Port')}/{cfg.get('Radius', 'Acct_Port')}:"
@@ -321,6 +347,27 @@ def engines_section(cfg: Config) -> tuple[str, list[str], Any]:
     return "engines", lines, rows
 
 
+def processes_section(cfg: Config) -> tuple[str, list[str], Any]:
+    """This server's engine processes, from their counters files (billing/stats_files.py)."""
+    from billing.stats_files import read_engine
+
+    # Three write intervals without a new file: the process stopped writing.
+    max_age = 3 * cfg.get("Radius", "Stats_Interval_sec") + 2
+    stats = read_engine(cfg.path("Site", "State_Dir"), max_age)
+    if not stats.processes:
+        return "engine_processes", [], []  # no engine on this server (a central server)
+    rows = [{"index": p.index, "pid": p.pid, "state": p.state, "age_sec": round(p.age, 1),
+             **p.data} for p in stats.processes]
+    live = stats.live
+    lines = [f"engine processes on this server: {len(live)} live"
+             + (f", committer backlog {stats.total('committer_backlog')}" if live else "")]
+    lines += [f"  process {p.index:<3} pid {p.pid or '-':<8} {p.state:<5} counters "
+              f"{p.age:.0f}s old, {p.counter('access_requests')} authentications, "
+              f"{p.counter('accounting_requests')} accountings, committer backlog "
+              f"{p.counter('committer_backlog')}" for p in stats.processes]
+    return "engine_processes", lines, rows
+
+
 def cmd_engines(args: argparse.Namespace) -> int:
     try:
         _title, lines, rows = engines_section(_cfg(args))
@@ -337,6 +384,7 @@ def cmd_engines(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     from vigil import status_sections
 
+    status_sections.add(processes_section)
     status_sections.add(engines_section)
     p = sub.add_parser("engines", help="billing engines alive on the billing database",
                        description="Every `vigil radiusd` process, on any server, that wrote "

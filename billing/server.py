@@ -203,6 +203,9 @@ class RadiusServer:
                  refresh_interval: float = 0.5, lookup_threads: int = 4,
                  max_wait: float = 10.0, drop_log_interval: float = 10.0) -> None:
         self.on_stop: list[Callable[[], None]] = []
+        # Called with time.monotonic() every loop iteration: the parent's
+        # hung-process watchdog reads it (billing/processes.py).
+        self.loop_alive: Callable[[float], None] = lambda _now: None
         # Drops are noted by the loop, the workers and the committer: one lock.
         self.drops = DropLog(log, interval=drop_log_interval)
         self._drops_lock = threading.Lock()
@@ -276,6 +279,7 @@ class RadiusServer:
         try:
             while not self._stop:
                 now = time.monotonic()
+                self.loop_alive(now)
                 if self._reload or now >= next_reload:
                     if self._reload:
                         log.info("SIGHUP: reloading nodes and connections")

@@ -24,12 +24,16 @@ declare("Radius", "Account_Cache_sec", integer(0, 3600), "10",
         "request uses it. Accounts in memory are re-read every half second (admin changes "
         "show on every engine within a second, at once on SIGHUP), and the memory only "
         "proposes: the database grants every reservation.")
-declare("Radius", "Processes", integer(0, 256), "1",
-        "Engine processes answering on the same ports (SO_REUSEPORT); 0 means one per core. "
-        "1 by default: radcheck and the plugins (open_fds, the counters) watch one engine "
-        "process per program. "
+declare("Radius", "Processes", integer(0, 256), "0",
+        "Engine processes answering on the same ports (SO_REUSEPORT); 0 (the default) means "
+        "one per core this program may run on, but one while [Fraud_Detection] is active "
+        "(its login memory is per process); 1 a single process with no parent. "
         "Any number of processes and servers may share one billing database: the database "
         "arbitrates every reservation.")
+declare("Radius", "Hung_Process_sec", integer(0, 3600), "10",
+        "With several engine processes, the parent kills (SIGKILL) and restarts one whose "
+        "packet loop has not moved for this long (a hung process is otherwise only seen by "
+        "the self-tests the kernel hands it); 0 turns this off.")
 declare("Master", "Query_Timeout_sec", integer(1, 600), "5",
         "Longest wait for one database statement; a request the database cannot decide in "
         "this time gets no reply, so the gateway fails over.")

@@ -1,55 +1,75 @@
-"""Per-interval rates from the RADIUS engine's counters (``radiusd-stats.json``).
+"""Per-interval rates from the RADIUS engine's counters (``radiusd-stats*.json``).
 
-The engine writes cumulative counters every few seconds; a plugin wants what
-happened since its previous run. The previous sample is kept in a small state
-file per plugin. A restarted engine (other ``pid``/``started_at``, or a
-counter that went down) starts again from zero, so the delta is the new
-counters themselves. A stats file that stopped being updated means the
+Every engine process writes cumulative counters every few seconds to its own
+file (billing/stats_files.py reads them all, for every plugin); a plugin wants
+what happened on the server since its previous run: the sum over the live
+processes of each one's increase. The previous sample (per process) is kept in
+a small state file per plugin. A restarted process (other ``pid``/
+``started_at``, or a counter that went down) starts again from zero, so its
+increase is its new counters themselves. A process whose counters stopped
+being updated while it runs is hung, and no live process at all means the
 engine is hung or gone: CRITICAL.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from billing.stats_files import (
+    STATS_FILE,
+    EngineStats,
+    StatsError,
+    index_of,
+    read_engine,
+    read_process,
+)
 from checks.plugin import Context, PluginError, TargetDown
 from checks.state import load_state, save_state
-
-STATS_FILE = "radiusd-stats.json"
 
 
 def add_stats_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stats-file", metavar="PATH",
-                        help=f"the engine's counters (default <[Site] State_Dir>/{STATS_FILE})")
+                        help="one engine process's counters only (default: every process's "
+                             f"<[Site] State_Dir>/{STATS_FILE}, radiusd-stats-<n>.json)")
     parser.add_argument("--max-age", type=float, default=60.0, metavar="SEC",
-                        help="counters older than this mean the engine is not running "
+                        help="counters older than this mean the process is not running "
                              "(CRITICAL; default 60)")
 
 
-def read_stats(ctx: Context) -> tuple[Path, dict[str, Any]]:
-    from vigil.statefile import CorruptStateError, read_json
-
-    path = Path(ctx.args.stats_file) if ctx.args.stats_file else \
-        ctx.site_state_dir() / STATS_FILE
+def read_engine_stats(ctx: Context, max_age: float) -> EngineStats:
+    """Every engine process's counters (or the one of ``--stats-file``), judged;
+    TargetDown when no engine process runs or one is hung."""
+    one = getattr(ctx.args, "stats_file", None)
     try:
-        stats = read_json(path)
-    except CorruptStateError as exc:
-        raise PluginError(f"engine counters unreadable: {exc}") from None
-    except OSError as exc:
-        raise PluginError(f"cannot read {path}: {exc.strerror}") from None
-    if stats is None:
-        raise TargetDown(f"no engine counters at {path}: the RADIUS engine has not run")
-    if not isinstance(stats, dict) or not isinstance(stats.get("updated_at"), int | float):
-        raise PluginError(f"{path}: not the engine's counters (no updated_at)")
-    age = time.time() - stats["updated_at"]
-    if age > ctx.args.max_age:
-        raise TargetDown(f"engine counters not updated for {age:.0f}s "
-                         f"(pid {stats.get('pid')}): the RADIUS engine is hung or stopped")
-    return path, stats
+        if one:
+            path = Path(one)
+            found = read_process(path, index_of(path.name) or 0, max_age)
+            stats = EngineStats([found] if found else [])
+            where = str(path)
+        else:
+            state_dir = ctx.site_state_dir()
+            stats = read_engine(state_dir, max_age)
+            where = str(state_dir / STATS_FILE)
+    except StatsError as exc:
+        raise PluginError(str(exc)) from None
+    newest = stats.newest()
+    if newest is None:
+        raise TargetDown(f"no engine counters at {where}: the RADIUS engine has not run")
+    if stats.hung:
+        p = stats.hung[0]
+        raise TargetDown(f"engine process {p.index} (pid {p.pid}) counters not updated for "
+                         f"{p.age:.0f}s: the RADIUS engine is hung or stopped")
+    if not stats.live:
+        if newest.age > max_age:
+            raise TargetDown(f"engine counters not updated for {newest.age:.0f}s "
+                             f"(pid {newest.pid}, not running): the RADIUS engine is "
+                             "hung or stopped")
+        raise TargetDown(f"the RADIUS engine is not running (pid {newest.pid} from "
+                         f"{newest.path.name}, written {newest.age:.0f}s ago)")
+    return stats
 
 
 @dataclass
@@ -68,27 +88,66 @@ class Delta:
 
 
 def counter_delta(ctx: Context, names: tuple[str, ...]) -> Delta:
-    """Read the counters, compare with this plugin's previous sample, store the new one."""
-    path, stats = read_stats(ctx)
-    now = float(stats["updated_at"])
-    current = {n: _int(stats.get(n)) for n in names}
-    identity = [stats.get("pid"), stats.get("started_at")]
-    subject = str(path.resolve())
-    prev = load_state(ctx, subject)
-    if prev and prev.get("identity") == identity and prev.get("at") == now:
-        # run again before the engine wrote new counters: keep the older baseline
-        return Delta({n: 0 for n in names}, 0.0, True, False, "no new counters since last run")
-    save_state(ctx, subject, {"at": now, "identity": identity, "values": current})
-    if not prev or not isinstance(prev.get("values"), dict):
+    """Read every live process's counters, compare each with this plugin's
+    previous sample of that process, store the new samples; the summed increase."""
+    stats = read_engine_stats(ctx, ctx.args.max_age)
+    live = {p.path.name: p for p in stats.live}
+    now = max(p.updated_at for p in live.values())
+    current = {key: {n: p.counter(n) for n in names} for key, p in live.items()}
+    samples: dict[str, dict[str, Any]] = {
+        key: {"identity": p.identity, "at": p.updated_at, "values": current[key]}
+        for key, p in live.items()}
+    one = getattr(ctx.args, "stats_file", None)
+    subject = str(Path(one).resolve()) if one else str(ctx.site_state_dir().resolve() /
+                                                       "radiusd-stats*.json")
+    prev = load_state(ctx, subject) or {}
+    old_samples: dict[str, Any] = prev.get("processes") or {}
+    prev_at = prev.get("at")
+    if not isinstance(old_samples, dict) or not isinstance(prev_at, int | float):
+        save_state(ctx, subject, {"at": now, "processes": samples})
         return Delta({n: 0 for n in names}, 0.0, True, False, "first sample, baseline set")
-    old = {n: _int(prev["values"].get(n)) for n in names}
-    restarted = prev.get("identity") != identity or any(current[n] < old[n] for n in names)
+    if all(_same(old_samples.get(k), s["identity"]) and old_samples[k].get("at") == s["at"]
+           for k, s in samples.items()):
+        # run again before any process wrote new counters: keep the older baseline
+        return Delta({n: 0 for n in names}, 0.0, True, False, "no new counters since last run")
+    save_state(ctx, subject, {"at": now, "processes": samples})
+    total = {n: 0 for n in names}
+    restarted: list[str] = []
+    for key, p in live.items():
+        increase = _increase(old_samples.get(key), p.identity, current[key], names)
+        if increase is None:  # new or restarted since the last run: counts from its start
+            restarted.append(key)
+            increase = current[key]
+        for n in names:
+            total[n] += increase[n]
+    seconds = now - float(prev_at)
+    if restarted and len(restarted) == len(live):
+        # every process started again: the counters cover the time since the oldest start
+        starts = [float(p.data["started_at"]) for p in live.values()
+                  if isinstance(p.data.get("started_at"), int | float)]
+        seconds = now - min(starts) if starts else 0.0
+        return Delta(total, max(seconds, 0.0), seconds <= 0, True, "engine restarted")
     if restarted:
-        started = stats.get("started_at")
-        seconds = now - float(started) if isinstance(started, int | float) else 0.0
-        return Delta(current, max(seconds, 0.0), seconds <= 0, True, "engine restarted")
-    return Delta({n: current[n] - old[n] for n in names}, now - float(prev.get("at", now)),
-                 False, False)
+        which = ", ".join(str(live[k].index) for k in sorted(restarted))
+        return Delta(total, seconds, seconds <= 0, True, f"engine process {which} restarted")
+    return Delta(total, seconds, False, False)
+
+
+def _same(old: object, identity: list[Any]) -> bool:
+    return isinstance(old, dict) and old.get("identity") == identity
+
+
+def _increase(old: object, identity: list[Any], current: dict[str, int],
+              names: tuple[str, ...]) -> dict[str, int] | None:
+    """Increase of each counter since ``old`` (a stored sample); None when ``old``
+    is not the same process's or a counter went down (it started again)."""
+    if not _same(old, identity):
+        return None
+    values = old.get("values") if isinstance(old, dict) else None
+    if not isinstance(values, dict):
+        return None
+    increase = {n: current[n] - _int(values.get(n)) for n in names}
+    return None if any(v < 0 for v in increase.values()) else increase
 
 
 def _int(value: object) -> int:

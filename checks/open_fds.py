@@ -24,27 +24,37 @@ def fd_limit(pid: int) -> int | None:
     return None
 
 
-def engine_pid(ctx: Context) -> int:
-    from vigil.statefile import CorruptStateError, read_json
+def engine_pids(ctx: Context) -> list[tuple[int, int]]:
+    """(process index, pid) of every engine process that runs, from the counters files.
 
-    path = ctx.site_state_dir() / "radiusd-stats.json"
+    A hung process still holds its descriptors, so it is measured too."""
+    from billing.stats_files import HUNG, LIVE, StatsError, read_engine
+
     try:
-        stats = read_json(path)
-    except CorruptStateError as exc:
+        stats = read_engine(ctx.site_state_dir(), ctx.args.max_age)
+    except StatsError as exc:
         raise PluginError(str(exc)) from None
-    if not isinstance(stats, dict) or not isinstance(stats.get("pid"), int):
-        raise TargetDown(f"no engine pid in {path}: the RADIUS engine has not run")
-    return int(stats["pid"])
+    running = [(p.index, p.pid) for p in stats.processes
+               if p.state in (LIVE, HUNG) and p.pid is not None]
+    if running:
+        return running
+    newest = stats.newest()
+    if newest is None or newest.pid is None:
+        raise TargetDown(f"no engine pid in {ctx.site_state_dir() / 'radiusd-stats.json'}: "
+                         "the RADIUS engine has not run")
+    # the counters files outlive the engine: say whose pid it is and how old
+    raise TargetDown(f"the RADIUS engine is not running (pid {newest.pid} from "
+                     f"{newest.path.name}, written {newest.age:.0f}s ago)")
 
 
-def stats_age(ctx: Context) -> float:
-    import time
-
+def fds_of(pid: int) -> int:
     try:
-        return max(0.0, time.time() - (ctx.site_state_dir() / "radiusd-stats.json")
-                   .stat().st_mtime)
-    except OSError:
-        return 0.0
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except FileNotFoundError:
+        raise TargetDown(f"pid {pid} is not running") from None
+    except PermissionError:
+        raise PluginError(f"not allowed to list /proc/{pid}/fd (run as the process's "
+                          "user or root)") from None
 
 
 class OpenFds(Plugin):
@@ -62,32 +72,50 @@ class OpenFds(Plugin):
                          help="the process's pidfile (relative: inside [Site] State_Dir)")
         who.add_argument("--pid", type=int, help="the process id")
         who.add_argument("--engine", action="store_true",
-                         help="the RADIUS engine (its pid from radiusd-stats.json)")
+                         help="the RADIUS engine: every engine process (their pids from "
+                              "radiusd-stats*.json), the fullest one judged")
+        parser.add_argument("--max-age", type=float, default=60.0, metavar="SEC",
+                            help="with --engine: a process whose counters are older than "
+                                 "this is no longer running or hung (default 60)")
 
     def probe(self, ctx: Context) -> Reading:
         if ctx.args.engine:
-            pid = engine_pid(ctx)
-        else:
-            pid = ctx.args.pid or pid_from_file(pidfile_path(ctx, ctx.args.pidfile))
+            return self._engine(ctx)
+        pid = ctx.args.pid or pid_from_file(pidfile_path(ctx, ctx.args.pidfile))
         if not pid_alive(pid):
-            if ctx.args.engine:
-                # the counters file outlives the engine: say whose pid it is and how old
-                raise TargetDown(f"the RADIUS engine is not running (pid {pid} from "
-                                 f"radiusd-stats.json, written {stats_age(ctx):.0f}s ago)")
             raise TargetDown(f"pid {pid} is not running")
-        try:
-            count = len(os.listdir(f"/proc/{pid}/fd"))
-        except FileNotFoundError:
-            raise TargetDown(f"pid {pid} is not running") from None
-        except PermissionError:
-            raise PluginError(f"not allowed to list /proc/{pid}/fd (run as the process's "
-                              "user or root)") from None
-        limit = fd_limit(pid)
+        return self._reading(pid, fds_of(pid), f"pid {pid}")
+
+    def _engine(self, ctx: Context) -> Reading:
+        """The engine process with the largest share of its limit in use."""
+        worst: tuple[float, int, int, int | None] | None = None  # pct, index, count, limit
+        pids = engine_pids(ctx)
+        for index, pid in pids:
+            try:
+                count = fds_of(pid)
+            except TargetDown:
+                continue  # ended since its file was read: its successor has its own file
+            limit = fd_limit(pid)
+            pct = 100.0 * count / limit if limit else 0.0
+            if worst is None or pct > worst[0]:
+                worst = (pct, index, count, limit)
+        if worst is None:
+            raise TargetDown("the RADIUS engine is not running (its processes ended while "
+                             "measured)")
+        _pct, index, count, limit = worst
+        pid = dict(pids)[index]
+        who = (f"engine process {index} of {len(pids)} (pid {pid})" if len(pids) > 1
+               else f"pid {pid}")
+        return self._reading(pid, count, who, limit)
+
+    @staticmethod
+    def _reading(pid: int, count: int, who: str, limit: int | None = None) -> Reading:
+        limit = limit if limit is not None else fd_limit(pid)
         if not limit:
-            return Reading(0, f"pid {pid} has {count} open files and no limit",
+            return Reading(0, f"{who} has {count} open files and no limit",
                            min=0, max=100, extra=[Perfdata("fds", count, min=0)])
         pct = 100.0 * count / limit
-        return Reading(round(pct, 2), f"pid {pid} has {count} of {limit} files open "
+        return Reading(round(pct, 2), f"{who} has {count} of {limit} files open "
                        f"({pct:.1f}%)", min=0, max=100,
                        extra=[Perfdata("fds", count, min=0, max=limit)])
 

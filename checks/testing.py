@@ -6,6 +6,7 @@ Loopback only, private ports, temporary folders.
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import threading
@@ -44,7 +45,8 @@ def write_stats(path: Path, **counters: int) -> None:
     from vigil import statefile
 
     now = int(time.time())
-    base = {"pid": 4242, "started_at": now - 3600, "updated_at": now,
+    # this process's pid: the plugins count only files whose process runs
+    base = {"pid": os.getpid(), "started_at": now - 3600, "updated_at": now,
             "access_requests": 0, "access_accepts": 0, "access_rejects": 0,
             "accounting_requests": 0, "accounting_responses": 0, "accounting_duplicates": 0,
             "dropped_unknown_nas": 0, "dropped_bad_authenticator": 0, "dropped_malformed": 0,

@@ -158,7 +158,8 @@ cat <<EOF
    $VIGIL -c $CONF call                 # a test call (the demo NexTone gateway)
    echo 'User-Name="$(cfg "Self Test" User-Name)",User-Password="$(cfg "Self Test" Password)",NAS-IP-Address=$(cfg "Self Test" NAS-IP-Address)' \\
      | radclient -S $RUN_DIR/run/selftest.secret 127.0.0.1:$AUTH_PORT auth
-   kill -STOP \$($VIGIL -c $CONF status --json | $PY -c 'import json,sys; print([p["pid"] for p in json.load(sys.stdin)["programs"] if p["name"]=="radiusd"][0])')
+   kill -STOP -- -\$($VIGIL -c $CONF status --json | $PY -c 'import json,sys; print([p["pid"] for p in json.load(sys.stdin)["programs"] if p["name"]=="radiusd"][0])')
+                                        # every engine process (the program's process group):
                                         # radcheck restarts radiusd within ~3 tests and mails
 EOF
 

@@ -20,7 +20,8 @@ STARTED = int(time.time()) - 3600
 
 
 def write_stats(path: Path, **counters: int) -> None:
-    base = {"pid": 4242, "started_at": STARTED, "updated_at": int(time.time()),
+    # the test's own pid: the plugins count only the files of processes that run
+    base = {"pid": os.getpid(), "started_at": STARTED, "updated_at": int(time.time()),
             "access_requests": 0, "access_accepts": 0, "access_rejects": 0,
             "accounting_requests": 0, "accounting_responses": 0, "accounting_duplicates": 0,
             "dropped_unknown_nas": 0, "dropped_bad_authenticator": 0, "dropped_malformed": 0,
@@ -49,7 +50,7 @@ def test_auth_failures_engine_restart_counts_from_zero(conf: Path, state_dir: Pa
     stats = state_dir / "radiusd-stats.json"
     write_stats(stats, access_accepts=1000, access_rejects=10, updated_at=int(time.time()) - 30)
     run_check("auth_failures", *OLD_OK, config=conf)
-    write_stats(stats, pid=999, started_at=int(time.time()) - 20, access_accepts=6,
+    write_stats(stats, started_at=int(time.time()) - 20, access_accepts=6,
                 access_rejects=14)
     r = run_check("auth_failures", *OLD_OK, config=conf)
     assert r.rc == 2 and "70.0% rejected (14 of 20" in r.line and "restarted" in r.line, r
@@ -253,3 +254,63 @@ def test_open_fds_names_a_dead_engine_from_a_previous_run(conf: Path, state_dir:
     assert r.rc == 2, r
     assert f"the RADIUS engine is not running (pid {proc.pid} from radiusd-stats.json, " \
         "written 36" in r.line and "s ago)" in r.line, r
+
+
+def test_counters_of_every_live_engine_process_are_summed(conf: Path, state_dir: Path) -> None:
+    """One file per engine process: the live ones' increases add up; a file
+    whose process is gone counts for nothing; a restarted process counts from 0."""
+    now = int(time.time())
+    zero, one = state_dir / "radiusd-stats.json", state_dir / "radiusd-stats-1.json"
+    write_stats(zero, access_accepts=100, access_rejects=0, updated_at=now - 60)
+    write_stats(one, access_accepts=50, access_rejects=10, updated_at=now - 60,
+                started_at=STARTED + 1)
+    write_stats(state_dir / "radiusd-stats-2.json", pid=0, access_rejects=10_000)
+    first = run_check("auth_failures", *OLD_OK, config=conf)
+    assert first.rc == 0 and "baseline" in first.line, first
+    write_stats(zero, access_accepts=160, access_rejects=10, updated_at=now)
+    write_stats(one, access_accepts=70, access_rejects=20, updated_at=now,
+                started_at=STARTED + 1)
+    r = run_check("auth_failures", *OLD_OK, config=conf)
+    assert r.rc == 0 and "20.0% rejected (20 of 100 in 60s)" in r.line, r
+    # process 1 restarted: its counters since its start are its increase
+    write_stats(zero, access_accepts=170, access_rejects=10, updated_at=now + 10)
+    write_stats(one, access_accepts=0, access_rejects=5, updated_at=now + 10,
+                started_at=now + 5)
+    r = run_check("auth_failures", *OLD_OK, config=conf)
+    assert r.rc == 1 and "33.3% rejected (5 of 15 in 10s), engine restarted" in r.line, r
+
+
+def test_a_hung_engine_process_is_critical(conf: Path, state_dir: Path) -> None:
+    """Its pid runs, its counters stopped: the process is frozen (the parent's
+    watchdog should have replaced it)."""
+    frozen = subprocess.Popen(["sleep", "60"])
+    try:
+        write_stats(state_dir / "radiusd-stats-1.json", pid=frozen.pid,
+                    updated_at=int(time.time()))
+        r = run_check("radius_drops", "--max-age", "0.01", config=conf)
+        assert r.rc == 2, r
+        assert f"engine process 1 (pid {frozen.pid}) counters not updated for" in r.line, r
+    finally:
+        frozen.kill()
+        frozen.wait()
+
+
+def test_open_fds_reports_the_fullest_engine_process(conf: Path, state_dir: Path) -> None:
+    import sys
+
+    many = subprocess.Popen([sys.executable, "-c", "import os, time\n"
+                             "fds = [os.open('/dev/null', os.O_RDONLY) for _ in range(400)]\n"
+                             "print('ready', flush=True)\ntime.sleep(60)\n"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert many.stdout is not None and many.stdout.readline() == "ready\n"
+        write_stats(state_dir / "radiusd-stats.json")  # this process: few files open
+        write_stats(state_dir / "radiusd-stats-1.json", pid=many.pid)
+        r = run_check("open_fds", "--engine", config=conf)
+        assert r.rc == 0, r
+        assert f"engine process 1 of 2 (pid {many.pid}) has 40" in r.line, r
+    finally:
+        many.kill()
+        many.wait()
+        if many.stdout is not None:
+            many.stdout.close()
