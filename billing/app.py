@@ -77,28 +77,13 @@ def build_store(cfg: Config, db: SAEngine) -> Any:
     return CachedStore(sql, cfg.get("Radius", "Account_Cache_sec"))
 
 
-def login_hold_per_process(cfg: Config) -> bool:
-    """Whether simultaneous-login prevention refuses calls from a memory each
-    engine process keeps to itself.
-
-    An authentication logs the debit account in in the process that answered
-    it, and only a Stop reaching that same process logs it out (billing/engine.py
-    ``_login``/``_logout``). The kernel hashes the gateway's authentication and
-    accounting sockets to processes independently, so with several processes
-    the Stop often lands elsewhere and the account stays refused (code 3) for
-    ``Recovery_Time_sec``. Measured: 2 processes, 10 demo calls in a row, the
-    last 6 refused; 1 process, none.
-    """
-    return bool(cfg.get("Fraud_Detection", "Active")) and \
-        not cfg.get("Fraud_Detection", "Test_Mode")
-
-
 def processes(cfg: Config) -> int:
     """Engine processes to run: ``[Radius] Processes``; 0 (the default) one per
-    core, or one while the login memory is per process (see above)."""
+    core. Any process may answer any request: money, login holds and
+    processed Stops are the database's (docs/billing.md)."""
     from billing.processes import cores
 
-    return cfg.get("Radius", "Processes") or (1 if login_hold_per_process(cfg) else cores())
+    return cfg.get("Radius", "Processes") or cores()
 
 
 def build_server(cfg: Config, db: SAEngine | None = None, index: int = 0,

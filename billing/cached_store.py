@@ -59,6 +59,9 @@ class CachedStore:
                 if op.reserve.exclusive_login:
                     self.accounts.login(op.reserve.account_pk, op.call_key[:128],
                                         op.reserve.login_until)
+            elif op.kind == OpKind.LOGIN and fresh and op.reserve and op.reserve.granted:
+                self.accounts.login(op.reserve.account_pk, op.call_key[:128],
+                                    op.reserve.login_until)
             elif op.kind == OpKind.STOP and fresh:
                 if op.logout_pk is not None:
                     self.accounts.logout(op.logout_pk, op.call_key[:128])

@@ -102,7 +102,7 @@ def cmd_radiusd(args: argparse.Namespace) -> int:
     import logging
 
     from billing import schema
-    from billing.app import login_hold_per_process, processes, state_dir
+    from billing.app import processes, state_dir
     from vigil import logs
 
     cfg = _cfg(args)
@@ -119,8 +119,6 @@ def cmd_radiusd(args: argparse.Namespace) -> int:
         log.error("cannot reach the billing database at start: %s", exc)
         raise _unavailable(exc) from exc
     n = processes(cfg)
-    if login_hold_per_process(cfg) and cfg.get("Radius", "Processes") != 1:
-        log_processes_and_logins(log, n)
     db.dispose()  # the engine makes its own pool (and each process after the fork)
     from billing.stats_files import forget_extra_processes
 
@@ -137,17 +135,6 @@ def cmd_radiusd(args: argparse.Namespace) -> int:
     group = ProcessGroup(n, lambda i: _serve(cfg, None, i, True, group.stamps.writer(i)),
                          hung_after=hung)
     return group.run()
-
-
-def log_processes_and_logins(log: Any, n: int) -> None:
-    """Why [Fraud_Detection] and several processes do not mix (billing/app.py)."""
-    if n == 1:
-        log.info("one engine process, not one per core: [Fraud_Detection] is active and "
-                 "its login memory is per process (docs/billing.md, Processes)")
-    else:
-        log.warning("%d engine processes with [Fraud_Detection] active: a debit account "
-                    "whose Stop reaches another process than its authentication stays "
-                    "refused (code 3) for Recovery_Time_sec (docs/billing.md, Processes)", n)
 
 
 def _serve(cfg: Config, db: Any, index: int, reuse_port: bool,

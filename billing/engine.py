@@ -14,8 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import logging
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -123,9 +121,6 @@ class Engine:
         s = settings
         self.lifetimes = Lifetimes(s.radius_retransmits, s.radius_timeout, s.alive_interval,
                                    s.incoming_session_lifetime, s.default_lifetime)
-        # account pk -> (call key, monotonic expiry): simultaneous-login memory
-        self._logins: dict[int, tuple[str, float]] = {}
-        self._logins_lock = threading.Lock()
 
     # ------------------------------------------------------------ helpers
     def _reply(self, accept: bool, code: int, reason: str,
@@ -185,42 +180,27 @@ class Engine:
         return acct, None
 
     def _login(self, acct: AccountView, call_key: str) -> Decision | None:
-        """Simultaneous-login prevention for debit accounts ([Fraud_Detection])."""
+        """Simultaneous-login prevention for debit accounts ([Fraud_Detection])
+        at authentication. The hold is the database's (``login_call``, taken
+        by the authorization's conditional UPDATE, given back by the Stop,
+        whichever engine or process sees it), as this engine last read it;
+        the authorization's statement decides for good. No memory of its
+        own: a hold only this process knew would outlive a Stop that another
+        process received, and lock the account out for the recovery time."""
         s = self.settings
         if not s.fraud_active or acct.billing_model != BillingModel.DEBIT or not call_key:
             return None
-        now = time.monotonic()
-        with self._logins_lock:
-            held = self._logins.get(acct.pk)
-            if not held and acct.login_call and acct.login_call != call_key[:128] and \
-                    acct.login_until is not None and acct.login_until > self.clock():
-                # held by a call another engine authorized
-                held = (acct.login_call, now + 1)
-            if held and held[1] > now and held[0] != call_key:
-                msg = (f"debit account {acct.account_id} already logged in to "
-                       f"session {held[0]}")
-                if s.fraud_test_mode:
-                    log.warning("fraud detection (test mode): %s; allowed", msg)
-                    if self.on_fraud:
-                        self.on_fraud(msg)
-                else:
-                    return self._reply(False, ReturnCode.ACCOUNT_IN_USE, msg)
-            elif held and held[0] == call_key and held[1] > now:
-                log.info("Account %s is already logged in, same session", acct.account_id)
-            else:
-                log.info("Logging in account '%s'(%d) to '%s'", acct.account_id, acct.pk,
-                         call_key)
-            self._logins[acct.pk] = (call_key, now + s.fraud_recovery_sec)
-            if len(self._logins) > 100_000:
-                self._logins = {k: v for k, v in self._logins.items() if v[1] > now}
+        held = acct.login_call
+        if held and held != call_key[:128] and acct.login_until is not None and \
+                acct.login_until > self.clock():
+            if not s.fraud_test_mode:  # (in test mode the hold's statement reports it)
+                return self._reply(False, ReturnCode.ACCOUNT_IN_USE, f"debit account "
+                                   f"{acct.account_id} already logged in to session {held}")
+        elif held and held == call_key[:128]:
+            log.info("Account %s is already logged in, same session", acct.account_id)
+        else:
+            log.info("Logging in account '%s'(%d) to '%s'", acct.account_id, acct.pk, call_key)
         return None
-
-    def _logout(self, account_pk: int, call_key: str) -> None:
-        with self._logins_lock:
-            held = self._logins.get(account_pk)
-            if held and held[0] == call_key:
-                del self._logins[account_pk]
-                log.info("Logging out account (%d) from '%s'", account_pk, call_key)
 
     def _node(self, req: CallRequest) -> NodeInfo | None:
         return self.catalog.node_for(req.source_ip, req.nas_ip)
@@ -232,6 +212,16 @@ class Engine:
 
     # ------------------------------------------------------ authentication
     def authenticate(self, req: CallRequest) -> Decision:
+        """Plan, take the login hold in the database, reply (one request at a
+        time; the server group-commits many plans instead)."""
+        return self._now(self.plan_authentication(req))
+
+    def plan_authentication(self, req: CallRequest) -> Decision | AuthorizationPlan:
+        """Stage one (no called number). A debit account under
+        [Fraud_Detection] is logged in here, as the source does: the hold
+        (``accounts.login_call``) is taken by one conditional UPDATE,
+        committed before the Access-Accept, so every engine and process
+        sees it."""
         if self.is_selftest(req):
             return self._selftest(req)
         acct, refusal = self._check_account(req)
@@ -251,19 +241,47 @@ class Engine:
                   ("h323-ivr-in", f"available-funds:{_money(funds)}")]
         if acct.redirect_number:
             attrs.append(("h323-redirect-number", acct.redirect_number))
-            return self._reply(True, ReturnCode.REDIRECT_TO_CUSTOMER_SERVICE, "redirect", attrs)
-        return self._reply(True, ReturnCode.SUCCESS, "ok", attrs)
 
-    # ------------------------------------------------------- authorization
-    def authorize(self, req: CallRequest) -> Decision:
-        """Plan, reserve in the database, reply (one request at a time; the
-        server group-commits many plans instead)."""
-        plan = self.plan_authorization(req)
+        def accept(_: Reservation) -> Decision:
+            if acct.redirect_number:
+                return self._reply(True, ReturnCode.REDIRECT_TO_CUSTOMER_SERVICE, "redirect",
+                                   attrs)
+            return self._reply(True, ReturnCode.SUCCESS, "ok", attrs)
+
+        s = self.settings
+        if not (s.fraud_active and req.call_key and acct.billing_model == BillingModel.DEBIT):
+            return accept(Reservation(0, Decimal(0)))
+        now = self.clock()
+        hold = ReserveRequest(
+            account_pk=acct.pk, customer_pk=None, exclusive_login=True,
+            login_until=now + dt.timedelta(seconds=s.fraud_recovery_sec),
+            proposal=Reservation(0, Decimal(0)), decide=lambda _funds: None, lifetime=0)
+        op = AccountingOp(session_key="", kind=OpKind.LOGIN, call_key=req.call_key,
+                          account_pk=acct.pk, reserve=hold)
+
+        def refuse(_: Refusal) -> Decision:
+            msg = f"debit account {acct.account_id} already logged in to another session"
+            if not s.fraud_test_mode:
+                return self._reply(False, ReturnCode.ACCOUNT_IN_USE, msg)
+            log.warning("fraud detection (test mode): %s; allowed", msg)
+            if self.on_fraud:
+                self.on_fraud(msg)
+            return accept(Reservation(0, Decimal(0)))
+
+        return AuthorizationPlan(op, accept, refuse)
+
+    def _now(self, plan: Decision | AuthorizationPlan) -> Decision:
         if isinstance(plan, Decision):
             return plan
         if self.store.apply([plan.op], self.clock()) == [None]:
             raise DatabaseError("the reservation could not be stored")
         return plan.finish()
+
+    # ------------------------------------------------------- authorization
+    def authorize(self, req: CallRequest) -> Decision:
+        """Plan, reserve in the database, reply (one request at a time; the
+        server group-commits many plans instead)."""
+        return self._now(self.plan_authorization(req))
 
     def plan_authorization(self, req: CallRequest) -> Decision | AuthorizationPlan:
         """Every check that needs no database write; a Decision when that
@@ -480,8 +498,6 @@ class Engine:
     def _stop_answer_leg(self, req: CallRequest, key: str, acct: AccountView | None,
                          op: AccountingOp, common: dict[str, Any]) -> AccountingOp:
         log.info("End of call on incoming call leg from access NAS")
-        if acct is not None:
-            self._logout(acct.pk, req.call_key)
         conn = self.catalog.vendor_connection(req.remote_address, req.called, "from_vendor")
         if conn is None:
             log.info("No connection from vendor")

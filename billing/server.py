@@ -446,7 +446,7 @@ class RadiusServer:
                  "authorization" if req.called else "authentication", req.nas_ip,
                  req.user_name, req.called)
         plan = (self.engine.plan_authorization(req) if req.called
-                else self.engine.authenticate(req))
+                else self.engine.plan_authentication(req))
         if isinstance(plan, Decision):
             self._send_decision(inc, plan)
             return

@@ -26,10 +26,9 @@ declare("Radius", "Account_Cache_sec", integer(0, 3600), "10",
         "proposes: the database grants every reservation.")
 declare("Radius", "Processes", integer(0, 256), "0",
         "Engine processes answering on the same ports (SO_REUSEPORT); 0 (the default) means "
-        "one per core this program may run on, but one while [Fraud_Detection] is active "
-        "(its login memory is per process); 1 a single process with no parent. "
+        "one per core this program may run on; 1 a single process with no parent. "
         "Any number of processes and servers may share one billing database: the database "
-        "arbitrates every reservation.")
+        "arbitrates every reservation and holds every login.")
 declare("Radius", "Hung_Process_sec", integer(0, 3600), "10",
         "With several engine processes, the parent kills (SIGKILL) and restarts one whose "
         "packet loop has not moved for this long (a hung process is otherwise only seen by "

@@ -48,6 +48,7 @@ class OpKind(enum.StrEnum):
     STOP = "stop"
     QUARANTINE = "quarantine"
     RESERVE = "reserve"
+    LOGIN = "login"  # a debit account's login hold at authentication (no funds, no call)
     NOOP = "noop"
 
 
@@ -286,6 +287,17 @@ class BillingStore(Protocol):
     def reload(self) -> None: ...
 
 
+# MariaDB's "Deadlock found" and "Lock wait timeout exceeded": this
+# transaction was rolled back, the database is fine.
+LOCK_CONFLICTS = (1213, 1205)
+LOCK_TRIES = 4
+
+
+def lost_a_lock(exc: BaseException) -> bool:
+    args: tuple[Any, ...] = tuple(getattr(getattr(exc, "orig", None), "args", ()))
+    return bool(args) and args[0] in LOCK_CONFLICTS
+
+
 def _translate(exc: SQLAlchemyError) -> DatabaseError:
     if is_unavailable(exc):
         return DatabaseUnavailable(f"billing database unavailable: {exc.__class__.__name__}: "
@@ -311,6 +323,7 @@ class BatchPlan:
     quarantined: list[dict[str, Any]] = field(default_factory=list)
     starts: list[dict[str, Any]] = field(default_factory=list)
     reserves: list[AccountingOp] = field(default_factory=list)
+    logins: list[AccountingOp] = field(default_factory=list)
     ended: set[str] = field(default_factory=set)
     logouts: dict[int, set[str]] = field(default_factory=dict)
     interim: dict[str, dt.datetime] = field(default_factory=dict)  # call key -> alive until
@@ -339,6 +352,9 @@ def plan_batch(ops: Sequence[AccountingOp], seen: set[str], now: dt.datetime) ->
             plan.results.append(True)
         elif op.kind == OpKind.RESERVE:
             plan.reserves.append(op)
+            plan.results.append(True)  # replaced by the outcome once executed
+        elif op.kind == OpKind.LOGIN:
+            plan.logins.append(op)
             plan.results.append(True)  # replaced by the outcome once executed
         elif op.kind == OpKind.START:
             plan.starts.append(_call_row(op, now))
@@ -536,11 +552,10 @@ class SqlStore:
         if not ops:
             return []
         try:
-            with self.engine.begin() as conn:
-                return list(self._apply_batch(conn, ops, now))
+            return list(self._committed(ops, now))
         except SQLAlchemyError as exc:
             err = _translate(exc)
-            if isinstance(err, DatabaseUnavailable):
+            if isinstance(err, DatabaseUnavailable) and not lost_a_lock(exc):
                 raise err from exc
             log.warning("group commit of %d records failed (%s); applying one by one",
                         len(ops), err)
@@ -549,14 +564,37 @@ class SqlStore:
             results.append(self._apply_alone(op, now))
         return results
 
-    def _apply_alone(self, op: AccountingOp, now: dt.datetime) -> bool | None:
-        for attempt in range(2):
-            if op.reserve is not None:
-                op.reserve.granted = op.reserve.refused = None
+    def _committed(self, ops: Sequence[AccountingOp], now: dt.datetime) -> list[bool]:
+        """One transaction for ``ops``. One that lost a lock conflict with
+        another engine's (InnoDB's deadlock victim, or a lock wait timeout)
+        was rolled back whole: it is run again, a few times, before it
+        counts as failed."""
+        for attempt in range(1, LOCK_TRIES + 1):
+            for op in ops:
+                op.released = Decimal(0)
+                if op.reserve is not None:
+                    op.reserve.granted = op.reserve.refused = None
             try:
                 with self.engine.begin() as conn:
-                    return self._apply_batch(conn, [op], now)[0]
+                    return self._apply_batch(conn, ops, now)
             except SQLAlchemyError as exc:
+                if attempt == LOCK_TRIES or not lost_a_lock(exc):
+                    raise
+                log.info("group commit of %d records lost a lock conflict with another "
+                         "engine (try %d of %d): running it again", len(ops), attempt,
+                         LOCK_TRIES)
+        raise AssertionError("unreachable")
+
+    def _apply_alone(self, op: AccountingOp, now: dt.datetime) -> bool | None:
+        for attempt in range(2):
+            try:
+                return self._committed([op], now)[0]
+            except SQLAlchemyError as exc:
+                if lost_a_lock(exc):
+                    log.error("accounting record %s lost lock conflicts %d times: not stored "
+                              "now, not acknowledged (the gateway sends it again)",
+                              op.session_key, LOCK_TRIES)
+                    return None
                 err = _translate(exc)
                 if isinstance(err, DatabaseUnavailable):
                     raise err from exc
@@ -587,12 +625,41 @@ class SqlStore:
         for op, fresh in zip(ops, plan.results, strict=True):
             if fresh and op.kind == OpKind.STOP:
                 op.released = plan.released.pop(op.call_key[:128], Decimal(0))
+        if plan.logins:
+            held = self._hold_logins(pipe, plan.logins, now)
+            plan.results = [held[id(op)] if op.kind == OpKind.LOGIN else r
+                            for op, r in zip(ops, plan.results, strict=True)]
         if plan.reserves:
             outcome = iter(self._reserve_all(conn, pipe, plan.reserves, plan.ended, now))
             plan.results = [next(outcome) if op.kind == OpKind.RESERVE else r
                             for op, r in zip(ops, plan.results, strict=True)]
         pipe.run()
         return plan.results
+
+    def _hold_logins(self, pipe: Pipeline, ops: list[AccountingOp], now: dt.datetime
+                     ) -> dict[int, bool]:
+        """Authentications of debit accounts: each takes the account's login
+        hold when it is free, its own, or over (one conditional UPDATE, the
+        same condition as a reservation's)."""
+        a = m.Account
+        index = []
+        for op in ops:
+            req = op.reserve
+            assert req is not None and op.account_pk is not None
+            key = op.call_key[:128]
+            index.append(pipe.add_core(update(a).where(
+                a.id == op.account_pk,
+                or_(a.login_call == LOGIN_FREE, a.login_call == key, a.login_until < now))
+                .values(login_call=key, login_until=req.login_until)))
+        out = pipe.run()
+        held: dict[int, bool] = {}
+        for op, i in zip(ops, index, strict=True):
+            req = op.reserve
+            assert req is not None
+            ok = out[i].rowcount == 1
+            req.granted, req.refused = (req.proposal, None) if ok else (None, Refusal.LOGIN)
+            held[id(op)] = ok
+        return held
 
     def _execute(self, conn: Connection, pipe: Pipeline, plan: BatchPlan,
                  now: dt.datetime) -> None:
@@ -776,13 +843,17 @@ class SqlStore:
         again = pipe.add(grant_sql.again_sql(ph, len(keys), self._for_update),
                          ("authorize", *keys))
         pipe.add("SAVEPOINT grant_together")
+        # Accounts before customers, in every transaction of every engine:
+        # the order a Stop's release locks them in (its read joins the
+        # accounts), so two engines' commits wait for each other instead of
+        # deadlocking.
         expect: dict[int, int] = {}
-        if cust_n:
-            expect[pipe.add(grant_sql.customers_sql(ph, len(cust_n), len(cust)),
-                            grant_sql.customers_params(cust, cust_n))] = len(cust_n)
         expect[pipe.add(grant_sql.accounts_sql(ph, len(acct)),
                         grant_sql.accounts_params(acct, acct_n, BillingModel.DEBIT.value)
                         )] = len(acct)
+        if cust_n:
+            expect[pipe.add(grant_sql.customers_sql(ph, len(cust_n), len(cust)),
+                            grant_sql.customers_params(cust, cust_n))] = len(cust_n)
         rows = [_reservation_row(op, op.reserve.proposal, now) for op in picked
                 if op.reserve is not None and op.reserve.proposal is not None]
         # IGNORE: a row that is somehow there already is seen in the count
@@ -846,17 +917,9 @@ class SqlStore:
 
     def _conditional(self, conn: Connection, op: AccountingOp, req: ReserveRequest,
                      amount: Decimal, now: dt.datetime) -> bool:
-        """The reservation contract's statements: granted when they match."""
-        c = m.Customer
-        customer = req.customer_of if req.customer_of is not None else req.customer_pk
-        if customer is not None:
-            c_cond = [c.id == customer, or_(c.max_calls.is_(None), c.calls < c.max_calls)]
-            c_values: dict[str, Any] = {"calls": c.calls + 1}
-            if req.customer_pk is not None:
-                c_cond.append(c.credit_limit - c.balance - c.reserved >= amount)
-                c_values["reserved"] = c.reserved + amount
-            if not conn.execute(update(c).where(*c_cond).values(**c_values)).rowcount:
-                return False
+        """The reservation contract's statements: granted when they match.
+        The account first, then its customer (the lock order of every
+        transaction: see ``_grant_together``)."""
         a = m.Account
         funds = case((a.billing_model == BillingModel.DEBIT.value, a.balance),
                      else_=a.credit_limit - a.balance)
@@ -868,13 +931,25 @@ class SqlStore:
             cond.append(or_(a.login_call == LOGIN_FREE, a.login_call == key,
                             a.login_until < now))
             values.update(login_call=key, login_until=req.login_until)
-        if conn.execute(update(a).where(*cond).values(**values)).rowcount:
+        if not conn.execute(update(a).where(*cond).values(**values)).rowcount:
+            return False
+        c = m.Customer
+        customer = req.customer_of if req.customer_of is not None else req.customer_pk
+        if customer is None:
             return True
-        if customer is not None:  # undo the customer's share, still ours to undo
-            undo: dict[str, Any] = {"calls": c.calls - 1}
-            if req.customer_pk is not None:
-                undo["reserved"] = c.reserved - amount
-            conn.execute(update(c).where(c.id == customer).values(**undo))
+        c_cond = [c.id == customer, or_(c.max_calls.is_(None), c.calls < c.max_calls)]
+        c_values: dict[str, Any] = {"calls": c.calls + 1}
+        if req.customer_pk is not None:
+            c_cond.append(c.credit_limit - c.balance - c.reserved >= amount)
+            c_values["reserved"] = c.reserved + amount
+        if conn.execute(update(c).where(*c_cond).values(**c_values)).rowcount:
+            return True
+        # undo the account's share, still ours to undo (its login hold too:
+        # the statement above took it only for this call)
+        undo: dict[str, Any] = {"reserved": a.reserved - amount, "calls": a.calls - 1}
+        if req.exclusive_login:
+            undo.update(login_call=LOGIN_FREE, login_until=None)
+        conn.execute(update(a).where(a.id == req.account_pk).values(**undo))
         return False
 
     # ---------------------------------------------------------- funds locks

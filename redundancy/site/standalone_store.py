@@ -188,6 +188,11 @@ class StandaloneStore:
             if op.kind == "reserve" and getattr(op, "reserve", None) is not None:
                 results.append(self._grant(conn, op, now))
                 continue
+            if op.kind == "login" and op.reserve is not None:
+                # the login hold is not kept in stand-alone (docs/site.md)
+                op.reserve.granted, op.reserve.refused = op.reserve.proposal, None
+                results.append(True)
+                continue
             if op.kind not in ("stop", "quarantine"):
                 # start/interim: the delta keeps only what money needs
                 results.append(True)

@@ -390,15 +390,11 @@ def test_a_hung_process_is_killed_and_replaced_and_all_answer_again(tmp_path):
     assert box.proc is not None and box.proc.returncode == 0
 
 
-@pytest.mark.xfail(strict=True, reason="the simultaneous-login memory is per engine process "
-                   "(billing/engine.py _login/_logout): a Stop handled by another process does "
-                   "not log the account out there; why Processes=0 means one process while "
-                   "[Fraud_Detection] is active (billing/app.py processes)")
 def test_calls_in_a_row_on_two_processes_with_fraud_detection(tmp_path):
     """Each `vigil call` has its own sockets, which the kernel hashes to either
     process for authentication and accounting independently. 20 calls in a row
-    of one debit account (no charge): all should be accepted. When this passes,
-    the login memory is shared and Processes=0 may mean one per core always."""
+    of one debit account (no charge): all are accepted, because the login hold
+    is the database's, not a process's memory."""
     box = BillingSandbox(base=tmp_path / "engine", processes=2)
     with box:
         for i in range(20):

@@ -21,6 +21,7 @@ from billing.engine import Engine, EngineSettings, ReturnCode
 from billing.provision import apply_document, load_document
 from billing.request import CallRequest
 from billing.store import (
+    LOCK_TRIES,
     AccountingOp,
     BillingModel,
     OpKind,
@@ -336,3 +337,74 @@ def test_chores_run_on_their_own_schedule_and_survive_a_failure():
     clock.t = 1.0
     keeper.run_due()
     assert ran.count("stats") == 2 and ran.count("refresh") == 3
+
+
+@pytest.mark.parametrize("conflicts", [1, LOCK_TRIES - 1, 10 ** 6])
+def test_a_batch_that_loses_a_lock_conflict_runs_again_once_charged(db, monkeypatch, caplog,
+                                                                    conflicts):
+    """Another engine's commit won a lock conflict: InnoDB rolled this batch
+    back whole (error 1213). The store runs it again; the Stop is charged
+    once and answered. After every try lost, nothing is stored and nothing
+    answered (the gateway retransmits), and the database is not called gone.
+    The conflict is raised in the store's own batch after its statements ran
+    (a real deadlock's victim cannot be chosen by a test)."""
+    import pymysql
+    from sqlalchemy.exc import OperationalError
+
+    eng, store, _ = engine_on(db, fraud_active=False)
+    assert credit_time(eng.authorize(authz("d1"))) == 180
+    stop = CallRequest(source_ip="127.0.0.1", nas_ip="164.4.89.20", called="59322891834",
+                       calling="193.100.201.1", conf_id="d1", call_origin="originate",
+                       remote_address="65.218.170.184", status_type="Stop", session_id="d1",
+                       session_time="60", ivr_out=["PortaBilling_UserName:193.100.201.1"])
+    real = SqlStore._apply_batch
+    lost = {"n": 0}
+
+    def losing(self, conn, ops, now):  # type: ignore[no-untyped-def]
+        out = real(self, conn, ops, now)
+        if lost["n"] < conflicts:
+            lost["n"] += 1
+            raise OperationalError("COMMIT", None, pymysql.err.OperationalError(
+                1213, "Deadlock found when trying to get lock; try restarting transaction"))
+        return out
+
+    monkeypatch.setattr(SqlStore, "_apply_batch", losing)
+    op = eng.accounting_op(stop)
+    with caplog.at_level("INFO", logger="billing.store"):
+        result = store.db.apply([op], NOW)
+    monkeypatch.undo()
+    acct = store.db.find_account("193.100.201.1")
+    assert acct is not None
+    if conflicts < LOCK_TRIES:
+        assert result == [True] and "lost a lock conflict" in caplog.text
+        assert lost["n"] == conflicts
+        assert acct.reserved == 0 and acct.balance == Decimal("0.83")  # charged once
+        assert store.db.apply([op], NOW) == [False]  # and a retransmission is a duplicate
+    else:  # every try of the batch, then of the record alone
+        assert result == [None]  # not stored: no answer, the gateway sends it again
+        assert lost["n"] == 2 * LOCK_TRIES
+        assert acct.reserved == Decimal("0.87") and acct.balance == Decimal("1.02")
+        assert store.db.apply([op], NOW) == [True]  # the retransmission is charged
+    with db.connect() as c:
+        assert list(reserved_sums_agree(c)) == []
+
+
+def test_the_login_hold_of_an_authentication_is_the_databases(db):
+    """[Fraud_Detection]: a debit account authenticated on one engine is
+    refused to another call on a second engine that never saw it (no shared
+    memory: the hold is a committed conditional UPDATE); the Stop, seen by
+    the second engine, gives it back for both."""
+    eng, store, _ = engine_on(db, fraud_active=True)
+    other = Engine(CachedStore(SqlStore(db)), eng.catalog, eng.settings, clock=lambda: NOW)
+    assert other.store.find_account("193.100.201.1") is not None  # cached before the hold
+    assert eng.authenticate(authz("h1")).accept
+    second = other.authenticate(authz("h2"))
+    assert not second.accept and second.code == ReturnCode.ACCOUNT_IN_USE
+    assert other.authenticate(authz("h1")).accept  # the same call, on either engine
+    stop = CallRequest(source_ip="127.0.0.1", nas_ip="164.4.89.20", called="59322891834",
+                       calling="193.100.201.1", conf_id="h1", call_origin="originate",
+                       remote_address="65.218.170.184", status_type="Stop", session_id="h1",
+                       session_time="0", ivr_out=["PortaBilling_UserName:193.100.201.1"])
+    assert other.store.apply([other.accounting_op(stop)], NOW) == [True]
+    store.refresh_accounts()
+    assert eng.authenticate(authz("h3")).accept

@@ -39,7 +39,7 @@ def _config(tmp_path: Path, radius: str = "", fraud: str = "") -> object:
 @pytest.mark.parametrize(("radius", "fraud", "expected"), [
     ("", "Active=No\n", "cores"),  # the default: one per core
     ("", "Active=Yes\nTest_Mode=Yes\n", "cores"),  # test mode only logs: no refusal
-    ("", "Active=Yes\n", 1),  # the login memory is per process: one
+    ("", "Active=Yes\n", "cores"),  # login holds are the database's: per core too
     ("Processes=1\n", "Active=No\n", 1),  # kept possible
     ("Processes=3\n", "Active=Yes\n", 3),  # the operator's number wins
 ])
