@@ -33,6 +33,7 @@ from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 
 from nsca import packet
 from nsca.cursor import Cursor, read_cursor, write_cursor
@@ -252,7 +253,8 @@ class Relay:
         self.stopping = threading.Event()
         self.drops = DropLog(log)
         self.workers = [_Worker(self, d) for d in destinations]
-        self._observer: Observer | None = None  # type: ignore[valid-type]
+        # Observer is a name bound to the platform's class at import; its base is the type
+        self._observer: BaseObserver | None = None
         self._pidlock: PidLock | None = None
 
     def wake(self) -> None:
