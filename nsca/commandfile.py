@@ -23,9 +23,9 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from nsca.droplog import printable
 from nsca.errors import FieldError
 from nsca.result import CheckResult, to_bytes, unsafe_name
+from vigil.drop_log import printable
 
 log = logging.getLogger(__name__)
 

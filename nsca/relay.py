@@ -38,10 +38,10 @@ from watchdog.observers.api import BaseObserver
 from nsca import packet
 from nsca.cursor import Cursor, read_cursor, write_cursor
 from nsca.destinations import CommandFileDestination, Destination, NSCADestination
-from nsca.droplog import DropLog
 from nsca.errors import FieldError, NSCAError, SpoolError
 from nsca.result import unsafe_name
 from nsca.spool import SUFFIX, Record, read_segment, ready_segments
+from vigil.drop_log import NSCA_STYLE, DropLog
 from vigil.pidlock import LockError, LockHeld, PidLock
 
 __all__ = ["Relay", "Cursor", "read_cursor", "write_cursor", "Destination",
@@ -190,14 +190,14 @@ class _Worker(threading.Thread):
             why = unsafe_name(r.result)
             if why:
                 self.refused += 1
-                self.relay.drops.add(str(self.dest), "forged name", f"{r.result.host};"
+                self.relay.drops.note(str(self.dest), "forged name", f"{r.result.host};"
                                      f"{r.result.service or ''}")
                 continue
             try:
                 packet.check_fields(r.result)
             except FieldError as exc:
                 self.refused += 1
-                self.relay.drops.add(str(self.dest), "unsendable", str(exc))
+                self.relay.drops.note(str(self.dest), "unsendable", str(exc))
                 continue
             out.append(r)
         return out
@@ -251,7 +251,7 @@ class Relay:
         self.cursor_fsync = cursor_fsync
         self.rescan_interval = rescan_interval
         self.stopping = threading.Event()
-        self.drops = DropLog(log)
+        self.drops = DropLog(log, max_sources=100, style=NSCA_STYLE)
         self.workers = [_Worker(self, d) for d in destinations]
         # Observer is a name bound to the platform's class at import; its base is the type
         self._observer: BaseObserver | None = None
