@@ -19,23 +19,14 @@ from billing.provision import apply_document, load_document
 from billing.request import CallRequest
 from billing.store import SqlStore
 from billing.testing import BillingSandbox
+from vigil.testing.radius_fuzz import fill_stop
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def send_stop(box: BillingSandbox, conf: str, account: str = "193.100.201.1") -> bool:
     c = box.client("nextone", timeout=3, retries=2)
-    req = c.acct_packet()
-    req["NAS-IP-Address"] = "164.4.89.20"
-    req["Acct-Status-Type"] = "Stop"
-    req["Called-Station-Id"] = "59322891834"
-    req["Calling-Station-Id"] = account
-    req["Acct-Session-Id"] = conf
-    req["Acct-Session-Time"] = 180
-    req["h323-conf-id"] = conf
-    req["h323-call-origin"] = "originate"
-    req["h323-remote-address"] = "65.218.170.184"
-    req["Cisco-AVPair"] = [f"h323-ivr-out=PortaBilling_UserName:{account}"]
+    req = fill_stop(c.acct_packet(), conf, "164.4.89.20", account, seconds=180)
     return c.send(req).code == 5  # Accounting-Response
 
 
