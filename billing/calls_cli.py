@@ -142,7 +142,7 @@ def cmd_disconnect(args: argparse.Namespace) -> int:
     return outcome.exit_code
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     calls = sub.add_parser("calls", help="calls in progress: list, force a disconnect")
     cs = calls.add_subparsers(dest="calls_command", metavar="ACTION", required=True)
     p = cs.add_parser("list", help="calls in progress with their duration, reservation and "

@@ -39,12 +39,12 @@ from billing.catalog import Catalog
 from billing.chores import Chore, Housekeeper
 from billing.committer import Committer
 from billing.db import DatabaseError, DatabaseUnavailable
-from billing.drop_log import DropLog
 from billing.engine import AuthorizationPlan, Decision, Engine
 from billing.request import CallRequest
 from billing.store import AccountingOp, OpKind
 from billing.wire import AttributeTable, encode_reply
 from vigil import logs, statefile
+from vigil.drop_log import DropLog
 
 log = logging.getLogger("billing.server")
 

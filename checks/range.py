@@ -27,7 +27,7 @@ class Range(nagiosplugin.Range):
     """``value in r`` is True when the value does *not* alert."""
 
     @staticmethod
-    def _parse_atom(atom: str, default: float) -> float:  # type: ignore[override]
+    def _parse_atom(atom: str, default: float) -> float:
         if atom == "":
             return default
         value: float

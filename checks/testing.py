@@ -20,6 +20,9 @@ from vigil.testing.freeradius import start_freeradius as _start_freeradius
 SECRET = "SecretKey-test"
 SELFTEST_USER = "127.0.0.1"
 SELFTEST_PASSWORD = "cisco-test"
+# the engine's start in every counters file written here: one start, so a plugin
+# that compares two files written seconds apart sees no restart between them
+STARTED = int(time.time()) - 3600
 
 
 def write_config(path: Path, state_dir: Path,
@@ -44,9 +47,8 @@ def write_stats(path: Path, **counters: int) -> None:
     """The RADIUS engine's counters file, as billing.server writes it."""
     from vigil import statefile
 
-    now = int(time.time())
     # this process's pid: the plugins count only files whose process runs
-    base = {"pid": os.getpid(), "started_at": now - 3600, "updated_at": now,
+    base = {"pid": os.getpid(), "started_at": STARTED, "updated_at": int(time.time()),
             "access_requests": 0, "access_accepts": 0, "access_rejects": 0,
             "accounting_requests": 0, "accounting_responses": 0, "accounting_duplicates": 0,
             "dropped_unknown_nas": 0, "dropped_bad_authenticator": 0, "dropped_malformed": 0,

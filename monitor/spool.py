@@ -48,7 +48,8 @@ class Spool:
         self.folder.mkdir(parents=True, exist_ok=True)
         with locked(self.folder / "spool"):
             files = self._files()
-            seq = int(_NAME.match(files[-1].name).group(1)) + 1 if files else 1  # type: ignore[union-attr]
+            last = _NAME.match(files[-1].name) if files else None  # _files() kept only matches
+            seq = int(last.group(1)) + 1 if last else 1
             target = self.folder / f"{seq:012d}.json"
             data = json.dumps([_encode(r) for r in results], separators=(",", ":"))
             write_bytes_atomic(target, data.encode("utf-8"), mode=0o600)

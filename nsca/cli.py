@@ -7,7 +7,12 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the commands import these when they run, to keep `vigil --help` light
+    from nsca.relay import Relay
+    from nsca.server import Server
+    from vigil.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +51,7 @@ def register(subparsers: Any) -> None:
     st.set_defaults(func=cmd_status)
 
 
-def _setup(args: argparse.Namespace, program: str):  # type: ignore[no-untyped-def]
+def _setup(args: argparse.Namespace, program: str) -> Config:
     from vigil import config, logs
 
     cfg = config.load(args.config)
@@ -56,7 +61,7 @@ def _setup(args: argparse.Namespace, program: str):  # type: ignore[no-untyped-d
     return cfg
 
 
-def build_server(cfg: Any):  # type: ignore[no-untyped-def]
+def build_server(cfg: Config) -> Server:
     from nsca.commandfile import CommandFileSink
     from nsca.server import CommandSink, Server, ServerOptions, Sink, SpoolSink, parse_allowed
     from nsca.spool import SpoolWriter
@@ -82,7 +87,7 @@ def build_server(cfg: Any):  # type: ignore[no-untyped-def]
     return Server(opts, sink)
 
 
-def build_relay(cfg: Any):  # type: ignore[no-untyped-def]
+def build_relay(cfg: Config) -> Relay | None:
     from nsca.relay import CommandFileDestination, Destination, NSCADestination, Relay
 
     S = "NSCA"

@@ -23,9 +23,9 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from nsca.droplog import printable
 from nsca.errors import FieldError
 from nsca.result import CheckResult, to_bytes, unsafe_name
+from vigil.drop_log import printable
 
 log = logging.getLogger(__name__)
 
@@ -157,17 +157,10 @@ class CommandFileSink:
         while self._pending:
             if not self._open():
                 return False
-            data = to_bytes("".join(self._pending))
-            try:
-                self._write_all(data)
-            except BrokenPipeError:
-                # Nagios restarted: the reader of this pipe is gone.
-                log.info("command file %s: pipe closed by the reader; reopening", self.path)
-                self._close()
+            written = self._write_opened(to_bytes("".join(self._pending)))
+            if written is None:
                 continue
-            except OSError as exc:
-                self._close()
-                self._report(f"write failed: {exc.strerror}")
+            if not written:
                 return False
             self.written += len(self._pending)
             self._pending.clear()
@@ -175,12 +168,25 @@ class CommandFileSink:
                 self._close()
         return True
 
-    def _write_all(self, data: bytes) -> None:
+    def _write_opened(self, data: bytes) -> bool | None:
+        """Write ``data`` to the file open now: True when written; None when the
+        reader closed the pipe (Nagios restarted: open it again and retry); False
+        when the write failed (closed and reported)."""
         assert self._fd is not None
         view = memoryview(data)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
+        try:
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+        except BrokenPipeError:
+            log.info("command file %s: pipe closed by the reader; reopening", self.path)
+            self._close()
+            return None
+        except OSError as exc:
+            self._close()
+            self._report(f"write failed: {exc.strerror}")
+            return False
+        return True
 
     def try_write(self, lines: list[str]) -> bool:
         """Write now or not at all (nothing is queued): for the relay, which retries."""
@@ -191,18 +197,12 @@ class CommandFileSink:
             for _attempt in range(2):
                 if not self._open():
                     return False
-                try:
-                    self._write_all(data)
-                except BrokenPipeError:
-                    log.info("command file %s: pipe closed by the reader; reopening", self.path)
-                    self._close()
+                written = self._write_opened(data)
+                if written is None:
                     continue
-                except OSError as exc:
-                    self._close()
-                    self._report(f"write failed: {exc.strerror}")
-                    return False
-                self.written += len(lines)
-                return True
+                if written:
+                    self.written += len(lines)
+                return written
             return False
 
     @property

@@ -17,10 +17,10 @@ from typing import Protocol
 
 from nsca import client
 from nsca.commandfile import CommandFileSink, format_command
-from nsca.droplog import printable
 from nsca.errors import ConnectionFailed, FieldError
 from nsca.spool import Record
 from vigil.config import Secret
+from vigil.drop_log import printable
 
 log = logging.getLogger(__name__)
 

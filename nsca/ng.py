@@ -26,11 +26,11 @@ from cryptography.hazmat.bindings.openssl.binding import Binding
 from OpenSSL import SSL
 
 from nsca.commandfile import format_command
-from nsca.droplog import printable
 from nsca.errors import ConnectionFailed, FieldError, NSCAError, NSCANGError
 from nsca.result import to_bytes
 from nsca.spool import Record
 from vigil.config import Secret
+from vigil.drop_log import printable
 
 log = logging.getLogger(__name__)
 

@@ -33,14 +33,15 @@ from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 
 from nsca import packet
 from nsca.cursor import Cursor, read_cursor, write_cursor
 from nsca.destinations import CommandFileDestination, Destination, NSCADestination
-from nsca.droplog import DropLog
 from nsca.errors import FieldError, NSCAError, SpoolError
 from nsca.result import unsafe_name
 from nsca.spool import SUFFIX, Record, read_segment, ready_segments
+from vigil.drop_log import NSCA_STYLE, DropLog
 from vigil.pidlock import LockError, LockHeld, PidLock
 
 __all__ = ["Relay", "Cursor", "read_cursor", "write_cursor", "Destination",
@@ -189,14 +190,14 @@ class _Worker(threading.Thread):
             why = unsafe_name(r.result)
             if why:
                 self.refused += 1
-                self.relay.drops.add(str(self.dest), "forged name", f"{r.result.host};"
+                self.relay.drops.note(str(self.dest), "forged name", f"{r.result.host};"
                                      f"{r.result.service or ''}")
                 continue
             try:
                 packet.check_fields(r.result)
             except FieldError as exc:
                 self.refused += 1
-                self.relay.drops.add(str(self.dest), "unsendable", str(exc))
+                self.relay.drops.note(str(self.dest), "unsendable", str(exc))
                 continue
             out.append(r)
         return out
@@ -250,9 +251,10 @@ class Relay:
         self.cursor_fsync = cursor_fsync
         self.rescan_interval = rescan_interval
         self.stopping = threading.Event()
-        self.drops = DropLog(log)
+        self.drops = DropLog(log, max_sources=100, style=NSCA_STYLE)
         self.workers = [_Worker(self, d) for d in destinations]
-        self._observer: Observer | None = None  # type: ignore[valid-type]
+        # Observer is a name bound to the platform's class at import; its base is the type
+        self._observer: BaseObserver | None = None
         self._pidlock: PidLock | None = None
 
     def wake(self) -> None:

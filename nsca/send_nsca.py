@@ -15,9 +15,9 @@ import sys
 from collections.abc import Sequence
 
 from nsca import client, nscacfg, packet
-from nsca.droplog import printable
 from nsca.errors import NSCAError
 from nsca.result import CheckResult
+from vigil.drop_log import printable
 
 log = logging.getLogger(__name__)
 

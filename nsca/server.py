@@ -17,7 +17,7 @@
   packet is evicted to make room, never one that has.
 - A name carrying ``;`` or a line break (it would forge a Nagios command) is
   refused; every refusal and drop goes to a rate-limited summary
-  (:mod:`nsca.droplog`), never one log line per packet.
+  (:mod:`vigil.drop_log`), never one log line per packet.
 - Results go to a sink: the Nagios command file (reopened when Nagios
   recreates the pipe) or the on-disk spool; with the spool the connection is
   closed only once its results are fsynced, so the client's clean close is
@@ -44,11 +44,11 @@ from typing import Protocol
 
 from nsca import crypto, packet
 from nsca.commandfile import CommandFileSink
-from nsca.droplog import DropLog
 from nsca.errors import NSCAError, ProtocolError, SpoolError
 from nsca.packet import DataPacket
 from nsca.result import CheckResult, unsafe_name
 from nsca.spool import Record, SpoolWriter
+from vigil.drop_log import NSCA_STYLE, DropLog
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ class Server:
         self._per_source: collections.Counter[str] = collections.Counter()
         self._conn_lock = threading.Lock()
         self._evicting = 0
-        self.drops = DropLog(log)
+        self.drops = DropLog(log, max_sources=100, style=NSCA_STYLE)
         family = socket.AF_INET6 if ":" in opts.address else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -274,7 +274,7 @@ class Server:
         self.stats.add(connections=1)
         if not self._allowed(peer):
             self.stats.add(refused_hosts=1)
-            self.drops.add(peer, "not in allowed hosts")
+            self.drops.note(peer, "not in allowed hosts")
             conn.close()
             return False
         source = source_of(peer)
@@ -282,7 +282,7 @@ class Server:
             if self._per_source[source] >= self.opts.max_per_source \
                     and not self._evict_locked(source):
                 self.stats.add(source_limit=1)
-                self.drops.add(peer, "over the per-source connection limit")
+                self.drops.note(peer, "over the per-source connection limit")
                 conn.close()
                 return False
             # evicted ones still hold their slot until their thread is done
@@ -381,9 +381,9 @@ class Server:
         except OSError:
             # gone already (or evicted before its thread ran)
             if state is None or not state.evicted:
-                self.drops.add(peer, "connection reset")
+                self.drops.note(peer, "connection reset")
             else:
-                self.drops.add(peer, "evicted before sending a packet (slots full)")
+                self.drops.note(peer, "evicted before sending a packet (slots full)")
             return
         decrypt = crypto.decryptor(self.opts.method, iv, self.opts.password)
         size = 0
@@ -400,14 +400,14 @@ class Server:
                 chunk = conn.recv(262144)
             except TimeoutError:
                 if active:
-                    self.drops.add(peer, f"idle for {self.opts.idle_timeout:g} s")
+                    self.drops.note(peer, f"idle for {self.opts.idle_timeout:g} s")
                 else:
                     first = min(self.opts.first_packet_timeout, self.opts.idle_timeout)
-                    self.drops.add(peer, f"no valid packet within {first:g} s")
+                    self.drops.note(peer, f"no valid packet within {first:g} s")
                 break
             except OSError:
                 if state is None or not state.evicted:
-                    self.drops.add(peer, "connection reset")
+                    self.drops.note(peer, "connection reset")
                 break
             if not chunk:
                 break
@@ -426,7 +426,7 @@ class Server:
                     p = packet.decode_data(decrypt(buf[i * size:(i + 1) * size]))
                 except ProtocolError as exc:
                     self.stats.add(bad_packets=1)
-                    self.drops.add(peer, type(exc).__name__, str(exc))
+                    self.drops.note(peer, type(exc).__name__, str(exc))
                     continue
                 if not active:
                     # A packet that decodes (right password, right CRC): a real
@@ -439,7 +439,7 @@ class Server:
                 why = unsafe_name(p.result)
                 if why:
                     self.stats.add(forged=1)
-                    self.drops.add(peer, "forged name", f"{p.result.host};"
+                    self.drops.note(peer, "forged name", f"{p.result.host};"
                                    f"{p.result.service or ''}")
                     continue
                 judged = self._judge_age(p, init_ts, peer)
@@ -453,10 +453,10 @@ class Server:
                     ticket = self.sink.accept(fresh)
                     self.stats.add(accepted=len(fresh))
         if state is not None and state.evicted:
-            self.drops.add(peer, "evicted before sending a packet (slots full)")
+            self.drops.note(peer, "evicted before sending a packet (slots full)")
         elif buf:
             self.stats.add(truncated=1)
-            self.drops.add(peer, "ended inside a packet")
+            self.drops.note(peer, "ended inside a packet")
         if ticket and not self.sink.wait(ticket, 30.0):
             log.error("connection from %s: results not yet on disk after 30s", peer)
             return
@@ -489,11 +489,11 @@ class Server:
         skew = self.opts.clock_skew
         if p.timestamp > now + skew:
             self.stats.add(future=1)
-            self.drops.add(peer, "stamped in the future", f"{p.timestamp - int(now)} s ahead")
+            self.drops.note(peer, "stamped in the future", f"{p.timestamp - int(now)} s ahead")
             return None
         if now - p.timestamp > max_age + skew:
             self.stats.add(too_old=1)
-            self.drops.add(peer, "older than max_packet_age", f"{int(now) - p.timestamp} s old")
+            self.drops.note(peer, "older than max_packet_age", f"{int(now) - p.timestamp} s old")
             return None
         return p
 

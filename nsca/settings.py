@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from nsca.crypto import METHOD_NAMES
 from vigil.config import boolean, choice, host, integer, path, secret, text
 from vigil.datatypes import Declarations
@@ -10,7 +12,7 @@ OPTIONS = Declarations()  # collected by vigil.config.default_registry
 declare = OPTIONS.declare
 
 
-def host_port(default_port: int):  # type: ignore[no-untyped-def]
+def host_port(default_port: int) -> Callable[[str], tuple[str, int]]:
     def convert(value: str) -> tuple[str, int]:
         value = value.strip()
         if value.startswith("["):  # [v6]:port
@@ -30,7 +32,7 @@ def host_port(default_port: int):  # type: ignore[no-untyped-def]
     return convert
 
 
-def host_port_list(default_port: int):  # type: ignore[no-untyped-def]
+def host_port_list(default_port: int) -> Callable[[str], list[tuple[str, int]]]:
     one = host_port(default_port)
 
     def convert(value: str) -> list[tuple[str, int]]:

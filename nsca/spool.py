@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
 import logging
 import os
@@ -114,7 +115,7 @@ class SpoolWriter:
         self.seal_interval = seal_interval
         self.segment_max = segment_max
         self._cond = threading.Condition()
-        self._fh: object | None = None
+        self._fh: io.BufferedWriter | None = None
         self._name: str | None = None
         self._count = 0
         self._seq = 0
@@ -172,8 +173,8 @@ class SpoolWriter:
                     self._name = self._new_name()
                     self._fh = open(self.open_dir / self._name, "ab")  # noqa: SIM115
                     self._opened_at = time.monotonic()
-                self._fh.write(data)  # type: ignore[attr-defined]
-                self._fh.flush()  # type: ignore[attr-defined]
+                self._fh.write(data)
+                self._fh.flush()
             except OSError as exc:
                 self._fail(exc)
             self._count += n
@@ -199,7 +200,7 @@ class SpoolWriter:
         if fh is None or name is None:
             return
         with contextlib.suppress(OSError):
-            fh.close()  # type: ignore[attr-defined]
+            fh.close()
         path = self.open_dir / name
         try:
             data = path.read_bytes()
@@ -224,8 +225,8 @@ class SpoolWriter:
         assert name is not None
         self._fh, self._name, self._count = None, None, 0
         try:
-            os.fsync(fh.fileno())  # type: ignore[attr-defined]
-            fh.close()  # type: ignore[attr-defined]
+            os.fsync(fh.fileno())
+            fh.close()
             os.replace(self.open_dir / name, self.ready_dir / name)
             _fsync_dir(self.ready_dir)
         except OSError as exc:

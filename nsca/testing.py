@@ -41,6 +41,21 @@ def wait_lines(path: Path, n: int, timeout: float = 20.0) -> list[str]:
     return lines
 
 
+def _daemon(argv: list[str], port: int) -> subprocess.Popen[bytes]:
+    """A Debian daemon in the foreground, quiet, ended with this process; once it listens."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=die_with_parent)
+    wait_port(port)
+    return proc
+
+
+def _end(proc: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM, and wait for it to go."""
+    if proc is not None:
+        proc.terminate()
+        proc.wait(10)
+
+
 class RealNSCA:
     """The Debian ``nsca`` daemon on a private port, writing to a regular file."""
 
@@ -66,18 +81,13 @@ class RealNSCA:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> RealNSCA:
-        self.proc = subprocess.Popen([need("nsca", "/usr/sbin/nsca"), "-f", "-c", str(self.cfg),
-                                      "--single"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     preexec_fn=die_with_parent)
-        wait_port(self.port)
+        self.proc = _daemon([need("nsca", "/usr/sbin/nsca"), "-f", "-c", str(self.cfg),
+                             "--single"], self.port)
         return self
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
+        _end(self.proc)
+        self.proc = None
 
     def lines(self) -> list[str]:
         return self.command_file.read_text().splitlines()
@@ -138,18 +148,13 @@ class RealNSCANG:
         self._stop.clear()
         self._drain = threading.Thread(target=self._drainer, daemon=True)
         self._drain.start()
-        self.proc = subprocess.Popen([need("nsca-ng", "/usr/sbin/nsca-ng"), "-F", "-c",
-                                      str(self.cfg)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     preexec_fn=die_with_parent)
-        wait_port(self.port)
+        self.proc = _daemon([need("nsca-ng", "/usr/sbin/nsca-ng"), "-F", "-c", str(self.cfg)],
+                            self.port)
         return self
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
+        _end(self.proc)
+        self.proc = None
         self._stop.set()
         if self._drain is not None:
             self._drain.join(5)

@@ -35,7 +35,7 @@ def cmd_radcheck(args: argparse.Namespace) -> int:
     return loop.serve(cfg)
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("radcheck", help="RADIUS self-test: restart the engine when it stops "
                        "answering, alert by e-mail (foreground, run by supervisor)")
     p.add_argument("--once", action="store_true",

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import socket
-import threading
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -19,43 +19,18 @@ from vigil.radius_client import (
     RadiusUnresolved,
     Timeouts,
 )
+from vigil.testing.udp_peer import Answer, UdpPeers
 
 SECRET = b"s3cret"
 DICT = Dictionary(io.StringIO("ATTRIBUTE User-Name 1 string\n"
                               "ATTRIBUTE Acct-Status-Type 40 integer\n"
                               "ATTRIBUTE Message-Authenticator 80 octets\n"))
 
-Answer = Callable[[bytes, int], "bytes | None"]  # (request, n-th datagram) -> reply
-
-
 @pytest.fixture
 def peer() -> Iterator[Callable[[Answer], tuple[int, list[bytes]]]]:
     """A UDP peer answering the n-th datagram with ``answer(data, n)``; it keeps what it got."""
-    socks: list[socket.socket] = []
-
-    def start(answer: Answer) -> tuple[int, list[bytes]]:
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        got: list[bytes] = []
-
-        def serve() -> None:
-            while True:
-                try:
-                    data, addr = s.recvfrom(4096)
-                except OSError:
-                    return
-                got.append(data)
-                reply = answer(data, len(got))
-                if reply is not None:
-                    s.sendto(reply, addr)
-
-        threading.Thread(target=serve, daemon=True).start()
-        return s.getsockname()[1], got
-
-    yield start
-    for s in socks:
-        s.close()
+    with contextlib.closing(UdpPeers()) as peers:
+        yield peers.start
 
 
 def signed(data: bytes, code: int = radpacket.AccessAccept, secret: bytes = SECRET) -> bytes:

@@ -30,7 +30,7 @@ def cmd_options(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("config", help="check the configuration file, list options")
     s = p.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     c = s.add_parser("check", help="validate every option; exit 2 naming the bad one")

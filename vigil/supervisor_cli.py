@@ -60,7 +60,7 @@ def program_groups(cfg: config.Config) -> list[str]:
     return groups
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("supervisord", help="run supervisord with this role's programs "
                        "(foreground; Ctrl-C or SIGTERM stops every program)")
     p.add_argument("--include", action="append", default=[], metavar="GLOB",

@@ -88,8 +88,9 @@ def stream_backup(master: Server, master_datadir: str, staged: Path, report: Rep
             unpack = subprocess.Popen(["mbstream", "-x", "-C", str(staged)],
                                       stdin=subprocess.PIPE, stderr=subprocess.PIPE)
             err: list[bytes] = []
-            t = threading.Thread(target=lambda: err.append(unpack.stderr.read()),  # type: ignore[union-attr]
-                                 daemon=True)
+            unpack_err = unpack.stderr
+            assert unpack_err is not None  # stderr=PIPE
+            t = threading.Thread(target=lambda: err.append(unpack_err.read()), daemon=True)
             t.start()
             copied, last = 0, time.monotonic()
             # a binary pipe is buffered (bufsize=-1): read1 returns what is there, up to CHUNK

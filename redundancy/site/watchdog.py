@@ -71,7 +71,7 @@ class Watchdog:
         self._sync_mode(now)
         results = run_all(self.probes)
         verdicts = {k: r.verdict for k, r in results.items()}
-        action = self.judge.round(verdicts, now)  # type: ignore[arg-type]
+        action = self.judge.round(verdicts, now)
         if action == "standalone":
             log.warning("primary declared gone: %s", self.judge.last_reason)
             self.on_standalone(self.judge.last_reason)

@@ -37,6 +37,7 @@ from billing.provision import apply_document, load_document
 from billing.request import CallRequest
 from billing.store import SqlStore, reserved_sums_agree
 from billing.testing import BillingSandbox
+from vigil.testing.radius_fuzz import fill_stop
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = load_document(ROOT / "etc" / "demo" / "provision.yaml")
@@ -481,17 +482,8 @@ def _authorize(box: BillingSandbox, conf: str) -> tuple[int, int]:
 def _radius_stop(box: BillingSandbox, conf: str, seconds: int) -> bool:
     """An outgoing leg's Stop on ``box``: acknowledged?"""
     c = box.client("nextone", timeout=2.0, retries=3)
-    req = c.acct_packet()
-    req["NAS-IP-Address"] = "164.4.89.20"
-    req["Acct-Status-Type"] = "Stop"
-    req["Called-Station-Id"] = "441259322891834"
-    req["Calling-Station-Id"] = ACCOUNT
-    req["Acct-Session-Id"] = conf
-    req["Acct-Session-Time"] = seconds
-    req["h323-conf-id"] = conf
-    req["h323-call-origin"] = "originate"
-    req["h323-remote-address"] = "65.218.170.184"
-    req["Cisco-AVPair"] = [f"h323-ivr-out=PortaBilling_UserName:{ACCOUNT}"]
+    req = fill_stop(c.acct_packet(), conf, "164.4.89.20", ACCOUNT, seconds,
+                    called="441259322891834")
     return bool(c.send(req).code == rp.AccountingResponse)
 
 

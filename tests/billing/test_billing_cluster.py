@@ -29,6 +29,7 @@ from billing.testing import BillingSandbox
 from vigil.processes import pid_alive
 from vigil.radius_client import RadiusTimeout
 from vigil.testing.mariadb import MariaDB
+from vigil.testing.radius_fuzz import fill_stop
 
 pytestmark = pytest.mark.integration  # several engines on one throw-away MariaDB
 
@@ -76,17 +77,7 @@ def authorize(box: BillingSandbox, conf: str, timeout: float = 2.0, retries: int
 def stop(box: BillingSandbox, conf: str, seconds: int, timeout: float = 2.0,
          retries: int = 3) -> bool:
     c = box.client("nextone", timeout=timeout, retries=retries)
-    req = c.acct_packet()
-    req["NAS-IP-Address"] = "164.4.89.20"
-    req["Acct-Status-Type"] = "Stop"
-    req["Called-Station-Id"] = CLD
-    req["Calling-Station-Id"] = ACCOUNT
-    req["Acct-Session-Id"] = conf
-    req["Acct-Session-Time"] = seconds
-    req["h323-conf-id"] = conf
-    req["h323-call-origin"] = "originate"
-    req["h323-remote-address"] = "65.218.170.184"
-    req["Cisco-AVPair"] = [f"h323-ivr-out=PortaBilling_UserName:{ACCOUNT}"]
+    req = fill_stop(c.acct_packet(), conf, "164.4.89.20", ACCOUNT, seconds, called=CLD)
     try:
         return c.send(req).code == rp.AccountingResponse
     except RadiusTimeout:

@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from pyrad import packet as rp
 
 from billing import record_key
-from billing.drop_log import DropLog
 from billing.radius_decode import (
     BAD_AUTHENTICATOR,
     MALFORMED,
@@ -27,6 +26,7 @@ from billing.radius_decode import (
 from billing.server import load_dictionary
 from billing.wire import AttributeTable
 from vigil import logs
+from vigil.drop_log import DropLog
 
 DICT = load_dictionary()
 TABLE = AttributeTable(DICT)

@@ -5,11 +5,14 @@ record the database refuses is quarantined alone and its batch answered."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 from sqlalchemy import func, select
+from sqlalchemy.engine import Engine as SAEngine
 
 from billing import models as m
 from billing.catalog import Catalog
@@ -19,23 +22,14 @@ from billing.provision import apply_document, load_document
 from billing.request import CallRequest
 from billing.store import SqlStore
 from billing.testing import BillingSandbox
+from vigil.testing.radius_fuzz import fill_stop
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def send_stop(box: BillingSandbox, conf: str, account: str = "193.100.201.1") -> bool:
     c = box.client("nextone", timeout=3, retries=2)
-    req = c.acct_packet()
-    req["NAS-IP-Address"] = "164.4.89.20"
-    req["Acct-Status-Type"] = "Stop"
-    req["Called-Station-Id"] = "59322891834"
-    req["Calling-Station-Id"] = account
-    req["Acct-Session-Id"] = conf
-    req["Acct-Session-Time"] = 180
-    req["h323-conf-id"] = conf
-    req["h323-call-origin"] = "originate"
-    req["h323-remote-address"] = "65.218.170.184"
-    req["Cisco-AVPair"] = [f"h323-ivr-out=PortaBilling_UserName:{account}"]
+    req = fill_stop(c.acct_packet(), conf, "164.4.89.20", account, seconds=180)
     return c.send(req).code == 5  # Accounting-Response
 
 
@@ -81,17 +75,25 @@ def stop(conf: str) -> CallRequest:
                        ivr_out=["PortaBilling_UserName:193.100.201.1"])
 
 
-def test_a_record_the_database_refuses_is_quarantined_alone_and_its_batch_stored(
-        mariadb_database):
-    db = engine_for_url(mariadb_database)
-    try:
-        from billing import schema
+@contextlib.contextmanager
+def demo_engine(url: str, settings: EngineSettings) -> Iterator[tuple[SAEngine, Engine]]:
+    """The engine in-process on the database at ``url``, with the demo's accounts and rates."""
+    from billing import schema
 
+    db = engine_for_url(url)
+    try:
         schema.upgrade(db)
         apply_document(db, load_document(ROOT / "etc" / "demo" / "provision.yaml"))
         cat = Catalog(db)
         cat.load()
-        eng = Engine(SqlStore(db), cat, EngineSettings())
+        yield db, Engine(SqlStore(db), cat, settings)
+    finally:
+        db.dispose()
+
+
+def test_a_record_the_database_refuses_is_quarantined_alone_and_its_batch_stored(
+        mariadb_database):
+    with demo_engine(mariadb_database, EngineSettings()) as (db, eng):
         ops = [eng.accounting_op(stop(f"batch-{i}")) for i in range(20)]
         assert all(op.kind == "stop" and op.xdrs for op in ops)
         # A value MariaDB (strict mode) refuses: error 1406, data too long.
@@ -107,20 +109,12 @@ def test_a_record_the_database_refuses_is_quarantined_alone_and_its_batch_stored
         # the same batch again: every record a duplicate, nothing charged twice
         again = [eng.accounting_op(stop(f"batch-{i}")) for i in range(20)]
         assert eng.store.apply(again, now) == [False] * 20
-    finally:
-        db.dispose()
 
 
 def test_an_authorization_with_long_ids_reserves_under_the_whole_call_key(db_url):
-    from billing import record_key, schema
+    from billing import record_key
 
-    db = engine_for_url(db_url)
-    try:
-        schema.upgrade(db)
-        apply_document(db, load_document(ROOT / "etc" / "demo" / "provision.yaml"))
-        cat = Catalog(db)
-        cat.load()
-        eng = Engine(SqlStore(db), cat, EngineSettings(fraud_active=False))
+    with demo_engine(db_url, EngineSettings(fraud_active=False)) as (db, eng):
         conf = "call-" + "9" * 300
         req = CallRequest(source_ip="127.0.0.1", nas_ip="164.4.89.20", user_name="x",
                           password="x", called="441259322891834", calling="193.100.201.1",
@@ -136,5 +130,3 @@ def test_an_authorization_with_long_ids_reserves_under_the_whole_call_key(db_url
         assert eng.store.apply([op], dt.datetime.now()) == [True]
         with db.connect() as c:
             assert c.execute(select(func.count(m.ActiveCall.id))).scalar_one() == 0
-    finally:
-        db.dispose()

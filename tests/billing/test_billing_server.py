@@ -18,6 +18,7 @@ from billing.db import engine_for_url
 from billing.testing import BillingSandbox
 from vigil.radius_client import RadiusTimeout, Timeouts
 from vigil.testing.mariadb import MariaDB
+from vigil.testing.radius_fuzz import fill_stop
 from vigil.testing.wait import wait_until
 
 pytestmark = pytest.mark.integration  # real processes: vigil commands, servers, plugins
@@ -25,18 +26,7 @@ pytestmark = pytest.mark.integration  # real processes: vigil commands, servers,
 
 def stop_packet(box: BillingSandbox, conf: str = "o-1", secret: str = "nextone"):
     c = box.client(secret)
-    req = c.acct_packet()
-    req["NAS-IP-Address"] = "164.4.89.20"
-    req["Acct-Status-Type"] = "Stop"
-    req["Called-Station-Id"] = "59322891834"
-    req["Calling-Station-Id"] = "193.100.201.1"
-    req["Acct-Session-Id"] = conf
-    req["Acct-Session-Time"] = 180
-    req["h323-conf-id"] = conf
-    req["h323-call-origin"] = "originate"
-    req["h323-remote-address"] = "65.218.170.184"
-    req["Cisco-AVPair"] = ["h323-ivr-out=PortaBilling_UserName:193.100.201.1"]
-    return c, req
+    return c, fill_stop(c.acct_packet(), conf, "164.4.89.20", seconds=180)
 
 
 def xdr_count(box: BillingSandbox) -> tuple[int, Decimal]:

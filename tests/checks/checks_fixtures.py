@@ -19,6 +19,7 @@ from checks.testing import (  # noqa: F401  (re-exported for the test modules)
     SECRET,
     SELFTEST_PASSWORD,
     SELFTEST_USER,
+    STARTED,
     FreeRadius,
     NTPResponder,
     start_freeradius,

@@ -10,24 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.checks.checks_fixtures import run_check
+from tests.checks.checks_fixtures import STARTED, run_check, write_stats
 from vigil import statefile
 
 pytestmark = pytest.mark.integration  # real processes: vigil commands, servers, plugins
 
 OLD_OK = ("--max-age", "900")  # tests write counters "minutes ago"
-STARTED = int(time.time()) - 3600
-
-
-def write_stats(path: Path, **counters: int) -> None:
-    # the test's own pid: the plugins count only the files of processes that run
-    base = {"pid": os.getpid(), "started_at": STARTED, "updated_at": int(time.time()),
-            "access_requests": 0, "access_accepts": 0, "access_rejects": 0,
-            "accounting_requests": 0, "accounting_responses": 0, "accounting_duplicates": 0,
-            "dropped_unknown_nas": 0, "dropped_bad_authenticator": 0, "dropped_malformed": 0,
-            "db_errors": 0}
-    base.update(counters)
-    statefile.write_json(path, base)
 
 
 def test_auth_failures_rates_between_runs(conf: Path, state_dir: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,13 +15,12 @@ from vigil.testing.wait import wait_until
 pytestmark = pytest.mark.integration  # a throw-away MariaDB pair or server
 
 
-@pytest.fixture(scope="module")
-def pair() -> Iterator[tuple[MariaDB, MariaDB]]:
-    master = MariaDB("chk-master", server_id=11).start()
-    replica = MariaDB("chk-replica", server_id=12).start()
+@contextlib.contextmanager
+def replicating(name: str, server_id: int) -> Iterator[tuple[MariaDB, MariaDB]]:
+    """A master (``server_id``) and a replica (the next id) following it by GTID, caught up."""
+    master = MariaDB(f"{name}-master", server_id=server_id).start()
+    replica = MariaDB(f"{name}-replica", server_id=server_id + 1).start()
     try:
-        master.execute("CREATE DATABASE billing")
-        master.execute("CREATE TABLE billing.t (id INT PRIMARY KEY)")
         replica.execute(f"CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={master.port}, "
                         "MASTER_USER='root', MASTER_PASSWORD='', MASTER_USE_GTID=slave_pos, "
                         "MASTER_CONNECT_RETRY=1")
@@ -30,6 +30,15 @@ def pair() -> Iterator[tuple[MariaDB, MariaDB]]:
     finally:
         replica.destroy()
         master.destroy()
+
+
+@pytest.fixture(scope="module")
+def pair() -> Iterator[tuple[MariaDB, MariaDB]]:
+    with replicating("chk", 11) as (master, replica):
+        master.execute("CREATE DATABASE billing")
+        master.execute("CREATE TABLE billing.t (id INT PRIMARY KEY)")
+        wait_caught_up(master, replica)
+        yield master, replica
 
 
 def wait_caught_up(master: MariaDB, replica: MariaDB, timeout: float = 20) -> None:
@@ -109,22 +118,13 @@ def test_replica_down_is_critical(pair: tuple[MariaDB, MariaDB], tmp_path: Path)
 
 
 def test_master_gone_is_critical(tmp_path: Path) -> None:
-    master = MariaDB("chk-master2", server_id=21).start()
-    replica = MariaDB("chk-replica2", server_id=22).start()
-    try:
-        replica.execute(f"CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={master.port}, "
-                        "MASTER_USER='root', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1")
-        replica.execute("START SLAVE")
-        wait_caught_up(master, replica)
+    with replicating("chk2", 21) as (master, replica):
         replica.execute("CREATE DATABASE IF NOT EXISTS billing")
         master.kill()
         wait_until(lambda: replica.execute("SHOW SLAVE STATUS")[0][10] != "Yes", 10, 0.1,
                    what="the IO thread lost the master")
         r = run_check("replication", config=conf_for(tmp_path, replica, master))
         assert r.rc == 2 and "IO thread Connecting" in r.line, r
-    finally:
-        replica.destroy()
-        master.destroy()
 
 
 def _unlogged(db: MariaDB, sql: str) -> None:
@@ -138,19 +138,10 @@ def _unlogged(db: MariaDB, sql: str) -> None:
 
 
 def test_errant_transaction_is_critical(tmp_path: Path) -> None:
-    master = MariaDB("chk-master3", server_id=41).start()
-    replica = MariaDB("chk-replica3", server_id=42).start()
-    try:
-        replica.execute(f"CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={master.port}, "
-                        "MASTER_USER='root', MASTER_USE_GTID=slave_pos")
-        replica.execute("START SLAVE")
-        wait_caught_up(master, replica)
+    with replicating("chk3", 41) as (master, replica):
         replica.execute("CREATE DATABASE oops")  # written on the replica: errant
         r = run_check("replication", config=conf_for(tmp_path, replica, master))
         assert r.rc == 2 and "errant transactions on the replica: 0-42-" in r.line, r
-    finally:
-        replica.destroy()
-        master.destroy()
 
 
 def test_no_replica_on_an_sqlite_appliance_is_ok_not_configured(tmp_path: Path) -> None:

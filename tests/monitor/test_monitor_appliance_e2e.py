@@ -14,12 +14,9 @@ picked free by run-appliance.sh itself when the usual ones are taken.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,58 +25,21 @@ import pytest
 
 from monitor import nagios_status
 from monitor.testing import chromium
+from vigil.testing.appliance import REPO, Appliance, clean_env, running
 from vigil.testing.ports import free_port
 from vigil.testing.wait import poll, wait_until
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
-VIGIL = str(Path(sys.executable).parent / "vigil")
 CLEAN_START_SEC = 150
 
 
-class Appliance:
-    def __init__(self, run: Path, env: dict[str, str]) -> None:
-        self.run = run
-        self.conf = run / "vigil.conf"
-        self.out = run.parent / "make-run.out"
-        self.env = env
-        self.started = time.monotonic()
-        with open(self.out, "wb") as fh:
-            self.proc = subprocess.Popen([str(REPO / "scripts" / "run-appliance.sh"), str(run)],
-                                         stdout=fh, stderr=subprocess.STDOUT, env=env)
-
-    def vigil(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([VIGIL, "-c", str(self.conf), *args], capture_output=True,
-                              text=True, timeout=60, env=self.env)
-
-    def programs(self) -> dict[str, dict]:
-        if not self.conf.exists():
-            return {}
-        r = self.vigil("status", "--json")
-        try:
-            return {p["name"]: p for p in json.loads(r.stdout)["programs"]}
-        except (ValueError, KeyError):
-            return {}
-
-    def status(self) -> nagios_status.Status:
-        return nagios_status.read(self.run / "state" / "nagios" / "var" / "status.dat")
-
-    def mails(self) -> list[str]:
-        return [p.read_text(errors="replace") for p in (self.run / "mail" / "new").glob("*")]
-
-    def problem_subjects(self) -> list[str]:
-        out = []
-        for m in self.mails():
-            subject = re.search(r"^Subject: (.*)$", m, re.M)
-            if subject and subject.group(1).startswith("PROBLEM"):
-                out.append(subject.group(1))
-        return out
+def nagios(app: Appliance) -> nagios_status.Status:
+    return nagios_status.read(app.run / "state" / "nagios" / "var" / "status.dat")
 
 
 @pytest.fixture
 def appliance(tmp_path: Path) -> Iterator[Appliance]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL")}
     # The shipped checks, except the load thresholds: this test machine is shared by
     # several engineers and its load is theirs, not the appliance's start.
     checks = (REPO / "etc" / "checks.conf").read_text()
@@ -87,27 +47,15 @@ def appliance(tmp_path: Path) -> Iterator[Appliance]:
     assert shipped_load in checks
     (tmp_path / "checks.conf").write_text(
         checks.replace(shipped_load, "args = -m 5 --per-cpu -w 50 -c 100"))
-    env.update({"VIGIL__MONITOR__CHECKS_FILE": str(tmp_path / "checks.conf"),
-                "VIGIL__MONITOR__WEB_PORT": str(free_port()),
-                # the engine stays stopped for the kill -STOP step (restarts are radcheck's
-                # own tests); a clean start is not affected
-                "VIGIL__SELF_TEST__ERRORS_BEFORE_RESTART": "1000"})
-    app = Appliance(tmp_path / "run", env)
-    try:
-        want = {"radiusd", "radcheck", "monitor-scheduler", "nagios", "nagios-web", "mail-sink",
-                "nsca-server", "nsca-relay", "nsca-central"}
-        assert poll(lambda: want <= {n for n, p in app.programs().items()
-                                           if p.get("state") == "RUNNING"}, 90, 0.5), \
-            app.out.read_text()[-3000:]
+    env = clean_env({"VIGIL__MONITOR__CHECKS_FILE": str(tmp_path / "checks.conf"),
+                     "VIGIL__MONITOR__WEB_PORT": str(free_port()),
+                     # the engine stays stopped for the kill -STOP step (restarts are
+                     # radcheck's own tests); a clean start is not affected
+                     "VIGIL__SELF_TEST__ERRORS_BEFORE_RESTART": "1000"})
+    want = {"radiusd", "radcheck", "monitor-scheduler", "nagios", "nagios-web", "mail-sink",
+            "nsca-server", "nsca-relay", "nsca-central"}
+    with running(Appliance(tmp_path / "run", env), want) as app:
         yield app
-    finally:
-        if app.proc.poll() is None:
-            app.proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
-            try:
-                app.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                app.proc.kill()
-                app.proc.wait()
 
 
 def test_make_run_dashboard_quiet_start_and_a_hung_engine(appliance: Appliance,
@@ -139,7 +87,7 @@ def test_make_run_dashboard_quiet_start_and_a_hung_engine(appliance: Appliance,
                                               for m in app.mails()]
         time.sleep(min(5.0, max(0.0, deadline - time.monotonic())))
     assert app.problem_subjects() == []
-    st = app.status()
+    st = nagios(app)
     services = st.services_of("vigil-primary")
     assert len(services) >= 20
     checked = [s for s in services if s.get("has_been_checked") == "1"]
@@ -163,10 +111,10 @@ def test_make_run_dashboard_quiet_start_and_a_hung_engine(appliance: Appliance,
     os.kill(pid, signal.SIGSTOP)
     try:
         def radius_critical() -> bool:
-            s = app.status().service("vigil-primary", "RADIUS authentication") or {}
+            s = nagios(app).service("vigil-primary", "RADIUS authentication") or {}
             return s.get("current_state") == "2"
 
-        assert poll(radius_critical, 150, 2), app.status().service(
+        assert poll(radius_critical, 150, 2), nagios(app).service(
             "vigil-primary", "RADIUS authentication")
     finally:
         os.kill(pid, signal.SIGCONT)

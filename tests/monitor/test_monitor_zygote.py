@@ -3,30 +3,33 @@ with the runner's hard timeout and isolation kept (real plugins, real processes)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from monitor.runner import ProcessTracker, run_plugin
+from monitor.runner import Outcome, ProcessTracker, run_plugin
 from monitor.zygote import Zygote, plugin_argv
 from vigil.service_state import ServiceState
+from vigil.testing.wait import poll, wait_until
 
 pytestmark = pytest.mark.integration  # the plugin worker: real forked processes
+
+# a check that passes anywhere: a real plugin, quick, OK whatever the disk holds
+DISK_OK = ["vigil-check", "disk", "-p", "/", "-w", "100", "-c", "100"]
 
 
 @pytest.fixture
 def zygote() -> Iterator[Zygote]:
-    z = Zygote()
-    try:
+    with contextlib.closing(Zygote()) as z:
         yield z
-    finally:
-        z.close()
 
 
 @pytest.fixture
@@ -49,9 +52,8 @@ def test_plugin_argv_picks_vigil_plugins_only() -> None:
 
 
 def test_same_line_and_code_as_a_subprocess(zygote: Zygote) -> None:
-    argv = ["vigil-check", "disk", "-p", "/", "-w", "100", "-c", "100"]
-    forked = run_plugin(argv, 10, zygote=zygote)
-    started = run_plugin(argv, 10)
+    forked = run_plugin(DISK_OK, 10, zygote=zygote)
+    started = run_plugin(DISK_OK, 10)
     assert forked.status == started.status == ServiceState.OK
     assert forked.output.split(":")[0] == started.output.split(":")[0] == "DISK OK"
     bad = run_plugin(["vigil-check", "disk", "-w", "x:y"], 10, zygote=zygote)
@@ -71,53 +73,45 @@ def test_hung_plugin_is_killed_at_the_hard_timeout(zygote: Zygote, silent_udp: i
     assert zygote.starts == 1
 
 
+class HungCheck:
+    """A check stuck on a silent port, run by the worker in a thread of its own."""
+
+    def __init__(self, zygote: Zygote, silent_udp: int) -> None:
+        argv = ["vigil-check", "clock_offset", "-H", "127.0.0.1", "-p", str(silent_udp),
+                "-t", "20"]
+        self.tracker = ProcessTracker()
+        self._outcome: list[Outcome] = []
+        self._thread = threading.Thread(target=lambda: self._outcome.append(
+            run_plugin(argv, 25, zygote=zygote, tracker=self.tracker)))
+        self._thread.start()
+        # the pid of its child, once the runner has it: then the scheduler knows it
+        self.pid = wait_until(lambda: sorted(self.tracker.running()), 20,
+                              what="the check started")[0]
+
+    def outcome(self) -> Outcome:
+        self._thread.join(30)
+        assert self._outcome, "the check never ended"
+        return self._outcome[0]
+
+
 def test_a_crashing_child_hurts_no_other_check(zygote: Zygote, silent_udp: int) -> None:
-    argv = ["vigil-check", "clock_offset", "-H", "127.0.0.1", "-p", str(silent_udp), "-t", "20"]
-    box: dict[str, object] = {}
-    tracker = ProcessTracker()
-    t = threading.Thread(target=lambda: box.update(
-        o=run_plugin(argv, 25, zygote=zygote, tracker=tracker)))
-    t.start()
-    pid = _running_check(tracker)
-    os.kill(pid, signal.SIGSEGV)
-    t.join(30)
-    crashed = box["o"]
-    assert crashed.status == ServiceState.UNKNOWN  # type: ignore[attr-defined]
-    assert "killed by SIGSEGV" in crashed.output  # type: ignore[attr-defined]
-    ok = run_plugin(["vigil-check", "disk", "-p", "/", "-w", "100", "-c", "100"], 10,
-                    zygote=zygote)
-    assert ok.status == ServiceState.OK
+    check = HungCheck(zygote, silent_udp)
+    os.kill(check.pid, signal.SIGSEGV)
+    crashed = check.outcome()
+    assert crashed.status == ServiceState.UNKNOWN
+    assert "killed by SIGSEGV" in crashed.output
+    assert run_plugin(DISK_OK, 10, zygote=zygote).status == ServiceState.OK
 
 
 def test_a_dead_worker_fails_its_checks_and_is_replaced(zygote: Zygote, silent_udp: int) -> None:
-    argv = ["vigil-check", "clock_offset", "-H", "127.0.0.1", "-p", str(silent_udp), "-t", "20"]
-    box: dict[str, object] = {}
-    tracker = ProcessTracker()
-    t = threading.Thread(target=lambda: box.update(
-        o=run_plugin(argv, 25, zygote=zygote, tracker=tracker)))
-    t.start()
-    _running_check(tracker)  # the scheduler knows the child: the worker's death is news
+    check = HungCheck(zygote, silent_udp)  # running: the worker's death is news to it
     assert zygote.pid is not None
     os.kill(zygote.pid, signal.SIGKILL)
-    t.join(30)
-    lost = box["o"]
-    assert lost.status == ServiceState.UNKNOWN  # type: ignore[attr-defined]
-    assert "worker died" in lost.output  # type: ignore[attr-defined]
-    again = run_plugin(["vigil-check", "disk", "-p", "/", "-w", "100", "-c", "100"], 10,
-                       zygote=zygote)
-    assert again.status == ServiceState.OK
+    lost = check.outcome()
+    assert lost.status == ServiceState.UNKNOWN
+    assert "worker died" in lost.output
+    assert run_plugin(DISK_OK, 10, zygote=zygote).status == ServiceState.OK
     assert zygote.starts == 2
-
-
-def _running_check(tracker: ProcessTracker) -> int:
-    """The pid of the one check running now, once the runner has it (polled, deadline)."""
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        pids = tracker.running()
-        if pids:
-            return pids.pop()
-        time.sleep(0.02)
-    raise AssertionError("the check never started")
 
 
 def test_each_check_gets_the_environment_it_was_given(tmp_path: Path) -> None:
@@ -126,15 +120,12 @@ def test_each_check_gets_the_environment_it_was_given(tmp_path: Path) -> None:
     conf = tmp_path / "vigil.conf"
     conf.write_text(f"[Site]\nState_Dir={tmp_path}\n[Log]\nLog_Dest={log_file}\n")
     base = {k: v for k, v in os.environ.items() if k != "VIGIL_CONF"}
-    z = Zygote(env=base)
-    try:
+    with contextlib.closing(Zygote(env=base)) as z:
         plain = run_plugin(["vigil-check", "file_age"], 10, zygote=z, env=base)
         assert str(log_file) not in plain.output
         given = run_plugin(["vigil-check", "file_age"], 10, zygote=z,
                            env={**base, "VIGIL_CONF": str(conf)})
         assert given.status == ServiceState.OK and str(log_file) in given.output
-    finally:
-        z.close()
 
 
 def test_an_edited_config_is_read_at_the_next_check(tmp_path: Path) -> None:
@@ -144,21 +135,15 @@ def test_an_edited_config_is_read_at_the_next_check(tmp_path: Path) -> None:
     conf = tmp_path / "vigil.conf"
     conf.write_text(f"[Site]\nState_Dir={tmp_path}\n[Log]\nLog_Dest={first}\n")
     env = {**os.environ, "VIGIL_CONF": str(conf)}
-    z = Zygote(env=env)
-    try:
+    with contextlib.closing(Zygote(env=env)) as z:
         assert str(first) in run_plugin(["vigil-check", "file_age"], 10, zygote=z,
                                         env=env).output
         conf.write_text(f"[Site]\nState_Dir={tmp_path}\n[Log]\nLog_Dest={second}\n")
         assert str(second) in run_plugin(["vigil-check", "file_age"], 10, zygote=z,
                                          env=env).output
-    finally:
-        z.close()
 
 
 def test_the_worker_ends_when_the_scheduler_is_killed(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
     script = tmp_path / "sched.py"
     script.write_text(
         "import sys, time\n"
@@ -172,10 +157,7 @@ def test_the_worker_ends_when_the_scheduler_is_killed(tmp_path: Path) -> None:
         zygote_pid = int(sched.stdout.readline())
         sched.kill()  # kill -9: no close(), the worker only sees its socket close
         sched.wait()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and _running(zygote_pid):
-        time.sleep(0.05)
-    assert not _running(zygote_pid)
+    assert poll(lambda: not _running(zygote_pid), 20)
 
 
 def _running(pid: int) -> bool:
@@ -187,14 +169,9 @@ def _running(pid: int) -> bool:
     return state != "Z"
 
 
-def test_start_waits_until_the_plugins_are_imported() -> None:
-    z = Zygote()
-    try:
-        assert z.start(timeout=60) is True
-        # the first check pays no import: it is forked from the ready worker
-        o = run_plugin(["vigil-check", "disk", "-p", "/", "-w", "100", "-c", "100"], 10,
-                       zygote=z)
-        assert o.status == ServiceState.OK and o.cpu_sec is not None
-        assert z.starts == 1
-    finally:
-        z.close()
+def test_start_waits_until_the_plugins_are_imported(zygote: Zygote) -> None:
+    assert zygote.start(timeout=60) is True
+    # the first check pays no import: it is forked from the ready worker
+    o = run_plugin(DISK_OK, 10, zygote=zygote)
+    assert o.status == ServiceState.OK and o.cpu_sec is not None
+    assert zygote.starts == 1

@@ -11,15 +11,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.radcheck.radcheck_peers import REPO, VIGIL, radclient_auth
+from tests.radcheck.radcheck_peers import radclient_auth
 from vigil.pidlock import pid_alive
+from vigil.testing.appliance import Appliance, clean_env, running
 from vigil.testing.wait import poll
 
 pytestmark = pytest.mark.e2e
@@ -31,37 +31,12 @@ FAST = {"VIGIL__SELF_TEST__ERRORS_BEFORE_RESTART": str(N),
         "VIGIL__SELF_TEST__TIMEOUT_SEC": str(TIMEOUT)}
 
 
-class Demo:
-    def __init__(self, run: Path) -> None:
-        self.run = run
-        self.conf = run / "vigil.conf"
-        self.out = run.parent / "make-run.out"
-        # a throw-away appliance: leave the machine's Monitoring Plugins folder alone
-        self.env = {**os.environ, **FAST, "VIGIL_NO_PLUGIN_INSTALL": "1"}
-        with open(self.out, "wb") as fh:
-            self.proc = subprocess.Popen([str(REPO / "scripts" / "run-appliance.sh"), str(run)],
-                                         stdout=fh, stderr=subprocess.STDOUT, env=self.env)
-
-    def vigil(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([VIGIL, "-c", str(self.conf), *args], capture_output=True,
-                              text=True, timeout=60, env=self.env)
-
-    def programs(self) -> dict[str, dict]:
-        if not self.conf.exists():
-            return {}
-        r = self.vigil("status", "--json")
-        if not r.stdout.strip():
-            return {}
-        return {p["name"]: p for p in json.loads(r.stdout)["programs"]}
-
+class Demo(Appliance):
     def radcheck(self) -> dict:
         try:
             return json.loads((self.run / "state" / "radcheck.json").read_text())
         except (FileNotFoundError, ValueError):
             return {}
-
-    def mails(self) -> list[str]:
-        return sorted(p.read_text(errors="replace") for p in (self.run / "mail" / "new").glob("*"))
 
     def port(self) -> int:
         for line in self.conf.read_text().splitlines():
@@ -72,21 +47,9 @@ class Demo:
 
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[Demo]:
-    d = Demo(tmp_path / "run")
-    try:
-        ours = {"radiusd", "radcheck", "mail-sink"}
-        ok = poll(lambda: (p := d.programs()) and all(
-            p.get(n, {}).get("state") == "RUNNING" for n in ours), timeout=60, interval=0.5)
-        assert ok, d.out.read_text()
+    with running(Demo(tmp_path / "run", clean_env(FAST)), {"radiusd", "radcheck", "mail-sink"},
+                 timeout=60) as d:
         yield d
-    finally:
-        if d.proc.poll() is None:
-            d.proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
-            try:
-                d.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                d.proc.kill()
-                d.proc.wait()
 
 
 def test_make_run_appliance_restarts_a_stopped_engine(demo: Demo, tmp_path: Path) -> None:

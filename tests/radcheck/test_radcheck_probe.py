@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import socket
-import threading
+import contextlib
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -12,6 +11,7 @@ from pyrad import packet as radpacket
 from radcheck.probe import SelfTest, build_request, dictionary, judge, probe
 from tests.radcheck.radcheck_peers import PASSWORD, SECRET, USER, FreeRadius
 from vigil.testing.ports import free_udp_port
+from vigil.testing.udp_peer import UdpPeers
 
 pytestmark = pytest.mark.integration  # real processes: vigil commands, servers, plugins
 
@@ -50,29 +50,8 @@ def test_nothing_listening_is_refused() -> None:
 @pytest.fixture
 def responder() -> Iterator[Callable[[Callable[[bytes], bytes | None]], int]]:
     """A UDP peer on loopback that answers each datagram with ``answer(request)``."""
-    socks: list[socket.socket] = []
-
-    def start(answer: Callable[[bytes], bytes | None]) -> int:
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-
-        def serve() -> None:
-            while True:
-                try:
-                    data, addr = s.recvfrom(4096)
-                except OSError:
-                    return
-                reply = answer(data)
-                if reply is not None:
-                    s.sendto(reply, addr)
-
-        threading.Thread(target=serve, daemon=True).start()
-        return s.getsockname()[1]
-
-    yield start
-    for s in socks:
-        s.close()
+    with contextlib.closing(UdpPeers()) as peers:
+        yield lambda answer: peers.start(lambda data, _n: answer(data))[0]
 
 
 def _signed_reply(data: bytes, secret: bytes, code: int = radpacket.AccessAccept) -> bytes:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,18 @@ def break_with_duplicate(pair: Pair) -> None:
     pair.on_replica_unlogged("INSERT INTO app.t (id, v, n) VALUES (%s, 'r', 1)", (next_id,))
     pair.master.execute("INSERT INTO app.t (id, v, n) VALUES (%s, 'm', 1)", (next_id,))
     assert pair.wait_sql_error()["Last_SQL_Errno"] == 1062
+
+
+@contextlib.contextmanager
+def another_master(pair: Pair) -> Iterator[MariaDB]:
+    """A second master (server_id 9) that the pair's replica is made to follow."""
+    with MariaDB("repl-other", server_id=9) as other:
+        other.execute("CREATE USER 'repl'@'%%' IDENTIFIED BY %s", (REPL_PASSWORD,))
+        other.execute("GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%'")
+        pair.replica.execute("STOP SLAVE")
+        pair.replica.execute("CHANGE MASTER TO MASTER_PORT=%s", (other.port,))
+        pair.replica.execute("START SLAVE")
+        yield other
 
 
 def test_wrong_host(pair: Pair, capsys: pytest.CaptureFixture[str]) -> None:
@@ -78,12 +92,7 @@ def test_refuses_a_writable_server_that_replicates_from_nobody(
 
 def test_refuses_replica_of_another_master(pair: Pair, capsys: pytest.CaptureFixture[str]
                                           ) -> None:
-    with MariaDB("repl-other", server_id=9) as other:
-        other.execute("CREATE USER 'repl'@'%%' IDENTIFIED BY %s", (REPL_PASSWORD,))
-        other.execute("GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%'")
-        pair.replica.execute("STOP SLAVE")
-        pair.replica.execute("CHANGE MASTER TO MASTER_PORT=%s", (other.port,))
-        pair.replica.execute("START SLAVE")
+    with another_master(pair) as other:
         rc, _, err = vigil(capsys, pair.conf(), "repair", "--method", "dump")
         assert rc == 2
         assert f"points at 127.0.0.1:{other.port}" in err or "follows server_id 9" in err
@@ -159,12 +168,7 @@ def test_master_down(pair: Pair, capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_repoint_reseeds_from_the_configured_master(pair: Pair,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    with MariaDB("repl-other", server_id=9) as other:
-        other.execute("CREATE USER 'repl'@'%%' IDENTIFIED BY %s", (REPL_PASSWORD,))
-        other.execute("GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%'")
-        pair.replica.execute("STOP SLAVE")
-        pair.replica.execute("CHANGE MASTER TO MASTER_PORT=%s", (other.port,))
-        pair.replica.execute("START SLAVE")
+    with another_master(pair):
         rc, out, err = vigil(capsys, pair.conf(), "repair", "--method", "dump", "--repoint")
         assert rc == 0, out + err
     assert pair.slave_status()["Master_Port"] == pair.master.port

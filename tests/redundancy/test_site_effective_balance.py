@@ -6,9 +6,11 @@ is the primary's own file here (as if replication were instant)."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
+from sqlalchemy.engine import Engine
 
 from billing import schema
 from billing.db import engine_for_url
@@ -31,14 +33,26 @@ def stop(acct, key: str, amount: str) -> AccountingOp:
                         xdrs=[x])
 
 
-@pytest.mark.integration
-def test_effective_balance_exact_through_failback(tmp_path):
+@pytest.fixture
+def site(tmp_path) -> Iterator[tuple[Engine, Engine, StandaloneStore]]:
+    """The primary's database with the example accounts, an empty delta, and the
+    stand-alone store of site-b over them."""
     primary = engine_for_url(f"sqlite:///{tmp_path / 'primary.db'}")
     delta = engine_for_url(f"sqlite:///{tmp_path / 'delta.db'}")
-    schema.upgrade(primary)
-    apply_document(primary, EXAMPLE)
-    store = StandaloneStore(primary, delta, "site-b")
-    store.ensure_schema()
+    try:
+        schema.upgrade(primary)
+        apply_document(primary, EXAMPLE)
+        store = StandaloneStore(primary, delta, "site-b")
+        store.ensure_schema()
+        yield primary, delta, store
+    finally:
+        primary.dispose()
+        delta.dispose()
+
+
+@pytest.mark.integration
+def test_effective_balance_exact_through_failback(site):
+    primary, delta, store = site
 
     def balance() -> Decimal:
         acct = store.find_account("12345")
@@ -68,23 +82,16 @@ def test_effective_balance_exact_through_failback(tmp_path):
     assert balance() == Decimal("99.70")
     b = fb.backlog()
     assert (b.pending_xdrs, b.locked_total) == (0, Decimal(0))
-    primary.dispose()
-    delta.dispose()
 
 
 @pytest.mark.integration
-def test_reservation_carried_by_an_op(tmp_path):
+def test_reservation_carried_by_an_op(site):
     """The cluster store's contract (issue 13): the engine sends a reservation
     as an op; the stand-alone store decides it from the effective balance and
     the delta's reservations, and says granted or refused on the request."""
     from types import SimpleNamespace
 
-    primary = engine_for_url(f"sqlite:///{tmp_path / 'primary.db'}")
-    delta = engine_for_url(f"sqlite:///{tmp_path / 'delta.db'}")
-    schema.upgrade(primary)
-    apply_document(primary, EXAMPLE)
-    store = StandaloneStore(primary, delta, "site-b")
-    store.ensure_schema()
+    store = site[2]
     acct = store.find_account("12345")
     assert acct is not None
     store.apply([stop(acct, "call-1", "1.70")], NOW)
@@ -102,5 +109,3 @@ def test_reservation_carried_by_an_op(tmp_path):
     assert store.apply([op1, op2], NOW) == [True, False]
     assert first.granted.amount == Decimal("0.30") and first.refused is None
     assert second.granted is None and second.refused == "funds"
-    primary.dispose()
-    delta.dispose()

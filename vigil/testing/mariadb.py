@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pymysql
@@ -174,12 +173,3 @@ class MariaDB:
 
     def __exit__(self, *exc: object) -> None:
         self.destroy()
-
-
-@contextlib.contextmanager
-def running(name: str = "db", **kw: object) -> Iterator[MariaDB]:
-    db = MariaDB(name, **kw)  # type: ignore[arg-type]
-    try:
-        yield db.start()
-    finally:
-        db.destroy()

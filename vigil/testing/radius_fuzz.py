@@ -39,20 +39,27 @@ def access_request(d: Dictionary, secret: bytes, conf: str, nas: str,
     return bytes(pkt.RequestPacket())
 
 
-def accounting_stop(d: Dictionary, secret: bytes, conf: str, nas: str,
-                    account: str = "193.100.201.1") -> bytes:
-    pkt = rp.AcctPacket(secret=secret, dict=d)
+def fill_stop(pkt: rp.AcctPacket, conf: str, nas: str, account: str = "193.100.201.1",
+              seconds: int = 60, called: str = "59322891834") -> rp.AcctPacket:
+    """``pkt`` made the Stop a Nextone gateway sends for a call of ``seconds``
+    (the demo's account and destination unless told otherwise)."""
     pkt["NAS-IP-Address"] = nas
     pkt["Acct-Status-Type"] = "Stop"
-    pkt["Called-Station-Id"] = "59322891834"
+    pkt["Called-Station-Id"] = called
     pkt["Calling-Station-Id"] = account
     pkt["Acct-Session-Id"] = conf
-    pkt["Acct-Session-Time"] = 60
+    pkt["Acct-Session-Time"] = seconds
     pkt["h323-conf-id"] = conf
     pkt["h323-call-origin"] = "originate"
     pkt["h323-remote-address"] = "65.218.170.184"
     pkt["Cisco-AVPair"] = [f"h323-ivr-out=PortaBilling_UserName:{account}"]
-    return bytes(pkt.RequestPacket())
+    return pkt
+
+
+def accounting_stop(d: Dictionary, secret: bytes, conf: str, nas: str,
+                    account: str = "193.100.201.1") -> bytes:
+    return bytes(fill_stop(rp.AcctPacket(secret=secret, dict=d), conf, nas, account)
+                 .RequestPacket())
 
 
 class Fuzzer:

@@ -21,7 +21,7 @@ class _Collector:
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd API)
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self.lock:
-            self.messages.append(msg)  # type: ignore[arg-type]
+            self.messages.append(msg)
         return "250 OK"
 
 
