@@ -24,7 +24,7 @@ def _cfg(args: argparse.Namespace) -> Config:
     return load(args.config)
 
 
-def _db(cfg: Config):  # type: ignore[no-untyped-def]
+def _db(cfg: Config) -> Any:
     from billing.db import make_engine
 
     return make_engine(cfg)
@@ -368,7 +368,7 @@ def cmd_engines(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------- register
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     from vigil import status_sections
 
     status_sections.add(processes_section)
