@@ -92,6 +92,13 @@ def _text(names: Sequence[str], dialect_name: str) -> str:
 
 ADMIN = tuple(name for name in FIELDS if name not in TRAFFIC)
 
+# What calls hold rather than spend: moved by every reservation and Stop of
+# every engine, and needed only to propose credit times (the database
+# grants them), so they may be read less often than the rest.
+HOLDS = ("reserved", "calls", "login_call", "login_until", "customer_reserved",
+         "customer_calls")
+SETTLED = tuple(name for name in TRAFFIC + ADMIN if name not in HOLDS)
+
 
 def admin_text_sql(dialect_name: str) -> str:
     """The text of every column but ``TRAFFIC``: an admin's change shows in it."""
@@ -139,6 +146,14 @@ def by_pks_sql(ph: str, n: int, dialect_name: str) -> str:
 def texts_sql(ph: str, n: int, dialect_name: str) -> str:
     """``n`` accounts' pk and whole text: what the refresh reads of each."""
     return f"SELECT accounts.id, {whole_text_sql(dialect_name)} {_FROM} {_in(ph, n)}"
+
+
+@lru_cache(maxsize=64)
+def settled_texts_sql(ph: str, n: int, dialect_name: str) -> str:
+    """``n`` accounts' pk and the text of every column but the ``HOLDS``:
+    an admin's change or a charge shows in it, another call's reservation
+    does not."""
+    return f"SELECT accounts.id, {_text(SETTLED, dialect_name)} {_FROM} {_in(ph, n)}"
 
 
 @lru_cache(maxsize=64)

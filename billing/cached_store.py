@@ -80,14 +80,17 @@ class CachedStore:
     def expire_calls(self, now: dt.datetime) -> int:
         return self.db.expire_calls(now)
 
-    def refresh_accounts(self) -> int:
+    def refresh_accounts(self, holds: bool = True) -> int:
         """Re-read the accounts in use in a few queries, off the request
         path, so they show admin changes and other engines' reservations;
-        only those whose stamp changed are read whole. Returns how many were."""
+        only those whose stamp changed are read whole. Returns how many were.
+
+        ``holds=False``: not the reservations, calls and logins of accounts
+        nothing else changed (see ``SqlStore.changed_accounts``)."""
         known = self.accounts.to_refresh()
         if not known:
             return 0
-        changed, gone = self.db.changed_accounts(known)
+        changed, gone = self.db.changed_accounts(known, holds)
         self.accounts.refresh(changed, gone)
         return len(changed)
 

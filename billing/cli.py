@@ -158,6 +158,15 @@ def _serve(cfg: Config, db: Any, index: int, reuse_port: bool,
     # sat in PyMySQL's send and receive). A short interval hands the GIL over
     # at once; the loop loses a little CPU to the extra switches.
     sys.setswitchinterval(SWITCH_INTERVAL)
+    # What was built at start (catalog, tariffs, dictionaries, modules)
+    # lives as long as the process: out of the collector's sight, a full
+    # collection no longer walks it, and a young one runs less often (every
+    # request allocates, few objects outlive it).
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
     server.serve_forever()
     return 0
 

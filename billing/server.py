@@ -17,6 +17,7 @@ dropped, counted and logged. Retransmissions get the cached reply
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 import os
 import queue
@@ -48,6 +49,7 @@ from vigil.drop_log import DropLog
 
 log = logging.getLogger("billing.server")
 
+HOLDS_EVERY = 4
 DICTIONARY = Path(__file__).parent / "dictionary" / "dictionary"
 MAX_PACKET = 4096
 
@@ -230,11 +232,17 @@ class RadiusServer:
             "dropped_waiting": self.committer.dropped})
         store = engine.store
         clock = engine.clock
+        rounds = itertools.cycle(range(HOLDS_EVERY))
         self.timers = Housekeeper("timers", [Chore("stats file", stats_interval,
                                                    self.stats.write),
                                              Chore("drop summary", 1.0, self._flush_drops)])
         self.db_chores = Housekeeper("db-chores", [
-            Chore("account refresh", refresh_interval, store.refresh_accounts),
+            # Holds (reservations, calls, logins) every HOLDS_EVERY-th round:
+            # moved by every call of every engine, they only shape proposals
+            # (the database grants), while a refresh that read them all every
+            # half second, 1,000 busy accounts, doubled the p99 of the replies.
+            Chore("account refresh", refresh_interval,
+                  lambda: store.refresh_accounts(holds=next(rounds) == 0)),
             Chore("call expiry", engine.lifetimes.sweep_interval,
                   lambda: self._expire(clock())),
         ])

@@ -280,7 +280,7 @@ class BillingStore(Protocol):
         record that could not be stored (not to be acknowledged)."""
         ...
 
-    def refresh_accounts(self) -> int: ...
+    def refresh_accounts(self, holds: bool = True) -> int: ...
 
     def expire_calls(self, now: dt.datetime) -> int: ...
 
@@ -429,6 +429,7 @@ class SqlStore:
         self._converters: tuple[Converter, ...] | None = None
         self._traffic_converters: tuple[Converter, ...] | None = None
         self._busy = False  # most cached accounts changed at the last refresh
+        self._settled: dict[int, str] = {}  # pk -> settled text at the last look
 
     # ------------------------------------------------------------- reading
     # Both look-ups are prepared text through the driver, not Core: see
@@ -454,13 +455,16 @@ class SqlStore:
         with _mapped(), self.reader.connect() as conn:
             return [view for view, _ in self._read_whole(conn, pks).values()]
 
-    def changed_accounts(self, known: Mapping[int, tuple[AccountView, AccountStamp | None]]
+    def changed_accounts(self, known: Mapping[int, tuple[AccountView, AccountStamp | None]],
+                         holds: bool = True
                          ) -> tuple[dict[int, tuple[AccountView, AccountStamp]], set[int]]:
         """The cache refresh: given the cached accounts by pk with the stamp
         each view was built from, the new view and stamp of each account
         that changed, and the pks no longer there. An account that did not
         change costs one text; one that traffic moved, its traffic columns
         converted; only an admin's change reads it whole."""
+        if not holds:
+            return self._settled_changes(known)
         texts = {pk: old[1] for pk, (_, old) in known.items()
                  if old is not None and old[1] is not None}
         # Moved by this engine's own commits: their traffic is read anyway.
@@ -503,6 +507,29 @@ class SqlStore:
         self._busy = len(changed) > len(known) // 2
         return changed, set(known) - seen
 
+    def _settled_changes(self, known: Mapping[int, tuple[AccountView, AccountStamp | None]]
+                         ) -> tuple[dict[int, tuple[AccountView, AccountStamp]], set[int]]:
+        """A refresh between two that read the holds: only the accounts whose
+        settled text (``account_sql.SETTLED``: an admin's change, a charge)
+        moved since the last look are read again, whole; the holds of the
+        others wait for the next full round."""
+        seen: set[int] = set()
+        moved: list[int] = []
+        with _mapped(), self.reader.connect() as conn:
+            d = conn.dialect
+            ph = grant_sql.placeholder(d.paramstyle)
+            for part in account_sql.chunks(list(known)):
+                for pk, text in conn.exec_driver_sql(
+                        account_sql.settled_texts_sql(ph, len(part), d.name), part):
+                    seen.add(pk)
+                    if self._settled.get(pk) != text:
+                        moved.append(pk)
+                        self._settled[pk] = text
+            changed = self._read_whole(conn, moved)
+        for pk in set(self._settled) - seen:
+            del self._settled[pk]
+        return changed, set(known) - seen
+
     def _read_whole(self, conn: Connection, pks: Sequence[int]
                     ) -> dict[int, tuple[AccountView, AccountStamp]]:
         out: dict[int, tuple[AccountView, AccountStamp]] = {}
@@ -529,7 +556,7 @@ class SqlStore:
         # The view carries the running sums: no summing of calls in progress.
         return account.funds_left
 
-    def refresh_accounts(self) -> int:
+    def refresh_accounts(self, holds: bool = True) -> int:
         return 0  # nothing is cached
 
     def reload(self) -> None:

@@ -324,7 +324,7 @@ class SiteStore:
     def in_memory(self, account_id: str) -> bool:
         return False
 
-    def refresh_accounts(self) -> int:
+    def refresh_accounts(self, holds: bool = True) -> int:
         return 0
 
     def reload(self) -> None:

@@ -197,3 +197,33 @@ def test_busy_rounds_read_traffic_at_once_and_still_see_admin_changes(db):
     for account_id in (DEBIT, CREDIT):
         assert store.find_account(account_id) == core_view(db, account_id)
     assert store.refresh_accounts() == 0
+
+
+def test_rounds_without_holds_see_admin_changes_and_charges_not_reservations(db):
+    """Between two full rounds (the server reads the holds every fourth), a
+    refresh rebuilds only the accounts an admin or a charge changed; another
+    engine's reservation waits for the next full round (the database grants
+    reservations: the cache only proposes)."""
+    eng, store, _ = engine_on(db, fraud_active=False)
+    debit = store.find_account(DEBIT)
+    credit = store.find_account(CREDIT)
+    assert debit is not None and credit is not None
+    store.refresh_accounts(holds=False)  # the first look records the texts
+    assert store.refresh_accounts(holds=False) == 0
+    with db.begin() as c:  # another engine's reservation
+        c.execute(update(m.Account).where(m.Account.id == debit.pk).values(
+            reserved=Decimal("0.10"), calls=1, login_call="x", login_until=NOW))
+    assert store.refresh_accounts(holds=False) == 0
+    assert store.find_account(DEBIT) == debit  # not yet
+    with db.begin() as c:  # an admin's block and a top-up of the other account
+        c.execute(update(m.Account).where(m.Account.id == debit.pk).values(blocked=True))
+        c.execute(update(m.Account).where(m.Account.id == credit.pk).values(
+            balance=Decimal("-5")))
+    assert store.refresh_accounts(holds=False) == 2
+    for account_id in (DEBIT, CREDIT):  # read whole: the holds came along
+        assert store.find_account(account_id) == core_view(db, account_id)
+    with db.begin() as c:
+        c.execute(update(m.Account).where(m.Account.id == credit.pk).values(calls=3))
+    assert store.refresh_accounts(holds=False) == 0
+    assert store.refresh_accounts() == 1  # the full round
+    assert store.find_account(CREDIT) == core_view(db, CREDIT)
