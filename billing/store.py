@@ -28,7 +28,7 @@ from sqlalchemy import case, delete, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from billing import account_sql, calls, grant_sql
+from billing import account_sql, batch_sql, calls, grant_sql
 from billing import models as m
 from billing.account_sql import Converter
 from billing.db import DatabaseError, DatabaseUnavailable, is_unavailable
@@ -699,10 +699,10 @@ class SqlStore:
         if plan.ended:
             found = pipe.add_core(self._release_query(m.ActiveCall.conf_id.in_(plan.ended)))
             rows = pipe.run()[found].rows
-            for _pk, amount, key in self._give_back(pipe.add_core, rows):
+            for _pk, amount, key in self._give_back(pipe, rows):
                 plan.released[key] = plan.released.get(key, Decimal(0)) + amount
         if plan.logouts:
-            pipe.add_core(self._logout_statement(plan.logouts))
+            pipe.add(*batch_sql.logout(pipe.marker, plan.logouts))
         if plan.remember:
             pipe.add_rows(m.EndedCall.__tablename__, [
                 dict(conf_id=k, ended_at=now, forget_at=t) for k, t in plan.remember.items()],
@@ -721,8 +721,8 @@ class SqlStore:
             if deltas:
                 # One statement for all the accounts of the batch: a round trip
                 # per account would cost more than the rest of the commit.
-                pipe.add_core(update(table).where(table.id.in_(sorted(deltas))).values(
-                    balance=table.balance + case(deltas, value=table.id)))
+                pipe.add(*batch_sql.add_by_id(pipe.marker, table.__tablename__,
+                                              {"balance": deltas}))
 
     # ----------------------------------------------------------- reserving
     def _release_query(self, where: Any) -> Any:
@@ -739,16 +739,19 @@ class SqlStore:
         """Delete calls in progress and give their reservations back: read
         them locked, delete exactly those, subtract exactly their sums, so a
         reservation is released once whichever engine sees its Stop."""
-        return self._give_back(conn.execute, conn.execute(self._release_query(where)).all())
+        pipe = Pipeline(conn)
+        released = self._give_back(pipe, conn.execute(self._release_query(where)).all())
+        pipe.run()
+        return released
 
     @staticmethod
-    def _give_back(run: Callable[[Any], Any], rows: Sequence[Sequence[Any]]
+    def _give_back(pipe: Pipeline, rows: Sequence[Sequence[Any]]
                    ) -> list[tuple[int | None, Decimal, str]]:
-        """The writes of a release, for the rows ``_release_query`` read and
-        locked (``run`` executes a statement now or queues it)."""
+        """The writes of a release, queued on ``pipe``, for the rows
+        ``_release_query`` read and locked."""
         if not rows:
             return []
-        run(delete(m.ActiveCall).where(m.ActiveCall.id.in_([r[0] for r in rows])))
+        pipe.add(batch_sql.delete_calls_sql(pipe.marker, len(rows)), [r[0] for r in rows])
         acct: dict[int, Decimal] = {}
         cust: dict[int, Decimal] = {}
         acct_calls: dict[int, int] = {}
@@ -762,24 +765,12 @@ class SqlStore:
                 acct_calls[account_id] = acct_calls.get(account_id, 0) - 1
                 if owner is not None:
                     cust_calls[owner] = cust_calls.get(owner, 0) - 1
-        for table, deltas, counts in ((m.Account, acct, acct_calls),
-                                      (m.Customer, cust, cust_calls)):
-            values: dict[str, Any] = {}
-            if deltas:
-                values["reserved"] = table.reserved + case(deltas, value=table.id, else_=0)
-            if counts:
-                values["calls"] = table.calls + case(counts, value=table.id, else_=0)
-            if values:
-                run(update(table).where(
-                    table.id.in_(sorted(set(deltas) | set(counts)))).values(**values))
+        for table, deltas, counts in (("accounts", acct, acct_calls),
+                                      ("customers", cust, cust_calls)):
+            if deltas or counts:
+                pipe.add(*batch_sql.add_by_id(pipe.marker, table,
+                                              {"reserved": deltas, "calls": counts}))
         return [(r[1], Decimal(r[3]), r[4]) for r in rows]
-
-    @staticmethod
-    def _logout_statement(logouts: dict[int, set[str]]) -> Any:
-        keys = sorted(set().union(*logouts.values()))
-        return update(m.Account).where(
-            m.Account.id.in_(sorted(logouts)), m.Account.login_call.in_(keys)).values(
-            login_call=LOGIN_FREE, login_until=None)
 
     def _reserve_all(self, conn: Connection, pipe: Pipeline, ops: list[AccountingOp],
                      ended: set[str], now: dt.datetime) -> list[bool]:
