@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import shutil
 import sys
-import tempfile
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -29,13 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_radius import SECRET, measure, start_vigil  # noqa: E402
+from bench_radius import durable_mariadb, measure, start_vigil, tools_here, workdir  # noqa: E402
 from sqlalchemy import delete, insert, select, update  # noqa: E402
 
 from billing import models as m  # noqa: E402
 from billing.db import engine_for_url  # noqa: E402
 from vigil.clock import utcnow  # noqa: E402
-from vigil.testing.mariadb import MariaDB  # noqa: E402
 
 ACCOUNT = "acc0000"
 
@@ -78,16 +75,11 @@ def main() -> int:
                     help="calls open before each line, comma-separated (default 0,4000,20000)")
     ap.add_argument("--senders", type=int, default=4, help="radclient processes at once")
     args = ap.parse_args()
-    if not shutil.which("radclient") or not shutil.which("taskset"):
-        print("radclient and taskset are needed (make setup)")
+    if not tools_here():
         return 2
-    work = Path(tempfile.mkdtemp(prefix="vigil-bench-open-"))
-    secret = work / "secret"
-    secret.write_text(SECRET + "\n")
-    secret.chmod(0o600)
+    work, secret = workdir("open")
     counts = [int(x) for x in args.open.split(",")]
-    db = MariaDB("bench-open", server_id=9,
-                 extra_args=["--innodb-flush-log-at-trx-commit=1", "--sync-binlog=1"])
+    db = durable_mariadb("bench-open")
     db.start()
     rows = []
     try:

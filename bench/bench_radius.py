@@ -276,6 +276,28 @@ def spread(box: BillingSandbox) -> str:
                      for p in stats.live) or "(no counters)"
 
 
+def tools_here() -> bool:
+    if shutil.which("radclient") and shutil.which("taskset"):
+        return True
+    print("radclient and taskset are needed (make setup)")
+    return False
+
+
+def workdir(name: str) -> tuple[Path, Path]:
+    """A scratch folder and the shared secret's file in it (0600: radclient -S)."""
+    work = Path(tempfile.mkdtemp(prefix=f"vigil-bench-{name}-"))
+    secret_file = work / "secret"
+    secret_file.write_text(SECRET + "\n")
+    secret_file.chmod(0o600)
+    return work, secret_file
+
+
+def durable_mariadb(name: str) -> MariaDB:
+    """A throw-away MariaDB that flushes at every commit, as production does."""
+    return MariaDB(name, server_id=9,
+                   extra_args=["--innodb-flush-log-at-trx-commit=1", "--sync-binlog=1"])
+
+
 def start_vigil(db: MariaDB | None, work: Path, tag: str, processes: int, radius: str = ""
                 ) -> BillingSandbox:
     if db is not None:
@@ -320,13 +342,9 @@ def main() -> int:
     args = ap.parse_args()
     if args.senders < 1 or args.parallel < args.senders:
         ap.error("--senders must be at least 1 and at most --parallel")
-    if not shutil.which("radclient") or not shutil.which("taskset"):
-        print("radclient and taskset are needed (make setup)")
+    if not tools_here():
         return 2
-    work = Path(tempfile.mkdtemp(prefix="vigil-bench-radius-"))
-    secret_file = work / "secret"
-    secret_file.write_text(SECRET + "\n")
-    secret_file.chmod(0o600)
+    work, secret_file = workdir("radius")
     # at least one file per sender, at most 1,000 requests per file (radclient's
     # own limits: DESIGN.md), the requests rounded up to fill the files
     per_file = min(1000, -(-args.requests // args.senders))
@@ -335,8 +353,7 @@ def main() -> int:
     results: dict[str, dict[str, float]] = {}
     latency: dict[str, list[float]] = {}
 
-    db = MariaDB("bench-radius", server_id=9,
-                 extra_args=["--innodb-flush-log-at-trx-commit=1", "--sync-binlog=1"])
+    db = durable_mariadb("bench-radius")
     db.start()
     db_pid = db.proc.pid if db.proc else None
     try:

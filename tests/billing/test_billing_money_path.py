@@ -53,6 +53,14 @@ def engine_on(db, **settings) -> tuple[Engine, CachedStore, FakeClock]:
     return eng, store, clock
 
 
+def stop_request(conf: str, seconds: str, account: str = "193.100.201.1") -> CallRequest:
+    """The originate leg's Stop of call ``conf`` after ``seconds``."""
+    return CallRequest(source_ip="127.0.0.1", nas_ip="164.4.89.20", called="59322891834",
+                       calling=account, conf_id=conf, call_origin="originate",
+                       remote_address="65.218.170.184", status_type="Stop", session_id=conf,
+                       session_time=seconds, ivr_out=[f"PortaBilling_UserName:{account}"])
+
+
 def authz(conf: str, account: str = "193.100.201.1") -> CallRequest:
     return CallRequest(source_ip="127.0.0.1", nas_ip="164.4.89.20", user_name="x",
                        called="441259322891834", calling=account, conf_id=conf,
@@ -108,10 +116,7 @@ def test_cached_accounts_expire_on_the_fake_clock(db):
 def test_stop_releases_exactly_its_reservation_once(db):
     eng, store, _ = engine_on(db, fraud_active=False)
     assert credit_time(eng.authorize(authz("c1"))) == 180
-    stop = CallRequest(source_ip="127.0.0.1", nas_ip="164.4.89.20", called="59322891834",
-                       calling="193.100.201.1", conf_id="c1", call_origin="originate",
-                       remote_address="65.218.170.184", status_type="Stop", session_id="c1",
-                       session_time="60", ivr_out=["PortaBilling_UserName:193.100.201.1"])
+    stop = stop_request("c1", "60")
     op = eng.accounting_op(stop)
     assert store.apply([op, op], NOW) == [True, False]  # a duplicate in the same batch
     assert store.apply([op], NOW) == [False]
@@ -128,10 +133,7 @@ def test_cached_login_moves_with_the_commit(db):
     held = store.accounts.get("193.100.201.1")
     assert held is not None and held.login_call == "c1"
     assert eng.authenticate(authz("c2")).accept is False  # c1 holds the account
-    stop = CallRequest(source_ip="127.0.0.1", nas_ip="164.4.89.20", called="59322891834",
-                       calling="193.100.201.1", conf_id="c1", call_origin="originate",
-                       remote_address="65.218.170.184", status_type="Stop", session_id="c1",
-                       session_time="60", ivr_out=["PortaBilling_UserName:193.100.201.1"])
+    stop = stop_request("c1", "60")
     assert store.apply([eng.accounting_op(stop)], NOW) == [True]
     free = store.accounts.get("193.100.201.1")
     assert free is not None and free.login_call == ""
@@ -293,10 +295,7 @@ def test_customer_call_limit_across_two_engines(db, together):
     decisions = [p.finish() for p in plans]  # type: ignore[union-attr]
     assert [d.accept for d in decisions] == [True, True, False]
     assert decisions[2].code == ReturnCode.ACCOUNT_IN_USE
-    stop = CallRequest(source_ip="127.0.0.1", nas_ip="164.4.89.20", called="59322891834",
-                       calling="193.100.201.1", conf_id="l0", call_origin="originate",
-                       remote_address="65.218.170.184", status_type="Stop", session_id="l0",
-                       session_time="30", ivr_out=["PortaBilling_UserName:193.100.201.1"])
+    stop = stop_request("l0", "30")
     assert other.store.apply([other.accounting_op(stop)], NOW) == [True]
     assert other.authorize(authz("l3")).accept  # the Stop freed a slot
     with db.connect() as c:
@@ -353,10 +352,7 @@ def test_a_batch_that_loses_a_lock_conflict_runs_again_once_charged(db, monkeypa
 
     eng, store, _ = engine_on(db, fraud_active=False)
     assert credit_time(eng.authorize(authz("d1"))) == 180
-    stop = CallRequest(source_ip="127.0.0.1", nas_ip="164.4.89.20", called="59322891834",
-                       calling="193.100.201.1", conf_id="d1", call_origin="originate",
-                       remote_address="65.218.170.184", status_type="Stop", session_id="d1",
-                       session_time="60", ivr_out=["PortaBilling_UserName:193.100.201.1"])
+    stop = stop_request("d1", "60")
     real = SqlStore._apply_batch
     lost = {"n": 0}
 
@@ -401,10 +397,7 @@ def test_the_login_hold_of_an_authentication_is_the_databases(db):
     second = other.authenticate(authz("h2"))
     assert not second.accept and second.code == ReturnCode.ACCOUNT_IN_USE
     assert other.authenticate(authz("h1")).accept  # the same call, on either engine
-    stop = CallRequest(source_ip="127.0.0.1", nas_ip="164.4.89.20", called="59322891834",
-                       calling="193.100.201.1", conf_id="h1", call_origin="originate",
-                       remote_address="65.218.170.184", status_type="Stop", session_id="h1",
-                       session_time="0", ivr_out=["PortaBilling_UserName:193.100.201.1"])
+    stop = stop_request("h1", "0")
     assert other.store.apply([other.accounting_op(stop)], NOW) == [True]
     store.refresh_accounts()
     assert eng.authenticate(authz("h3")).accept
