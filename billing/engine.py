@@ -179,28 +179,25 @@ class Engine:
             return None, self._reply(False, ReturnCode.USER_DENIED, "account not active yet")
         return acct, None
 
-    def _login(self, acct: AccountView, call_key: str) -> Decision | None:
+    def _login(self, acct: AccountView, call_key: str) -> None:
         """Simultaneous-login prevention for debit accounts ([Fraud_Detection])
-        at authentication. The hold is the database's (``login_call``, taken
-        by the authorization's conditional UPDATE, given back by the Stop,
-        whichever engine or process sees it), as this engine last read it;
-        the authorization's statement decides for good. No memory of its
-        own: a hold only this process knew would outlive a Stop that another
-        process received, and lock the account out for the recovery time."""
+        at authentication: what this engine last read of the hold, for the
+        log. The hold itself is the database's (``login_call``, taken by the
+        authentication's and authorization's conditional UPDATEs, given
+        back by the Stop, whichever engine or process sees it): a refusal
+        from this copy could be stale (the Stop went to another process a
+        moment ago), so it never refuses on its own."""
         s = self.settings
         if not s.fraud_active or acct.billing_model != BillingModel.DEBIT or not call_key:
-            return None
+            return
         held = acct.login_call
-        if held and held != call_key[:128] and acct.login_until is not None and \
-                acct.login_until > self.clock():
-            if not s.fraud_test_mode:  # (in test mode the hold's statement reports it)
-                return self._reply(False, ReturnCode.ACCOUNT_IN_USE, f"debit account "
-                                   f"{acct.account_id} already logged in to session {held}")
-        elif held and held == call_key[:128]:
+        if held and held == call_key[:128]:
             log.info("Account %s is already logged in, same session", acct.account_id)
+        elif held and acct.login_until is not None and acct.login_until > self.clock():
+            log.info("Account %s was last seen logged in to '%s': the database decides",
+                     acct.account_id, held)
         else:
             log.info("Logging in account '%s'(%d) to '%s'", acct.account_id, acct.pk, call_key)
-        return None
 
     def _node(self, req: CallRequest) -> NodeInfo | None:
         return self.catalog.node_for(req.source_ip, req.nas_ip)
@@ -232,9 +229,7 @@ class Engine:
             code = (ReturnCode.ZERO_BALANCE if acct.billing_model == BillingModel.DEBIT
                     else ReturnCode.CREDIT_LIMIT)
             return self._reply(False, code, f"no funds ({funds})")
-        fraud = self._login(acct, req.call_key)
-        if fraud is not None:
-            return fraud
+        self._login(acct, req.call_key)
         attrs = [("h323-credit-amount", _money(funds))]
         attrs += self._common_attrs(acct)
         attrs += [("h323-ivr-in", f"PortaBilling_AccountBalance:{acct.balance:.5f}"),

@@ -108,7 +108,7 @@ def test_make_run_dashboard_quiet_start_and_a_hung_engine(appliance: Appliance,
 
     # kill -STOP of the engine: Nagios shows the RADIUS services CRITICAL
     pid = app.programs()["radiusd"]["pid"]
-    os.kill(pid, signal.SIGSTOP)
+    os.killpg(pid, signal.SIGSTOP)  # every engine process (one per core) with its parent
     try:
         def radius_critical() -> bool:
             s = nagios(app).service("vigil-primary", "RADIUS authentication") or {}
@@ -117,7 +117,7 @@ def test_make_run_dashboard_quiet_start_and_a_hung_engine(appliance: Appliance,
         assert poll(radius_critical, 150, 2), nagios(app).service(
             "vigil-primary", "RADIUS authentication")
     finally:
-        os.kill(pid, signal.SIGCONT)
+        os.killpg(pid, signal.SIGCONT)
     # and on-call hears of it (Nagios runs the mail after its state change)
     assert poll(lambda: any("RADIUS authentication is CRITICAL" in s
                                   for s in app.problem_subjects()), 60, 1), app.mails()

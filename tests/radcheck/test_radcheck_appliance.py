@@ -65,7 +65,9 @@ def test_make_run_appliance_restarts_a_stopped_engine(demo: Demo, tmp_path: Path
     assert before == 0  # no restart while the appliance was starting (start-up grace)
     old = demo.programs()["radiusd"]["pid"]
     t0 = time.monotonic()
-    os.kill(old, signal.SIGSTOP)
+    # the whole program: one engine process per core under its parent
+    # (supervisor makes each program a process group)
+    os.killpg(old, signal.SIGSTOP)
     back = poll(lambda: (s := demo.radcheck()).get("restarts", 0) > before and s.get("ok"),
                     timeout=N * (FREQ + TIMEOUT) + 60, interval=0.2)
     elapsed = time.monotonic() - t0
