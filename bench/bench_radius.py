@@ -339,6 +339,10 @@ def main() -> int:
                          "server in the table gets the same senders")
     ap.add_argument("--parallel", type=int, default=128,
                     help="requests in flight, over all senders (default 128)")
+    ap.add_argument("--no-warmup", action="store_true",
+                    help="measure from a cold start (by default every server first answers "
+                         "one unmeasured authorization per account, the steady state a "
+                         "running site is in)")
     args = ap.parse_args()
     if args.senders < 1 or args.parallel < args.senders:
         ap.error("--senders must be at least 1 and at most --parallel")
@@ -349,6 +353,12 @@ def main() -> int:
     # own limits: DESIGN.md), the requests rounded up to fill the files
     per_file = min(1000, -(-args.requests // args.senders))
     n_files = -(-args.requests // per_file)
+    warm = [authz_file(work / "warmup.txt", ACCOUNTS, "warm")]
+
+    def warmup(port: int) -> None:
+        if not args.no_warmup:
+            run_radclient(port, "auth", warm, secret_file, args.senders, args.parallel)
+
     per_process: dict[str, str] = {}
     results: dict[str, dict[str, float]] = {}
     latency: dict[str, list[float]] = {}
@@ -369,6 +379,7 @@ def main() -> int:
                               "".join(f"{o}\n" for o in args.radius))
             try:
                 assert box.proc is not None
+                warmup(box.auth_port)
                 for label, port, files, kind in (("authorization", box.auth_port, authz, "auth"),
                                                  ("accounting", box.acct_port, acct, "acct")):
                     results[f"{name} {label}"] = measure(label, port, kind, files, secret_file,
@@ -389,6 +400,7 @@ def main() -> int:
                     for k in range(n_files)]
             fr = freeradius(backend)
             try:
+                warmup(fr.auth_port)
                 for label, port, files, kind in (("authorization", fr.auth_port, authz, "auth"),
                                                  ("accounting", fr.acct_port, acct, "acct")):
                     results[f"{name} {label}"] = measure(
@@ -399,7 +411,9 @@ def main() -> int:
     finally:
         db.destroy()
     backend = "SQLite" if args.sqlite else "MariaDB (durable: flush at commit, sync binlog)"
-    print(f"\nRADIUS throughput, {per_file * n_files} requests each, {args.senders} radclient "
+    print(f"\nRADIUS throughput, {per_file * n_files} requests each"
+          f"{'' if args.no_warmup else f' after {ACCOUNTS} unmeasured (one per account)'}, "
+          f"{args.senders} radclient "
           f"senders ({args.parallel} in flight in all) on CPU 1; one-process servers on CPU 0, "
           f"{args.processes} Vigil processes on CPUs 0-1; Vigil on {backend}, rlm_sql on the "
           "same MariaDB")
