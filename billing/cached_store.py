@@ -32,6 +32,11 @@ class CachedStore:
     def in_memory(self, account_id: str) -> bool:
         return self.accounts.get(account_id) is not None
 
+    def forget(self, account_id: str) -> None:
+        acct = self.accounts.get(account_id)
+        if acct is not None:
+            self.accounts.forget(acct.pk)
+
     def find_account(self, account_id: str) -> AccountView | None:
         acct = self.accounts.get(account_id)
         if acct is None:

@@ -59,6 +59,16 @@ class ReturnCode:
     REDIRECT_TO_CUSTOMER_SERVICE = 52
 
 
+class StaleView(Exception):
+    """The cached account says no money, but calls hold some of it: they may
+    have ended on another engine or process a moment ago. The caller reads
+    the account from the database (off the packet loop) and asks again."""
+
+    def __init__(self, account_id: str) -> None:
+        super().__init__(account_id)
+        self.account_id = account_id
+
+
 @dataclass
 class Decision:
     accept: bool
@@ -211,9 +221,14 @@ class Engine:
     def authenticate(self, req: CallRequest) -> Decision:
         """Plan, take the login hold in the database, reply (one request at a
         time; the server group-commits many plans instead)."""
-        return self._now(self.plan_authentication(req))
+        try:
+            return self._now(self.plan_authentication(req))
+        except StaleView as stale:
+            self.store.forget(stale.account_id)
+            return self._now(self.plan_authentication(req, fresh=True))
 
-    def plan_authentication(self, req: CallRequest) -> Decision | AuthorizationPlan:
+    def plan_authentication(self, req: CallRequest, fresh: bool = False
+                            ) -> Decision | AuthorizationPlan:
         """Stage one (no called number). A debit account under
         [Fraud_Detection] is logged in here, as the source does: the hold
         (``accounts.login_call``) is taken by one conditional UPDATE,
@@ -226,6 +241,9 @@ class Engine:
             return refusal or self._reply(False, ReturnCode.INVALID_ACCOUNT, "unknown")
         funds = self.store.available(acct, self.clock(), exclude_call=req.call_key)
         if funds <= 0:
+            if not fresh and (acct.reserved > 0 or acct.customer_reserved > 0) and \
+                    self.store.in_memory(acct.account_id):
+                raise StaleView(acct.account_id)
             code = (ReturnCode.ZERO_BALANCE if acct.billing_model == BillingModel.DEBIT
                     else ReturnCode.CREDIT_LIMIT)
             return self._reply(False, code, f"no funds ({funds})")

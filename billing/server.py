@@ -40,7 +40,7 @@ from billing.catalog import Catalog
 from billing.chores import Chore, Housekeeper
 from billing.committer import Committer
 from billing.db import DatabaseError, DatabaseUnavailable
-from billing.engine import AuthorizationPlan, Decision, Engine
+from billing.engine import AuthorizationPlan, Decision, Engine, StaleView
 from billing.request import CallRequest
 from billing.store import AccountingOp, OpKind
 from billing.wire import AttributeTable, encode_reply
@@ -427,13 +427,13 @@ class RadiusServer:
             return node.secret, node.require_message_authenticator
         return None
 
-    def process(self, inc: Incoming) -> None:
+    def process(self, inc: Incoming, fresh: bool = False) -> None:
         """Decide (reading the database if the account is not in memory) and
         reply, or hand the reservation or record to the committer."""
         with logs.call_context(inc.req.log_id):
             try:
                 if inc.is_auth:
-                    self._auth(inc)
+                    self._auth(inc, fresh)
                 else:
                     self._accounting(inc)
             except DatabaseUnavailable as exc:
@@ -447,14 +447,27 @@ class RadiusServer:
                 self.drop(inc.req.source_ip, "internal_error",
                           f"request not processed: {type(exc).__name__}: {exc}")
 
-    def _auth(self, inc: Incoming) -> None:
+    def _auth(self, inc: Incoming, fresh: bool = False) -> None:
         req = inc.req
-        self.count("access_requests")
-        log.info("Processing %s request from %s: User-Name=%r Called-Station-Id=%r",
-                 "authorization" if req.called else "authentication", req.nas_ip,
-                 req.user_name, req.called)
-        plan = (self.engine.plan_authorization(req) if req.called
-                else self.engine.plan_authentication(req))
+        if not fresh:
+            self.count("access_requests")
+            log.info("Processing %s request from %s: User-Name=%r Called-Station-Id=%r",
+                     "authorization" if req.called else "authentication", req.nas_ip,
+                     req.user_name, req.called)
+        try:
+            plan = (self.engine.plan_authorization(req) if req.called
+                    else self.engine.plan_authentication(req, fresh))
+        except StaleView as stale:
+            # read the account again in a worker (the loop never waits on the
+            # database), then decide from the database's numbers
+            self.engine.store.forget(stale.account_id)
+            self.replies.remember(inc.raw_key, None)
+            if not self.workers.submit(lambda: self.process(inc, fresh=True)):
+                self.replies.forget(inc.raw_key)
+                self.count("dropped_overload")
+                log.warning("request from %s dropped: database look-ups backlogged",
+                            inc.addr[0])
+            return
         if isinstance(plan, Decision):
             self._send_decision(inc, plan)
             return

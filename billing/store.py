@@ -271,6 +271,10 @@ class BillingStore(Protocol):
         """Whether ``find_account`` answers without the database."""
         ...
 
+    def forget(self, account_id: str) -> None:
+        """The next ``find_account`` of this account reads the database."""
+        ...
+
     def available(self, account: AccountView, now: dt.datetime,
                   exclude_call: str = "") -> Decimal: ...
 
@@ -436,6 +440,9 @@ class SqlStore:
     # billing/account_sql.py for why.
     def in_memory(self, account_id: str) -> bool:
         return False
+
+    def forget(self, account_id: str) -> None:
+        return None  # nothing is cached
 
     def find_account(self, account_id: str) -> AccountView | None:
         found = self.find_account_row(account_id)

@@ -324,6 +324,9 @@ class SiteStore:
     def in_memory(self, account_id: str) -> bool:
         return False
 
+    def forget(self, account_id: str) -> None:
+        return None  # nothing is cached
+
     def refresh_accounts(self, holds: bool = True) -> int:
         return 0
 

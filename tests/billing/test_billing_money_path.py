@@ -401,3 +401,28 @@ def test_the_login_hold_of_an_authentication_is_the_databases(db):
     assert other.store.apply([other.accounting_op(stop)], NOW) == [True]
     store.refresh_accounts()
     assert eng.authenticate(authz("h3")).accept
+
+
+def test_a_stale_no_funds_at_authentication_is_asked_of_the_database(db):
+    """The cache says the debit account's money is all held by calls, but
+    those calls ended a moment ago on another engine: the authentication
+    reads the account again and is accepted; with the money really held,
+    it is refused."""
+    eng, store, _ = engine_on(db, fraud_active=False)
+    with db.begin() as c:
+        c.execute(update(m.Account).where(m.Account.account_id == "193.100.201.1")
+                  .values(reserved=Decimal("1.02")))
+    store.reload()
+    acct = store.find_account("193.100.201.1")
+    assert acct is not None and acct.funds_left <= 0  # cached: nothing left
+    with db.begin() as c:  # the calls ended on another engine
+        c.execute(update(m.Account).where(m.Account.account_id == "193.100.201.1")
+                  .values(reserved=0))
+    decision = eng.authenticate(authz("s1"))
+    assert decision.accept, decision
+    with db.begin() as c:  # now it is really held
+        c.execute(update(m.Account).where(m.Account.account_id == "193.100.201.1")
+                  .values(reserved=Decimal("1.02")))
+    store.reload()
+    refused = eng.authenticate(authz("s2"))
+    assert not refused.accept and refused.code == ReturnCode.ZERO_BALANCE
