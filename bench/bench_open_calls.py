@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_radius import durable_mariadb, measure, start_vigil, tools_here, workdir  # noqa: E402
+from bench_radius import authz_file, durable_mariadb, measure, start_vigil, tools_here, workdir  # noqa: E402
 from sqlalchemy import delete, insert, select, update  # noqa: E402
 
 from billing import models as m  # noqa: E402
@@ -35,16 +35,6 @@ from billing.db import engine_for_url  # noqa: E402
 from vigil.clock import utcnow  # noqa: E402
 
 ACCOUNT = "acc0000"
-
-
-def requests_file(path: Path, n: int, tag: str) -> Path:
-    with open(path, "w") as f:
-        for i in range(n):
-            f.write(f'NAS-IP-Address = 10.0.0.1\nUser-Name = "{ACCOUNT}"\n'
-                    f'User-Password = "x"\nCalled-Station-Id = "1212555{i % 10000:04d}"\n'
-                    f'Calling-Station-Id = "{ACCOUNT}"\nh323-conf-id = "{tag}-{i}"\n'
-                    f'Cisco-AVPair = "h323-ivr-out=PortaBilling_Ignore_Password:YES"\n\n')
-    return path
 
 
 def set_open_calls(url: str, n: int) -> None:
@@ -90,12 +80,12 @@ def main() -> int:
             # warm-up (the account read once, the statements' texts built),
             # so that the first line measures the same engine as the others
             measure("authorization", box.auth_port, "auth",
-                    [requests_file(work / "warm.txt", 1000, "warm")], secret, box.proc.pid,
+                    [authz_file(work / "warm.txt", 1000, "warm", ACCOUNT)], secret, box.proc.pid,
                     db.proc.pid, "1", args.senders, 128)
             for k, n in enumerate(counts):
                 set_open_calls(url, n)
                 time.sleep(2.5)  # the engine's cache sees the new sums (holds: every 2 s)
-                files = [requests_file(work / f"r{k}-{j}.txt", 1000, f"o{k}-{j}")
+                files = [authz_file(work / f"r{k}-{j}.txt", 1000, f"o{k}-{j}", ACCOUNT)
                          for j in range(max(1, args.requests // 1000))]
                 r = measure("authorization", box.auth_port, "auth", files, secret,
                             box.proc.pid, db.proc.pid, "1", args.senders, 128)

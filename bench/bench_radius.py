@@ -78,12 +78,14 @@ def provision_doc(path: Path) -> Path:
     return path
 
 
-def authz_file(path: Path, n: int, tag: str) -> Path:
+def authz_file(path: Path, n: int, tag: str, account: str | None = None) -> Path:
+    """``n`` authorizations, one per account in turn, or all of ``account``."""
     with open(path, "w") as f:
         for i in range(n):
-            f.write(f'NAS-IP-Address = 10.0.0.1\nUser-Name = "acc{i % ACCOUNTS:04d}"\n'
-                    f'User-Password = "x"\nCalled-Station-Id = "1212555{i:04d}"\n'
-                    f'Calling-Station-Id = "acc{i % ACCOUNTS:04d}"\n'
+            user = account or f"acc{i % ACCOUNTS:04d}"
+            f.write(f'NAS-IP-Address = 10.0.0.1\nUser-Name = "{user}"\n'
+                    f'User-Password = "x"\nCalled-Station-Id = "1212555{i % 10000:04d}"\n'
+                    f'Calling-Station-Id = "{user}"\n'
                     f'h323-conf-id = "{tag}-{i}"\n'
                     f'Cisco-AVPair = "h323-ivr-out=PortaBilling_Ignore_Password:YES"\n\n')
     return path

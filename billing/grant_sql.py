@@ -51,11 +51,10 @@ def customers_sql(ph: str, n_customers: int, n_funds: int) -> str:
             f"OR credit_limit - balance - reserved >= {want})")
 
 
-def customers_params(funds: Mapping[int, Decimal], counts: Mapping[int, int],
-                     money: Any = None) -> Params:
-    """The parameters of ``customers_sql`` in the order of its markers."""
-    conv = money or (lambda d: d)
-    want = [x for k in sorted(funds) for x in (k, conv(funds[k]))]
+def customers_params(funds: Mapping[int, Decimal], counts: Mapping[int, int]) -> Params:
+    """The parameters of ``customers_sql`` in the order of its markers (money
+    as Decimal: billing.sql_pipeline binds it as each driver needs)."""
+    want = [x for k in sorted(funds) for x in (k, funds[k])]
     calls = [x for k in sorted(counts) for x in (k, counts[k])]
     ids = sorted(counts)
     return (*want, *calls, *ids, *calls, *want, *want)
@@ -73,13 +72,12 @@ def accounts_sql(ph: str, n_accounts: int) -> str:
             f"AND (max_calls IS NULL OR calls + {calls} <= max_calls)")
 
 
-def accounts_params(funds: Mapping[int, Decimal], counts: Mapping[int, int], debit: str,
-                    money: Any = None) -> Params:
+def accounts_params(funds: Mapping[int, Decimal], counts: Mapping[int, int], debit: str
+                    ) -> Params:
     """The parameters of ``accounts_sql``; ``funds`` and ``counts`` have the same keys."""
     if set(funds) != set(counts):
         raise ValueError("every account of the grant needs an amount and a count")
-    conv = money or (lambda d: d)
-    want = [x for k in sorted(funds) for x in (k, conv(funds[k]))]
+    want = [x for k in sorted(funds) for x in (k, funds[k])]
     calls = [x for k in sorted(counts) for x in (k, counts[k])]
     return (*want, *calls, *sorted(counts), debit, *want, *calls)
 

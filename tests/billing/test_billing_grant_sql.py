@@ -15,6 +15,11 @@ from billing import grant_sql
 from billing import models as m
 
 
+def sqlite_params(params):  # type: ignore[no-untyped-def]
+    """As billing.sql_pipeline binds them on SQLite: money as float."""
+    return tuple(float(x) if isinstance(x, Decimal) else x for x in params)
+
+
 @pytest.mark.parametrize("n", [1, 2, 7, 64])
 @pytest.mark.parametrize("ph", ["%s", "?"])
 def test_markers_match_parameters(n: int, ph: str) -> None:
@@ -56,7 +61,7 @@ def _grant(engine: Any, acct: dict[int, Decimal], n: dict[int, int]) -> int:
     with engine.begin() as conn:
         return int(conn.exec_driver_sql(
             grant_sql.accounts_sql("?", len(acct)),
-            grant_sql.accounts_params(acct, n, "debit", float)).rowcount)
+            sqlite_params(grant_sql.accounts_params(acct, n, "debit"))).rowcount)
 
 
 def test_accounts_granted_only_where_funds_left() -> None:
@@ -78,7 +83,7 @@ def test_customer_limits_calls_and_funds() -> None:
         with engine.begin() as conn:
             return int(conn.exec_driver_sql(
                 grant_sql.customers_sql("?", len(n), len(want)),
-                grant_sql.customers_params(want, n, float)).rowcount)
+                sqlite_params(grant_sql.customers_params(want, n))).rowcount)
 
     assert grant({1: Decimal("10")}, {1: 2}) == 1
     assert grant({1: Decimal("0.5")}, {1: 1}) == 0  # funds: 10 of 10 held
