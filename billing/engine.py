@@ -344,8 +344,9 @@ class Engine:
             if seconds <= 0:
                 return None
             c = rating.charge(seconds, price, terms)
-            log.info("Maximum call duration: %d announced as %d %s by rate %d", seconds,
-                     seconds, c.explain(price), row.rate_id)
+            if log.isEnabledFor(logging.INFO):  # the explanation is built for the log only
+                log.info("Maximum call duration: %d announced as %d %s by rate %d", seconds,
+                         seconds, c.explain(price), row.rate_id)
             return Reservation(seconds, c.amount)
 
         reserve = ReserveRequest(

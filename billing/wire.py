@@ -26,6 +26,9 @@ class WireError(ValueError):
     """A reply that cannot be encoded (unknown attribute, value too long)."""
 
 
+ENCODED_KEPT = 4096
+
+
 class AttributeTable:
     """Attribute codes and names of one dictionary, both ways."""
 
@@ -43,6 +46,10 @@ class AttributeTable:
             values = {v: k for k, v in reversed(list(dict(a.values.forward).items()))}
             self.by_key[key] = (a.name, a.type, values)
             self.by_name[a.name] = (vendor_id, a.code, a.type)
+        # Replies repeat a few attributes with few values (return codes,
+        # credit times, the conf-id aside): each is encoded once. Bounded,
+        # since a value can come from a request (it is then encoded anew).
+        self._encoded: dict[tuple[str, str], bytes] = {}
 
     def decode(self, pkt: Mapping[Any, list[Any]],
                skip: Iterable[Any] = (2, MESSAGE_AUTHENTICATOR)) -> dict[str, list[str]]:
@@ -74,6 +81,16 @@ class AttributeTable:
         return out
 
     def encode_attribute(self, name: str, value: str) -> bytes:
+        key = (name, value)
+        data = self._encoded.get(key)
+        if data is None:
+            data = self._encode(name, value)
+            if len(self._encoded) >= ENCODED_KEPT:
+                self._encoded.clear()
+            self._encoded[key] = data
+        return data
+
+    def _encode(self, name: str, value: str) -> bytes:
         try:
             vendor_id, code, typ = self.by_name[name]
         except KeyError:

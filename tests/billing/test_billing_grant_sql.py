@@ -5,6 +5,7 @@ engine on SQLite and MariaDB)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from typing import Any
 
@@ -13,6 +14,14 @@ from sqlalchemy import create_engine, insert, select
 
 from billing import grant_sql
 from billing import models as m
+from billing.store import (
+    AccountingOp,
+    OpKind,
+    Reservation,
+    ReserveRequest,
+    _reservation_row,
+    reservation_values,
+)
 
 
 def sqlite_params(params):  # type: ignore[no-untyped-def]
@@ -92,3 +101,21 @@ def test_customer_limits_calls_and_funds() -> None:
     with engine.connect() as conn:
         reserved, calls = conn.execute(select(m.Customer.reserved, m.Customer.calls)).one()
     assert (Decimal(str(reserved)), calls) == (Decimal("10"), 3)
+
+
+@pytest.mark.parametrize("customer_pk", [None, 7])
+def test_reservation_values_are_the_rows_columns_in_order(customer_pk: int | None) -> None:
+    # the busy batch's tuples and the careful way's rows must write the
+    # same call: every column, cut to the same widths
+    now = dt.datetime(2026, 12, 1, 3, 30, 0, 123456)
+    req = ReserveRequest(account_pk=3, customer_pk=customer_pk, exclusive_login=False,
+                         login_until=None, proposal=None, decide=lambda _f: None,
+                         lifetime=90, customer_of=7)
+    op = AccountingOp(session_key="k", kind=OpKind.RESERVE, call_key="c" * 300,
+                      leg="authorize", account_pk=3, node_ip="10.0.0.1" * 10,
+                      cli="1" * 100, cld="2" * 100, session_id="s" * 300, user_name="u" * 300,
+                      leg_conf_id="l" * 300, incoming_conf_id="i" * 300, reserve=req)
+    granted = Reservation(credit_time=1200, amount=Decimal("5.80"))
+    row = _reservation_row(op, granted, now)
+    assert reservation_values(op, granted, now) == tuple(row[c] for c in grant_sql.CALL_COLUMNS)
+    assert set(row) == set(grant_sql.CALL_COLUMNS)
