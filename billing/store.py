@@ -344,6 +344,39 @@ def _add(d: dict[int, Decimal], k: int, v: Decimal) -> None:
     d[k] = d.get(k, Decimal(0)) + v
 
 
+LOCK_ORDER = ("accounts", "customers", "vendors")
+
+
+class Moves:
+    """Column deltas by table and row id, written as one UPDATE per table in
+    ``LOCK_ORDER`` (the order every transaction locks them in). A row only
+    to be locked (its children are inserted after) gets a zero balance
+    delta: ``balance = balance + 0``."""
+
+    def __init__(self) -> None:
+        self._by_table: dict[str, dict[str, dict[int, Any]]] = {t: {} for t in LOCK_ORDER}
+
+    def add(self, table: str, column: str, pk: int, delta: Any) -> None:
+        col = self._by_table[table].setdefault(column, {})
+        col[pk] = col.get(pk, 0) + delta
+
+    def lock(self, table: str, pk: int | None) -> None:
+        if pk is None:
+            return
+        cols = self._by_table[table]
+        if not any(pk in d for d in cols.values()):
+            cols.setdefault("balance", {})[pk] = Decimal(0)
+
+    def __bool__(self) -> bool:
+        return any(any(cols.values()) for cols in self._by_table.values())
+
+    def queue(self, pipe: Pipeline) -> None:
+        for table in LOCK_ORDER:
+            cols = self._by_table[table]
+            if any(cols.values()):
+                pipe.add(*batch_sql.add_by_id(pipe.marker, table, cols))
+
+
 def plan_batch(ops: Sequence[AccountingOp], seen: set[str], now: dt.datetime) -> BatchPlan:
     """Turn records into rows and balance deltas (no database here).
 
@@ -711,38 +744,69 @@ class SqlStore:
     def _execute(self, conn: Connection, pipe: Pipeline, plan: BatchPlan,
                  now: dt.datetime) -> None:
         """Queue the batch's records on ``pipe``; the ended calls are read
-        (locked) on the way, since what is given back depends on them."""
+        (locked) on the way, since what is given back depends on them.
+
+        The locks are taken in one order, the order of every transaction of
+        every engine: calls in progress, then accounts, customers and
+        vendors, each in one UPDATE (ids ascending), and only then the rows
+        that refer to them. A row inserted with a foreign key takes a shared
+        lock on its parent; had the xDRs gone in before the balances, two
+        engines' Stop batches each held a shared lock on the one vendor the
+        other was waiting to update, and InnoDB killed one (seen with two
+        processes in bench/bench_radius.py). So every parent row a batch
+        inserts for is locked by those UPDATEs first, with nothing added
+        where it has nothing to add."""
         if plan.processed:
             pipe.add_rows(m.ProcessedAccounting.__tablename__, plan.processed)
         if plan.quarantined:
             pipe.add_rows(m.QuarantinedAccounting.__tablename__, plan.quarantined)
+        moves = Moves()
         if plan.ended:
             found = pipe.add_core(self._release_query(m.ActiveCall.conf_id.in_(plan.ended)))
             rows = pipe.run()[found].rows
-            for _pk, amount, key in self._give_back(pipe, rows):
+            for _pk, amount, key in self._give_back(pipe, rows, moves):
                 plan.released[key] = plan.released.get(key, Decimal(0)) + amount
+        if plan.interim:
+            calls.keep_alive(conn, plan.interim, now)
+        starts = calls.admit_starts(conn, plan.starts, plan.ended, now) if plan.starts else []
+        for k, v in plan.acct_delta.items():
+            moves.add("accounts", "balance", k, v)
+        for k, v in plan.cust_delta.items():
+            moves.add("customers", "balance", k, v)
+        for k, v in plan.vend_delta.items():
+            moves.add("vendors", "balance", k, v)
+        for x in plan.acct_xdrs:
+            moves.lock("accounts", x["account_id"])
+        for x in plan.vend_xdrs:
+            moves.lock("vendors", x["vendor_id"])
+        for r in starts:
+            moves.lock("accounts", r["account_id"])
+            moves.lock("customers", r["customer_id"])
+        for k in plan.logouts:
+            moves.lock("accounts", k)
+        if moves:
+            # A batch of records and authorizations: the accounts and
+            # customers its grants and login holds will update are locked
+            # here too, in the same order, not in a second round after it.
+            for op in (*plan.logins, *plan.reserves):
+                moves.lock("accounts", op.account_pk)
+                if op.reserve is not None:
+                    moves.lock("customers", op.reserve.customer_of)
+                    moves.lock("customers", op.reserve.customer_pk)
+        # One round trip per statement, not per account: see batch_sql.
+        moves.queue(pipe)
         if plan.logouts:
             pipe.add(*batch_sql.logout(pipe.marker, plan.logouts))
         if plan.remember:
             pipe.add_rows(m.EndedCall.__tablename__, [
                 dict(conf_id=k, ended_at=now, forget_at=t) for k, t in plan.remember.items()],
                 self._ignore_word)
-        starts = calls.admit_starts(conn, plan.starts, plan.ended, now) if plan.starts else []
         if starts:
             pipe.add_rows(m.ActiveCall.__tablename__, starts, self._ignore_word)
-        if plan.interim:
-            calls.keep_alive(conn, plan.interim, now)
         if plan.acct_xdrs:
             pipe.add_rows(m.AccountXDR.__tablename__, plan.acct_xdrs)
         if plan.vend_xdrs:
             pipe.add_rows(m.VendorXDR.__tablename__, plan.vend_xdrs)
-        for table, deltas in ((m.Account, plan.acct_delta), (m.Customer, plan.cust_delta),
-                              (m.Vendor, plan.vend_delta)):
-            if deltas:
-                # One statement for all the accounts of the batch: a round trip
-                # per account would cost more than the rest of the commit.
-                pipe.add(*batch_sql.add_by_id(pipe.marker, table.__tablename__,
-                                              {"balance": deltas}))
 
     # ----------------------------------------------------------- reserving
     def _release_query(self, where: Any) -> Any:
@@ -760,36 +824,30 @@ class SqlStore:
         them locked, delete exactly those, subtract exactly their sums, so a
         reservation is released once whichever engine sees its Stop."""
         pipe = Pipeline(conn)
-        released = self._give_back(pipe, conn.execute(self._release_query(where)).all())
+        moves = Moves()
+        released = self._give_back(pipe, conn.execute(self._release_query(where)).all(), moves)
+        moves.queue(pipe)
         pipe.run()
         return released
 
     @staticmethod
-    def _give_back(pipe: Pipeline, rows: Sequence[Sequence[Any]]
+    def _give_back(pipe: Pipeline, rows: Sequence[Sequence[Any]], moves: Moves
                    ) -> list[tuple[int | None, Decimal, str]]:
-        """The writes of a release, queued on ``pipe``, for the rows
-        ``_release_query`` read and locked."""
+        """The writes of a release for the rows ``_release_query`` read and
+        locked: the delete queued on ``pipe``, what the accounts and
+        customers get back added to ``moves`` (the caller queues them)."""
         if not rows:
             return []
         pipe.add(batch_sql.delete_calls_sql(pipe.marker, len(rows)), [r[0] for r in rows])
-        acct: dict[int, Decimal] = {}
-        cust: dict[int, Decimal] = {}
-        acct_calls: dict[int, int] = {}
-        cust_calls: dict[int, int] = {}
         for _id, account_id, customer_id, reserved, _key, leg, owner in rows:
             if reserved and account_id is not None:
-                _add(acct, account_id, -Decimal(reserved))
+                moves.add("accounts", "reserved", account_id, -Decimal(reserved))
             if reserved and customer_id is not None:
-                _add(cust, customer_id, -Decimal(reserved))
+                moves.add("customers", "reserved", customer_id, -Decimal(reserved))
             if leg == "authorize" and account_id is not None:
-                acct_calls[account_id] = acct_calls.get(account_id, 0) - 1
+                moves.add("accounts", "calls", account_id, -1)
                 if owner is not None:
-                    cust_calls[owner] = cust_calls.get(owner, 0) - 1
-        for table, deltas, counts in (("accounts", acct, acct_calls),
-                                      ("customers", cust, cust_calls)):
-            if deltas or counts:
-                pipe.add(*batch_sql.add_by_id(pipe.marker, table,
-                                              {"reserved": deltas, "calls": counts}))
+                    moves.add("customers", "calls", owner, -1)
         return [(r[1], Decimal(r[3]), r[4]) for r in rows]
 
     def _reserve_all(self, conn: Connection, pipe: Pipeline, ops: list[AccountingOp],
