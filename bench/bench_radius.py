@@ -78,11 +78,13 @@ def provision_doc(path: Path) -> Path:
     return path
 
 
-def authz_file(path: Path, n: int, tag: str, account: str | None = None) -> Path:
-    """``n`` authorizations, one per account in turn, or all of ``account``."""
+def authz_file(path: Path, n: int, tag: str, account: str | None = None, first: int = 0
+               ) -> Path:
+    """``n`` authorizations, one per account in turn from account ``first``,
+    or all of ``account``."""
     with open(path, "w") as f:
         for i in range(n):
-            user = account or f"acc{i % ACCOUNTS:04d}"
+            user = account or f"acc{(first + i) % ACCOUNTS:04d}"
             f.write(f'NAS-IP-Address = 10.0.0.1\nUser-Name = "{user}"\n'
                     f'User-Password = "x"\nCalled-Station-Id = "1212555{i % 10000:04d}"\n'
                     f'Calling-Station-Id = "{user}"\n'
@@ -91,13 +93,14 @@ def authz_file(path: Path, n: int, tag: str, account: str | None = None) -> Path
     return path
 
 
-def acct_file(path: Path, n: int, tag: str) -> Path:
+def acct_file(path: Path, n: int, tag: str, first: int = 0) -> Path:
     with open(path, "w") as f:
         for i in range(n):
-            f.write(f'NAS-IP-Address = 10.0.0.1\nUser-Name = "acc{i % ACCOUNTS:04d}"\n'
+            user = f"acc{(first + i) % ACCOUNTS:04d}"
+            f.write(f'NAS-IP-Address = 10.0.0.1\nUser-Name = "{user}"\n'
                     f'Acct-Status-Type = Stop\nAcct-Session-Id = "{tag}-{i}"\n'
                     f'Acct-Session-Time = {30 + i % 300}\nCalled-Station-Id = "1212555{i:04d}"\n'
-                    f'Calling-Station-Id = "acc{i % ACCOUNTS:04d}"\n'
+                    f'Calling-Station-Id = "{user}"\n'
                     f'h323-conf-id = "{tag}-{i}"\nh323-call-origin = "originate"\n'
                     f'h323-remote-address = "192.0.2.{i % 200}"\n\n')
     return path
@@ -357,6 +360,12 @@ def main() -> int:
     n_files = -(-args.requests // per_file)
     warm = [authz_file(work / "warmup.txt", ACCOUNTS, "warm")]
 
+    def start(k: int) -> int:
+        # The senders' files run at once: each starts at its own account, as
+        # gateways' traffic does, instead of all walking the accounts in step
+        # (every sender asking for the same account at the same moment).
+        return k * ACCOUNTS // max(1, min(n_files, args.senders)) % ACCOUNTS
+
     def warmup(port: int) -> None:
         if not args.no_warmup:
             run_radclient(port, "auth", warm, secret_file, args.senders, args.parallel)
@@ -373,9 +382,9 @@ def main() -> int:
         if args.one_process:
             runs = runs[:1]
         for n, (name, procs) in enumerate(runs):
-            authz = [authz_file(work / f"authz{n}-{k}.txt", per_file, f"z{n}-{k}")
-                     for k in range(n_files)]
-            acct = [acct_file(work / f"acct{n}-{k}.txt", per_file, f"a{n}-{k}")
+            authz = [authz_file(work / f"authz{n}-{k}.txt", per_file, f"z{n}-{k}",
+                                first=start(k)) for k in range(n_files)]
+            acct = [acct_file(work / f"acct{n}-{k}.txt", per_file, f"a{n}-{k}", first=start(k))
                     for k in range(n_files)]
             box = start_vigil(None if args.sqlite else db, work, f"r{n}", procs,
                               "".join(f"{o}\n" for o in args.radius))
@@ -396,10 +405,10 @@ def main() -> int:
             peers = [("freeradius rlm_sql", rlm_sql_schema(db, "radius")),
                      ("freeradius files", None)]
         for name, backend in peers:
-            authz = [authz_file(work / f"fauthz{k}.txt", per_file, f"fz{k}")
+            authz = [authz_file(work / f"fauthz{k}.txt", per_file, f"fz{k}", first=start(k))
                      for k in range(n_files)]
-            acct = [acct_file(work / f"facct-{name[-3:]}{k}.txt", per_file, f"fa{name[-3:]}{k}")
-                    for k in range(n_files)]
+            acct = [acct_file(work / f"facct-{name[-3:]}{k}.txt", per_file, f"fa{name[-3:]}{k}",
+                              first=start(k)) for k in range(n_files)]
             fr = freeradius(backend)
             try:
                 warmup(fr.auth_port)
