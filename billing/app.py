@@ -63,17 +63,19 @@ def build_engine(cfg: Config, db: SAEngine | None = None,
 
 
 def build_store(cfg: Config, db: SAEngine) -> Any:
+    # a jump of billing time forgets no call early (the delta's neither)
+    s = engine_settings(cfg)
+    lifetimes = Lifetimes(s.radius_retransmits, s.radius_timeout, s.alive_interval,
+                          s.incoming_session_lifetime, s.default_lifetime)
+    cutoff = SweepCutoff(speedup=lifetimes.sweep_speedup(s.max_credit_time))
     if cfg.get("Site", "Role") == "secondary":
         # The secondary site's store (silent in stand-by; stand-by snapshot +
         # delta database in stand-alone) belongs to the redundancy room; it is
         # looked up by name so that billing does not import that room.
-        return importlib.import_module("redundancy.site.standalone_store").site_store(cfg, db)
+        return importlib.import_module("redundancy.site.standalone_store").site_store(
+            cfg, db, sweep_cutoff=cutoff)
     sql = SqlStore(db)
-    # a jump of billing time forgets no call early
-    s = engine_settings(cfg)
-    lifetimes = Lifetimes(s.radius_retransmits, s.radius_timeout, s.alive_interval,
-                          s.incoming_session_lifetime, s.default_lifetime)
-    sql.sweep_cutoff = SweepCutoff(speedup=lifetimes.sweep_speedup(s.max_credit_time))
+    sql.sweep_cutoff = cutoff
     return CachedStore(sql, cfg.get("Radius", "Account_Cache_sec"))
 
 

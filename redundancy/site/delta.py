@@ -13,6 +13,10 @@ charge it records, so what is in the delta is exactly what was charged:
   retransmitted Stop is acknowledged, not charged again). Keys use the
   billing database's exact (binary, no-pad) key columns.
 - ``delta_calls``: reservations of calls being authorised here.
+- ``delta_logins``: the login holds of debit accounts under
+  ``[Fraud_Detection]`` (``accounts.login_call``/``login_until`` of the
+  primary, which the read-only stand-by cannot keep): one row per account
+  ever held here, taken and given back by conditional UPDATEs.
 """
 
 from __future__ import annotations
@@ -89,6 +93,16 @@ delta_calls = Table(
     Column("account_pk", Integer, nullable=False, index=True),
     Column("reserved", MONEY, nullable=False),
     Column("expires_at", DateTime, nullable=False, index=True),
+)
+
+# Rows are given back (login_call = ''), never deleted: a row that stays is
+# what lets a take be ONE conditional UPDATE (an insert racing another
+# engine's would need a lock on a row that does not exist yet).
+delta_logins = Table(
+    "delta_logins", metadata,
+    Column("account_pk", Integer, primary_key=True, autoincrement=False),
+    Column("login_call", CALL_KEY, nullable=False, default=""),
+    Column("login_until", DateTime, nullable=True),
 )
 
 

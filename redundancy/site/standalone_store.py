@@ -30,12 +30,19 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from billing.db import DatabaseError, DatabaseUnavailable, is_unavailable
-from billing.store import AccountingOp, AccountView, Reservation, SqlStore
+from billing.store import (
+    LOGIN_FREE,
+    AccountingOp,
+    AccountView,
+    Refusal,
+    Reservation,
+    SqlStore,
+)
 from redundancy.site import delta as d
 from redundancy.site import primary_tables as p
 from vigil.site_mode import ModeWatcher, mode_path
@@ -57,11 +64,16 @@ def _delta_error(exc: SQLAlchemyError) -> DatabaseError:
 class StandaloneStore:
     """Stand-by snapshot + delta database behind the engine's store interface."""
 
-    def __init__(self, standby: Engine, delta: Engine, site: str) -> None:
+    def __init__(self, standby: Engine, delta: Engine, site: str,
+                 sweep_cutoff: Callable[[dt.datetime], dt.datetime] | None = None) -> None:
         self.standby = SqlStore(standby)
         self.standby_engine = standby
         self.delta = delta
         self.site = site
+        # As SqlStore's (billing/db_clock.py): a forward jump of billing
+        # time forgets no call of the delta early.
+        self.sweep_cutoff = sweep_cutoff
+        self._ignore_word = "OR IGNORE" if delta.dialect.name == "sqlite" else "IGNORE"
         # One engine process per site; this lock orders its packet loop
         # (reserve) and its committer (apply) on the same accounts.
         self._lock = threading.Lock()
@@ -167,8 +179,13 @@ class StandaloneStore:
         if not ops:
             return []
         try:
-            with self._lock, self.delta.begin() as conn:
-                return self._apply(conn, ops, now)
+            with self._lock:
+                self._login_rows({op.reserve.account_pk for op in ops
+                                  if op.reserve is not None and
+                                  (op.kind == "login"
+                                   or getattr(op.reserve, "exclusive_login", False))})
+                with self.delta.begin() as conn:
+                    return self._apply(conn, ops, now)
         except SQLAlchemyError as exc:
             raise _delta_error(exc) from exc
 
@@ -184,14 +201,15 @@ class StandaloneStore:
         quarantined: list[dict[str, Any]] = []
         rows: list[dict[str, Any]] = []
         ended: set[str] = set()
+        logouts: dict[int, set[str]] = {}
+        # Holds and reservations after the batch's Stops, as in normal mode
+        # (SqlStore._apply_batch): a call that ended in the batch gives its
+        # hold and money back before a new call asks for them.
+        later: list[tuple[int, AccountingOp]] = []
         for op in ops:
-            if op.kind == "reserve" and getattr(op, "reserve", None) is not None:
-                results.append(self._grant(conn, op, now))
-                continue
-            if op.kind == "login" and op.reserve is not None:
-                # the login hold is not kept in stand-alone (docs/site.md)
-                op.reserve.granted, op.reserve.refused = op.reserve.proposal, None
-                results.append(True)
+            if op.kind in ("reserve", "login") and op.reserve is not None:
+                later.append((len(results), op))
+                results.append(False)
                 continue
             if op.kind not in ("stop", "quarantine"):
                 # start/interim: the delta keeps only what money needs
@@ -209,6 +227,8 @@ class StandaloneStore:
                     attributes=json.dumps(op.raw, default=str)[:8000], created_at=now))
                 continue
             ended.add(op.call_key[:128])
+            if op.logout_pk is not None:
+                logouts.setdefault(op.logout_pk, set()).add(op.call_key[:128])
             for x in op.xdrs:
                 rows.append(xdr_row(x, op, now))
         if processed:
@@ -219,7 +239,65 @@ class StandaloneStore:
             conn.execute(insert(d.delta_xdrs), rows)
         if ended:
             conn.execute(delete(d.delta_calls).where(d.delta_calls.c.call_key.in_(ended)))
+        if logouts:
+            # only the holds these calls took (another call's stays)
+            lg = d.delta_logins.c
+            conn.execute(update(d.delta_logins).where(
+                lg.account_pk.in_(sorted(logouts)),
+                lg.login_call.in_(sorted(set().union(*logouts.values()))))
+                .values(login_call=LOGIN_FREE, login_until=None))
+        for i, op in later:
+            assert op.reserve is not None
+            if op.call_key[:128] in ended:
+                # its Stop is in this batch: nothing to hold (SqlStore._reserve_all)
+                op.reserve.granted, op.reserve.refused = op.reserve.proposal, None
+                results[i] = True
+            elif op.kind == "reserve":
+                results[i] = self._grant(conn, op, now)
+            else:
+                results[i] = self._hold_login(conn, op, now)
         return results
+
+    # ------------------------------------------------------------ login hold
+    def _login_rows(self, account_pks: set[int]) -> None:
+        """Make sure the accounts' hold rows exist, in a transaction of its
+        own: in the batch's, MariaDB would take the duplicate's shared lock
+        and then need it exclusive, and two engines doing so deadlock."""
+        if not account_pks:
+            return
+        with self.delta.begin() as conn:
+            conn.execute(insert(d.delta_logins).prefix_with(self._ignore_word),
+                         [{"account_pk": pk, "login_call": LOGIN_FREE, "login_until": None}
+                          for pk in sorted(account_pks)])
+
+    def _take_login(self, conn: Connection, account_pk: int, call_key: str,
+                    until: dt.datetime | None, now: dt.datetime) -> bool:
+        """The hold when it is free, this call's, or over: ONE conditional
+        UPDATE, whose row count decides (the row lock orders engines)."""
+        lg = d.delta_logins.c
+        key = call_key[:128]
+        return conn.execute(update(d.delta_logins).where(
+            lg.account_pk == account_pk,
+            or_(lg.login_call == LOGIN_FREE, lg.login_call == key, lg.login_until < now))
+            .values(login_call=key, login_until=until)).rowcount == 1
+
+    def _held_by_another(self, conn: Connection, account_pk: int, call_key: str,
+                         now: dt.datetime) -> bool:
+        """Only to name a refusal (nothing is written after it)."""
+        lg = d.delta_logins.c
+        row = conn.execute(select(lg.login_call, lg.login_until).where(
+            lg.account_pk == account_pk)).first()
+        return row is not None and row[0] not in (LOGIN_FREE, call_key[:128]) and \
+            (row[1] is None or row[1] >= now)
+
+    def _hold_login(self, conn: Connection, op: AccountingOp, now: dt.datetime) -> bool:
+        """An authentication of a debit account under [Fraud_Detection]
+        (SqlStore._hold_logins): granted with the hold, else refused LOGIN."""
+        req = op.reserve
+        assert req is not None
+        ok = self._take_login(conn, req.account_pk, op.call_key, req.login_until, now)
+        req.granted, req.refused = (req.proposal, None) if ok else (None, Refusal.LOGIN)
+        return ok
 
     def _grant(self, conn: Connection, op: AccountingOp, now: dt.datetime) -> bool:
         """A reservation carried by an op (the cluster store's contract, issue 13:
@@ -230,13 +308,19 @@ class StandaloneStore:
         assert req is not None
         found = self.standby.find_accounts([req.account_pk])
         if not found:
-            req.refused = "account"
+            req.refused = Refusal.ACCOUNT
             return False
         acct = self._effective(conn, found[0])
         funds = acct.own_funds - self._reserved(conn, acct.pk, now, op.call_key[:128])
         decision = req.decide(funds)
+        exclusive = bool(getattr(req, "exclusive_login", False))
         if decision is None:
-            req.refused = "funds"
+            # the login is named first, as SqlStore._grant does
+            req.refused = (Refusal.LOGIN if exclusive and self._held_by_another(
+                conn, acct.pk, op.call_key, now) else Refusal.FUNDS)
+            return False
+        if exclusive and not self._take_login(conn, acct.pk, op.call_key, req.login_until, now):
+            req.refused = Refusal.LOGIN
             return False
         expires = now + dt.timedelta(seconds=decision.credit_time + req.lifetime)
         conn.execute(delete(d.delta_calls).where(d.delta_calls.c.call_key == op.call_key[:128]))
@@ -247,6 +331,10 @@ class StandaloneStore:
         return True
 
     def expire_calls(self, now: dt.datetime) -> int:
+        """Forget the delta's calls whose lifetime ran out (their money is
+        free again); a hold lapses by ``login_until`` when next taken."""
+        if self.sweep_cutoff is not None:
+            now = self.sweep_cutoff(now)
         try:
             with self._lock, self.delta.begin() as conn:
                 return conn.execute(delete(d.delta_calls).where(
@@ -334,9 +422,11 @@ class SiteStore:
         """SIGHUP: nothing to forget (every answer reads the snapshot and delta)."""
 
 
-def site_store(cfg: Any, standby: Engine) -> SiteStore:
+def site_store(cfg: Any, standby: Engine,
+               sweep_cutoff: Callable[[dt.datetime], dt.datetime] | None = None) -> SiteStore:
     """What ``billing.app`` builds on a secondary site ([Site] Role = secondary)."""
-    inner = StandaloneStore(standby, d.delta_engine(cfg), cfg.get("Site", "Name"))
+    inner = StandaloneStore(standby, d.delta_engine(cfg), cfg.get("Site", "Name"),
+                            sweep_cutoff)
     try:
         inner.ensure_schema()
     except DatabaseError as exc:
