@@ -26,7 +26,6 @@ import signal
 import socket
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,34 +114,55 @@ class StatsFile:
 
 
 class ReplyCache:
-    """Replies kept for retransmissions (RFC 5080); None while being decided."""
+    """Replies kept for retransmissions (RFC 5080); None while being decided.
 
-    def __init__(self, ttl: float) -> None:
+    Each reply is kept at least ``ttl`` and at most twice that: two plain
+    dicts, the young one taking every new reply, handed over whole to be
+    the old one every ``ttl`` (the old one dropped). Why not one ordered
+    dict trimmed entry by entry: at 4,500 requests/s it held 135,000
+    replies, and the garbage collector walked every one at each full
+    collection (10-35 ms in one go, with the packet loop stopped). A plain
+    dict of tuples, bytes and None is left alone by the collector once it
+    has seen its contents are plain, and trimming is one swap."""
+
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl = ttl
-        self._replies: OrderedDict[tuple[Any, ...], tuple[float, bytes | None]] = OrderedDict()
+        self._clock = clock
+        self._young: dict[tuple[Any, ...], bytes | None] = {}
+        self._old: dict[tuple[Any, ...], bytes | None] = {}
+        self._turn_at = clock() + ttl
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[Any, ...]) -> tuple[float, bytes | None] | None:
+    def get(self, key: tuple[Any, ...]) -> tuple[bool, bytes | None] | None:
+        """None when unknown; else (True, the reply or None while decided)."""
         with self._lock:
-            return self._replies.get(key)
+            if key in self._young:
+                return True, self._young[key]
+            if key in self._old:
+                return True, self._old[key]
+            return None
 
     def remember(self, key: tuple[Any, ...], data: bytes | None) -> None:
         with self._lock:
-            self._replies[key] = (time.monotonic() + self.ttl, data)
-            self._replies.move_to_end(key)
+            self._old.pop(key, None)
+            self._young[key] = data
 
     def forget(self, key: tuple[Any, ...]) -> None:
         with self._lock:
-            self._replies.pop(key, None)
+            self._young.pop(key, None)
+            self._old.pop(key, None)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._young) + len(self._old)
 
     def trim(self) -> None:
-        now = time.monotonic()
+        now = self._clock()
+        if now < self._turn_at:
+            return
         with self._lock:
-            while self._replies:
-                _key, (expires, _) = next(iter(self._replies.items()))
-                if expires > now:
-                    break
-                self._replies.popitem(last=False)
+            self._old, self._young = self._young, {}
+            self._turn_at = now + self.ttl
 
 
 class Workers:
