@@ -14,7 +14,8 @@ declare("Radius", "Cisco_VSA_Prefix", boolean, "No",
         "Write reply VSAs as 'h323-credit-time=180' (Cisco IOS style) rather than '180' "
         "(NexTone style, as in the source's logs).")
 declare("Radius", "Duplicate_Cache_sec", integer(1, 3600), "30",
-        "How long a reply is kept to answer a retransmission identically (RFC 5080).")
+        "How long a reply is kept, at least (at most twice that), to answer a "
+        "retransmission identically (RFC 5080).")
 declare("Radius", "Stats_Interval_sec", integer(1, 3600), "5",
         "How often the engine writes its counters to <State_Dir>/radiusd-stats.json.")
 declare("Radius", "Max_Call_Duration_sec", integer(60, 31 * 86400), "172800",
