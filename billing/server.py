@@ -161,8 +161,10 @@ class ReplyCache:
         if now < self._turn_at:
             return
         with self._lock:
-            self._old, self._young = self._young, {}
+            dropped, self._old, self._young = self._old, self._young, {}
             self._turn_at = now + self.ttl
+        # freed here, outside the lock: the packet loop may look up meanwhile
+        del dropped
 
 
 class Workers:
@@ -253,9 +255,13 @@ class RadiusServer:
         store = engine.store
         clock = engine.clock
         rounds = itertools.cycle(range(HOLDS_EVERY))
+        # The reply cache's turn drops a generation of replies (135,000 after
+        # a busy half minute: about 11 ms of freeing): here, off the packet
+        # loop, which keeps its turns meanwhile.
         self.timers = Housekeeper("timers", [Chore("stats file", stats_interval,
                                                    self.stats.write),
-                                             Chore("drop summary", 1.0, self._flush_drops)])
+                                             Chore("drop summary", 1.0, self._flush_drops),
+                                             Chore("reply cache", 1.0, self.replies.trim)])
         self.db_chores = Housekeeper("db-chores", [
             # Holds (reservations, calls, logins) every HOLDS_EVERY-th round:
             # moved by every call of every engine, they only shape proposals
@@ -374,7 +380,6 @@ class RadiusServer:
                     # Last resort: a bug past the decoding boundary costs this
                     # one packet, counted and summarised, never the engine.
                     self.drop(addr[0], "internal_error", f"{type(exc).__name__}: {exc}")
-        self.replies.trim()
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters.add(name, n)

@@ -33,6 +33,15 @@ def db(db_url) -> Iterator[Engine]:
 
 
 @pytest.fixture
+def mariadb_db(mariadb_database) -> Iterator[Engine]:
+    """``db`` on MariaDB only: for what only a server with row locks shows."""
+    engine = engine_for_url(mariadb_database, multi_statements=True)
+    schema.upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
 def sandbox(db_url, tmp_path) -> Iterator[BillingSandbox]:
     """The demo data in a real `vigil radiusd` process."""
     box = BillingSandbox(db_url, base=tmp_path / "engine")

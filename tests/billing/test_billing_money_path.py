@@ -428,8 +428,9 @@ def test_a_stale_no_funds_at_authentication_is_asked_of_the_database(db):
     assert not refused.accept and refused.code == ReturnCode.ZERO_BALANCE
 
 
+@pytest.mark.integration  # a throw-away MariaDB: SQLite has no row locks to order
 @pytest.mark.parametrize("with_grants", [False, True])
-def test_two_engines_stop_batches_never_deadlock(db, caplog, with_grants):
+def test_two_engines_stop_batches_never_deadlock(mariadb_db, caplog, with_grants):
     """Two engines commit Stop batches at the same moment, again and again:
     each charges the one account, its customer and the one vendor, and
     writes their xDRs. No transaction is chosen as a deadlock victim: each
@@ -441,8 +442,7 @@ def test_two_engines_stop_batches_never_deadlock(db, caplog, with_grants):
     mixes both); their accounts are locked in the same round."""
     import threading
 
-    if db.dialect.name == "sqlite":
-        pytest.skip("SQLite has one writer at a time: there are no row locks to order")
+    db = mariadb_db
     eng, _store, _ = engine_on(db, fraud_active=False)
     with db.begin() as c:
         c.execute(update(m.Account).values(balance=Decimal("1000")))
