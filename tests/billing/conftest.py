@@ -22,23 +22,24 @@ def db_url(request, tmp_path) -> Iterator[str]:
         yield request.getfixturevalue("mariadb_database")
 
 
-@pytest.fixture
-def db(db_url) -> Iterator[Engine]:
+def _store_engine(url: str) -> Iterator[Engine]:
     # as the RADIUS engine has it: the committer's statements in one round
     # trip on MariaDB (billing/sql_pipeline.py)
-    engine = engine_for_url(db_url, multi_statements=True)
+    engine = engine_for_url(url, multi_statements=True)
     schema.upgrade(engine)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def db(db_url) -> Iterator[Engine]:
+    yield from _store_engine(db_url)
 
 
 @pytest.fixture
 def mariadb_db(mariadb_database) -> Iterator[Engine]:
     """``db`` on MariaDB only: for what only a server with row locks shows."""
-    engine = engine_for_url(mariadb_database, multi_statements=True)
-    schema.upgrade(engine)
-    yield engine
-    engine.dispose()
+    yield from _store_engine(mariadb_database)
 
 
 @pytest.fixture
