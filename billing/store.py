@@ -437,19 +437,14 @@ def _plan_charges(plan: BatchPlan, op: AccountingOp, now: dt.datetime) -> None:
 
 def _reservation_row(op: AccountingOp, granted: Reservation, now: dt.datetime
                      ) -> dict[str, Any]:
-    req = op.reserve
-    assert req is not None
-    row = _call_row(op, now)
-    row.update(reserved=granted.amount, customer_id=req.customer_pk,
-               expires_at=now + dt.timedelta(seconds=granted.credit_time + req.lifetime),
-               credit_time=granted.credit_time)
-    return row
+    return dict(zip(grant_sql.CALL_COLUMNS, reservation_values(op, granted, now), strict=True))
 
 
 def reservation_values(op: AccountingOp, granted: Reservation, now: dt.datetime
                        ) -> tuple[Any, ...]:
-    """``_reservation_row``'s values in ``grant_sql.CALL_COLUMNS`` order,
-    built directly: the busy batch writes 64 of them per commit."""
+    """A reservation's ``active_calls`` row, its values in
+    ``grant_sql.CALL_COLUMNS`` order: the busy batch writes 64 of them per
+    commit straight into its INSERT; the careful way zips them to names."""
     req = op.reserve
     assert req is not None
     return (op.call_key[:128], op.leg, op.account_pk, req.customer_pk, op.node_ip[:45],

@@ -119,3 +119,12 @@ def test_reservation_values_are_the_rows_columns_in_order(customer_pk: int | Non
     row = _reservation_row(op, granted, now)
     assert reservation_values(op, granted, now) == tuple(row[c] for c in grant_sql.CALL_COLUMNS)
     assert set(row) == set(grant_sql.CALL_COLUMNS)
+    # each value cut to its column's width, the expiry after credit time + lifetime
+    assert (len(row["conf_id"]), len(row["node_ip"]), len(row["cli"]), len(row["cld"])) == \
+        (128, 45, 64, 64)
+    assert {len(row[c]) for c in ("session_id", "user_name", "leg_conf_id",
+                                  "incoming_conf_id")} == {253}
+    assert row["expires_at"] == now + dt.timedelta(seconds=1200 + 90)
+    assert (row["reserved"], row["credit_time"], row["customer_id"], row["account_id"]) == \
+        (Decimal("5.80"), 1200, customer_pk, 3)
+    assert row["started_at"] == row["updated_at"] == now and row["leg"] == "authorize"
