@@ -7,19 +7,28 @@ also stores every record before answering), FreeRADIUS ``files`` (no
 database: the ceiling). Requests/s, CPU seconds per 1,000 requests of the
 server processes and of mariadbd, ratios, and p99 at 1,000 requests/s.
 
-Same run, same machine, same load generator (`radclient`, Debian's
-freeradius-utils). Vigil runs on a throw-away MariaDB (every accounting is
-committed before it is answered); FreeRADIUS runs the `files` module (no
-database: the speed ceiling of a C RADIUS server here). One-process servers
-are pinned to CPU 0 and radclient to CPU 1, since radclient costs as much CPU
-as the server; Vigil's N processes may run on both CPUs.
+Same run, same machine, same load generator for every server. Vigil runs on
+a throw-away MariaDB (every accounting is committed before it is answered);
+FreeRADIUS runs the `files` module (no database: the speed ceiling of a C
+RADIUS server here). One-process servers are pinned to CPU 0 and the load
+generator to CPU 1; Vigil's N processes may run on both CPUs. The last
+column is the load generator's own CPU per 1,000 requests.
 
-The load comes from ``--senders`` radclient processes at once (4 by default),
-each with its own socket and its share of the request files, for every
-server in the table. One socket is hashed by SO_REUSEPORT to one engine
-process (a real site has many gateways, each its own socket), so a single
-sender would measure one busy process, not N. How the requests spread over
-Vigil's processes is printed from their counters files.
+The load comes from ``--senders`` sockets at once (4 by default), each with
+its share of the request files (radclient's format) and ``--parallel /
+--senders`` requests in flight, for every server in the table. One socket
+is hashed by SO_REUSEPORT to one engine process (a real site has many
+gateways, each its own socket), so a single socket would measure one busy
+process, not N. How the requests spread over Vigil's processes is printed
+from their counters files.
+
+The sockets belong to one bench/radius_load.py process by default, or to
+one radclient process each (``--sender radclient``, Debian's
+freeradius-utils). radclient walks all its requests after every answer and
+polls with short timeouts: its CPU per request grows with the server's
+latency (0.39 s per 1,000 authorizations against Vigil's group commit, 0.065
+against FreeRADIUS files, in one run), until it fills the core mariadbd
+needs too and slows most the server that answers latest.
 
 Then a paced Python sender offers 1,000 requests/s for 10 s to Vigil and
 prints the latency percentiles.
@@ -33,7 +42,9 @@ prints the latency percentiles.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
 import shutil
 import socket
 import statistics
@@ -42,6 +53,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,16 +138,36 @@ def _radclient_counts(stdout: str) -> tuple[int, int]:
     return ok, failed
 
 
-def run_radclient(port: int, kind: str, files: list[Path], secret_file: Path,
-                  senders: int = 1, parallel: int = 128, cpus: str = "1"
-                  ) -> tuple[int, float, int]:
-    """Sends the files through ``senders`` radclient processes at once, each
-    with its own socket (so SO_REUSEPORT can hash them to different engine
-    processes, as many gateways would be), each sending its share of the files
-    back to back with ``parallel / senders`` requests in flight. Requests
-    answered, seconds (first start to last end), failures."""
+@dataclass
+class Load:
+    """What one sending of request files gave: requests answered and failed,
+    seconds from the first send to the last answer, and the CPU seconds the
+    load generator itself spent (it shares the machine with the servers)."""
+
+    answered: int
+    seconds: float
+    failed: int
+    sender_cpu: float
+
+
+def send_load(sender: str, port: int, kind: str, files: list[Path], secret_file: Path,
+              senders: int = 1, parallel: int = 128, cpus: str = "1") -> Load:
+    """Sends the files through ``senders`` sockets at once (so SO_REUSEPORT can
+    hash them to different engine processes, as many gateways would be), each
+    sending its share of the files back to back with ``parallel / senders``
+    requests in flight: one bench/radius_load.py process holding every socket,
+    or one radclient process per socket."""
     shares = [share for share in (files[i::senders] for i in range(senders)) if share]
     in_flight = max(1, parallel // len(shares))
+    if sender == "python":
+        cmd = ["taskset", "-c", cpus, sys.executable, str(ROOT / "bench" / "radius_load.py"),
+               "--port", str(port), "--kind", kind, "--secret-file", str(secret_file),
+               "--in-flight", str(in_flight), "--tries", "3", "--timeout", "3"]
+        for share in shares:
+            cmd += ["--share", ",".join(str(f) for f in share)]
+        r = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        out = json.loads(r.stdout.strip().splitlines()[-1])
+        return Load(out["answered"], out["seconds"], out["failed"], out["cpu_seconds"])
 
     def send(share: list[Path]) -> tuple[int, int]:
         ok = failed = 0
@@ -148,11 +180,14 @@ def run_radclient(port: int, kind: str, files: list[Path], secret_file: Path,
             ok, failed = ok + o, failed + x
         return ok, failed
 
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     with ThreadPoolExecutor(len(shares)) as pool:
         counts = list(pool.map(send, shares))
     seconds = time.perf_counter() - t0
-    return sum(c[0] for c in counts), seconds, sum(c[1] for c in counts)
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
+    return Load(sum(c[0] for c in counts), seconds, sum(c[1] for c in counts), cpu)
 
 
 def freeradius(sql: SqlBackend | None = None) -> FreeRadius:
@@ -211,16 +246,17 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / tick
 
 
-def measure(label: str, port: int, kind: str, files: list[Path], secret_file: Path,
+def measure(sender: str, port: int, kind: str, files: list[Path], secret_file: Path,
             server_pid: int, db_pid: int | None, cpus: str, senders: int, parallel: int
             ) -> dict[str, float]:
     pids = tree_pids(server_pid)
     s0, d0 = cpu_seconds(pids), cpu_seconds([db_pid]) if db_pid else 0.0
-    ok, secs, failed = run_radclient(port, kind, files, secret_file, senders, parallel, cpus)
+    load = send_load(sender, port, kind, files, secret_file, senders, parallel, cpus)
     s1, d1 = cpu_seconds(pids), cpu_seconds([db_pid]) if db_pid else 0.0
-    per_k = 1000 / max(ok, 1)
-    return {"rps": ok / secs, "failed": failed, "server_cpu": (s1 - s0) * per_k,
-            "db_cpu": (d1 - d0) * per_k}
+    per_k = 1000 / max(load.answered, 1)
+    return {"rps": load.answered / load.seconds, "failed": load.failed,
+            "server_cpu": (s1 - s0) * per_k, "db_cpu": (d1 - d0) * per_k,
+            "sender_cpu": load.sender_cpu * per_k}
 
 
 def paced_latency(box: BillingSandbox, rate: int, seconds: float) -> list[float]:
@@ -281,10 +317,10 @@ def spread(box: BillingSandbox) -> str:
                      for p in stats.live) or "(no counters)"
 
 
-def tools_here() -> bool:
-    if shutil.which("radclient") and shutil.which("taskset"):
+def tools_here(sender: str) -> bool:
+    if shutil.which("taskset") and (sender == "python" or shutil.which("radclient")):
         return True
-    print("radclient and taskset are needed (make setup)")
+    print("taskset (and radclient for --sender radclient) are needed (make setup)")
     return False
 
 
@@ -348,10 +384,14 @@ def main() -> int:
                     help="measure from a cold start (by default every server first answers "
                          "one unmeasured authorization per account, the steady state a "
                          "running site is in)")
+    ap.add_argument("--sender", choices=("python", "radclient"), default="python",
+                    help="the load generator (default python: bench/radius_load.py, whose CPU "
+                         "per request does not grow with the server's latency; radclient's "
+                         "does, see that file)")
     args = ap.parse_args()
     if args.senders < 1 or args.parallel < args.senders:
         ap.error("--senders must be at least 1 and at most --parallel")
-    if not tools_here():
+    if not tools_here(args.sender):
         return 2
     work, secret_file = workdir("radius")
     # at least one file per sender, at most 1,000 requests per file (radclient's
@@ -368,7 +408,8 @@ def main() -> int:
 
     def warmup(port: int) -> None:
         if not args.no_warmup:
-            run_radclient(port, "auth", warm, secret_file, args.senders, args.parallel)
+            send_load(args.sender, port, "auth", warm, secret_file, args.senders,
+                      args.parallel)
 
     per_process: dict[str, str] = {}
     results: dict[str, dict[str, float]] = {}
@@ -393,7 +434,8 @@ def main() -> int:
                 warmup(box.auth_port)
                 for label, port, files, kind in (("authorization", box.auth_port, authz, "auth"),
                                                  ("accounting", box.acct_port, acct, "acct")):
-                    results[f"{name} {label}"] = measure(label, port, kind, files, secret_file,
+                    results[f"{name} {label}"] = measure(args.sender, port, kind, files,
+                                                         secret_file,
                                                          box.proc.pid, db_pid, "1",
                                                          args.senders, args.parallel)
                 latency[name] = paced_latency(box, 1000, 10.0)
@@ -415,24 +457,26 @@ def main() -> int:
                 for label, port, files, kind in (("authorization", fr.auth_port, authz, "auth"),
                                                  ("accounting", fr.acct_port, acct, "acct")):
                     results[f"{name} {label}"] = measure(
-                        label, port, kind, files, secret_file, fr.proc.pid,
+                        args.sender, port, kind, files, secret_file, fr.proc.pid,
                         db_pid if backend else None, "1", args.senders, args.parallel)
             finally:
                 fr.stop()
     finally:
         db.destroy()
     backend = "SQLite" if args.sqlite else "MariaDB (durable: flush at commit, sync binlog)"
+    load = ("radclient senders" if args.sender == "radclient"
+            else "sockets of one bench/radius_load.py sender")
     print(f"\nRADIUS throughput, {per_file * n_files} requests each"
           f"{'' if args.no_warmup else f' after {ACCOUNTS} unmeasured (one per account)'}, "
-          f"{args.senders} radclient "
-          f"senders ({args.parallel} in flight in all) on CPU 1; one-process servers on CPU 0, "
+          f"{args.senders} {load} "
+          f"({args.parallel} in flight in all) on CPU 1; one-process servers on CPU 0, "
           f"{args.processes} Vigil processes on CPUs 0-1; Vigil on {backend}, rlm_sql on the "
           "same MariaDB")
     print(f"{'server / request':44} {'req/s':>8} {'failed':>7} {'CPU s/1k srv':>13} "
-          f"{'CPU s/1k db':>12}")
+          f"{'CPU s/1k db':>12} {'CPU s/1k load':>14}")
     for k, r in results.items():
         print(f"{k:44} {r['rps']:8.0f} {int(r['failed']):7d} {r['server_cpu']:13.3f} "
-              f"{r['db_cpu']:12.3f}")
+              f"{r['db_cpu']:12.3f} {r['sender_cpu']:14.3f}")
     for label in ("authorization", "accounting") if peers else ():
         ref = results[f"freeradius rlm_sql {label}"]["rps"]
         for name, _ in runs:
