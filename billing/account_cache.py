@@ -16,10 +16,9 @@ import datetime as dt
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
 from decimal import Decimal
 
-from billing.store import LOGIN_FREE, AccountStamp, AccountView, traffic_moved
+from billing.store import LOGIN_FREE, AccountStamp, AccountView, traffic_moved, with_values
 
 
 class _Entry:
@@ -123,12 +122,12 @@ class AccountCache:
                 return
             acct = hit.view
             hit.stamp = traffic_moved(hit.stamp)  # set again from the row at the next refresh
-            hit.view = replace(
-                acct, balance=acct.balance + balance,
-                customer_balance=acct.customer_balance + customer_balance,
-                reserved=acct.reserved + reserved,
-                customer_reserved=acct.customer_reserved + customer_reserved,
-                calls=acct.calls + calls, customer_calls=acct.customer_calls + calls)
+            hit.view = with_values(acct, {
+                "balance": acct.balance + balance,
+                "customer_balance": acct.customer_balance + customer_balance,
+                "reserved": acct.reserved + reserved,
+                "customer_reserved": acct.customer_reserved + customer_reserved,
+                "calls": acct.calls + calls, "customer_calls": acct.customer_calls + calls})
 
     def login(self, account_pk: int, call_key: str, until: dt.datetime | None) -> None:
         """A committed login (or logout, with ``LOGIN_FREE``): without it a
@@ -139,7 +138,7 @@ class AccountCache:
             if hit is None:
                 return
             hit.stamp = traffic_moved(hit.stamp)
-            hit.view = replace(hit.view, login_call=call_key, login_until=until)
+            hit.view = with_values(hit.view, {"login_call": call_key, "login_until": until})
 
     def logout(self, account_pk: int, call_key: str) -> None:
         """The Stop of ``call_key`` freed the account, if that call held it."""
@@ -148,7 +147,7 @@ class AccountCache:
             if hit is None or hit.view.login_call != call_key:
                 return
             hit.stamp = traffic_moved(hit.stamp)
-            hit.view = replace(hit.view, login_call=LOGIN_FREE, login_until=None)
+            hit.view = with_values(hit.view, {"login_call": LOGIN_FREE, "login_until": None})
 
     def _hit(self, account_pk: int) -> _Entry | None:
         account_id = self._id_of.get(account_pk)
