@@ -1012,7 +1012,11 @@ class SqlStore:
                      amount: Decimal, now: dt.datetime) -> bool:
         """The reservation contract's statements: granted when they match.
         The account first, then its customer (the lock order of every
-        transaction: see ``_grant_together``)."""
+        transaction: see ``_grant_together``). When the customer refuses,
+        the account is put back as it was by a savepoint, not by a
+        compensating update: the login hold may have been this call's
+        already (its authentication took it in an earlier transaction),
+        and it must stay so."""
         a = m.Account
         funds = case((a.billing_model == BillingModel.DEBIT.value, a.balance),
                      else_=a.credit_limit - a.balance)
@@ -1024,25 +1028,24 @@ class SqlStore:
             cond.append(or_(a.login_call == LOGIN_FREE, a.login_call == key,
                             a.login_until < now))
             values.update(login_call=key, login_until=req.login_until)
-        if not conn.execute(update(a).where(*cond).values(**values)).rowcount:
-            return False
         c = m.Customer
         customer = req.customer_of if req.customer_of is not None else req.customer_pk
         if customer is None:
-            return True
+            return bool(conn.execute(update(a).where(*cond).values(**values)).rowcount)
+        conn.exec_driver_sql("SAVEPOINT grant_one")
+        if not conn.execute(update(a).where(*cond).values(**values)).rowcount:
+            conn.exec_driver_sql("RELEASE SAVEPOINT grant_one")
+            return False
         c_cond = [c.id == customer, or_(c.max_calls.is_(None), c.calls < c.max_calls)]
         c_values: dict[str, Any] = {"calls": c.calls + 1}
         if req.customer_pk is not None:
             c_cond.append(c.credit_limit - c.balance - c.reserved >= amount)
             c_values["reserved"] = c.reserved + amount
         if conn.execute(update(c).where(*c_cond).values(**c_values)).rowcount:
+            conn.exec_driver_sql("RELEASE SAVEPOINT grant_one")
             return True
-        # undo the account's share, still ours to undo (its login hold too:
-        # the statement above took it only for this call)
-        undo: dict[str, Any] = {"reserved": a.reserved - amount, "calls": a.calls - 1}
-        if req.exclusive_login:
-            undo.update(login_call=LOGIN_FREE, login_until=None)
-        conn.execute(update(a).where(a.id == req.account_pk).values(**undo))
+        conn.exec_driver_sql("ROLLBACK TO SAVEPOINT grant_one")
+        conn.exec_driver_sql("RELEASE SAVEPOINT grant_one")
         return False
 
     # ---------------------------------------------------------- funds locks

@@ -403,6 +403,40 @@ def test_the_login_hold_of_an_authentication_is_the_databases(db):
     assert eng.authenticate(authz("h3")).accept
 
 
+def test_a_customer_refusal_leaves_the_calls_own_login_hold(db):
+    """A debit account's call authenticated (the login hold is its own),
+    then its authorization refused by the customer's call limit: the
+    account gets its reservation and call count back, and the hold stays
+    the call's, so a second call is still refused while the first one's
+    session lasts. The Stop frees it."""
+    eng, store, _ = engine_on(db, fraud_active=True)
+    assert eng.authenticate(authz("h1")).accept
+    with db.begin() as c:
+        c.execute(update(m.Customer).where(m.Customer.name == "testgatewayprepaid")
+                  .values(max_calls=0))
+        before = c.execute(select(m.Account.reserved, m.Account.calls, m.Account.login_call)
+                           .where(m.Account.account_id == "193.100.201.1")).one()
+    store.reload()
+    refused = eng.authorize(authz("h1"))
+    assert not refused.accept and refused.code == ReturnCode.ACCOUNT_IN_USE
+    with db.connect() as c:
+        after = c.execute(select(m.Account.reserved, m.Account.calls, m.Account.login_call)
+                          .where(m.Account.account_id == "193.100.201.1")).one()
+        customer_calls = c.execute(select(m.Customer.calls).where(
+            m.Customer.name == "testgatewayprepaid")).scalar_one()
+    assert tuple(after) == tuple(before) and after.login_call.endswith("h1")
+    assert customer_calls == 0
+    store.refresh_accounts()
+    second = eng.authenticate(authz("h2"))
+    assert not second.accept and second.code == ReturnCode.ACCOUNT_IN_USE
+    stop = stop_request("h1", "0")
+    assert store.apply([eng.accounting_op(stop)], NOW) == [True]
+    store.refresh_accounts()
+    assert eng.authenticate(authz("h3")).accept
+    with db.connect() as c:
+        assert list(reserved_sums_agree(c)) == []
+
+
 def test_a_stale_no_funds_at_authentication_is_asked_of_the_database(db):
     """The cache says the debit account's money is all held by calls, but
     those calls ended a moment ago on another engine: the authentication
