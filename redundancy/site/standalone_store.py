@@ -61,6 +61,17 @@ def _delta_error(exc: SQLAlchemyError) -> DatabaseError:
     return DatabaseError(f"delta database: {exc}")
 
 
+def _accounts_of(ops: Sequence[AccountingOp]) -> set[int]:
+    """The accounts whose money or login hold a batch reads or writes."""
+    pks: set[int] = set()
+    for op in ops:
+        if op.kind in ("reserve", "login") and op.reserve is not None:
+            pks.add(op.reserve.account_pk)
+        elif op.kind == "stop":
+            pks.update(pk for pk in (op.account_pk, op.logout_pk) if pk is not None)
+    return pks
+
+
 class StandaloneStore:
     """Stand-by snapshot + delta database behind the engine's store interface."""
 
@@ -178,13 +189,12 @@ class StandaloneStore:
         """Charges and xDRs of a batch in ONE delta transaction, then the answer."""
         if not ops:
             return []
+        touched = _accounts_of(ops)
         try:
             with self._lock:
-                self._login_rows({op.reserve.account_pk for op in ops
-                                  if op.reserve is not None and
-                                  (op.kind == "login"
-                                   or getattr(op.reserve, "exclusive_login", False))})
+                self._account_rows(touched)
                 with self.delta.begin() as conn:
+                    self._lock_accounts(conn, touched)
                     return self._apply(conn, ops, now)
         except SQLAlchemyError as exc:
             raise _delta_error(exc) from exc
@@ -259,16 +269,35 @@ class StandaloneStore:
         return results
 
     # ------------------------------------------------------------ login hold
-    def _login_rows(self, account_pks: set[int]) -> None:
-        """Make sure the accounts' hold rows exist, in a transaction of its
-        own: in the batch's, MariaDB would take the duplicate's shared lock
-        and then need it exclusive, and two engines doing so deadlock."""
+    def _account_rows(self, account_pks: set[int]) -> None:
+        """Make sure the accounts' rows in ``delta_logins`` exist, in a
+        transaction of its own: in the batch's, MariaDB would take the
+        duplicate's shared lock and then need it exclusive, and two engines
+        doing so deadlock. The row holds the account's login hold and is
+        also the account's lock in the delta (``_lock_accounts``)."""
         if not account_pks:
             return
         with self.delta.begin() as conn:
             conn.execute(insert(d.delta_logins).prefix_with(self._ignore_word),
                          [{"account_pk": pk, "login_call": LOGIN_FREE, "login_until": None}
                           for pk in sorted(account_pks)])
+
+    @staticmethod
+    def _lock_accounts(conn: Connection, account_pks: set[int]) -> None:
+        """Lock every account the batch reads money of or writes money to,
+        first and in ascending order, as normal mode locks its accounts
+        rows. A grant reads the delta's adjustments and reservations of
+        the account and then writes its own: without the lock two engine
+        processes on one MariaDB delta both read $5.00 and both granted
+        $3.00 (tests/redundancy/test_site_standalone_login.py). With it the
+        second waits for the first's commit and reads after it. One order
+        for every batch of every engine, so they wait instead of
+        deadlocking. SQLite's writers are serialized at BEGIN already."""
+        if not account_pks:
+            return
+        lg = d.delta_logins.c
+        conn.execute(select(lg.account_pk).where(lg.account_pk.in_(sorted(account_pks)))
+                     .order_by(lg.account_pk).with_for_update())
 
     def _take_login(self, conn: Connection, account_pk: int, call_key: str,
                     until: dt.datetime | None, now: dt.datetime) -> bool:

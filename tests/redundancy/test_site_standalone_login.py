@@ -1,7 +1,8 @@
 """Stand-alone keeps the login hold of debit accounts under [Fraud_Detection]
 in the delta database, as normal mode keeps ``accounts.login_call``
-(docs/billing.md "The login hold"), and its expiry sweep keeps to the sweep
-cutoff (billing/db_clock.py). The stand-by is the primary's own SQLite file
+(docs/billing.md "The login hold"), two engines on one delta never spend
+the same money, and its expiry sweep keeps to the sweep cutoff
+(billing/db_clock.py). The stand-by is the primary's own SQLite file
 here (as in test_site_effective_balance.py); the delta is SQLite and a real
 throw-away MariaDB."""
 
@@ -184,6 +185,69 @@ def test_two_engines_on_one_delta_one_wins(standby, delta):
         assert sorted(won.values()) == [False, True], won
         winner = next(name for name, ok in won.items() if ok)
         assert a.apply([stop(pk, calls[winner])], NOW) == [True]
+
+
+def _race_batch(gate: threading.Barrier, store: StandaloneStore, ops: list[AccountingOp],
+                pk: int, won: dict[str, bool], name: str, errors: list[BaseException]) -> None:
+    """Whether the batch's authorization on account ``pk`` was granted."""
+    try:
+        gate.wait()
+        results = store.apply(ops, NOW)
+        won[name] = results[[op.account_pk for op in ops].index(pk)]
+    except BaseException as exc:  # reported by the test
+        errors.append(exc)
+
+
+def spend(pk: int, call: str, amount: Decimal) -> AccountingOp:
+    """An authorization without the login hold (fraud detection off) that
+    wants ``amount`` for a minute or nothing."""
+    def decide(funds: Decimal) -> Reservation | None:
+        return Reservation(60, amount) if funds >= amount else None
+
+    req = ReserveRequest(account_pk=pk, customer_pk=None, exclusive_login=False,
+                         login_until=None, proposal=decide(Decimal(5)), decide=decide,
+                         lifetime=120)
+    return AccountingOp(session_key="", kind=OpKind.RESERVE, call_key=call, leg="authorize",
+                        account_pk=pk, reserve=req)
+
+
+def test_two_engines_on_one_delta_never_spend_the_same_money(standby, delta):
+    """Two stand-alone stores (two engine processes of the secondary site)
+    authorize calls on the one debit account at the same moment, $3.00 each
+    from its $5.00: one is granted, the other refused, round after round,
+    and the delta never holds more than the funds. Each engine's batch
+    also asks for a second account, in the other engine's opposite order,
+    so that two batches locking accounts in request order would deadlock."""
+    a = StandaloneStore(standby, delta, "site-b")
+    b = StandaloneStore(standby, delta, "site-b")
+    a.ensure_schema()
+    b.ensure_schema()
+    pk = debit_pk(a)
+    other = a.find_account("12345")
+    assert other is not None
+    for n in range(20):
+        gate = threading.Barrier(2)
+        won: dict[str, bool] = {}
+        errors: list[BaseException] = []
+        ops = {"a": [spend(other.pk, f"a-x-{n}", Decimal("0.01")),
+                     spend(pk, f"a-{n}", Decimal("3.00"))],
+               "b": [spend(pk, f"b-{n}", Decimal("3.00")),
+                     spend(other.pk, f"b-x-{n}", Decimal("0.01"))]}
+        threads = [threading.Thread(target=_race_batch,
+                                    args=(gate, s, ops[name], pk, won, name, errors))
+                   for s, name in ((a, "a"), (b, "b"))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert not errors, errors
+        assert sorted(won.values()) == [False, True], (n, won)
+        with delta.connect() as conn:
+            held = conn.execute(select(func.sum(d.delta_calls.c.reserved)).where(
+                d.delta_calls.c.account_pk == pk)).scalar_one()
+        assert Decimal(held) == Decimal("3.00")
+        winner = next(name for name, ok in won.items() if ok)
+        assert a.apply([stop(pk, f"{winner}-{n}")], NOW) == [True]
 
 
 def test_a_forward_jump_of_now_forgets_no_live_call(store):
