@@ -50,6 +50,8 @@ def acct_file(path: Path, n: int, tag: str, status: str) -> Path:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calls", type=int, default=5000)
+    ap.add_argument("--sender", choices=("python", "radclient"), default="python",
+                    help="the load generator, as in bench/bench_radius.py")
     args = ap.parse_args()
     n = args.calls
     work = Path(tempfile.mkdtemp(prefix="bench-calls-"))
@@ -67,11 +69,11 @@ def main() -> int:
             assert box.proc is not None
             pid = box.proc.pid
             results["vigil authorize"] = measure(
-                "authorize", box.auth_port, "auth", [authz_file(work / "a.txt", n, "c")],
-                secret, pid, db_pid, "1")
+                args.sender, box.auth_port, "auth", [authz_file(work / "a.txt", n, "c")],
+                secret, pid, db_pid, "1", 1, 128)
             results["vigil start"] = measure(
-                "start", box.acct_port, "acct", [acct_file(work / "s.txt", n, "c", "Start")],
-                secret, pid, db_pid, "1")
+                args.sender, box.acct_port, "acct", [acct_file(work / "s.txt", n, "c", "Start")],
+                secret, pid, db_pid, "1", 1, 128)
             from billing.calls import list_calls
             from billing.db import engine_for_url
 
@@ -82,8 +84,8 @@ def main() -> int:
             list_s = time.perf_counter() - t0
             engine.dispose()
             results["vigil stop"] = measure(
-                "stop", box.acct_port, "acct", [acct_file(work / "e.txt", n, "c", "Stop")],
-                secret, pid, db_pid, "1")
+                args.sender, box.acct_port, "acct", [acct_file(work / "e.txt", n, "c", "Stop")],
+                secret, pid, db_pid, "1", 1, 128)
         finally:
             box.stop()
     finally:
@@ -92,12 +94,12 @@ def main() -> int:
     try:
         for status in ("Start", "Stop"):
             results[f"freeradius files {status.lower()}"] = measure(
-                status, fr.acct_port, "acct",
+                args.sender, fr.acct_port, "acct",
                 [acct_file(work / f"f{status}.txt", n, "f", status)], secret, fr.proc.pid, None,
-                "1")
+                "1", 1, 128)
     finally:
         fr.stop()
-    print(f"{n} calls, radclient -p 128 pinned to CPU 1, servers to CPU 0")
+    print(f"{n} calls, {args.sender} with 128 in flight pinned to CPU 1, servers to CPU 0")
     for name, r in results.items():
         print(f"  {name:<24} {r['rps']:>8.0f} requests/s  failed {r['failed']:>4.0f}  "
               f"server CPU {r['server_cpu']:.2f} s/1000  mariadbd {r['db_cpu']:.2f} s/1000")

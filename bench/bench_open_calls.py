@@ -6,7 +6,7 @@ Issue 13: a trunk account with 4,600 calls open used to authorize at 0.47
 of its rate with none, because each authorization summed every open
 reservation of the account. The reservation contract keeps a running sum
 (``accounts.reserved``), so the work per authorization should not grow with
-the calls open. Same engine, same durable MariaDB, same radclient senders as
+the calls open. Same engine, same durable MariaDB, same load generator as
 bench/bench_radius.py; before each line the open calls are set (rows in
 ``active_calls`` and their running sums), so each line starts from its own
 count.
@@ -63,9 +63,11 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=10000, help="authorizations per line")
     ap.add_argument("--open", default="0,4000,20000",
                     help="calls open before each line, comma-separated (default 0,4000,20000)")
-    ap.add_argument("--senders", type=int, default=4, help="radclient processes at once")
+    ap.add_argument("--senders", type=int, default=4, help="sockets sending at once")
+    ap.add_argument("--sender", choices=("python", "radclient"), default="python",
+                    help="the load generator, as in bench/bench_radius.py")
     args = ap.parse_args()
-    if not tools_here():
+    if not tools_here(args.sender):
         return 2
     work, secret = workdir("open")
     counts = [int(x) for x in args.open.split(",")]
@@ -79,7 +81,7 @@ def main() -> int:
             assert box.proc is not None and db.proc is not None
             # warm-up (the account read once, the statements' texts built),
             # so that the first line measures the same engine as the others
-            measure("authorization", box.auth_port, "auth",
+            measure(args.sender, box.auth_port, "auth",
                     [authz_file(work / "warm.txt", 1000, "warm", ACCOUNT)], secret, box.proc.pid,
                     db.proc.pid, "1", args.senders, 128)
             for k, n in enumerate(counts):
@@ -87,7 +89,7 @@ def main() -> int:
                 time.sleep(2.5)  # the engine's cache sees the new sums (holds: every 2 s)
                 files = [authz_file(work / f"r{k}-{j}.txt", 1000, f"o{k}-{j}", ACCOUNT)
                          for j in range(max(1, args.requests // 1000))]
-                r = measure("authorization", box.auth_port, "auth", files, secret,
+                r = measure(args.sender, box.auth_port, "auth", files, secret,
                             box.proc.pid, db.proc.pid, "1", args.senders, 128)
                 rows.append((n, r))
                 print(f"{n:>7} calls open: {r['rps']:8.0f} authorizations/s, "
@@ -99,7 +101,8 @@ def main() -> int:
         db.destroy()
     base = rows[0][1]["rps"] if rows and rows[0][0] == 0 else None
     print(f"\nOne credit account, {args.requests} authorizations per line, {args.senders} "
-          f"radclient senders (128 in flight) on CPU 1, the engine on CPU 0, durable MariaDB")
+          f"sockets of the {args.sender} sender (128 in flight) on CPU 1, the engine on CPU 0, "
+          "durable MariaDB")
     for n, r in rows:
         ratio = f"{r['rps'] / base:.2f}x the rate with none" if base else ""
         print(f"  {n:>7} open: {r['rps']:8.0f}/s  {ratio}")
