@@ -152,13 +152,29 @@ def test_the_stop_of_another_call_does_not_free_the_hold(store):
     assert outcome(store, login(pk, "call-2")) == (False, Refusal.LOGIN)
 
 
-def _race(gate: threading.Barrier, store: StandaloneStore, op: AccountingOp,
-          won: dict[str, bool], name: str, errors: list[BaseException]) -> None:
-    try:
-        gate.wait()
-        won[name] = store.apply([op], NOW) == [True]
-    except BaseException as exc:  # reported by the test
-        errors.append(exc)
+def race(stores: dict[str, StandaloneStore], batches: dict[str, list[AccountingOp]],
+         pk: int) -> dict[str, bool]:
+    """Each store applies its batch at the same moment (two engine
+    processes); whether each one's op on account ``pk`` was granted."""
+    gate = threading.Barrier(len(stores))
+    won: dict[str, bool] = {}
+    errors: list[BaseException] = []
+
+    def one(name: str) -> None:
+        try:
+            gate.wait()
+            results = stores[name].apply(batches[name], NOW)
+            won[name] = results[[op.account_pk for op in batches[name]].index(pk)]
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(name,)) for name in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors, errors
+    return won
 
 
 def test_two_engines_on_one_delta_one_wins(standby, delta):
@@ -170,32 +186,11 @@ def test_two_engines_on_one_delta_one_wins(standby, delta):
     b.ensure_schema()
     pk = debit_pk(a)
     for n in range(20):
-        gate = threading.Barrier(2)
-        won: dict[str, bool] = {}
-        errors: list[BaseException] = []
         calls = {"a": f"a-{n}", "b": f"b-{n}"}
-        threads = [threading.Thread(target=_race,
-                                    args=(gate, s, login(pk, calls[name]), won, name, errors))
-                   for s, name in ((a, "a"), (b, "b"))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
-        assert not errors, errors
+        won = race({"a": a, "b": b}, {k: [login(pk, c)] for k, c in calls.items()}, pk)
         assert sorted(won.values()) == [False, True], won
         winner = next(name for name, ok in won.items() if ok)
         assert a.apply([stop(pk, calls[winner])], NOW) == [True]
-
-
-def _race_batch(gate: threading.Barrier, store: StandaloneStore, ops: list[AccountingOp],
-                pk: int, won: dict[str, bool], name: str, errors: list[BaseException]) -> None:
-    """Whether the batch's authorization on account ``pk`` was granted."""
-    try:
-        gate.wait()
-        results = store.apply(ops, NOW)
-        won[name] = results[[op.account_pk for op in ops].index(pk)]
-    except BaseException as exc:  # reported by the test
-        errors.append(exc)
 
 
 def spend(pk: int, call: str, amount: Decimal) -> AccountingOp:
@@ -226,21 +221,11 @@ def test_two_engines_on_one_delta_never_spend_the_same_money(standby, delta):
     other = a.find_account("12345")
     assert other is not None
     for n in range(20):
-        gate = threading.Barrier(2)
-        won: dict[str, bool] = {}
-        errors: list[BaseException] = []
         ops = {"a": [spend(other.pk, f"a-x-{n}", Decimal("0.01")),
                      spend(pk, f"a-{n}", Decimal("3.00"))],
                "b": [spend(pk, f"b-{n}", Decimal("3.00")),
                      spend(other.pk, f"b-x-{n}", Decimal("0.01"))]}
-        threads = [threading.Thread(target=_race_batch,
-                                    args=(gate, s, ops[name], pk, won, name, errors))
-                   for s, name in ((a, "a"), (b, "b"))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
-        assert not errors, errors
+        won = race({"a": a, "b": b}, ops, pk)
         assert sorted(won.values()) == [False, True], (n, won)
         with delta.connect() as conn:
             held = conn.execute(select(func.sum(d.delta_calls.c.reserved)).where(
