@@ -9,13 +9,15 @@ Steps (the source's order):
    left (the source's $0.30).
 2. **Stand-by**: this site's mode file goes back to stand-by; its RADIUS
    stops answering.
-3. **Transfer** in batches, each ONE transaction on the primary: check
+3. **Login holds** still live in the delta ([Fraud_Detection]) are set on
+   the primary's accounts where no other call holds them there.
+4. **Transfer** in batches, each ONE transaction on the primary: check
    ``transferred_upto`` is still where this run read it (row lock), insert the
    batch's xDRs under ``<site>#<seq>`` (a unique key: a second insert fails
    and rolls the batch back), lower the locks by their amounts, charge the
    vendors, and move ``transferred_upto``. Rows that reached the delta after
    step 1 (a Stop committed while the switch happened) are locked first.
-4. **Report**.
+5. **Report**.
 
 A kill -9 at any moment leaves either a committed batch (skipped when re-run,
 by the watermark) or nothing; a second failback running at the same time
@@ -38,6 +40,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from billing import models as m
 from billing.db import DatabaseUnavailable, is_unavailable
+from billing.store import LOGIN_FREE
 from redundancy.site import delta as d
 from redundancy.site import packed
 from redundancy.site import primary_tables as p
@@ -422,6 +425,50 @@ class Failback:
                        remote_ip=r["peer_ip"])
         return row
 
+    # ------------------------------------------------------------ login holds
+    def carry_logins(self, report: Report, dry_run: bool = False) -> int:
+        """The stand-alone login holds still live go to the primary's
+        accounts ([Fraud_Detection], debit accounts): a call that began in
+        stand-alone and talks on past failback keeps its account to itself
+        there too, and its Stop, which the primary now gets, gives the hold
+        back (SqlStore: only the holding call's Stop does). Each hold is
+        set by one conditional UPDATE that never takes an account another
+        call holds on the primary (that one is counted and logged, and the
+        primary's own hold stands); setting one again is harmless, so a
+        kill -9 and a re-run need nothing more."""
+        now = utcnow()
+        lg = d.delta_logins.c
+        try:
+            with self.delta.connect() as conn:
+                holds = conn.execute(select(lg.account_pk, lg.login_call, lg.login_until).where(
+                    lg.login_call != LOGIN_FREE,
+                    (lg.login_until.is_(None)) | (lg.login_until >= now))
+                    .order_by(lg.account_pk)).all()
+        except SQLAlchemyError as exc:
+            raise _error("delta database", exc) from exc
+        if dry_run or not holds:
+            if holds:
+                self.progress(f"would carry {len(holds)} login hold(s) to the primary")
+            return len(holds)
+        a = m.Account
+        carried = 0
+        try:
+            with self.primary.begin() as conn:
+                for pk, call, until in holds:
+                    carried += conn.execute(update(a).where(
+                        a.id == pk,
+                        (a.login_call == LOGIN_FREE) | (a.login_call == call) |
+                        (a.login_until < now))
+                        .values(login_call=call, login_until=until)).rowcount
+        except SQLAlchemyError as exc:
+            raise _error("primary database", exc) from exc
+        if carried < len(holds):
+            log.warning("%d stand-alone login hold(s) not carried: another call holds those "
+                        "accounts on the primary", len(holds) - carried)
+        report.actions.append(f"carried {carried} login hold(s) to the primary")
+        self.progress(f"carried {carried} of {len(holds)} login hold(s) to the primary")
+        return carried
+
     # ------------------------------------------------------------- the whole
     def run(self, switch_to_standby: Callable[[], object], dry_run: bool = False) -> Report:
         report = Report()
@@ -430,6 +477,7 @@ class Failback:
             self.prepare()
         self.lock_funds(report, dry_run)
         if dry_run:
+            self.carry_logins(report, dry_run=True)
             b = self.backlog()
             self.progress(f"would switch to stand-by, then transfer {b.pending_xdrs} xDR(s) "
                           f"in batches of {self.batch}")
@@ -439,6 +487,7 @@ class Failback:
         self.progress("mode: stand-by (this site's RADIUS no longer answers)")
         time.sleep(self.settle)
         self.lock_funds(report)  # what was charged while the switch happened
+        self.carry_logins(report)  # no new stand-alone hold after the switch
         total = self.backlog().pending_xdrs
         done = 0
         try:

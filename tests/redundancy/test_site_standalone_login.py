@@ -17,6 +17,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import update as sa_update
 from sqlalchemy.engine import Engine
 
 from billing import schema
@@ -296,3 +297,47 @@ def test_a_call_that_ends_in_its_own_batch_holds_nothing(store):
     assert outcome(store, login(pk, "call-2")) == (True, None)
     with store.delta.connect() as conn:
         assert conn.execute(select(func.count()).select_from(d.delta_calls)).scalar_one() == 0
+
+
+def test_failback_carries_the_live_holds_to_the_primary(standby, delta, store):
+    """A call that began in stand-alone and talks on past failback keeps its
+    debit account to itself on the primary: failback sets the live hold
+    there (again harmlessly on a re-run), never over another call's hold
+    on the primary, and not at all once it has lapsed."""
+    from billing import models as m
+    from redundancy.site.failback import Failback, Report, utcnow
+
+    pk = debit_pk(store)
+    now = utcnow().replace(microsecond=0)  # DATETIME keeps whole seconds on MariaDB
+
+    def primary_hold() -> tuple[str, dt.datetime | None]:
+        with standby.connect() as conn:
+            row = conn.execute(select(m.Account.login_call, m.Account.login_until)
+                               .where(m.Account.id == pk)).one()
+        return row[0], row[1]
+
+    assert outcome(store, login(pk, "call-1", now), now) == (True, None)
+    fb = Failback(standby, delta, "site-b", settle=0)
+    fb.prepare()
+    assert fb.carry_logins(Report(), dry_run=True) == 1
+    assert primary_hold() == ("", None)  # a dry run changes nothing
+    report = Report()
+    assert fb.carry_logins(report) == 1
+    assert primary_hold() == ("call-1", now + RECOVERY)
+    assert report.actions == ["carried 1 login hold(s) to the primary"]
+    assert fb.carry_logins(Report()) == 1  # a re-run after a kill -9: the same hold
+    # the primary's own hold of another call stands
+    with standby.begin() as conn:
+        conn.execute(sa_update(m.Account).where(m.Account.id == pk)
+                     .values(login_call="primary-call", login_until=now + RECOVERY))
+    assert fb.carry_logins(Report()) == 0
+    assert primary_hold() == ("primary-call", now + RECOVERY)
+    # a stand-alone hold that lapsed is left behind
+    with standby.begin() as conn:
+        conn.execute(sa_update(m.Account).where(m.Account.id == pk)
+                     .values(login_call="", login_until=None))
+    with delta.begin() as conn:
+        conn.execute(sa_update(d.delta_logins).where(d.delta_logins.c.account_pk == pk)
+                     .values(login_until=now - dt.timedelta(seconds=1)))
+    assert fb.carry_logins(Report()) == 0
+    assert primary_hold() == ("", None)
