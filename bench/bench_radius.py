@@ -14,7 +14,7 @@ RADIUS server here). One-process servers are pinned to CPU 0 and the load
 generator to CPU 1; Vigil's N processes may run on both CPUs. The last
 column is the load generator's own CPU per 1,000 requests.
 
-The load comes from ``--senders`` sockets at once (4 by default), each with
+The load comes from ``--senders`` sockets at once (16 by default), each with
 its share of the request files (radclient's format) and ``--parallel /
 --senders`` requests in flight, for every server in the table. One socket
 is hashed by SO_REUSEPORT to one engine process (a real site has many
@@ -373,11 +373,12 @@ def main() -> int:
                     help="an extra [Radius] option for Vigil, e.g. Commit_Batch=256 (repeatable)")
     ap.add_argument("--one-process", action="store_true",
                     help="skip the N-process Vigil run (while iterating)")
-    ap.add_argument("--senders", type=int, default=4,
-                    help="radclient processes sending at once, each its own socket, the "
-                         "request files split between them (default 4): SO_REUSEPORT hashes "
-                         "each socket to one engine process, as it would each gateway; every "
-                         "server in the table gets the same senders")
+    ap.add_argument("--senders", type=int, default=16,
+                    help="sockets sending at once (one radclient process each with "
+                         "--sender radclient), the request files split between them "
+                         "(default 16): SO_REUSEPORT hashes each socket to one engine "
+                         "process, as it would each gateway, and with 4 it split them 3:1 "
+                         "half of the time; every server in the table gets the same senders")
     ap.add_argument("--parallel", type=int, default=128,
                     help="requests in flight, over all senders (default 128)")
     ap.add_argument("--no-warmup", action="store_true",
@@ -394,9 +395,13 @@ def main() -> int:
     if not tools_here(args.sender):
         return 2
     work, secret_file = workdir("radius")
-    # at least one file per sender, at most 1,000 requests per file (radclient's
-    # own limits: DESIGN.md), the requests rounded up to fill the files
-    per_file = min(1000, -(-args.requests // args.senders))
+    # at least one file per sender, the requests rounded up to fill the files;
+    # radclient: at most 1,000 requests per file (its own limits: DESIGN.md).
+    # The Python sender takes one file per socket, so that every socket ends
+    # at about the same moment (no tail with fewer requests in flight).
+    per_file = -(-args.requests // args.senders)
+    if args.sender == "radclient":
+        per_file = min(1000, per_file)
     n_files = -(-args.requests // per_file)
     warm = [authz_file(work / "warmup.txt", ACCOUNTS, "warm")]
 
