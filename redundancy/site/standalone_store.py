@@ -20,11 +20,12 @@ configuration by the engine and keeps radcheck content.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -85,10 +86,13 @@ class StandaloneStore:
         # time forgets no call of the delta early.
         self.sweep_cutoff = sweep_cutoff
         self._ignore_word = "OR IGNORE" if delta.dialect.name == "sqlite" else "IGNORE"
-        # One engine process per site; this lock orders its packet loop
-        # (reserve) and its committer (apply) on the same accounts.
+        # Orders this process's threads; other engine processes on the same
+        # delta are ordered by the accounts' row locks (_lock_accounts).
         self._lock = threading.Lock()
         self._schema_ready = False
+        # Accounts whose delta_logins row this process has made sure of:
+        # rows are never deleted, so each costs its own transaction once.
+        self._rows_made: set[int] = set()
 
     def ensure_schema(self) -> None:
         """Create the delta tables once (the delta may have been down at start)."""
@@ -169,7 +173,7 @@ class StandaloneStore:
         if fresh is None:
             return None
         try:
-            with self._lock, self.delta.begin() as conn:
+            with self._locked({fresh.pk}) as conn:
                 acct = self._effective(conn, fresh)
                 funds = acct.own_funds - self._reserved(conn, acct.pk, now, call_key)
                 decision = decide(funds)
@@ -189,15 +193,27 @@ class StandaloneStore:
         """Charges and xDRs of a batch in ONE delta transaction, then the answer."""
         if not ops:
             return []
-        touched = _accounts_of(ops)
         try:
-            with self._lock:
-                self._account_rows(touched)
-                with self.delta.begin() as conn:
-                    self._lock_accounts(conn, touched)
-                    return self._apply(conn, ops, now)
+            with self._locked(_accounts_of(ops)) as conn:
+                return self._apply(conn, ops, now)
         except SQLAlchemyError as exc:
             raise _delta_error(exc) from exc
+
+    @contextlib.contextmanager
+    def _locked(self, account_pks: set[int]) -> Iterator[Connection]:
+        """A delta transaction holding the accounts' locks (_lock_accounts).
+        A lock row this process made earlier but that is gone (the delta
+        made anew under a running engine) is made again, once."""
+        with self._lock:
+            for attempt in (1, 2):
+                self._account_rows(account_pks)
+                with self.delta.begin() as conn:
+                    if self._lock_accounts(conn, account_pks):
+                        yield conn
+                        return
+                if attempt == 2:
+                    raise DatabaseError("delta database: the accounts' lock rows are gone")
+                self._rows_made.clear()
 
     def _apply(self, conn: Connection, ops: Sequence[AccountingOp],
                now: dt.datetime) -> list[bool]:
@@ -275,15 +291,17 @@ class StandaloneStore:
         duplicate's shared lock and then need it exclusive, and two engines
         doing so deadlock. The row holds the account's login hold and is
         also the account's lock in the delta (``_lock_accounts``)."""
-        if not account_pks:
+        missing = account_pks - self._rows_made
+        if not missing:
             return
         with self.delta.begin() as conn:
             conn.execute(insert(d.delta_logins).prefix_with(self._ignore_word),
                          [{"account_pk": pk, "login_call": LOGIN_FREE, "login_until": None}
-                          for pk in sorted(account_pks)])
+                          for pk in sorted(missing)])
+        self._rows_made |= missing
 
     @staticmethod
-    def _lock_accounts(conn: Connection, account_pks: set[int]) -> None:
+    def _lock_accounts(conn: Connection, account_pks: set[int]) -> bool:
         """Lock every account the batch reads money of or writes money to,
         first and in ascending order, as normal mode locks its accounts
         rows. A grant reads the delta's adjustments and reservations of
@@ -292,12 +310,15 @@ class StandaloneStore:
         $3.00 (tests/redundancy/test_site_standalone_login.py). With it the
         second waits for the first's commit and reads after it. One order
         for every batch of every engine, so they wait instead of
-        deadlocking. SQLite's writers are serialized at BEGIN already."""
+        deadlocking. SQLite's writers are serialized at BEGIN already.
+        False when a row is missing (nothing of it was locked)."""
         if not account_pks:
-            return
+            return True
         lg = d.delta_logins.c
-        conn.execute(select(lg.account_pk).where(lg.account_pk.in_(sorted(account_pks)))
-                     .order_by(lg.account_pk).with_for_update())
+        locked = conn.execute(select(lg.account_pk).where(
+            lg.account_pk.in_(sorted(account_pks))).order_by(lg.account_pk)
+            .with_for_update()).all()
+        return len(locked) == len(account_pks)
 
     def _take_login(self, conn: Connection, account_pk: int, call_key: str,
                     until: dt.datetime | None, now: dt.datetime) -> bool:

@@ -341,3 +341,34 @@ def test_failback_carries_the_live_holds_to_the_primary(standby, delta, store):
                      .values(login_until=now - dt.timedelta(seconds=1)))
     assert fb.carry_logins(Report()) == 0
     assert primary_hold() == ("", None)
+
+
+def test_lock_rows_are_made_once_and_again_if_the_delta_lost_them(store, delta):
+    """A batch's account lock row is inserted the first time only (its own
+    transaction, not one per batch); if the delta loses it under a running
+    engine, the next batch makes it again and still locks."""
+    from sqlalchemy import delete, event
+
+    pk = debit_pk(store)
+    inserts: list[str] = []
+
+    def seen(conn, cursor, statement, *_args):  # type: ignore[no-untyped-def]
+        if "delta_logins" in statement and statement.lstrip().upper().startswith("INSERT"):
+            inserts.append(statement)
+
+    event.listen(delta, "before_cursor_execute", seen)
+    try:
+        assert store.apply([spend(pk, "c-1", Decimal("1.00"))], NOW) == [True]
+        assert store.apply([spend(pk, "c-2", Decimal("1.00"))], NOW) == [True]
+        assert len(inserts) == 1
+        with delta.begin() as conn:
+            conn.execute(delete(d.delta_logins))
+        assert store.apply([spend(pk, "c-3", Decimal("1.00"))], NOW) == [True]
+        assert len(inserts) == 2
+    finally:
+        event.remove(delta, "before_cursor_execute", seen)
+    with delta.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(d.delta_logins)).scalar_one() == 1
+        held = conn.execute(select(func.sum(d.delta_calls.c.reserved)).where(
+            d.delta_calls.c.account_pk == pk)).scalar_one()
+    assert Decimal(held) == Decimal("3.00")
