@@ -177,3 +177,30 @@ def test_unit_tier_refuses_sockets() -> None:
         subprocess.run(["true"])
     with pytest.raises(AssertionError, match="started a process"):
         os.fork()
+
+
+@pytest.mark.integration
+def test_free_port_never_hands_out_one_port_twice() -> None:
+    """Two servers built before either starts (a master, its replica) got the same
+    port from the kernel once in CI; the second then "started" by reaching the first."""
+    from vigil.testing.ports import free_port, free_udp_port
+
+    tcp = [free_port() for _ in range(3000)]
+    udp = [free_udp_port() for _ in range(500)]
+    assert len(set(tcp)) == len(tcp)
+    assert len(set(udp)) == len(udp)
+
+
+@pytest.mark.integration
+def test_a_mariadb_whose_port_is_held_by_another_does_not_start() -> None:
+    from vigil.testing.mariadb import MariaDB
+
+    with MariaDB("holder", server_id=31) as holder:
+        second = MariaDB("squatter", port=holder.port, server_id=32)
+        try:
+            with pytest.raises(RuntimeError, match="another server|exited"):
+                second.start()
+            assert second.proc is not None and second.proc.poll() is not None
+        finally:
+            second.destroy()
+        assert holder.execute("SELECT @@server_id") == [(31,)]

@@ -115,7 +115,18 @@ class MariaDB:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"mariadbd {self.name} exited: {self.error_log_tail()}")
             try:
-                self.connect(connect_timeout=1).close()
+                with contextlib.closing(self.connect(connect_timeout=1)) as conn, \
+                        conn.cursor() as cur:
+                    cur.execute("SELECT @@datadir")
+                    row = cur.fetchone()
+                served = Path(str(row[0] if row else "")).resolve()
+                if served != self.datadir.resolve():
+                    # Another server holds our port: talking to it would run
+                    # this test against the wrong database.
+                    self.proc.kill()
+                    self.proc.wait()
+                    raise RuntimeError(f"mariadbd {self.name}: port {self.port} is served "
+                                       f"by another server ({served})")
                 return self
             except pymysql.err.OperationalError as exc:
                 last = exc
