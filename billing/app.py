@@ -100,6 +100,8 @@ def build_server(cfg: Config, db: SAEngine | None = None, index: int = 0,
         cfg.get("Radius", "Auth_Port"), cfg.get("Radius", "Acct_Port"),
         cfg.get("Self Test", "Shared_Secret").reveal().encode(),
         commit_batch=cfg.get("Radius", "Commit_Batch"),
+        # SQLite takes one writer at a time: a second batch would only wait.
+        commit_threads=1 if db.dialect.name == "sqlite" else cfg.get("Radius", "Commit_Threads"),
         duplicate_ttl=cfg.get("Radius", "Duplicate_Cache_sec"),
         stats_path=state_dir(cfg) / stats_file_name(index), reuse_port=reuse_port,
         max_wait=2 * cfg.get("Master", "Query_Timeout_sec"),

@@ -1,4 +1,4 @@
-"""The committer: the one thread that writes accountings and reservations.
+"""The committer: the threads that write accountings and reservations.
 
 The packet loop hands it work and goes on answering; the committer takes
 everything that arrived while it was busy, commits it in one transaction
@@ -6,6 +6,10 @@ everything that arrived while it was busy, commits it in one transaction
 after its reservation is durable, an Accounting-Response after its record.
 It owns its queue and knows nothing of the server: it is given what to do
 with a batch (``commit``) and what to do when that fails (``failed``).
+
+With ``threads`` > 1 (``[Radius] Commit_Threads``) the batches are
+pipelined: the next one runs its statements while this one's COMMIT is
+flushed, in the order ``billing.commit_turn`` explains.
 
 Work that waited longer than ``max_age`` (the gateway has given up and
 failed over) is dropped unanswered, and at most ``max_backlog`` items wait:
@@ -21,16 +25,22 @@ from collections import deque
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from billing import commit_turn
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
-class Committer(threading.Thread, Generic[T]):
+class Committer(Generic[T]):
     def __init__(self, commit: Callable[[list[T]], None], failed: Callable[[list[T]], None],
                  max_batch: int = 64, max_backlog: int = 5000, max_age: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        super().__init__(name="committer", daemon=True)
+                 clock: Callable[[], float] = time.monotonic, threads: int = 1) -> None:
+        n = max(1, threads)
+        self._threads = [threading.Thread(target=self.run, daemon=True,
+                                          name="committer" if n == 1 else f"committer-{i + 1}")
+                         for i in range(n)]
+        self._turn = threading.Lock()
         self._commit = commit
         self._failed = failed
         self.max_batch = max(1, max_batch)
@@ -69,21 +79,24 @@ class Committer(threading.Thread, Generic[T]):
 
     def run_once(self) -> bool:
         """Commit one batch; False when there was nothing to do."""
-        batch, stale = self.take()
-        if stale:
-            self.dropped += len(stale)
-            log.warning("%d requests waited more than %.0f s for the database: dropped "
-                        "unanswered (the gateways have failed over)", len(stale), self.max_age)
-            self._guard(self._failed, stale)
-        if not batch:
-            return bool(stale)
-        try:
-            self._commit(batch)
-        except Exception:
-            # A bug here must not silently stop every future commit.
-            log.exception("committer: unexpected error; this batch is not acknowledged and "
-                          "will be retransmitted by the gateways")
-            self._guard(self._failed, batch)
+        with commit_turn.turn(self._turn):
+            batch, stale = self.take()
+            if stale:
+                with self._cond:
+                    self.dropped += len(stale)
+                log.warning("%d requests waited more than %.0f s for the database: dropped "
+                            "unanswered (the gateways have failed over)", len(stale),
+                            self.max_age)
+                self._guard(self._failed, stale)
+            if not batch:
+                return bool(stale)
+            try:
+                self._commit(batch)
+            except Exception:
+                # A bug here must not silently stop every future commit.
+                log.exception("committer: unexpected error; this batch is not acknowledged "
+                              "and will be retransmitted by the gateways")
+                self._guard(self._failed, batch)
         return True
 
     @staticmethod
@@ -103,10 +116,19 @@ class Committer(threading.Thread, Generic[T]):
                 return
             self.run_once()
 
+    def start(self) -> None:
+        for t in self._threads:
+            t.start()
+
+    def is_alive(self) -> bool:
+        return any(t.is_alive() for t in self._threads)
+
     def stop(self, timeout: float = 30.0) -> None:
         """Commit and answer what was taken in, then end."""
         with self._cond:
             self._stopping = True
-            self._cond.notify()
-        if self.is_alive():
-            self.join(timeout)
+            self._cond.notify_all()
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            if t.is_alive():
+                t.join(max(0.0, deadline - time.monotonic()))

@@ -221,7 +221,8 @@ class Incoming:
 class RadiusServer:
     def __init__(self, engine: Engine, catalog: Catalog, dictionary: Dictionary,
                  host: str, auth_port: int, acct_port: int, selftest_secret: bytes,
-                 commit_batch: int = 64, duplicate_ttl: float = 30.0,
+                 commit_batch: int = 64, commit_threads: int = 1,
+                 duplicate_ttl: float = 30.0,
                  stats_path: Path | None = None, stats_interval: float = 5.0,
                  reload_interval: float = 600.0, reuse_port: bool = False,
                  refresh_interval: float = 0.5, lookup_threads: int = 4,
@@ -247,7 +248,7 @@ class RadiusServer:
         self._stop = False
         self._reload = False
         self.committer: Committer[Pending] = Committer(
-            self.commit, self._failed, commit_batch, max_age=max_wait)
+            self.commit, self._failed, commit_batch, max_age=max_wait, threads=commit_threads)
         self.workers = Workers(lookup_threads)
         self.stats = StatsFile(stats_path, self.counters, lambda: {
             "committer_backlog": self.committer.backlog(),

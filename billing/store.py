@@ -28,7 +28,7 @@ from sqlalchemy import case, delete, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from billing import account_sql, batch_sql, calls, grant_sql
+from billing import account_sql, batch_sql, calls, commit_turn, grant_sql
 from billing import models as m
 from billing.account_sql import Converter
 from billing.db import DatabaseError, DatabaseUnavailable, is_unavailable
@@ -711,6 +711,9 @@ class SqlStore:
             plan.results = [next(outcome) if op.kind == OpKind.RESERVE else r
                             for op, r in zip(ops, plan.results, strict=True)]
         pipe.run()
+        # Every lock this batch takes is held: the next batch may run its
+        # statements while this COMMIT is flushed (billing/commit_turn.py).
+        commit_turn.statements_done()
         return plan.results
 
     def _hold_logins(self, pipe: Pipeline, ops: list[AccountingOp], now: dt.datetime
