@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
+from functools import cached_property
 
 SIXTY = Decimal(60)
 AMOUNT_PLACES = Decimal("0.00001")
@@ -41,11 +42,13 @@ class Price:
         if self.price_first < 0 or self.price_next < 0:
             raise RatingError("rate prices must not be negative")
 
-    @property
+    # Cached: a rate row's Price lives as long as the catalog, and each
+    # authorization read these four to six times (Decimal division each).
+    @cached_property
     def cost_first(self) -> Decimal:
         return self.interval_first * self.price_first / SIXTY
 
-    @property
+    @cached_property
     def cost_next(self) -> Decimal:
         return self.interval_next * self.price_next / SIXTY
 
