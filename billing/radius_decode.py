@@ -236,8 +236,8 @@ def decrypt_password(crypted: bytes, secret: bytes, authenticator: bytes) -> str
         return None
     out = bytearray()
     last = authenticator
-    # XOR of whole 16-octet blocks as integers: byte by byte in a generator
-    # was 7 % of an engine's CPU per authorization (py-spy).
+    # XOR of whole 16-octet blocks as integers, not byte by byte in a
+    # generator: 2.55 against 3.19 us per one-block password (timeit).
     for i in range(0, len(crypted), 16):
         block = crypted[i:i + 16]
         pad = hashlib.md5(secret + last).digest()
