@@ -259,8 +259,11 @@ def measure(sender: str, port: int, kind: str, files: list[Path], secret_file: P
             "sender_cpu": load.sender_cpu * per_k}
 
 
-def paced_latency(box: BillingSandbox, rate: int, seconds: float) -> list[float]:
-    """Offer ``rate`` authorizations/s; return latencies in ms of those answered."""
+def paced_latency(box: BillingSandbox, rate: int, seconds: float, tag: str = "lat"
+                  ) -> list[float]:
+    """Offer ``rate`` authorizations/s; return latencies in ms of those answered.
+    ``tag`` starts every conf-id: a new call each (the same one again would
+    be a re-authorization, which gives the old reservation back first)."""
 
     c = box.client(SECRET)
     total = int(rate * seconds)
@@ -270,7 +273,7 @@ def paced_latency(box: BillingSandbox, rate: int, seconds: float) -> list[float]
         req["User-Name"] = f"acc{i % ACCOUNTS:04d}"
         req["NAS-IP-Address"] = "10.0.0.1"
         req["Called-Station-Id"] = f"44207{i:06d}"
-        req["h323-conf-id"] = f"lat-{i}"
+        req["h323-conf-id"] = f"{tag}-{i}"
         req["Cisco-AVPair"] = ["h323-ivr-out=PortaBilling_Ignore_Password:YES"]
         packets.append(req.RequestPacket())
     socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(8)]

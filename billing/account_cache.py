@@ -78,14 +78,19 @@ class AccountCache:
                 del self._by_id[account_id]
                 self._id_of.pop(hit.view.pk, None)
 
-    def to_refresh(self) -> dict[int, tuple[AccountView, AccountStamp | None]]:
-        """Drop the accounts no request used for ``ttl``; the others' pks
-        with the stamp each view was built with, for the refresh to compare."""
+    def to_refresh(self, share: tuple[int, int] = (0, 1)
+                   ) -> dict[int, tuple[AccountView, AccountStamp | None]]:
+        """Of ``share`` (k, n: the pks with pk % n == k), drop the accounts no
+        request used for ``ttl``; the others' pks with the stamp each view
+        was built with, for the refresh to compare."""
+        k, n = share
         with self._lock:  # one pass: the packet loop waits for this lock
             now = self.clock()
             out: dict[int, tuple[AccountView, AccountStamp | None]] = {}
             idle: list[str] = []
             for account_id, hit in self._by_id.items():
+                if hit.view.pk % n != k:
+                    continue
                 if hit.until < now:
                     idle.append(account_id)
                 else:

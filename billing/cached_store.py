@@ -85,17 +85,19 @@ class CachedStore:
     def expire_calls(self, now: dt.datetime) -> int:
         return self.db.expire_calls(now)
 
-    def refresh_accounts(self, holds: bool = True) -> int:
+    def refresh_accounts(self, holds: bool = True, share: tuple[int, int] = (0, 1)) -> int:
         """Re-read the accounts in use in a few queries, off the request
         path, so they show admin changes and other engines' reservations;
         only those whose stamp changed are read whole. Returns how many were.
 
         ``holds=False``: not the reservations, calls and logins of accounts
-        nothing else changed (see ``SqlStore.changed_accounts``)."""
-        known = self.accounts.to_refresh()
+        nothing else changed (see ``SqlStore.changed_accounts``).
+        ``share`` (k, n): only the accounts whose pk % n == k (the server
+        spreads one round over n slices)."""
+        known = self.accounts.to_refresh(share)
         if not known:
             return 0
-        changed, gone = self.db.changed_accounts(known, holds)
+        changed, gone = self.db.changed_accounts(known, holds, share)
         self.accounts.refresh(changed, gone)
         return len(changed)
 

@@ -17,8 +17,6 @@ from typing import Any
 from vigil.cli import EXIT_FAILED, EXIT_UNAVAILABLE, EXIT_USAGE, CommandError
 from vigil.config import Config, load
 
-SWITCH_INTERVAL = 0.0005  # seconds: see _serve
-
 
 def _cfg(args: argparse.Namespace) -> Config:
     return load(args.config)
@@ -139,7 +137,7 @@ def cmd_radiusd(args: argparse.Namespace) -> int:
 
 def _serve(cfg: Config, db: Any, index: int, reuse_port: bool,
            loop_alive: Callable[[float], None] | None = None) -> int:
-    from billing.app import build_server
+    from billing.app import build_server, tune_process
 
     try:
         server = build_server(cfg, db, index=index, reuse_port=reuse_port)
@@ -150,23 +148,7 @@ def _serve(cfg: Config, db: Any, index: int, reuse_port: bool,
                            f"{cfg.get('Radius', 'Auth_Port')}/{cfg.get('Radius', 'Acct_Port')}:"
                            f" {exc.strerror}", EXIT_FAILED) from exc
     server.install_signals()
-    # The committer and the look-up workers wait on the database several
-    # times per batch; each time, they get the GIL back only when the packet
-    # loop gives it up, at the latest after the switch interval (5 ms by
-    # default). A batch of seven statements then waited up to 35 ms for the
-    # GIL, and every reply of the batch with it (py-spy: the committer's time
-    # sat in PyMySQL's send and receive). A short interval hands the GIL over
-    # at once; the loop loses a little CPU to the extra switches.
-    sys.setswitchinterval(SWITCH_INTERVAL)
-    # What was built at start (catalog, tariffs, dictionaries, modules)
-    # lives as long as the process: out of the collector's sight, a full
-    # collection no longer walks it, and a young one runs less often (every
-    # request allocates, few objects outlive it).
-    import gc
-
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
+    tune_process()
     server.serve_forever()
     return 0
 

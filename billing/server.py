@@ -26,7 +26,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,12 +49,24 @@ from vigil.drop_log import DropLog
 log = logging.getLogger("billing.server")
 
 HOLDS_EVERY = 4
+REFRESH_SLICES = 16
 DICTIONARY = Path(__file__).parent / "dictionary" / "dictionary"
 MAX_PACKET = 4096
 
 
 def load_dictionary(path: str | os.PathLike[str] | None = None) -> Dictionary:
     return Dictionary(str(path or DICTIONARY))
+
+
+def refresh_turns(slices: int = REFRESH_SLICES, holds_every: int = HOLDS_EVERY
+                  ) -> Iterator[tuple[bool, tuple[int, int]]]:
+    """The account refresh, one slice of the cache per turn: (holds, (k, n)).
+    A round is ``slices`` turns, so every account is read once a round;
+    slice k reads the holds in every ``holds_every``-th of its rounds, the
+    slices staggered so that every turn does about the same work."""
+    for turn in itertools.count():
+        k, rnd = turn % slices, turn // slices
+        yield (rnd + k) % holds_every == 0, (k, slices)
 
 
 @dataclass
@@ -255,7 +267,7 @@ class RadiusServer:
             "dropped_waiting": self.committer.dropped})
         store = engine.store
         clock = engine.clock
-        rounds = itertools.cycle(range(HOLDS_EVERY))
+        turns = refresh_turns()
         # The reply cache's turn drops a generation of replies (135,000 after
         # a busy half minute: about 11 ms of freeing): here, off the packet
         # loop, which keeps its turns meanwhile.
@@ -268,8 +280,13 @@ class RadiusServer:
             # moved by every call of every engine, they only shape proposals
             # (the database grants), while a refresh that read them all every
             # half second, 1,000 busy accounts, doubled the p99 of the replies.
-            Chore("account refresh", refresh_interval,
-                  lambda: store.refresh_accounts(holds=next(rounds) == 0)),
+            # And a round in REFRESH_SLICES turns: reading 1,000 accounts at
+            # once took 5-11 ms of CPU on the engine's core, in one burst
+            # every half second, and the requests that arrived meanwhile made
+            # the p99 at 1,000 authorizations/s (13-16 ms; 5.7-6.2 ms with no
+            # refresh at all, in one sitting).
+            Chore("account refresh", refresh_interval / REFRESH_SLICES,
+                  lambda: self._refresh(store, *next(turns))),
             Chore("call expiry", engine.lifetimes.sweep_interval,
                   lambda: self._expire(clock())),
         ])
@@ -353,6 +370,10 @@ class RadiusServer:
 
         if not self.workers.submit(job):
             log.warning("nodes and connections not reloaded: workers busy")
+
+    @staticmethod
+    def _refresh(store: Any, holds: bool, share: tuple[int, int]) -> None:
+        store.refresh_accounts(holds=holds, share=share)
 
     def _expire(self, now: dt.datetime) -> None:
         n = self.engine.store.expire_calls(now)

@@ -286,7 +286,9 @@ class BillingStore(Protocol):
         record that could not be stored (not to be acknowledged)."""
         ...
 
-    def refresh_accounts(self, holds: bool = True) -> int: ...
+    def refresh_accounts(self, holds: bool = True, share: tuple[int, int] = (0, 1)) -> int:
+        """Re-read cached accounts; ``share`` (k, n): only those whose pk % n == k."""
+        ...
 
     def expire_calls(self, now: dt.datetime) -> int: ...
 
@@ -475,7 +477,7 @@ class SqlStore:
         self._ignore_word = "OR IGNORE" if engine.dialect.name == "sqlite" else "IGNORE"
         self._converters: tuple[Converter, ...] | None = None
         self._traffic_converters: tuple[Converter, ...] | None = None
-        self._busy = False  # most cached accounts changed at the last refresh
+        self._busy: set[int] = set()  # shares (k) most of whose accounts changed last time
         self._settled: dict[int, str] = {}  # pk -> settled text at the last look
 
     # ------------------------------------------------------------- reading
@@ -506,15 +508,16 @@ class SqlStore:
             return [view for view, _ in self._read_whole(conn, pks).values()]
 
     def changed_accounts(self, known: Mapping[int, tuple[AccountView, AccountStamp | None]],
-                         holds: bool = True
+                         holds: bool = True, share: tuple[int, int] = (0, 1)
                          ) -> tuple[dict[int, tuple[AccountView, AccountStamp]], set[int]]:
         """The cache refresh: given the cached accounts by pk with the stamp
         each view was built from, the new view and stamp of each account
         that changed, and the pks no longer there. An account that did not
         change costs one text; one that traffic moved, its traffic columns
-        converted; only an admin's change reads it whole."""
+        converted; only an admin's change reads it whole. ``known`` holds
+        the accounts of ``share`` (k, n) of the cache: pk % n == k."""
         if not holds:
-            return self._settled_changes(known)
+            return self._settled_changes(known, share)
         texts = {pk: old[1] for pk, (_, old) in known.items()
                  if old is not None and old[1] is not None}
         # Moved by this engine's own commits: their traffic is read anyway.
@@ -523,7 +526,7 @@ class SqlStore:
         with _mapped(), self.reader.connect() as conn:
             d = conn.dialect
             ph = grant_sql.placeholder(d.paramstyle)
-            if self._busy:  # most changed last time (other engines' traffic): no texts
+            if share[0] in self._busy:  # most changed last time (other engines'): no texts
                 moved += texts
                 texts = {}
             for part in account_sql.chunks(list(texts)):
@@ -554,10 +557,14 @@ class SqlStore:
             changed.update(self._read_whole(conn, whole))
         # Texts first pays when few accounts move between two refreshes; when
         # most do, reading the traffic of all at once is cheaper.
-        self._busy = len(changed) > len(known) // 2
+        if len(changed) > len(known) // 2:
+            self._busy.add(share[0])
+        else:
+            self._busy.discard(share[0])
         return changed, set(known) - seen
 
-    def _settled_changes(self, known: Mapping[int, tuple[AccountView, AccountStamp | None]]
+    def _settled_changes(self, known: Mapping[int, tuple[AccountView, AccountStamp | None]],
+                         share: tuple[int, int] = (0, 1)
                          ) -> tuple[dict[int, tuple[AccountView, AccountStamp]], set[int]]:
         """A refresh between two that read the holds: only the accounts whose
         settled text (``account_sql.SETTLED``: an admin's change, a charge)
@@ -576,8 +583,9 @@ class SqlStore:
                         moved.append(pk)
                         self._settled[pk] = text
             changed = self._read_whole(conn, moved)
-        for pk in set(self._settled) - seen:
-            del self._settled[pk]
+        k, n = share
+        for pk in [pk for pk in self._settled if pk % n == k and pk not in seen]:
+            del self._settled[pk]  # gone, or no longer cached: of this share only
         return changed, set(known) - seen
 
     def _read_whole(self, conn: Connection, pks: Sequence[int]
@@ -606,7 +614,7 @@ class SqlStore:
         # The view carries the running sums: no summing of calls in progress.
         return account.funds_left
 
-    def refresh_accounts(self, holds: bool = True) -> int:
+    def refresh_accounts(self, holds: bool = True, share: tuple[int, int] = (0, 1)) -> int:
         return 0  # nothing is cached
 
     def reload(self) -> None:

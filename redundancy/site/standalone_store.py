@@ -465,7 +465,7 @@ class SiteStore:
     def forget(self, account_id: str) -> None:
         return None  # nothing is cached
 
-    def refresh_accounts(self, holds: bool = True) -> int:
+    def refresh_accounts(self, holds: bool = True, share: tuple[int, int] = (0, 1)) -> int:
         return 0
 
     def reload(self) -> None:

@@ -7,6 +7,7 @@ and accounts no request uses are dropped instead of re-read."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from decimal import Decimal
 
 import pytest
@@ -16,6 +17,7 @@ from billing import account_sql
 from billing import models as m
 from billing.account_cache import AccountCache
 from billing.cached_store import CachedStore
+from billing.server import refresh_turns
 from billing.store import AccountView, SqlStore
 from tests.billing.test_billing_money_path import NOW, FakeClock, authz, credit_time, engine_on
 
@@ -256,3 +258,54 @@ def test_rounds_without_holds_see_admin_changes_and_charges_not_reservations(db)
     assert store.refresh_accounts(holds=False) == 0
     assert store.refresh_accounts() == 1  # the full round
     assert store.find_account(CREDIT) == core_view(db, CREDIT)
+
+
+@pytest.mark.unit
+def test_refresh_turns_read_every_share_once_a_round_and_the_holds_staggered():
+    """The server's refresh in 16 turns a round: each share once a round,
+    its holds every fourth round, and a quarter of the shares reading the
+    holds in every round (no round that reads them all at once)."""
+    turns = list(itertools.islice(refresh_turns(16, 4), 16 * 8))
+    for r in range(8):
+        one_round = turns[16 * r:16 * (r + 1)]
+        assert sorted(share for _, share in one_round) == [(k, 16) for k in range(16)]
+        assert sum(holds for holds, _ in one_round) == 4
+    for k in range(16):
+        rounds = [r for r, (holds, _) in enumerate(t for t in turns if t[1][0] == k) if holds]
+        assert len(rounds) == 2 and rounds[1] - rounds[0] == 4
+    assert list(itertools.islice(refresh_turns(1, 1), 3)) == [(True, (0, 1))] * 3
+
+
+def test_a_share_refreshes_its_own_accounts_and_forgets_no_other_shares_texts(db):
+    """One turn of the server's refresh reads one share of the cache (pk % n
+    == k): an admin's change shows at its own share's turn, and a turn keeps
+    the other shares' settled texts (forgotten, every account of the other
+    share would be read whole at its next turn, as if an admin had changed
+    it)."""
+    engine_on(db)
+    store = CachedStore(SqlStore(db), cache=AccountCache(10.0, clock=FakeClock()))
+    debit, credit = store.find_account(DEBIT), store.find_account(CREDIT)
+    assert debit is not None and credit is not None
+    n = next(n for n in range(2, 100) if debit.pk % n != credit.pk % n)
+    mine, other = (debit.pk % n, n), (credit.pk % n, n)
+    store.refresh_accounts(holds=False, share=mine)  # the first looks record the texts
+    store.refresh_accounts(holds=False, share=other)
+    assert store.refresh_accounts(holds=False, share=mine) == 0
+    assert store.refresh_accounts(holds=False, share=other) == 0
+    with db.begin() as c:  # an admin blocks both
+        c.execute(update(m.Account).values(blocked=True))
+    assert store.refresh_accounts(holds=False, share=mine) == 1
+    debit_now, credit_now = store.find_account(DEBIT), store.find_account(CREDIT)
+    assert debit_now is not None and debit_now.blocked
+    assert credit_now == credit  # its share's turn has not come
+    assert store.refresh_accounts(share=other) == 1
+    assert store.find_account(CREDIT) == core_view(db, CREDIT)
+    # busy (most of its accounts changed) is told per share: a quiet turn of
+    # one share does not send a busy one back to texts
+    with db.begin() as c:
+        c.execute(update(m.Account).where(m.Account.id == debit.pk).values(
+            calls=m.Account.calls + 1))
+    assert store.refresh_accounts(share=mine) == 1
+    assert store.db._busy == {mine[0], other[0]}
+    assert store.refresh_accounts(share=other) == 0 and store.db._busy == {mine[0]}
+    assert store.find_account(DEBIT) == core_view(db, DEBIT)
