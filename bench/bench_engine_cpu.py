@@ -97,6 +97,8 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=20000, help="per measurement")
     ap.add_argument("--rounds", type=int, default=3, help="measurements of each kind")
     ap.add_argument("--sqlite", action="store_true", help="SQLite instead of MariaDB")
+    ap.add_argument("--only", choices=("authorization", "accounting"),
+                    help="measure one kind of request (while profiling it)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="vigil-bench-cpu-"))
     db = None if args.sqlite else durable_mariadb("bench-cpu")
@@ -140,6 +142,8 @@ def main() -> int:
             acct = packets(acct_file(work / f"a{r}.txt", args.requests, f"a{r}"), "acct")
             for label, datagrams, sock in (("authorization", auth, server.auth_sock),
                                            ("accounting", acct, server.acct_sock)):
+                if args.only and label != args.only:
+                    continue
                 loop, commit = run_part(server, datagrams, sock, source, BATCH)
                 n = len(datagrams)
                 figures[label].append((loop / n * 1e6, commit / n * 1e6))
@@ -153,6 +157,8 @@ def main() -> int:
               f"accounting responses {counters['accounting_responses']})")
         print(f"{'request':14s} {'packet loop':>12s} {'committer':>10s} {'total':>8s}")
         for label, rows in figures.items():
+            if not rows:
+                continue
             loop_us = statistics.median(x for x, _ in rows)
             commit_us = statistics.median(y for _, y in rows)
             total = statistics.median(x + y for x, y in rows)

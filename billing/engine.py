@@ -616,9 +616,10 @@ class Engine:
         price = self._price(tariff, row, at)
         c = rating.charge(duration, price, tariff.terms)
         log.info("Calculating %s's charge by tariff '%s'", who, tariff.name)
-        log.info("Call to '%s' with duration %d seconds will be charged for %d seconds and "
-                 "cost is %s %s by rate %d", cld, duration, c.charged_duration,
-                 c.amount.normalize() if c.amount else 0, c.explain(price), row.rate_id)
+        if log.isEnabledFor(logging.INFO):  # the explanation is built for the log only
+            log.info("Call to '%s' with duration %d seconds will be charged for %d seconds "
+                     "and cost is %s %s by rate %d", cld, duration, c.charged_duration,
+                     c.amount.normalize() if c.amount else 0, c.explain(price), row.rate_id)
         return XDR(table=table, owner_pk=owner_pk, connection_pk=connection_pk,
                    session_key=xdr_key, cld=cld, peer_ip=peer_ip,
                    charged_duration=c.charged_duration, amount=c.amount, tariff=tariff.name,

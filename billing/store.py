@@ -344,6 +344,12 @@ class BatchPlan:
     released: dict[str, Decimal] = field(default_factory=dict)  # call key -> reservation
 
 
+def _processed_query(keys: Sequence[str]) -> Any:
+    """The records of a batch stored before (its duplicates)."""
+    return select(m.ProcessedAccounting.session_key).where(
+        m.ProcessedAccounting.session_key.in_(keys))
+
+
 def _add(d: dict[int, Decimal], k: int, v: Decimal) -> None:
     d[k] = d.get(k, Decimal(0)) + v
 
@@ -700,8 +706,9 @@ class SqlStore:
         keyed = {op.session_key for op in ops if op.kind in (OpKind.STOP, OpKind.QUARANTINE)}
         seen: set[str] = set()
         if keyed:
-            seen = set(conn.execute(select(m.ProcessedAccounting.session_key).where(
-                m.ProcessedAccounting.session_key.in_(keyed))).scalars())
+            look = Pipeline(conn)
+            found = look.add_prepared(("processed", len(keyed)), _processed_query, sorted(keyed))
+            seen = {row[0] for row in look.run()[found].rows}
         plan = plan_batch(ops, seen, now)
         # The writes go to the database together (billing/sql_pipeline.py):
         # a batch of Stops costs four round trips whatever its size.
@@ -770,7 +777,10 @@ class SqlStore:
             pipe.add_rows(m.QuarantinedAccounting.__tablename__, plan.quarantined)
         moves = Moves()
         if plan.ended:
-            found = pipe.add_core(self._release_query(m.ActiveCall.conf_id.in_(plan.ended)))
+            found = pipe.add_prepared(
+                ("release", len(plan.ended), self._for_update),
+                lambda keys: self._release_query(m.ActiveCall.conf_id.in_(keys)),
+                sorted(plan.ended))
             rows = pipe.run()[found].rows
             for _pk, amount, key in self._give_back(pipe, rows, moves):
                 plan.released[key] = plan.released.get(key, Decimal(0)) + amount

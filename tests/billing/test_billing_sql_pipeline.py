@@ -5,6 +5,8 @@ stacked statements."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pymysql
 import pytest
 from hypothesis import given, settings
@@ -83,7 +85,6 @@ pytestmark = pytest.mark.integration
 def test_core_statements_and_rows_go_with_the_rest(db):
     """A Core statement (an IN list, a CASE) and a multi-row INSERT of
     money and times: what is read back is what one by one would give."""
-    import datetime as dt
     from decimal import Decimal
 
     from sqlalchemy import case, select, update
@@ -116,11 +117,54 @@ def test_core_statements_and_rows_go_with_the_rest(db):
             m.ActiveCall.expires_at < when + dt.timedelta(microseconds=1))).scalars().all()
 
 
+
+def test_prepared_statements_are_compiled_once_per_shape_and_bind_what_is_given(db):
+    """add_prepared: one text per shape on MariaDB, each use with its own
+    values; a statement that binds more than it is given is refused before
+    anything runs (its text would otherwise be kept with a value baked in)."""
+    from decimal import Decimal
+
+    from sqlalchemy import select
+
+    from billing import models as m
+    from billing import sql_pipeline
+
+    when = dt.datetime(2026, 11, 30, 12, 0, 0)
+    rows = [dict(conf_id=f"q-{i}", leg="authorize", reserved=Decimal("0.29"), started_at=when,
+                 updated_at=when, expires_at=when, account_id=None, node_ip="", cli="", cld="",
+                 session_id="", user_name="", leg_conf_id="", incoming_conf_id="")
+            for i in range(3)]
+
+    def calls(keys):  # type: ignore[no-untyped-def]
+        return select(m.ActiveCall.conf_id).where(m.ActiveCall.conf_id.in_(keys)) \
+            .order_by(m.ActiveCall.conf_id)
+
+    with db.begin() as c:
+        p = Pipeline(c)
+        p.add_rows(m.ActiveCall.__tablename__, rows)
+        first = p.add_prepared(("test calls", 2), calls, ["q-0", "q-2"])
+        second = p.add_prepared(("test calls", 2), calls, ["q-1", "q-2"])
+        out = p.run()
+        assert list(out[first].rows) == [("q-0",), ("q-2",)]
+        assert list(out[second].rows) == [("q-1",), ("q-2",)]
+        if p.one_trip:
+            assert sql_pipeline._PREPARED[(c.dialect.name, ("test calls", 2))].count("%s") == 2
+
+            def more(keys):  # type: ignore[no-untyped-def]
+                return calls(keys).where(m.ActiveCall.leg == "authorize")
+
+            with pytest.raises(ValueError):
+                p.add_prepared(("test calls and leg", 1), more, ["q-0"])
+            assert (c.dialect.name, ("test calls and leg", 1)) not in sql_pipeline._PREPARED
+            assert len(p) == 0
+
+
 _VALUES = st.one_of(
     st.none(), st.booleans(), st.integers(), st.text(), st.binary(max_size=40),
     st.floats(allow_nan=False, allow_infinity=False),
     st.decimals(allow_nan=False, allow_infinity=False, places=6),
-    st.datetimes(), st.sampled_from(["authorize", "10.0.0.1", "a'b", "\\\\", "%s", "%%"]))
+    st.datetimes(), st.datetimes(timezones=st.just(dt.UTC)),
+    st.sampled_from(["authorize", "10.0.0.1", "a'b", "\\\\", "%s", "%%"]))
 
 
 @settings(max_examples=300, deadline=None)
