@@ -56,6 +56,13 @@ class CachedStore:
         (no re-read: the periodic refresh brings what other engines did)."""
         results = self.db.apply(ops, now)
         for op, fresh in zip(ops, results, strict=True):
+            if op.kind == OpKind.RESERVE and op.released and op.reserve:
+                # authorized again: its old reservation was given back
+                # (committed, whether the new one was granted or not)
+                self.accounts.adjust(op.reserve.account_pk, reserved=-op.released,
+                                     customer_reserved=-op.released
+                                     if op.reserve.customer_pk is not None else Decimal(0),
+                                     calls=-1)
             if op.kind == OpKind.RESERVE and fresh and op.reserve and op.reserve.granted:
                 self.accounts.adjust(op.reserve.account_pk, reserved=op.reserve.granted.amount,
                                      customer_reserved=op.reserve.granted.amount

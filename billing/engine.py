@@ -349,13 +349,14 @@ class Engine:
                          seconds, c.explain(price), row.rate_id)
             return Reservation(seconds, c.amount)
 
+        funds = acct.funds_left
         reserve = ReserveRequest(
             account_pk=acct.pk, customer_pk=acct.customer_id if acct.customer_limited else None,
             exclusive_login=exclusive,
             login_until=now + dt.timedelta(seconds=s.fraud_recovery_sec),
-            proposal=decide(acct.funds_left), decide=decide,
+            proposal=decide(funds), decide=decide,
             lifetime=self.lifetimes.after_credit_time,
-            customer_of=acct.customer_id)
+            customer_of=acct.customer_id, funds=funds)
         op = AccountingOp(session_key="", kind=OpKind.RESERVE, call_key=req.call_key,
                           leg="authorize", account_pk=acct.pk, node_ip=req.nas_ip,
                           cli=req.calling, cld=cld, reserve=reserve,

@@ -184,6 +184,7 @@ class ReserveRequest:
     decide: Callable[[Decimal], Reservation | None]
     lifetime: int
     customer_of: int | None = None  # the account's customer: its calls are counted
+    funds: Decimal | None = None  # what ``proposal`` was decided from (the engine's view)
     granted: Reservation | None = None
     refused: Refusal | None = None
 
@@ -234,7 +235,8 @@ class AccountingOp:
     incoming_conf_id: str = ""  # the call's h323-incoming-conf-id (else conf id), whole
     user_name: str = ""
     forget_at: dt.datetime | None = None  # a Stop: its call is remembered as ended until then
-    released: Decimal = Decimal(0)  # set by the store: the reservation a Stop gave back
+    # set by the store: what a Stop (or a call authorized again) gave back
+    released: Decimal = Decimal(0)
 
     # A quarantined record is acknowledged to the gateway (so it stops
     # retransmitting) but neither charged nor dropped: its attributes and the
@@ -874,10 +876,16 @@ class SqlStore:
         if together is None:
             pipe.run()  # the batch's records first, as they were queued
             # A call authorized again gives its old reservation back first.
-            again = {r[0] for r in self._release(conn, (m.ActiveCall.leg == "authorize") &
-                                                 m.ActiveCall.conf_id.in_(
-                                                     {op.call_key[:128] for op in ops})) if r[0]}
-            together = set()
+            given_back = self._release(conn, (m.ActiveCall.leg == "authorize") &
+                                       m.ActiveCall.conf_id.in_(
+                                           {op.call_key[:128] for op in ops}))
+            again = {r[0] for r in given_back if r[0]}
+            # Then the batch is tried together once more, its proposals
+            # decided again with that money: a gateway failing over sends
+            # its calls' authorizations again, and one by one (a round trip
+            # each) a storm of them at 1,000/s outran the committer.
+            together = (self._grant_together(conn, pipe, ops, ended, now)
+                        if self._propose_again(ops, given_back) else None) or set()
         else:
             again = set()
         rows: list[dict[str, Any]] = []
@@ -905,6 +913,32 @@ class SqlStore:
         if rows:
             conn.execute(insert(m.ActiveCall), rows)
         return out
+
+    @staticmethod
+    def _propose_again(ops: list[AccountingOp],
+                       given_back: list[tuple[int | None, Decimal, str]]) -> bool:
+        """After the calls authorized again gave their old reservations back:
+        each such call's op says what it gave back (``released``, once per
+        call: the cache moves by it), and its proposal is decided again from
+        the funds it was decided from plus that money (an estimate: the
+        database's conditional statements still decide, and what no longer
+        fits goes the careful way). False when nothing was given back."""
+        back: dict[str, Decimal] = {}
+        for account_pk, amount, key in given_back:
+            if account_pk is not None:
+                back[key] = back.get(key, Decimal(0)) + amount
+        told: set[str] = set()
+        for op in ops:
+            req = op.reserve
+            key = op.call_key[:128]
+            if req is None or key not in back:
+                continue
+            if key not in told:
+                op.released = back[key]
+                told.add(key)
+            if req.funds is not None:
+                req.proposal = req.decide(req.funds + back[key])
+        return bool(back)
 
     @staticmethod
     def _pick_together(ops: list[AccountingOp], ended: set[str]) -> list[AccountingOp]:
