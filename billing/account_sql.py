@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import InstrumentedAttribute
@@ -61,6 +61,7 @@ FIELDS = tuple(name for name, _ in VIEW_COLUMNS)
 CHUNK = 512
 
 Converter = Callable[[Any], Any] | None
+K = TypeVar("K", int, str)
 
 
 # What engines' commits move (reservations, charges, logins); every other
@@ -137,6 +138,13 @@ def by_account_id_sql(ph: str, dialect_name: str) -> str:
 
 
 @lru_cache(maxsize=64)
+def by_account_ids_sql(ph: str, n: int, dialect_name: str) -> str:
+    """``n`` accounts by what gateways send: the view's columns, then the stamp."""
+    return (f"SELECT {_columns()}, {_stamp(dialect_name)} {_FROM} "
+            f"WHERE accounts.account_id IN ({', '.join([ph] * n)})")
+
+
+@lru_cache(maxsize=64)
 def by_pks_sql(ph: str, n: int, dialect_name: str) -> str:
     """``n`` accounts by primary key: the view's columns, then the stamp."""
     return f"SELECT {_columns()}, {_stamp(dialect_name)} {_FROM} {_in(ph, n)}"
@@ -164,9 +172,9 @@ def traffic_sql(ph: str, n: int, dialect_name: str) -> str:
             f"{_in(ph, n)}")
 
 
-def chunks(pks: Sequence[int]) -> Iterator[tuple[int, ...]]:
-    """``pks`` in statements of at most ``CHUNK`` ids, each padded to a
-    power of two by repeating its last id."""
+def chunks(pks: Sequence[K]) -> Iterator[tuple[K, ...]]:
+    """``pks`` (or account ids) in statements of at most ``CHUNK``, each
+    padded to a power of two by repeating its last one."""
     for i in range(0, len(pks), CHUNK):
         part = tuple(pks[i:i + CHUNK])
         size = 1

@@ -26,6 +26,7 @@ import signal
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -262,6 +263,9 @@ class RadiusServer:
         self.committer: Committer[Pending] = Committer(
             self.commit, self._failed, commit_batch, max_age=max_wait, threads=commit_threads)
         self.workers = Workers(lookup_threads)
+        # Requests whose account is not in memory, for the look-up workers.
+        self._misses: deque[Incoming] = deque()
+        self._misses_lock = threading.Lock()
         self.stats = StatsFile(stats_path, self.counters, lambda: {
             "committer_backlog": self.committer.backlog(),
             "dropped_waiting": self.committer.dropped})
@@ -429,10 +433,43 @@ class RadiusServer:
             self.process(inc)
             return
         self.replies.remember(inc.raw_key, None)  # retransmissions wait for the worker
-        if not self.workers.submit(lambda: self.process(inc)):
-            self.replies.forget(inc.raw_key)
-            self.count("dropped_overload")
-            log.warning("request from %s dropped: database look-ups backlogged", addr[0])
+        with self._misses_lock:
+            self._misses.append(inc)
+        if self.workers.submit(self._look_up_misses):
+            return
+        with self._misses_lock:
+            try:
+                self._misses.remove(inc)
+            except ValueError:
+                return  # a worker has taken it meanwhile: it is answered
+        self.replies.forget(inc.raw_key)
+        self.count("dropped_overload")
+        log.warning("request from %s dropped: database look-ups backlogged", addr[0])
+
+    def _look_up_misses(self) -> None:
+        """A look-up worker's job: the requests waiting for accounts not in
+        memory, up to a batch, their accounts read in one query, then each
+        decided. Each miss submits one job; a job that finds none waiting
+        (another took them) has nothing to do."""
+        with self._misses_lock:
+            batch = [self._misses.popleft()
+                     for _ in range(min(len(self._misses), self.commit_batch))]
+        if not batch:
+            return
+        try:
+            self.engine.store.prefetch(inc.req.account_id for inc in batch)
+        except DatabaseError as exc:
+            # Not each alone after this: against a hung database every one
+            # would wait its own timeout in this one thread. No answer: the
+            # gateways retry or fail over.
+            for inc in batch:
+                self.replies.forget(inc.raw_key)
+            self.count("db_errors", len(batch))
+            log.error("database unavailable, %d requests not answered (the gateways fail "
+                      "over): %s", len(batch), exc)
+            return
+        for inc in batch:
+            self.process(inc)
 
     def receive(self, raw: bytes, addr: tuple[str, int], sock: socket.socket
                 ) -> Incoming | None:

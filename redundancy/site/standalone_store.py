@@ -25,7 +25,7 @@ import datetime as dt
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -466,6 +466,9 @@ class SiteStore:
         return None  # nothing is cached
 
     def refresh_accounts(self, holds: bool = True, share: tuple[int, int] = (0, 1)) -> int:
+        return 0
+
+    def prefetch(self, account_ids: Iterable[str]) -> int:
         return 0
 
     def reload(self) -> None:

@@ -11,7 +11,7 @@ import itertools
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, event, select, update
 
 from billing import account_sql
 from billing import models as m
@@ -309,3 +309,35 @@ def test_a_share_refreshes_its_own_accounts_and_forgets_no_other_shares_texts(db
     assert store.db._busy == {mine[0], other[0]}
     assert store.refresh_accounts(share=other) == 0 and store.db._busy == {mine[0]}
     assert store.find_account(DEBIT) == core_view(db, DEBIT)
+
+
+def test_prefetch_reads_the_missing_accounts_in_one_statement(db):
+    """A burst of requests whose accounts are not in memory (a process's
+    cold start, accounts another process served last) reads them in one
+    statement, not a round trip each; what it reads is what a look-up of
+    one would have read, stamp included (the refresh then finds nothing
+    changed)."""
+    engine_on(db)
+    store = CachedStore(SqlStore(db), cache=AccountCache(10.0, clock=FakeClock()))
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *rest):  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    event.listen(db, "before_cursor_execute", seen)
+    try:
+        assert store.prefetch([DEBIT, CREDIT, "nobody", DEBIT, ""]) == 2
+        assert len([s for s in statements if "accounts.account_id IN" in s]) == 1
+        statements.clear()
+        views = {a: store.find_account(a) for a in (DEBIT, CREDIT)}
+        assert statements == []  # answered from memory
+        for account_id, view in views.items():
+            assert view == core_view(db, account_id)
+        statements.clear()
+        assert store.prefetch([DEBIT, CREDIT]) == 0 and statements == []
+        assert store.refresh_accounts() == 0
+        store.forget(CREDIT)
+        assert store.prefetch([CREDIT]) == 0  # one: its own look-up reads it
+        assert not store.in_memory(CREDIT)
+    finally:
+        event.remove(db, "before_cursor_execute", seen)
