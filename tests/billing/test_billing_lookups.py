@@ -1,0 +1,99 @@
+"""The look-up workers (billing.server): requests whose account is not in
+memory are taken in batches, their accounts read together; a database that
+cannot read them drops the batch at once, unanswered (the gateways retry or
+fail over), instead of each request waiting its own timeout in one thread.
+
+In process, on SQLite with the demo provisioning: the engine is built as
+`vigil radiusd` builds it, and the batches are run in the test's thread."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from billing.app import build_server
+from billing.db import DatabaseUnavailable
+from billing.radius_decode import ReplyTo
+from billing.request import CallRequest
+from billing.server import Incoming, RadiusServer
+from billing.testing import BillingSandbox
+from vigil.config import load
+
+pytestmark = pytest.mark.integration
+
+ACCOUNTS = ("193.100.201.1", "4202111222")  # the demo's debit and credit accounts
+
+
+@pytest.fixture
+def server(tmp_path) -> Iterator[tuple[RadiusServer, socket.socket]]:  # type: ignore[no-untyped-def]
+    box = BillingSandbox(base=tmp_path / "vigil").prepare()
+    srv = build_server(load(box.config))
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    sink.settimeout(2.0)
+    try:
+        yield srv, sink
+    finally:
+        srv.auth_sock.close()
+        srv.acct_sock.close()
+        sink.close()
+
+
+def miss(srv: RadiusServer, sink: socket.socket, k: int, account: str) -> Incoming:
+    """An authorization past the boundary whose account is not in memory."""
+    req = CallRequest(source_ip="127.0.0.1", nas_ip="164.4.89.20", user_name="x",
+                      called="441259322891834", calling=account, conf_id=f"miss-{k}",
+                      ivr_out=[f"PortaBilling_UserName:{account}",
+                               "PortaBilling_Ignore_Password:YES"])
+    inc = Incoming(ReplyTo(k, bytes(16), b"nextone"), req, sink.getsockname(), srv.auth_sock,
+                   ("127.0.0.1", 1, k, bytes(16)), True, False)
+    srv.replies.remember(inc.raw_key, None)
+    srv._misses.append(inc)
+    return inc
+
+
+def test_misses_are_read_together_then_each_decided_and_answered(server):
+    srv, sink = server
+    read: list[list[str]] = []
+    prefetch = srv.engine.store.prefetch
+
+    def counted(account_ids):  # type: ignore[no-untyped-def]
+        ids = list(account_ids)
+        read.append(ids)
+        return prefetch(ids)
+
+    srv.engine.store.prefetch = counted  # type: ignore[method-assign]
+    incs = [miss(srv, sink, k, ACCOUNTS[k % 2]) for k in range(4)]
+    assert not any(srv.engine.store.in_memory(a) for a in ACCOUNTS)
+    srv._look_up_misses()
+    assert read == [[inc.req.account_id for inc in incs]]  # one read for the batch
+    assert all(srv.engine.store.in_memory(a) for a in ACCOUNTS)
+    while srv.committer.run_once():
+        pass
+    assert srv.counters["access_accepts"] + srv.counters["access_rejects"] == 4
+    replies = [sink.recv(4096) for _ in incs]
+    assert sorted(r[1] for r in replies) == [0, 1, 2, 3]  # every one answered
+    srv._look_up_misses()  # a job that finds none waiting has nothing to do
+    assert len(read) == 1
+
+
+def test_a_database_that_cannot_read_the_batch_drops_it_at_once(server):
+    srv, sink = server
+
+    def hung(account_ids):  # type: ignore[no-untyped-def]
+        raise DatabaseUnavailable("statement timeout")
+
+    srv.engine.store.prefetch = hung  # type: ignore[method-assign]
+    asked: list[str] = []
+    srv.engine.store.find_account = asked.append  # type: ignore[method-assign,assignment]
+    incs = [miss(srv, sink, k, ACCOUNTS[k % 2]) for k in range(3)]
+    srv._look_up_misses()
+    assert asked == []  # not each again, a timeout each
+    assert srv.counters["db_errors"] == 3
+    assert all(srv.replies.get(inc.raw_key) is None for inc in incs)  # retries are new
+    assert srv.committer.backlog() == 0
+    sink.settimeout(0.2)
+    with pytest.raises(TimeoutError):
+        sink.recv(4096)  # no answer: the gateway fails over
