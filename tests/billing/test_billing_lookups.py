@@ -3,23 +3,26 @@ memory are taken in batches, their accounts read together; a database that
 cannot read them drops the batch at once, unanswered (the gateways retry or
 fail over), instead of each request waiting its own timeout in one thread.
 
-In process, on SQLite with the demo provisioning: the engine is built as
-`vigil radiusd` builds it, and the batches are run in the test's thread."""
+In process, with the demo provisioning (SQLite; a throw-away MariaDB for
+the hung database): the engine is built as `vigil radiusd` builds it, and
+the batches are run in the test's thread."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 from collections.abc import Iterator
 
 import pytest
 
 from billing.app import build_server
-from billing.db import DatabaseUnavailable
 from billing.radius_decode import ReplyTo
 from billing.request import CallRequest
 from billing.server import Incoming, RadiusServer
 from billing.testing import BillingSandbox
 from vigil.config import load
+from vigil.testing.mariadb import MariaDB
 
 pytestmark = pytest.mark.integration
 
@@ -79,21 +82,46 @@ def test_misses_are_read_together_then_each_decided_and_answered(server):
     assert len(read) == 1
 
 
-def test_a_database_that_cannot_read_the_batch_drops_it_at_once(server):
-    srv, sink = server
+def test_a_hung_database_drops_the_batch_at_once(tmp_path):
+    """mariadbd SIGSTOPped while a batch of misses waits: the batch's one
+    read times out, and every request of it goes unanswered (retries are
+    new requests) without each being read again alone, a timeout each,
+    in this one thread."""
+    db = MariaDB("lookups-hung", server_id=9)
+    db.start()
+    try:
+        db.create_database("billing")
+        box = BillingSandbox(db.url("billing"), base=tmp_path / "vigil",
+                             master="Query_Timeout_sec=1\n").prepare()
+        srv = build_server(load(box.config))
+        sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sink.bind(("127.0.0.1", 0))
+        try:
+            asked: list[str] = []
+            find_account = srv.engine.store.find_account
 
-    def hung(account_ids):  # type: ignore[no-untyped-def]
-        raise DatabaseUnavailable("statement timeout")
+            def spied(account_id):  # type: ignore[no-untyped-def]
+                asked.append(account_id)
+                return find_account(account_id)
 
-    srv.engine.store.prefetch = hung  # type: ignore[method-assign]
-    asked: list[str] = []
-    srv.engine.store.find_account = asked.append  # type: ignore[method-assign,assignment]
-    incs = [miss(srv, sink, k, ACCOUNTS[k % 2]) for k in range(3)]
-    srv._look_up_misses()
-    assert asked == []  # not each again, a timeout each
-    assert srv.counters["db_errors"] == 3
-    assert all(srv.replies.get(inc.raw_key) is None for inc in incs)  # retries are new
-    assert srv.committer.backlog() == 0
-    sink.settimeout(0.2)
-    with pytest.raises(TimeoutError):
-        sink.recv(4096)  # no answer: the gateway fails over
+            srv.engine.store.find_account = spied  # type: ignore[method-assign]
+            incs = [miss(srv, sink, k, ACCOUNTS[k % 2]) for k in range(3)]
+            assert db.proc is not None
+            os.kill(db.proc.pid, signal.SIGSTOP)
+            try:
+                srv._look_up_misses()
+            finally:
+                os.kill(db.proc.pid, signal.SIGCONT)
+            assert asked == []  # not each again, a timeout each
+            assert srv.counters["db_errors"] == 3
+            assert all(srv.replies.get(inc.raw_key) is None for inc in incs)
+            assert srv.committer.backlog() == 0
+            sink.settimeout(0.2)
+            with pytest.raises(TimeoutError):
+                sink.recv(4096)  # no answer: the gateway fails over
+        finally:
+            srv.auth_sock.close()
+            srv.acct_sock.close()
+            sink.close()
+    finally:
+        db.destroy()
