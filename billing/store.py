@@ -518,15 +518,9 @@ class SqlStore:
                           ) -> list[tuple[AccountView, AccountStamp]]:
         """Many accounts and their stamps by account id, in few queries; the
         unknown ones left out."""
-        out: list[tuple[AccountView, AccountStamp]] = []
         with _mapped(), self.reader.connect() as conn:
-            d = conn.dialect
-            ph = grant_sql.placeholder(d.paramstyle)
-            for part in account_sql.chunks(list(account_ids)):
-                for row in conn.exec_driver_sql(
-                        account_sql.by_account_ids_sql(ph, len(part), d.name), part):
-                    out.append((self._view(d, row), _stamp_of(row)))
-        return out
+            return list(self._read_whole(conn, account_ids,
+                                         account_sql.by_account_ids_sql).values())
 
     def prefetch(self, account_ids: Iterable[str]) -> int:
         return 0  # nothing is cached
@@ -617,13 +611,16 @@ class SqlStore:
             del self._settled[pk]  # gone, or no longer cached: of this share only
         return changed, set(known) - seen
 
-    def _read_whole(self, conn: Connection, pks: Sequence[int]
+    def _read_whole(self, conn: Connection, keys: Sequence[Any],
+                    sql: Callable[[str, int, str], str] = account_sql.by_pks_sql
                     ) -> dict[int, tuple[AccountView, AccountStamp]]:
+        """Accounts whole with their stamps, by pk (or by account id with
+        ``account_sql.by_account_ids_sql``), in chunks; by pk."""
         out: dict[int, tuple[AccountView, AccountStamp]] = {}
         d = conn.dialect
         ph = grant_sql.placeholder(d.paramstyle)
-        for part in account_sql.chunks(pks):
-            for row in conn.exec_driver_sql(account_sql.by_pks_sql(ph, len(part), d.name), part):
+        for part in account_sql.chunks(list(keys)):
+            for row in conn.exec_driver_sql(sql(ph, len(part), d.name), part):
                 out[row[0]] = (self._view(d, row), _stamp_of(row))
         return out
 
