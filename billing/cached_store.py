@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from decimal import Decimal
 
 from billing.account_cache import AccountCache
@@ -64,6 +65,12 @@ class CachedStore:
     def available(self, account: AccountView, now: dt.datetime,
                   exclude_call: str = "") -> Decimal:
         return account.funds_left
+
+    def holding(self) -> AbstractContextManager[None]:
+        return self.db.holding()
+
+    def release_held(self) -> None:
+        self.db.release_held()
 
     def apply(self, ops: Sequence[AccountingOp], now: dt.datetime) -> list[bool | None]:
         """Commit, then move the cached accounts as the database moved them

@@ -18,11 +18,13 @@ a hung database cannot make the engine hoard requests.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Generic, TypeVar
 
 from billing import commit_turn
@@ -35,7 +37,9 @@ T = TypeVar("T")
 class Committer(Generic[T]):
     def __init__(self, commit: Callable[[list[T]], None], failed: Callable[[list[T]], None],
                  max_batch: int = 64, max_backlog: int = 5000, max_age: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic, threads: int = 1) -> None:
+                 clock: Callable[[], float] = time.monotonic, threads: int = 1,
+                 hold: Callable[[], AbstractContextManager[None]] | None = None,
+                 idle: Callable[[], None] | None = None) -> None:
         n = max(1, threads)
         self._threads = [threading.Thread(target=self.run, daemon=True,
                                           name="committer" if n == 1 else f"committer-{i + 1}")
@@ -43,6 +47,11 @@ class Committer(Generic[T]):
         self._turn = threading.Lock()
         self._commit = commit
         self._failed = failed
+        # Each thread runs inside ``hold()`` (the store keeps its connection
+        # between batches) and calls ``idle()`` after half a second with no
+        # work (the store gives it back).
+        self._hold = hold or contextlib.nullcontext
+        self._idle = idle
         self.max_batch = max(1, max_batch)
         self.max_backlog = max_backlog
         self.max_age = max_age
@@ -107,14 +116,22 @@ class Committer(Generic[T]):
             log.exception("committer: failure handler raised")
 
     def run(self) -> None:
-        while True:
-            with self._cond:
-                if not self._queue and not self._stopping:
-                    self._cond.wait(0.5)
-                done = self._stopping and not self._queue
-            if done:
-                return
-            self.run_once()
+        with self._hold():
+            while True:
+                idle = False
+                with self._cond:
+                    if not self._queue and not self._stopping:
+                        self._cond.wait(0.5)
+                        idle = not self._queue
+                    done = self._stopping and not self._queue
+                if done:
+                    return
+                if idle and self._idle is not None:
+                    try:
+                        self._idle()
+                    except Exception:
+                        log.exception("committer: idle hook raised")
+                self.run_once()
 
     def start(self) -> None:
         for t in self._threads:

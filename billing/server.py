@@ -261,7 +261,8 @@ class RadiusServer:
         self._stop = False
         self._reload = False
         self.committer: Committer[Pending] = Committer(
-            self.commit, self._failed, commit_batch, max_age=max_wait, threads=commit_threads)
+            self.commit, self._failed, commit_batch, max_age=max_wait, threads=commit_threads,
+            hold=engine.store.holding, idle=engine.store.release_held)
         self.workers = Workers(lookup_threads)
         # Requests whose account is not in memory, for the look-up workers.
         self._misses: deque[Incoming] = deque()

@@ -18,8 +18,9 @@ import datetime as dt
 import enum
 import json
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
@@ -298,6 +299,15 @@ class BillingStore(Protocol):
 
     def expire_calls(self, now: dt.datetime) -> int: ...
 
+    def holding(self) -> AbstractContextManager[None]:
+        """While inside, this thread's ``apply`` keeps its connection from one
+        transaction to the next (the committer's threads)."""
+        ...
+
+    def release_held(self) -> None:
+        """This thread's kept connection goes back to the pool (idle)."""
+        ...
+
     def reload(self) -> None: ...
 
 
@@ -491,6 +501,7 @@ class SqlStore:
         self._traffic_converters: tuple[Converter, ...] | None = None
         self._busy: set[int] = set()  # shares (k) most of whose accounts changed last time
         self._settled: dict[int, str] = {}  # pk -> settled text at the last look
+        self._held = threading.local()  # a committer thread's kept connection
 
     # ------------------------------------------------------------- reading
     # Both look-ups are prepared text through the driver, not Core: see
@@ -686,7 +697,7 @@ class SqlStore:
                 if op.reserve is not None:
                     op.reserve.granted = op.reserve.refused = None
             try:
-                with self.engine.begin() as conn:
+                with self._transaction() as conn:
                     return self._apply_batch(conn, ops, now)
             except SQLAlchemyError as exc:
                 if attempt == LOCK_TRIES or not lost_a_lock(exc):
@@ -695,6 +706,47 @@ class SqlStore:
                          "engine (try %d of %d): running it again", len(ops), attempt,
                          LOCK_TRIES)
         raise AssertionError("unreachable")
+
+    @contextmanager
+    def holding(self) -> Iterator[None]:
+        self._held.on = True
+        try:
+            yield
+        finally:
+            self.release_held()
+            self._held.on = False
+
+    def release_held(self) -> None:
+        conn: Connection | None = getattr(self._held, "conn", None)
+        self._held.conn = None
+        if conn is not None:
+            with suppress(Exception):  # a dead connection is discarded
+                conn.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """A transaction, committed when the block ends. A thread inside
+        ``holding`` keeps its connection for the next one: a batch taken
+        from the pool cost a ping at checkout and a ROLLBACK at checkin, two
+        round trips whose CPU was as much as the COMMIT's (py-spy of
+        bench/bench_engine_cpu.py at small batches, the batches of two
+        processes). The committer gives it back after half a second idle,
+        so the pool's ping still checks a connection that waited; one that
+        fails in a batch is given back at once (a dead one is discarded)
+        and the next batch takes a fresh one."""
+        if not getattr(self._held, "on", False):
+            with self.engine.begin() as own:
+                yield own
+            return
+        kept: Connection | None = getattr(self._held, "conn", None)
+        if kept is None:
+            kept = self._held.conn = self.engine.connect()
+        try:
+            with kept.begin():
+                yield kept
+        except BaseException:
+            self.release_held()
+            raise
 
     def _apply_alone(self, op: AccountingOp, now: dt.datetime) -> bool | None:
         for attempt in range(2):
@@ -725,15 +777,28 @@ class SqlStore:
         reservation one conditional UPDATE, whatever the calls in progress."""
         keyed = {op.session_key for op in ops if op.kind in (OpKind.STOP, OpKind.QUARANTINE)}
         seen: set[str] = set()
+        ending: list[Sequence[Any]] = []
         if keyed:
+            # The records seen before and the calls the Stops may end, read
+            # (locked) in one round trip: which Stops are duplicates is known
+            # only after it, so the calls of all of them are read and only
+            # those of the fresh ones released (a duplicate's call is gone
+            # already, or is a later authorization of it, which stays).
             look = Pipeline(conn)
             found = look.add_prepared(("processed", len(keyed)), _processed_query, sorted(keyed))
-            seen = {row[0] for row in look.run()[found].rows}
+            stops = sorted({op.call_key[:128] for op in ops if op.kind == OpKind.STOP})
+            calls_at = look.add_prepared(
+                ("release", len(stops), self._for_update),
+                lambda keys: self._release_query(m.ActiveCall.conf_id.in_(keys)),
+                stops) if stops else -1
+            out = look.run()
+            seen = {row[0] for row in out[found].rows}
+            ending = list(out[calls_at].rows) if stops else []
         plan = plan_batch(ops, seen, now)
         # The writes go to the database together (billing/sql_pipeline.py):
-        # a batch of Stops costs four round trips whatever its size.
+        # a batch of Stops costs three round trips whatever its size.
         pipe = Pipeline(conn)
-        self._execute(conn, pipe, plan, now)
+        self._execute(conn, pipe, plan, now, ending)
         for op, fresh in zip(ops, plan.results, strict=True):
             if fresh and op.kind == OpKind.STOP:
                 op.released = plan.released.pop(op.call_key[:128], Decimal(0))
@@ -777,9 +842,10 @@ class SqlStore:
         return held
 
     def _execute(self, conn: Connection, pipe: Pipeline, plan: BatchPlan,
-                 now: dt.datetime) -> None:
-        """Queue the batch's records on ``pipe``; the ended calls are read
-        (locked) on the way, since what is given back depends on them.
+                 now: dt.datetime, ending: Sequence[Sequence[Any]]) -> None:
+        """Queue the batch's records on ``pipe``; ``ending`` are the calls
+        its Stops may end, read and locked by ``_release_query`` (what is
+        given back depends on them).
 
         The locks are taken in one order, the order of every transaction of
         every engine: calls in progress, then accounts, customers and
@@ -797,11 +863,7 @@ class SqlStore:
             pipe.add_rows(m.QuarantinedAccounting.__tablename__, plan.quarantined)
         moves = Moves()
         if plan.ended:
-            found = pipe.add_prepared(
-                ("release", len(plan.ended), self._for_update),
-                lambda keys: self._release_query(m.ActiveCall.conf_id.in_(keys)),
-                sorted(plan.ended))
-            rows = pipe.run()[found].rows
+            rows = [r for r in ending if r[4] in plan.ended]
             for _pk, amount, key in self._give_back(pipe, rows, moves):
                 plan.released[key] = plan.released.get(key, Decimal(0)) + amount
         if plan.interim:

@@ -562,3 +562,138 @@ def test_calls_authorized_again_are_granted_together_with_their_money_back(db, m
             m.Account.account_id == "193.100.201.1")).scalar_one()
         assert Decimal(reserved) == Decimal("0.87")
         assert c.execute(select(func.count()).select_from(m.ActiveCall)).scalar_one() == 1
+
+
+# ------------------------------------------------------------ kept connection
+def _checkouts(db):  # type: ignore[no-untyped-def]
+    seen = {"checkout": 0, "checkin": 0}
+
+    def on_checkout(*_):  # type: ignore[no-untyped-def]
+        seen["checkout"] += 1
+
+    def on_checkin(*_):  # type: ignore[no-untyped-def]
+        seen["checkin"] += 1
+
+    event.listen(db.pool, "checkout", on_checkout)
+    event.listen(db.pool, "checkin", on_checkin)
+    return seen
+
+
+def test_a_committer_thread_keeps_one_connection_between_batches(db):
+    """Inside ``holding`` (the committer's threads) every batch runs on one
+    connection, taken from the pool once and given back when told (idle):
+    no ping and no ROLLBACK per batch. Outside it, each batch is the pool's."""
+    eng, store, _ = engine_on(db, fraud_active=False)
+    store.find_account("193.100.201.1")
+    pool = _checkouts(db)
+    with store.holding():
+        for conf in ("k1", "k2", "k3"):
+            assert store.apply([eng.accounting_op(stop_request(conf, "6"))], NOW) == [True]
+        assert pool == {"checkout": 1, "checkin": 0}
+        store.release_held()
+        assert pool == {"checkout": 1, "checkin": 1}
+        assert store.apply([eng.accounting_op(stop_request("k4", "6"))], NOW) == [True]
+        assert pool == {"checkout": 2, "checkin": 1}
+    assert pool == {"checkout": 2, "checkin": 2}  # given back on the way out
+    assert store.apply([eng.accounting_op(stop_request("k5", "6"))], NOW) == [True]
+    assert pool == {"checkout": 3, "checkin": 3}
+    with db.connect() as c:
+        assert c.execute(select(func.count()).select_from(m.ProcessedAccounting)).scalar() == 5
+
+
+def test_a_kept_connection_killed_fails_one_batch_and_the_next_takes_a_fresh_one(mariadb_db):
+    """The server kills the committer's kept connection (a restart, a
+    DBA's KILL): that batch is not acknowledged, the connection is thrown
+    away, and the gateway's retransmission is stored once, on a new one."""
+    from billing.db import DatabaseUnavailable
+
+    eng, store, _ = engine_on(mariadb_db, fraud_active=False)
+    store.find_account("193.100.201.1")
+    with store.holding():
+        assert store.apply([eng.accounting_op(stop_request("d1", "60"))], NOW) == [True]
+        held = store.db._held.conn
+        victim = held.exec_driver_sql("SELECT CONNECTION_ID()").scalar()
+        held.rollback()
+        with mariadb_db.connect() as admin:
+            admin.exec_driver_sql(f"KILL {int(victim)}")
+        op = eng.accounting_op(stop_request("d2", "60"))
+        with pytest.raises(DatabaseUnavailable):
+            store.apply([op], NOW)
+        assert store.db._held.conn is None  # thrown away, not kept
+        again = eng.accounting_op(stop_request("d2", "60"))  # the retransmission
+        assert store.apply([again], NOW) == [True]
+        assert store.db._held.conn.exec_driver_sql("SELECT CONNECTION_ID()").scalar() != victim
+        store.db._held.conn.rollback()
+        assert store.apply([again], NOW) == [False]  # once
+    acct = store.find_account("193.100.201.1")
+    assert acct is not None and acct.balance == Decimal("1.02") - 2 * Decimal("0.19")  # d1, d2
+
+
+def test_the_committer_holds_its_store_and_lets_go_when_idle():
+    """Each committer thread runs inside ``hold`` and calls ``idle`` once it
+    has had nothing to do for half a second (real threads, real waits)."""
+    import threading
+    import time
+    from contextlib import contextmanager
+
+    events: list[str] = []
+    done = threading.Event()
+
+    @contextmanager
+    def hold():  # type: ignore[no-untyped-def]
+        events.append("hold")
+        yield
+        events.append("let go")
+
+    def commit(batch: list[int]) -> None:
+        events.append(f"batch {batch}")
+        done.set()
+
+    c: Committer[int] = Committer(commit, lambda _: None, hold=hold,
+                                  idle=lambda: events.append("idle"))
+    c.start()
+    c.submit(1)
+    assert done.wait(5)
+    deadline = time.monotonic() + 5
+    while "idle" not in events and time.monotonic() < deadline:
+        time.sleep(0.05)
+    c.stop()
+    assert events[:3] == ["hold", "batch [1]", "idle"]
+    assert events[-1] == "let go" and events.count("hold") == 1
+
+
+def test_a_batch_of_stops_reads_its_duplicates_and_its_calls_in_one_round_trip(db, monkeypatch):
+    """The records seen before and the calls the Stops end are read (and the
+    calls locked) together, then the writes go: two round trips before the
+    COMMIT, not three. A duplicate Stop's call is read but not released."""
+    from billing.sql_pipeline import Pipeline
+
+    eng, store, _ = engine_on(db, fraud_active=False, max_credit_time=600)  # 2.90 each
+    with db.begin() as c:
+        c.execute(update(m.Account).where(m.Account.account_id == "193.100.201.1")
+                  .values(balance=Decimal("10")))
+    store.reload()
+    for conf in ("r1", "r2"):
+        assert credit_time(eng.authorize(authz(conf))) > 0
+    assert store.apply([eng.accounting_op(stop_request("r2", "60"))], NOW) == [True]
+    assert credit_time(eng.authorize(authz("r3"))) > 0
+    trips: list[int] = []
+    real_run = Pipeline.run
+
+    def counted(self):  # type: ignore[no-untyped-def]
+        out = real_run(self)
+        if out:
+            trips.append(len(out))
+        return out
+
+    monkeypatch.setattr(Pipeline, "run", counted)  # a spy: the real method runs
+    batch = [eng.accounting_op(stop_request(c, "60")) for c in ("r1", "r2", "r3")]
+    assert store.apply(batch, NOW) == [True, False, True]
+    assert len(trips) == 2, trips
+    monkeypatch.undo()
+    acct = store.find_account("193.100.201.1")
+    assert acct is not None and acct.reserved == 0 and acct.calls == 0
+    assert acct.balance == Decimal("10") - 3 * Decimal("0.19")
+    with db.connect() as c:
+        assert list(reserved_sums_agree(c)) == []
+        assert c.execute(select(func.count()).select_from(m.ActiveCall)).scalar() == 0
