@@ -153,13 +153,15 @@ class Engine:
         # The radcheck account: answered from configuration alone so that a
         # self-test never touches balances or writes xDRs, and still proves
         # the RADIUS path is alive.
-        ok = req.password is not None and hmac.compare_digest(
-            req.password.encode(), self.settings.selftest_password.encode())
+        password = req.clear_password()
+        ok = password is not None and hmac.compare_digest(
+            password.encode(), self.settings.selftest_password.encode())
         if not ok:
             return self._reply(False, ReturnCode.INVALID_PASSWORD, "self-test password mismatch")
         return self._reply(True, ReturnCode.SUCCESS, "self-test", [("h323-credit-time", "3600")])
 
-    def _check_account(self, req: CallRequest) -> tuple[AccountView | None, Decision | None]:
+    def _check_account(self, req: CallRequest, now: dt.datetime
+                       ) -> tuple[AccountView | None, Decision | None]:
         account_id = req.account_id
         if account_id != req.user_name:
             log.info("fixup: 'PortaBilling_UserName' attribute present. Replace User-Name "
@@ -177,10 +179,9 @@ class Engine:
             log.info("PortaBilling_Ignore_Password present, skip the password check")
         elif not acct.voip_password:
             log.info("Account has an empty password, skip the password check")
-        elif req.password is None or not hmac.compare_digest(
-                req.password.encode(), acct.voip_password.encode()):
+        elif (password := req.clear_password()) is None or not hmac.compare_digest(
+                password.encode(), acct.voip_password.encode()):
             return None, self._reply(False, ReturnCode.INVALID_PASSWORD, "password mismatch")
-        now = self.clock()
         if acct.blocked or acct.customer_blocked:
             return None, self._reply(False, ReturnCode.USER_DENIED, "account or customer blocked")
         if acct.expiration_date is not None and acct.expiration_date <= now:
@@ -236,10 +237,11 @@ class Engine:
         sees it."""
         if self.is_selftest(req):
             return self._selftest(req)
-        acct, refusal = self._check_account(req)
+        now = self.clock()
+        acct, refusal = self._check_account(req, now)
         if refusal is not None or acct is None:
             return refusal or self._reply(False, ReturnCode.INVALID_ACCOUNT, "unknown")
-        funds = self.store.available(acct, self.clock(), exclude_call=req.call_key)
+        funds = self.store.available(acct, now, exclude_call=req.call_key)
         if funds <= 0:
             if not fresh and (acct.reserved > 0 or acct.customer_reserved > 0) and \
                     self.store.in_memory(acct.account_id):
@@ -264,7 +266,6 @@ class Engine:
         s = self.settings
         if not (s.fraud_active and req.call_key and acct.billing_model == BillingModel.DEBIT):
             return accept(Reservation(0, Decimal(0)))
-        now = self.clock()
         hold = ReserveRequest(
             account_pk=acct.pk, customer_pk=None, exclusive_login=True,
             login_until=now + dt.timedelta(seconds=s.fraud_recovery_sec),
@@ -301,7 +302,8 @@ class Engine:
         settles it, else the reservation the database must grant."""
         if self.is_selftest(req):
             return self._selftest(req)
-        acct, refusal = self._check_account(req)
+        now = self.clock()  # the request's one reading of billing time
+        acct, refusal = self._check_account(req, now)
         if refusal is not None or acct is None:
             return refusal or self._reply(False, ReturnCode.INVALID_ACCOUNT, "unknown")
         node = self._node(req)
@@ -317,7 +319,6 @@ class Engine:
             cld = self._translate(node.translation_rule, req.called, "node")
         except TranslationError as exc:
             return self._reply(False, ReturnCode.SERVICE_NOT_AVAILABLE, str(exc))
-        now = self.clock()
         log.info("Setting up a new charge with tariff '%s'", tariff.name)
         try:
             row = rating.select_rate(tariff.rates, cld, now)
@@ -340,10 +341,10 @@ class Engine:
         def decide(funds: Decimal) -> Reservation | None:
             log.info("Compute maximum call duration for leg Account %s to destination with "
                      "funds %s", acct.account_id, funds)
-            seconds = rating.max_duration(funds, price, terms, cap=s.max_credit_time)
-            if seconds <= 0:
+            longest = rating.longest_call(funds, price, terms, cap=s.max_credit_time)
+            if longest is None:
                 return None
-            c = rating.charge(seconds, price, terms)
+            seconds, c = longest
             if log.isEnabledFor(logging.INFO):  # the explanation is built for the log only
                 log.info("Maximum call duration: %d announced as %d %s by rate %d", seconds,
                          seconds, c.explain(price), row.rate_id)

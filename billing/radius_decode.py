@@ -18,6 +18,7 @@ the bytes, the port kind and the secret look-up it is given.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import socket
@@ -168,6 +169,7 @@ def decode(header: Header, source_ip: str, secret_for: SecretLookup, dictionary:
                             "shared secret")
     elif need_ma:
         raise BadPacket(BAD_AUTHENTICATOR, "no Message-Authenticator, which this node requires")
+    sealed: Callable[[], str | None] | None = None
     try:
         if table.has_tlv or (header.has_message_authenticator and not is_auth):
             # Rare shapes (a site dictionary with TLVs, an accounting request
@@ -176,15 +178,16 @@ def decode(header: Header, source_ip: str, secret_for: SecretLookup, dictionary:
         else:
             raws = split_attributes(header.raw)
             crypted = raws.get(USER_PASSWORD)
-            password = decrypt_password(crypted[0], secret, header.authenticator) \
-                if crypted else None
+            password = None
+            sealed = functools.partial(decrypt_password, crypted[0], secret,
+                                       header.authenticator) if crypted else None
     except BadPacket:
         raise
     except Exception as exc:  # pyrad raises PacketError, KeyError, struct.error, ...
         raise _malformed(f"undecodable: {type(exc).__name__}: {exc}") from exc
     try:
         attrs = table.decode(raws)
-        req = from_attributes(source_ip, attrs, password)
+        req = from_attributes(source_ip, attrs, password, sealed)
     except Exception as exc:
         raise _malformed(f"unreadable attributes: {type(exc).__name__}: {exc}") from exc
     return Decoded(ReplyTo(header.ident, header.authenticator, secret), req,

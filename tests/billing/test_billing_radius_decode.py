@@ -99,7 +99,10 @@ def test_valid_packets_decode_and_padding_past_the_length_is_ignored():
                TABLE)
     assert d.request.status_type == "Stop" and d.request.account_id == "193.100.201.1"
     a = decode(check_header(access_request(), True), "127.0.0.1", secret_for, DICT, TABLE)
-    assert a.request.password == "secret" and a.request.called == "441259322891834"
+    assert a.request.called == "441259322891834"
+    # deciphered when a check asks for it (the password is checked), not before
+    assert a.request.password is None and a.request.sealed_password is not None
+    assert a.request.clear_password() == "secret" and a.request.password == "secret"
 
 
 def test_unknown_nas_and_bad_authenticators_have_their_own_causes():

@@ -6,6 +6,8 @@ import datetime as dt
 from decimal import Decimal as D
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from billing import rating
 from billing.rating import Price, RateRow, RatingError, TariffTerms
@@ -123,3 +125,29 @@ def test_off_peak_price_chosen_only_when_defined():
     assert rating.price_at(r, False).price_first == D("0.10")
     r2 = RateRow("1", p(60, 60, "0.10"), None, False, T0)
     assert rating.price_at(r2, True).price_first == D("0.10")
+
+
+# ------------------------------------------------------------ longest call
+_money = st.decimals(min_value=D("-1"), max_value=D("50"), places=3)
+
+
+@given(
+    price=st.builds(Price, st.integers(1, 120), st.integers(1, 120),
+                    st.decimals(min_value=D("0"), max_value=D("3"), places=4),
+                    st.decimals(min_value=D("0"), max_value=D("3"), places=4)),
+    terms=st.builds(TariffTerms, st.integers(0, 30),
+                    st.decimals(min_value=D("0"), max_value=D("1"), places=2),
+                    st.decimals(min_value=D("-50"), max_value=D("50"), places=1),
+                    st.sampled_from([None, D("0.01"), D("0.1")])),
+    cap=st.one_of(st.none(), st.integers(1, 7200)),
+    funds=st.lists(_money, min_size=1, max_size=8))
+@settings(max_examples=300, deadline=None)
+def test_the_longest_call_is_max_duration_and_its_charge_whatever_came_before(
+        price, terms, cap, funds):
+    """The kept answer for funds that pay the cap is exactly what
+    max_duration and charge compute, for any funds in any order (it relies on
+    max_duration never falling as funds grow)."""
+    for f in funds:
+        seconds = rating.max_duration(f, price, terms, cap=cap)
+        want = (seconds, rating.charge(seconds, price, terms)) if seconds > 0 else None
+        assert rating.longest_call(f, price, terms, cap=cap) == want
