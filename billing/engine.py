@@ -21,7 +21,7 @@ from typing import Any
 
 from billing import h323time, rating, record_key
 from billing.calls import Lifetimes
-from billing.catalog import Catalog, NodeInfo, TariffInfo
+from billing.catalog import Catalog, ConnectionInfo, NodeInfo, TariffInfo
 from billing.db import DatabaseError
 from billing.request import CallRequest
 from billing.store import (
@@ -588,12 +588,9 @@ class Engine:
         log.info("Charging %s account %s %s", acct.billing_model, acct.account_id, xdr.amount)
         return ""
 
-    def _rate_vendor(self, conn: object, called: str, duration: int,
+    def _rate_vendor(self, conn: ConnectionInfo, called: str, duration: int,
                      connect: dt.datetime | None, key: str, req: CallRequest,
                      common: dict[str, object], translated: bool = False) -> XDR | None:
-        from billing.catalog import ConnectionInfo
-
-        assert isinstance(conn, ConnectionInfo)
         tariff = self.catalog.tariffs.get(conn.tariff_pk)
         if tariff is None:
             log.error("Connection %s has no tariff: vendor not charged", conn.name)

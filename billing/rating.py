@@ -60,6 +60,12 @@ class TariffTerms:
     post_call_surcharge: Decimal = Decimal(0)  # percent
     round_to: Decimal | None = None  # e.g. Decimal("0.01"): round the amount up to cents
 
+    @cached_property
+    def surcharge_factor(self) -> Decimal:
+        """What the post-call surcharge multiplies an amount by (one decimal
+        division per tariff, not per call)."""
+        return 1 + self.post_call_surcharge / 100
+
 
 @dataclass(frozen=True)
 class Charge:
@@ -84,7 +90,8 @@ def _ceil_div(a: int, b: int) -> int:
 
 
 def _finish(amount: Decimal, terms: TariffTerms) -> Decimal:
-    amount = amount * (1 + terms.post_call_surcharge / 100)
+    if terms.post_call_surcharge:
+        amount = amount * terms.surcharge_factor
     if terms.round_to is not None:
         return amount.quantize(terms.round_to, rounding=ROUND_CEILING)
     return amount.quantize(AMOUNT_PLACES, rounding=ROUND_HALF_UP)
@@ -120,7 +127,7 @@ def max_duration(funds: Decimal, price: Price, terms: TariffTerms = TariffTerms(
     """
     if funds <= 0:
         return 0
-    factor = 1 + terms.post_call_surcharge / 100
+    factor = terms.surcharge_factor
     if factor <= 0:
         raise RatingError("post-call surcharge below -100%")
     # Work in pre-surcharge money so rounding cannot push the cost over funds.
@@ -210,10 +217,15 @@ def select_rate(rows: list[RateRow] | dict[str, list[RateRow]], number: str,
         candidates = index.get(number[:n])
         if not candidates:
             continue
-        effective = [r for r in candidates if r.effective_from <= at]
-        if not effective:
-            continue
-        best = max(effective, key=lambda r: r.effective_from)
+        if len(candidates) == 1:  # one rate for the prefix: most tariffs
+            best = candidates[0]
+            if best.effective_from > at:
+                continue
+        else:
+            effective = [r for r in candidates if r.effective_from <= at]
+            if not effective:
+                continue
+            best = max(effective, key=lambda r: r.effective_from)
         if best.forbidden:
             raise RatingError(f"destination {number} is forbidden (prefix {best.prefix})")
         return best
