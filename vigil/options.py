@@ -99,10 +99,10 @@ declare("Radius", "Program", nonempty, "radiusd",
         "The supervisor program name of the RADIUS engine (radcheck restarts it).")
 declare("Radius", "Commit_Batch", integer(1, 1000), "64",
         "Accounting requests committed together in one transaction (group commit).")
-declare("Radius", "Commit_Threads", integer(1, 8), "1",
+declare("Radius", "Commit_Threads", integer(1, 8), "2",
         "Batches an engine process has at the database at once (MariaDB): with 2 the next "
         "batch runs its statements while this one's COMMIT is flushed, in queue order "
-        "(docs/billing.md). For a database across a network; SQLite always uses one.")
+        "(docs/billing.md). SQLite always uses one.")
 
 # ------------------------------------------------------------------- [Log]
 declare("Log", "Log_To", choice("File", "Console", "Syslog"), "File",
