@@ -200,24 +200,42 @@ def bound(raw: Any, params: Sequence[Any]) -> tuple[str, ...]:
     distinct value is escaped once per batch here. The key has the type, so
     that ``1``, ``True`` and ``1.0`` keep their own literals."""
     seen: dict[tuple[type, Any], str] = {}
-    out = []
+    strs: dict[str, str] = {}
+    times: dict[dt.datetime, str] = {}
+    out: list[str] = []
+    append = out.append
     literal = raw.escape
+    # The three types of nearly every value first, each with its own table
+    # (no key tuple to build): a reservation row is 16 values, a batch 64 rows.
     for p in params:
-        if type(p) is dt.datetime and p.tzinfo is None:
+        t = type(p)
+        if t is str:
+            lit = strs.get(p)
+            if lit is None:
+                lit = strs[p] = literal(p)
+            append(lit)
+        elif t is int:
+            append(str(p))  # PyMySQL's escape_int
+        elif p is None:
+            append("NULL")
+        elif t is dt.datetime and p.tzinfo is None:
             # PyMySQL's escape_datetime, the text isoformat gives a naive
             # datetime, at a fifth of the cost: a batch of Stops has a few
             # distinct times per record (a twentieth of the committer's CPU)
-            out.append(f"'{p.isoformat(' ')}'")
-            continue
-        key = (type(p), p)
-        try:
-            lit = seen.get(key)
-        except TypeError:  # unhashable: escaped as it is
-            out.append(literal(p))
-            continue
-        if lit is None:
-            lit = seen[key] = literal(p)
-        out.append(lit)
+            lit = times.get(p)
+            if lit is None:
+                lit = times[p] = f"'{p.isoformat(' ')}'"
+            append(lit)
+        else:
+            key = (t, p)
+            try:
+                lit = seen.get(key)
+            except TypeError:  # unhashable: escaped as it is
+                append(literal(p))
+                continue
+            if lit is None:
+                lit = seen[key] = literal(p)
+            append(lit)
     return tuple(out)
 
 

@@ -50,6 +50,9 @@ class AttributeTable:
         # credit times, the conf-id aside): each is encoded once. Bounded,
         # since a value can come from a request (it is then encoded anew).
         self._encoded: dict[tuple[str, str], bytes] = {}
+        # Whole reply bodies too: an engine's accepts are mostly the same few
+        # attribute lists (the return code, the cap as the credit time).
+        self._bodies: dict[tuple[tuple[str, str], ...], bytes] = {}
 
     def decode(self, pkt: Mapping[Any, list[Any]],
                skip: Iterable[Any] = (2, MESSAGE_AUTHENTICATOR)) -> dict[str, list[str]]:
@@ -90,6 +93,17 @@ class AttributeTable:
             self._encoded[key] = data
         return data
 
+    def encode_body(self, attributes: Iterable[tuple[str, str]]) -> bytes:
+        """The attributes of a reply, encoded in order."""
+        key = tuple(attributes)
+        body = self._bodies.get(key)
+        if body is None:
+            body = b"".join([self.encode_attribute(n, v) for n, v in key])
+            if len(self._bodies) >= ENCODED_KEPT:
+                self._bodies.clear()
+            self._bodies[key] = body
+        return body
+
     def _encode(self, name: str, value: str) -> bytes:
         try:
             vendor_id, code, typ = self.by_name[name]
@@ -113,7 +127,7 @@ class AttributeTable:
 def encode_reply(table: AttributeTable, code: int, ident: int, request_authenticator: bytes,
                  secret: bytes, attributes: Iterable[tuple[str, str]],
                  message_authenticator: bool = False) -> bytes:
-    body = b"".join(table.encode_attribute(n, v) for n, v in attributes)
+    body = table.encode_body(attributes)
     if message_authenticator:
         # First attribute, as BlastRADIUS (CVE-2024-3596) advice has it.
         body = bytes((MESSAGE_AUTHENTICATOR, 18)) + bytes(16) + body

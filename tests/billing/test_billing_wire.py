@@ -61,3 +61,22 @@ def test_unknown_or_oversized_reply_attributes_are_refused():
         TABLE.encode_attribute("No-Such-Attribute", "x")
     with pytest.raises(WireError, match="too long"):
         TABLE.encode_attribute("Reply-Message", "x" * 300)
+
+
+def test_reply_bodies_are_kept_whole_and_stay_the_same_bytes(monkeypatch):
+    """A kept body is the attributes encoded one by one, in order; the table
+    of kept bodies is bounded (a reply carrying a request's value is new)."""
+    import billing.wire as wire
+
+    table = AttributeTable(DICT)
+    attrs = [("h323-credit-time", "3600"), ("h323-return-code", "0")]
+    one_by_one = b"".join(table.encode_attribute(n, v) for n, v in attrs)
+    assert table.encode_body(attrs) == one_by_one
+    assert table.encode_body(list(attrs)) is table.encode_body(attrs)  # kept
+    assert table.encode_body(attrs[::-1]) != one_by_one  # the order is the packet's
+    monkeypatch.setattr(wire, "ENCODED_KEPT", 3)
+    for t in range(10):
+        table.encode_body([("h323-credit-time", str(t))])
+    assert len(table._bodies) <= 3
+    with pytest.raises(WireError):
+        table.encode_body([("No-Such-Attribute", "1")])
