@@ -140,23 +140,21 @@ def main() -> int:
         print(f"warm-up: {server.counters['access_accepts']} of {ACCOUNTS} accounts in memory")
         tune_process()  # as `vigil radiusd` does once it is built
         # as the committer's thread does: one connection kept between batches
-        held = getattr(server.engine.store, 'holding', __import__('contextlib').nullcontext)()
-        held.__enter__()
-        for r in range(args.rounds):
-            print(f"round {r + 1}: the reference loop took {reference_ms():.1f} ms of CPU")
-            auth = packets(authz_file(work / f"z{r}.txt", args.requests, f"z{r}"), "auth")
-            acct = packets(acct_file(work / f"a{r}.txt", args.requests, f"a{r}"), "acct")
-            for label, datagrams, sock in (("authorization", auth, server.auth_sock),
-                                           ("accounting", acct, server.acct_sock)):
-                if args.only and label != args.only:
-                    continue
-                loop, commit = run_part(server, datagrams, sock, source, args.batch)
-                n = len(datagrams)
-                figures[label].append((loop / n * 1e6, commit / n * 1e6))
-                print(f"round {r + 1} {label:14s} packet loop {loop / n * 1e6:6.1f} us  "
-                      f"committer {commit / n * 1e6:6.1f} us  "
-                      f"total {(loop + commit) / n * 1e6:6.1f} us per request", flush=True)
-        held.__exit__(None, None, None)
+        with server.engine.store.holding():
+            for r in range(args.rounds):
+                print(f"round {r + 1}: the reference loop took {reference_ms():.1f} ms of CPU")
+                auth = packets(authz_file(work / f"z{r}.txt", args.requests, f"z{r}"), "auth")
+                acct = packets(acct_file(work / f"a{r}.txt", args.requests, f"a{r}"), "acct")
+                for label, datagrams, sock in (("authorization", auth, server.auth_sock),
+                                               ("accounting", acct, server.acct_sock)):
+                    if args.only and label != args.only:
+                        continue
+                    loop, commit = run_part(server, datagrams, sock, source, args.batch)
+                    n = len(datagrams)
+                    figures[label].append((loop / n * 1e6, commit / n * 1e6))
+                    print(f"round {r + 1} {label:14s} packet loop {loop / n * 1e6:6.1f} us  "
+                          f"committer {commit / n * 1e6:6.1f} us  "
+                          f"total {(loop + commit) / n * 1e6:6.1f} us per request", flush=True)
         counters = server.counters.snapshot()
         print(f"\nCPU microseconds per request, median of {args.rounds} rounds of "
               f"{args.requests} ({'SQLite' if args.sqlite else 'durable MariaDB'}; "

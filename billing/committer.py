@@ -121,8 +121,9 @@ class Committer(Generic[T]):
                 idle = False
                 with self._cond:
                     if not self._queue and not self._stopping:
-                        self._cond.wait(0.5)
-                        idle = not self._queue
+                        # idle: half a second without a notify (another
+                        # committer thread may take what woke this one)
+                        idle = not self._cond.wait(0.5) and not self._queue
                     done = self._stopping and not self._queue
                 if done:
                     return
