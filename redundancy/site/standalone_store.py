@@ -26,6 +26,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -473,6 +474,14 @@ class SiteStore:
 
     def reload(self) -> None:
         """SIGHUP: nothing to forget (every answer reads the snapshot and delta)."""
+
+    def holding(self) -> AbstractContextManager[None]:
+        # Each stand-alone batch takes its own connections (snapshot and
+        # delta, the delta's lock order): nothing is kept between batches.
+        return contextlib.nullcontext()
+
+    def release_held(self) -> None:
+        return None
 
 
 def site_store(cfg: Any, standby: Engine,
