@@ -727,13 +727,13 @@ class SqlStore:
     def _transaction(self) -> Iterator[Connection]:
         """A transaction, committed when the block ends. A thread inside
         ``holding`` keeps its connection for the next one: a batch taken
-        from the pool cost a ping at checkout and a ROLLBACK at checkin, two
-        round trips whose CPU was as much as the COMMIT's (py-spy of
+        from the pool cost its checkout and its checkin, whose reset is a
+        ROLLBACK round trip, together as much CPU as the COMMIT (py-spy of
         bench/bench_engine_cpu.py at small batches, the batches of two
         processes). The committer gives it back after half a second idle,
-        so the pool's ping still checks a connection that waited; one that
-        fails in a batch is given back at once (a dead one is discarded)
-        and the next batch takes a fresh one."""
+        so an idle engine keeps no connection open; one that fails in a
+        batch is given back at once (a dead one is discarded) and the next
+        batch takes a fresh one."""
         if not getattr(self._held, "on", False):
             with self.engine.begin() as own:
                 yield own
