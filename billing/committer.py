@@ -18,13 +18,12 @@ a hung database cannot make the engine hoard requests.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from typing import Generic, TypeVar
 
 from billing import commit_turn
@@ -50,7 +49,7 @@ class Committer(Generic[T]):
         # Each thread runs inside ``hold()`` (the store keeps its connection
         # between batches) and calls ``idle()`` after half a second with no
         # work (the store gives it back).
-        self._hold = hold or contextlib.nullcontext
+        self._hold = hold or nullcontext
         self._idle = idle
         self.max_batch = max(1, max_batch)
         self.max_backlog = max_backlog

@@ -156,7 +156,7 @@ def max_duration(funds: Decimal, price: Price, terms: TariffTerms = TariffTerms(
 
 # What the longest call costs, once the funds are known to pay for the cap:
 # (price, terms, cap) -> (the least funds seen that gave the cap, its charge).
-_FULL_GRANTS: dict[tuple[Price, TariffTerms, int], tuple[Decimal, Charge]] = {}
+_FULL_GRANTS: dict[tuple[Price, TariffTerms, int | None], tuple[Decimal, Charge]] = {}
 _FULL_GRANTS_KEPT = 4096
 
 
@@ -171,21 +171,18 @@ def longest_call(funds: Decimal, price: Price, terms: TariffTerms = TariffTerms(
     answer is kept per price, terms and cap, which saves the two exact
     decimal computations per authorization (a tenth of the packet loop's
     CPU, py-spy); every other case is computed in full, as before."""
-    if cap is not None:
-        kept = _FULL_GRANTS.get((price, terms, cap))
-        if kept is not None and funds >= kept[0]:
-            return cap, kept[1]
+    key = (price, terms, cap) if cap is not None else None
+    kept = _FULL_GRANTS.get(key) if key is not None else None
+    if cap is not None and kept is not None and funds >= kept[0]:
+        return cap, kept[1]
     seconds = max_duration(funds, price, terms, cap=cap)
     if seconds <= 0:
         return None
     c = charge(seconds, price, terms)
-    if cap is not None and seconds == cap:
-        key = (price, terms, cap)
-        kept = _FULL_GRANTS.get(key)
-        if kept is None or funds < kept[0]:
-            if len(_FULL_GRANTS) >= _FULL_GRANTS_KEPT:
-                _FULL_GRANTS.clear()  # tariffs reloaded many times: start again
-            _FULL_GRANTS[key] = (funds, c)
+    if key is not None and seconds == cap and (kept is None or funds < kept[0]):
+        if len(_FULL_GRANTS) >= _FULL_GRANTS_KEPT:
+            _FULL_GRANTS.clear()  # tariffs reloaded many times: start again
+        _FULL_GRANTS[key] = (funds, c)
     return seconds, c
 
 

@@ -787,13 +787,16 @@ class SqlStore:
             look = Pipeline(conn)
             found = look.add_prepared(("processed", len(keyed)), _processed_query, sorted(keyed))
             stops = sorted({op.call_key[:128] for op in ops if op.kind == OpKind.STOP})
-            calls_at = look.add_prepared(
-                ("release", len(stops), self._for_update),
-                lambda keys: self._release_query(m.ActiveCall.conf_id.in_(keys)),
-                stops) if stops else -1
+            calls_at = None
+            if stops:
+                calls_at = look.add_prepared(
+                    ("release", len(stops), self._for_update),
+                    lambda keys: self._release_query(m.ActiveCall.conf_id.in_(keys)),
+                    stops)
             out = look.run()
             seen = {row[0] for row in out[found].rows}
-            ending = list(out[calls_at].rows) if stops else []
+            if calls_at is not None:
+                ending = list(out[calls_at].rows)
         plan = plan_batch(ops, seen, now)
         # The writes go to the database together (billing/sql_pipeline.py):
         # a batch of Stops costs three round trips whatever its size.
