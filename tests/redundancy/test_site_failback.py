@@ -67,42 +67,55 @@ def test_failback_survives_random_kill9(own_db, tmp_path):
     delta = engine_for_url(db.url("fb_delta"))
     seed_primary(primary, ACCOUNTS)
     seed_delta(delta, XDRS, ACCOUNTS)
-    conf = failback_conf(tmp_path, db.url("fb_primary"), db.url("fb_delta"), 500)
+    # 80 batches: eight victims, each killed at most 3 batches into its run
+    # (plus what it moves while the kill lands), leave a transfer to interrupt
+    conf = failback_conf(tmp_path, db.url("fb_primary"), db.url("fb_delta"), 250)
     seed = int(os.environ.get("VIGIL_TEST_SEED", time.time_ns() % 10_000))
     rnd = random.Random(seed)
     print(f"seed {seed}")
     kills = {"failback": 0, "database": 0}
+    runs: list[str] = []
     victims = ["failback"] * 5 + ["database"] * 3
     rnd.shuffle(victims)
     for victim in victims:
         proc = start(conf)
-        # kill at a random point: after the lock, or in the middle of the
-        # transfer. At most 4 lines in: eight killed runs then move at most
-        # 32 of the 40 batches, so every victim still has a transfer to
-        # interrupt (a later target could fall after a finished run).
-        target = rnd.randint(0, 4)
-        seen = 0
+        # the worst moments: for the failback process, after the funds are
+        # locked, after the switch to stand-by, or between batches; for the
+        # database, in the middle of the transfer (a restart during the settle
+        # pause is only a reconnect, and that run would move everything)
+        first = 0 if victim == "failback" else 2
+        target = rnd.randint(first, 4)
+        seen, read = 0, []
         assert proc.stdout is not None
         for line in proc.stdout:
+            read.append(line)
             if line.startswith(("lock", "mode", "transferred")):
                 seen += 1
-            if seen >= target:
+            if seen >= target and (victim == "failback" or line.startswith("transferred")):
                 break
-        if proc.poll() is None:
+        killed = proc.poll() is None
+        if killed:
             if victim == "database":
                 db.kill()
                 db.start()
             else:
                 os.killpg(proc.pid, signal.SIGKILL)
-            kills[victim] += 1
         try:
             proc.wait(60)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        out = "".join(read) + proc.stdout.read()
         proc.stdout.close()
-    assert kills["failback"] >= 2 and kills["database"] >= 1, f"{kills} (seed {seed})"
-    print(f"kills: {kills}")
+        # a kill counts only if it interrupted a transfer
+        interrupted = killed and "failback done" not in out
+        kills[victim] += interrupted
+        runs.append(f"{victim} at line {target}: exit {proc.returncode}, "
+                    f"{'interrupted' if interrupted else 'not interrupted'}: "
+                    f"{out.strip().splitlines()[-1:] }")
+    assert kills["failback"] >= 2 and kills["database"] >= 1, \
+        f"{kills} (seed {seed})\n" + "\n".join(runs)
+    print(f"kills: {kills}\n" + "\n".join(runs))
     primary.dispose()  # connections to a killed server are gone
     delta.dispose()
     # two at once, then once more: each finds the other's batches done
