@@ -74,6 +74,7 @@ def stream_backup(master: Server, master_datadir: str, staged: Path, report: Rep
     scratch = staged.parent / (staged.name + ".tmp")
     scratch.mkdir(mode=0o700, exist_ok=True)
     log_path = staged.parent / (staged.name + ".mariabackup.log")
+    keep_log = False  # a failed backup's log is what the operator reads next
     try:
         with option_file(master.params, ("client", "mariabackup")) as cnf, \
                 open(log_path, "wb") as blog:
@@ -117,8 +118,9 @@ def stream_backup(master: Server, master_datadir: str, staged: Path, report: Rep
                     if stream is not None:
                         stream.close()
         if backup.returncode != 0:
+            keep_log = True
             raise SnapshotFailed(f"mariabackup --backup failed (exit {backup.returncode}): "
-                                 f"{_tail(log_path)}")
+                                 f"{_tail(log_path)} (its whole log: {log_path})")
         if unpack.returncode != 0:
             raise SnapshotFailed(f"mbstream failed: {b''.join(err).decode(errors='replace')}")
         report(f"  backup: {copied / 2**20:.1f} MB streamed in "
@@ -132,17 +134,20 @@ def stream_backup(master: Server, master_datadir: str, staged: Path, report: Rep
                             time.monotonic() - start)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-        with contextlib.suppress(FileNotFoundError):
-            log_path.unlink()
+        if not keep_log:
+            with contextlib.suppress(FileNotFoundError):
+                log_path.unlink()
 
 
-def _tail(path: Path) -> str:
+def _tail(path: Path, last: int = 3) -> str:
+    """The log's error lines, else its last lines: mariabackup often ends
+    with an innocent line after the one that says what went wrong."""
     try:
         lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
     except OSError:
         return "(no log)"
     bad = [ln for ln in lines if "error" in ln.lower() or "failed" in ln.lower()]
-    return (bad or lines or ["(empty log)"])[-1]
+    return " | ".join((bad or lines or ["(empty log)"])[-last:])
 
 
 def read_master_info(datadir: Path) -> tuple[str, str] | None:

@@ -97,3 +97,36 @@ def test_new_datadir_that_does_not_start_is_rolled_back(
         assert list(pair.replica.base.glob("data.failed-*"))
     finally:
         kill_by_pidfile(pair.replica.base / "mysqld.pid")
+
+
+def test_failed_backup_names_its_kept_log(pair: Pair) -> None:
+    """The master dies as mariabackup starts: the error quotes mariabackup's
+    own lines and names its whole log, which is kept for the operator."""
+    from redundancy.replication.errors import SnapshotFailed
+    from redundancy.replication.repair import Repair, RepairOptions
+    from redundancy.replication.server import params_from_config
+    from vigil import config
+
+    wipe_datadir(pair.replica)
+    conf = pair.conf(Replica_Datadir=str(pair.replica.datadir),
+                     Replica_Start_Command=control_commands(pair), Method="backup")
+    cfg = config.load(conf, sections=("Replication", "Site"))
+
+    def report(line: str) -> None:
+        if line.startswith("re-seed with mariabackup"):
+            pair.master.kill()
+
+    repair = Repair(params_from_config(cfg), RepairOptions.from_config(cfg), report)
+    try:
+        with pytest.raises(SnapshotFailed, match="mariabackup --backup failed") as failed:
+            repair.run()
+        message = str(failed.value)
+        log_path = Path(message.rsplit("its whole log: ", 1)[1].rstrip(")"))
+        assert log_path.name.endswith(".mariabackup.log") and log_path.stat().st_size > 0
+        assert message.split("): ", 1)[1].split(" (its whole log")[0] != "(empty log)"
+        # the staged copy is gone; only the log is left to read
+        assert not [p for p in log_path.parent.glob(".*vigil-reseed-*")
+                    if not p.name.endswith(".mariabackup.log")]
+    finally:
+        pair.master.start()
+        kill_by_pidfile(pair.replica.base / "mysqld.pid")
