@@ -31,7 +31,9 @@ against FreeRADIUS files, in one run), until it fills the core mariadbd
 needs too and slows most the server that answers latest.
 
 Then a paced Python sender offers 1,000 requests/s for 10 s to Vigil and
-prints the latency percentiles.
+prints the latency percentiles, and beside them how long the database's disk
+took to flush meanwhile (bench/disk_probe.py): every Access-Accept waits for
+a flush, and on a virtual disk a flush sometimes takes hundreds of ms.
 
     .venv/bin/python bench/bench_radius.py [--requests 20000] [--sqlite] [--senders 4]
     # while iterating: Vigil alone, one process, a [Radius] option to compare
@@ -58,6 +60,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from disk_probe import FsyncFigures, FsyncProbe  # noqa: E402
 
 from billing.testing import BillingSandbox  # noqa: E402
 from vigil.testing.freeradius import FreeRadius, SqlBackend, start_freeradius  # noqa: E402
@@ -422,6 +427,7 @@ def main() -> int:
     per_process: dict[str, str] = {}
     results: dict[str, dict[str, float]] = {}
     latency: dict[str, list[float]] = {}
+    disk: dict[str, FsyncFigures] = {}
 
     db = durable_mariadb("bench-radius")
     db.start()
@@ -446,7 +452,10 @@ def main() -> int:
                                                          secret_file,
                                                          box.proc.pid, db_pid, "1",
                                                          args.senders, args.parallel)
-                latency[name] = paced_latency(box, 1000, 10.0)
+                # the disk's own flush times beside it: a reply waits for one
+                with FsyncProbe(db.base if not args.sqlite else work) as probe:
+                    latency[name] = paced_latency(box, 1000, 10.0)
+                disk[name] = probe.result
                 per_process[name] = spread(box)
             finally:
                 box.stop()
@@ -499,6 +508,7 @@ def main() -> int:
             print(f"{name}: authorizations offered at 1000/s for 10 s: {len(lat)} answered, "
                   f"p50 {q[49]:.2f} ms, p90 {q[89]:.2f} ms, p99 {q[98]:.2f} ms, "
                   f"max {max(lat):.2f} ms")
+            print(f"{name}: meanwhile, {disk[name].line()}")
     shutil.rmtree(work, ignore_errors=True)
     return 0
 
