@@ -103,9 +103,11 @@ def populate(url: str, n: int) -> None:
     engine = engine_for_url(url)
     schema.upgrade(engine)
     with engine.begin() as c:
-        cust = c.execute(insert(m.Customer).values(name="bench", balance=Decimal(0))
-                         ).inserted_primary_key[0]
-        prod = c.execute(insert(m.Product).values(name="bench")).inserted_primary_key[0]
+        cust_key = c.execute(insert(m.Customer).values(name="bench", balance=Decimal(0))
+                             ).inserted_primary_key
+        prod_key = c.execute(insert(m.Product).values(name="bench")).inserted_primary_key
+        assert cust_key is not None and prod_key is not None  # single-row inserts
+        cust, prod = cust_key[0], prod_key[0]
         for i in range(0, n, 2000):
             c.execute(insert(m.Account), [dict(
                 account_id=f"acc{j:06d}", customer_id=cust, product_id=prod,

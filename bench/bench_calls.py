@@ -91,6 +91,7 @@ def main() -> int:
     finally:
         db.destroy()
     fr = freeradius()
+    assert fr.proc is not None  # started
     try:
         for status in ("Start", "Stop"):
             results[f"freeradius files {status.lower()}"] = measure(

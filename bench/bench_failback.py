@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from sqlalchemy import Engine
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -38,7 +40,7 @@ from vigil.testing.mariadb import MariaDB  # noqa: E402
 ACCOUNTS = 5000
 
 
-def fresh(db: MariaDB, xdrs: int) -> tuple:  # type: ignore[type-arg]
+def fresh(db: MariaDB, xdrs: int) -> tuple[Engine, Engine]:
     for name in ("primary_db", "delta_db"):
         db.execute(f"DROP DATABASE IF EXISTS {name}")
         db.create_database(name)

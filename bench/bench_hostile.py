@@ -112,6 +112,7 @@ def main() -> int:
     log_lines = len(box.log_text().splitlines()) - before
     users = '"NextoneUserA" Auth-Type := Accept\n\th323-credit-time = "180"\n\n'
     fr = start_freeradius(SECRET, users, threads=4, max_threads=8, cpu=0, cleanup_delay=5)
+    assert fr.proc is not None  # started
     try:
         results["freeradius"] = flood(fr.proc.pid, fr.auth_port, fr.acct_port,
                                       args.datagrams, args.burst)

@@ -122,8 +122,11 @@ def bench_outage(tmp: Path, outages: int) -> None:
             pid = app.pid("freeradius")
             t0 = time.monotonic()
             os.kill(pid, signal.SIGSTOP)
-            ok = poll(lambda i=i: (s := radcheck()).get("restarts", 0) > i and s.get("ok"),
-                          60, interval=0.05)
+            def restarted(i: int = i) -> bool:
+                s = radcheck()
+                return bool(s.get("restarts", 0) > i and s.get("ok"))
+
+            ok = poll(restarted, 60, interval=0.05)
             times.append(time.monotonic() - t0 if ok else float("nan"))
         mails = len(smtp.wait_for(2 * outages, timeout=5))
     finally:

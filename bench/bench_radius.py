@@ -473,6 +473,7 @@ def main() -> int:
                 warmup(fr.auth_port)
                 for label, port, files, kind in (("authorization", fr.auth_port, authz, "auth"),
                                                  ("accounting", fr.acct_port, acct, "acct")):
+                    assert fr.proc is not None  # started
                     results[f"{name} {label}"] = measure(
                         args.sender, port, kind, files, secret_file, fr.proc.pid,
                         db_pid if backend else None, "1", args.senders, args.parallel)
@@ -480,14 +481,14 @@ def main() -> int:
                 fr.stop()
     finally:
         db.destroy()
-    backend = "SQLite" if args.sqlite else "MariaDB (durable: flush at commit, sync binlog)"
+    store = "SQLite" if args.sqlite else "MariaDB (durable: flush at commit, sync binlog)"
     load = ("radclient senders" if args.sender == "radclient"
             else "sockets of one bench/radius_load.py sender")
     print(f"\nRADIUS throughput, {per_file * n_files} requests each"
           f"{'' if args.no_warmup else f' after {ACCOUNTS} unmeasured (one per account)'}, "
           f"{args.senders} {load} "
           f"({args.parallel} in flight in all) on CPU 1; one-process servers on CPU 0, "
-          f"{args.processes} Vigil processes on CPUs 0-1; Vigil on {backend}, rlm_sql on the "
+          f"{args.processes} Vigil processes on CPUs 0-1; Vigil on {store}, rlm_sql on the "
           "same MariaDB")
     print(f"{'server / request':44} {'req/s':>8} {'failed':>7} {'CPU s/1k srv':>13} "
           f"{'CPU s/1k db':>12} {'CPU s/1k load':>14}")

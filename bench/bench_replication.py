@@ -24,6 +24,8 @@ import shutil
 import subprocess
 import sys
 import time
+from multiprocessing.queues import Queue as MpQueue
+from multiprocessing.synchronize import Event as MpEvent
 from pathlib import Path
 
 from redundancy.replication.repair import Repair, RepairOptions
@@ -35,7 +37,8 @@ REPL_PASSWORD = "bench-repl"
 ARGS = ["--gtid-strict-mode=1", "--innodb-buffer-pool-size=512M"]
 
 
-def writer(port: int, stop: mp.Event, started: mp.Event, out: mp.Queue) -> None:  # type: ignore[type-arg]
+def writer(port: int, stop: MpEvent, started: MpEvent,
+           out: MpQueue[tuple[int, float, float]]) -> None:
     """One-row commits in a loop; reports (commits, longest commit in seconds, when)."""
     import pymysql
 
@@ -58,7 +61,8 @@ class Stall:
     """A writer process on the master for the length of a ``with`` block."""
 
     def __init__(self, port: int) -> None:
-        self.stop, self.started, self.q = mp.Event(), mp.Event(), mp.Queue()
+        self.stop, self.started = mp.Event(), mp.Event()
+        self.q: MpQueue[tuple[int, float, float]] = mp.Queue()
         self.proc = mp.Process(target=writer, args=(port, self.stop, self.started, self.q),
                                daemon=True)
         self.commits, self.worst, self.worst_at = 0, 0.0, 0.0
