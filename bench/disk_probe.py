@@ -42,10 +42,10 @@ class FsyncFigures:
 def figures(latencies_ms: list[float]) -> FsyncFigures:
     if not latencies_ms:
         return FsyncFigures(0, 0.0, 0.0, 0.0, 0)
-    ordered = sorted(latencies_ms)
-    p99 = statistics.quantiles(ordered, n=100)[98] if len(ordered) > 1 else ordered[0]
-    return FsyncFigures(len(ordered), statistics.median(ordered), p99, ordered[-1],
-                        sum(1 for x in ordered if x > 10.0))
+    p99 = (statistics.quantiles(latencies_ms, n=100)[98] if len(latencies_ms) > 1
+           else latencies_ms[0])
+    return FsyncFigures(len(latencies_ms), statistics.median(latencies_ms), p99,
+                        max(latencies_ms), sum(1 for x in latencies_ms if x > 10.0))
 
 
 class FsyncProbe:
@@ -57,7 +57,7 @@ class FsyncProbe:
         self.latencies_ms: list[float] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fsync-probe", daemon=True)
-        self.result = FsyncFigures(0, 0.0, 0.0, 0.0, 0)
+        self.result = figures([])
 
     def _run(self) -> None:
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
