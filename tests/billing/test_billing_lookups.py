@@ -51,7 +51,7 @@ def miss(srv: RadiusServer, sink: socket.socket, k: int, account: str) -> Incomi
                       ivr_out=[f"PortaBilling_UserName:{account}",
                                "PortaBilling_Ignore_Password:YES"])
     inc = Incoming(ReplyTo(k, bytes(16), b"nextone"), req, sink.getsockname(), srv.auth_sock,
-                   ("127.0.0.1", 1, k, bytes(16)), True, False)
+                   f"127.0.0.1 1 {k} {bytes(16).hex()}", True, False)
     srv.replies.remember(inc.raw_key, None)
     srv._misses.append(inc)
     return inc
