@@ -112,10 +112,12 @@ def engine_for_url(url: URL | str, connect_timeout: int = 5, pool_size: int = 10
         url = url.set(drivername="mysql+pymysql")
     from pymysql.constants import CLIENT
 
+    from billing import pymysql_tls
+
     # Passing client_flag replaces SQLAlchemy's own, which has FOUND_ROWS:
     # the conditional UPDATEs count matched rows, not changed ones.
     flags = CLIENT.FOUND_ROWS | (CLIENT.MULTI_STATEMENTS if multi_statements else 0)
-    return create_engine(
+    engine = create_engine(
         url, echo=echo, pool_pre_ping=pre_ping, pool_size=pool_size, max_overflow=pool_size,
         pool_recycle=3600, isolation_level="READ COMMITTED",
         # Every statement has a bound: a hung server costs a request its
@@ -124,6 +126,9 @@ def engine_for_url(url: URL | str, connect_timeout: int = 5, pool_size: int = 10
         connect_args={"connect_timeout": connect_timeout, "read_timeout": query_timeout,
                       "write_timeout": query_timeout, "charset": "utf8mb4",
                       "client_flag": flags}, **kw)
+    # one TLS context for every connection of the process (billing/pymysql_tls.py)
+    event.listen(engine, "do_connect", pymysql_tls.connect)
+    return engine
 
 
 def is_unavailable(exc: BaseException) -> bool:
