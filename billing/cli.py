@@ -325,6 +325,17 @@ def engines_section(cfg: Config) -> tuple[str, list[str], Any]:
     return "engines", lines, rows
 
 
+def _gc_part(data: dict[str, Any]) -> str:
+    """The garbage collector's pauses of one process (billing/gc_pauses.py),
+    when its counters file has them."""
+    longest, slow_ms, slow = (data.get(k) for k in ("gc_pause_ms_max", "gc_slow_ms",
+                                                      "gc_slow_pauses"))
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
+               for v in (longest, slow_ms, slow)):
+        return ""
+    return f", gc pauses over {slow_ms:g} ms: {slow} (longest {longest:.1f} ms)"
+
+
 def processes_section(cfg: Config) -> tuple[str, list[str], Any]:
     """This server's engine processes, from their counters files (billing/stats_files.py)."""
     from billing.stats_files import read_engine
@@ -342,7 +353,7 @@ def processes_section(cfg: Config) -> tuple[str, list[str], Any]:
     lines += [f"  process {p.index:<3} pid {p.pid or '-':<8} {p.state:<5} counters "
               f"{p.age:.0f}s old, {p.counter('access_requests')} authentications, "
               f"{p.counter('accounting_requests')} accountings, committer backlog "
-              f"{p.counter('committer_backlog')}" for p in stats.processes]
+              f"{p.counter('committer_backlog')}{_gc_part(p.data)}" for p in stats.processes]
     return "engine_processes", lines, rows
 
 

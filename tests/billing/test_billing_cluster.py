@@ -22,10 +22,12 @@ from pyrad import packet as rp
 from sqlalchemy import func, select, update
 
 from billing import models as m
+from billing.cli import processes_section
 from billing.db import engine_for_url
 from billing.stats_files import ProcessStats, read_engine
 from billing.store import reserved_sums_agree
 from billing.testing import BillingSandbox
+from vigil.config import load
 from vigil.processes import pid_alive
 from vigil.radius_client import RadiusGarbage, RadiusRefused, RadiusTimeout
 from vigil.testing.mariadb import MariaDB
@@ -392,6 +394,11 @@ def test_chores_keep_their_schedule_under_a_steady_load(tmp_path):
                 if i % 20 == 0 and stats.exists():
                     stamps.add(json.loads(stats.read_text())["updated_at"])
         assert len(stamps) >= 3, stamps  # written at least every second of the burst
+        # the garbage collector's pauses are in the file, and in `vigil status`
+        written = json.loads(stats.read_text())
+        assert {"gc_collections", "gc_pause_ms_max", "gc_slow_pauses"} <= set(written)
+        _title, lines, _rows = processes_section(load(box.config))
+        assert "gc pauses over 10 ms: " in lines[1], lines
 
 
 def _live_processes(box: BillingSandbox) -> dict[int, ProcessStats]:
