@@ -14,13 +14,21 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pyrad import packet as rp
 
 from vigil.radius_client import RadiusClient, RadiusError, Timeouts
 from vigil.testing.ports import free_udp_port
 from vigil.testing.reaper import die_with_parent
+
+if TYPE_CHECKING:
+    import socket
+
+    from billing.server import RadiusServer
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "etc" / "demo" / "provision.yaml"
@@ -136,3 +144,25 @@ class BillingSandbox:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@contextmanager
+def in_process_server(box: BillingSandbox) -> Iterator[tuple[RadiusServer, socket.socket]]:
+    """The engine of a prepared sandbox built in this process, as `vigil
+    radiusd` builds it (nothing started: the test drives it), and a UDP
+    socket on loopback to send from and read the replies on; both closed at
+    the end."""
+    import socket
+
+    from billing.app import build_server
+    from vigil.config import load
+
+    srv = build_server(load(box.config))
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    try:
+        yield srv, sink
+    finally:
+        srv.auth_sock.close()
+        srv.acct_sock.close()
+        sink.close()

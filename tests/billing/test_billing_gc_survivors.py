@@ -27,10 +27,8 @@ from pathlib import Path
 import pytest
 from pyrad.packet import AcctPacket, AuthPacket
 
-from billing.app import build_server
 from billing.server import RadiusServer, load_dictionary
-from billing.testing import BillingSandbox
-from vigil.config import load
+from billing.testing import BillingSandbox, in_process_server
 
 pytestmark = pytest.mark.integration
 
@@ -61,18 +59,10 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path
     box = BillingSandbox(url, base=tmp_path / "vigil",
                          provision=provisioning(tmp_path / "p.yaml"),
                          extra="[Fraud_Detection]\nActive=No\n")
-    box.prepare()
-    srv = build_server(load(box.config))
-    srv.committer.max_age = 1e9
-    srv.committer.max_backlog = 10 * REQUESTS
-    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sink.bind(("127.0.0.1", 0))
-    try:
+    with in_process_server(box.prepare()) as (srv, sink):
+        srv.committer.max_age = 1e9
+        srv.committer.max_backlog = 10 * REQUESTS
         yield srv, sink
-    finally:
-        srv.auth_sock.close()
-        srv.acct_sock.close()
-        sink.close()
 
 
 def datagrams(tag: str, n: int) -> list[tuple[bytes, bool]]:

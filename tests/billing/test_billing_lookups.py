@@ -16,12 +16,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from billing.app import build_server
 from billing.radius_decode import ReplyTo
 from billing.request import CallRequest
 from billing.server import Incoming, RadiusServer
-from billing.testing import BillingSandbox
-from vigil.config import load
+from billing.testing import BillingSandbox, in_process_server
 from vigil.testing.mariadb import MariaDB
 
 pytestmark = pytest.mark.integration
@@ -31,17 +29,9 @@ ACCOUNTS = ("193.100.201.1", "4202111222")  # the demo's debit and credit accoun
 
 @pytest.fixture
 def server(tmp_path) -> Iterator[tuple[RadiusServer, socket.socket]]:  # type: ignore[no-untyped-def]
-    box = BillingSandbox(base=tmp_path / "vigil").prepare()
-    srv = build_server(load(box.config))
-    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sink.bind(("127.0.0.1", 0))
-    sink.settimeout(2.0)
-    try:
+    with in_process_server(BillingSandbox(base=tmp_path / "vigil").prepare()) as (srv, sink):
+        sink.settimeout(2.0)
         yield srv, sink
-    finally:
-        srv.auth_sock.close()
-        srv.acct_sock.close()
-        sink.close()
 
 
 def miss(srv: RadiusServer, sink: socket.socket, k: int, account: str) -> Incoming:
@@ -93,10 +83,7 @@ def test_a_hung_database_drops_the_batch_at_once(tmp_path):
         db.create_database("billing")
         box = BillingSandbox(db.url("billing"), base=tmp_path / "vigil",
                              master="Query_Timeout_sec=1\n").prepare()
-        srv = build_server(load(box.config))
-        sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sink.bind(("127.0.0.1", 0))
-        try:
+        with in_process_server(box) as (srv, sink):
             asked: list[str] = []
             find_account = srv.engine.store.find_account
 
@@ -119,9 +106,5 @@ def test_a_hung_database_drops_the_batch_at_once(tmp_path):
             sink.settimeout(0.2)
             with pytest.raises(TimeoutError):
                 sink.recv(4096)  # no answer: the gateway fails over
-        finally:
-            srv.auth_sock.close()
-            srv.acct_sock.close()
-            sink.close()
     finally:
         db.destroy()
