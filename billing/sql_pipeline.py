@@ -226,6 +226,10 @@ def bound(raw: Any, params: Sequence[Any]) -> tuple[str, ...]:
             if lit is None:
                 lit = times[p] = f"'{p.isoformat(' ')}'"
             append(lit)
+        elif t is float or t is Decimal:
+            # equal is not the same literal here (0.0 and -0.0, Decimal 1.0
+            # and 1.00): each is escaped as it is, as the driver would
+            append(literal(p))
         else:
             key = (t, p)
             try:
