@@ -47,6 +47,7 @@ from bench_radius import (  # noqa: E402
     durable_mariadb,
     provision_doc,
 )
+from machine_speed import reference_ms  # noqa: E402
 from radius_load import encode, read_requests  # noqa: E402
 
 from billing.app import build_server, tune_process  # noqa: E402
@@ -60,16 +61,6 @@ BATCH = 64  # [Radius] Commit_Batch's default: a busy engine's batch
 def packets(path: Path, kind: str) -> list[bytes]:
     dictionary = load_dictionary()
     return [encode(r, kind, SECRET.encode(), dictionary) for r in read_requests(path)]
-
-
-def reference_ms() -> float:
-    """CPU milliseconds of a fixed pure-Python loop: how fast this VM is
-    this minute (two runs are comparable when theirs are alike)."""
-    t0 = time.process_time()
-    d: dict[int, str] = {}
-    for i in range(200_000):
-        d[i & 1023] = str(i)
-    return (time.process_time() - t0) * 1000
 
 
 def run_part(server: RadiusServer, datagrams: list[bytes], sock: socket.socket,

@@ -36,6 +36,10 @@ took to flush meanwhile (bench/disk_probe.py): every Access-Accept waits for
 a flush, and on a virtual disk a flush sometimes takes hundreds of ms.
 
     .venv/bin/python bench/bench_radius.py [--requests 20000] [--sqlite] [--senders 4]
+    # the figures for a closing note: five passes, FreeRADIUS first in every
+    # other one, then the median and range of each figure (one pass is one
+    # draw of this VM's speed, which moves by up to 2.5x within minutes)
+    .venv/bin/python bench/bench_radius.py --rounds 5
     # while iterating: Vigil alone, one process, a [Radius] option to compare
     .venv/bin/python bench/bench_radius.py --requests 5000 --vigil-only --one-process \
         --radius Commit_Batch=256
@@ -54,8 +58,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,6 +69,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from disk_probe import FsyncFigures, FsyncProbe  # noqa: E402
+from machine_speed import reference_ms  # noqa: E402
 
 from billing.testing import BillingSandbox  # noqa: E402
 from vigil.testing.freeradius import FreeRadius, SqlBackend, start_freeradius  # noqa: E402
@@ -369,11 +376,196 @@ def start_vigil(db: MariaDB | None, work: Path, tag: str, processes: int, radius
     return box
 
 
+@dataclass
+class Round:
+    """One pass over every server: requests/s and CPU per leg, and Vigil's
+    latency and the disk meanwhile."""
+
+    number: int
+    speed_ms: float  # bench/machine_speed.py at the start of the round
+    results: dict[str, dict[str, float]] = field(default_factory=dict)
+    latency: dict[str, list[float]] = field(default_factory=dict)
+    disk: dict[str, FsyncFigures] = field(default_factory=dict)
+    per_process: dict[str, str] = field(default_factory=dict)
+
+    def ratio(self, name: str, label: str) -> float | None:
+        ref = self.results.get(f"freeradius rlm_sql {label}")
+        mine = self.results.get(f"{name} {label}")
+        if not ref or not mine or not ref["rps"]:
+            return None
+        return mine["rps"] / ref["rps"]
+
+
+@dataclass
+class Bench:
+    """What every round shares: the options, the request files' layout, the
+    database and the shared secret."""
+
+    args: argparse.Namespace
+    work: Path
+    secret_file: Path
+    db: MariaDB
+    per_file: int
+    n_files: int
+
+    @property
+    def runs(self) -> list[tuple[str, int]]:
+        runs = [("vigil 1 process", 1), (f"vigil {self.args.processes} processes",
+                                          self.args.processes)]
+        return runs[:1] if self.args.one_process else runs
+
+    def start(self, k: int) -> int:
+        # The senders' files run at once: each starts at its own account, as
+        # gateways' traffic does, instead of all walking the accounts in step
+        # (every sender asking for the same account at the same moment).
+        return k * ACCOUNTS // max(1, min(self.n_files, self.args.senders)) % ACCOUNTS
+
+    def files(self, tag: str) -> tuple[list[Path], list[Path]]:
+        """Authorization and accounting files, their call ids tagged (every
+        leg of every round its own calls, on a database that keeps them)."""
+        authz = [authz_file(self.work / f"z{tag}-{k}.txt", self.per_file, f"z{tag}-{k}",
+                            first=self.start(k)) for k in range(self.n_files)]
+        acct = [acct_file(self.work / f"a{tag}-{k}.txt", self.per_file, f"a{tag}-{k}",
+                          first=self.start(k)) for k in range(self.n_files)]
+        return authz, acct
+
+    def warmup(self, port: int) -> None:
+        if not self.args.no_warmup:
+            warm = authz_file(self.work / "warmup.txt", ACCOUNTS, "warm")
+            send_load(self.args.sender, port, "auth", [warm], self.secret_file,
+                      self.args.senders, self.args.parallel)
+
+    def measure(self, port: int, kind: str, files: list[Path], server_pid: int,
+                db_pid: int | None) -> dict[str, float]:
+        return measure(self.args.sender, port, kind, files, self.secret_file, server_pid,
+                       db_pid, "1", self.args.senders, self.args.parallel)
+
+    def vigil(self, rnd: Round, n: int, name: str, procs: int) -> None:
+        authz, acct = self.files(f"{rnd.number}v{n}")
+        db = None if self.args.sqlite else self.db
+        box = start_vigil(db, self.work, f"r{rnd.number}v{n}", procs,
+                          "".join(f"{o}\n" for o in self.args.radius))
+        try:
+            assert box.proc is not None
+            self.warmup(box.auth_port)
+            db_pid = self.db.proc.pid if self.db.proc else None
+            for label, files, kind in (("authorization", authz, "auth"),
+                                       ("accounting", acct, "acct")):
+                port = box.auth_port if kind == "auth" else box.acct_port
+                rnd.results[f"{name} {label}"] = self.measure(port, kind, files,
+                                                              box.proc.pid, db_pid)
+            # the disk's own flush times beside it: a reply waits for one
+            with FsyncProbe(self.db.base if not self.args.sqlite else self.work) as probe:
+                rnd.latency[name] = paced_latency(box, 1000, 10.0)
+            rnd.disk[name] = probe.result
+            rnd.per_process[name] = spread(box)
+        finally:
+            box.stop()
+
+    def peer(self, rnd: Round, name: str, backend: SqlBackend | None) -> None:
+        authz, acct = self.files(f"{rnd.number}f{name[-3:]}")
+        fr = freeradius(backend)
+        try:
+            assert fr.proc is not None  # started
+            self.warmup(fr.auth_port)
+            db_pid = self.db.proc.pid if backend and self.db.proc else None
+            for label, files, kind in (("authorization", authz, "auth"),
+                                       ("accounting", acct, "acct")):
+                port = fr.auth_port if kind == "auth" else fr.acct_port
+                rnd.results[f"{name} {label}"] = self.measure(port, kind, files, fr.proc.pid,
+                                                              db_pid)
+        finally:
+            fr.stop()
+
+    def round(self, number: int) -> Round:
+        """Every server once. Odd rounds run FreeRADIUS first: the machine's
+        speed drifts within minutes, and alternating the order keeps the
+        drift from favouring whichever server always ran first."""
+        rnd = Round(number, reference_ms())
+        legs: list[Callable[[], None]] = [partial(self.vigil, rnd, n, name, procs)
+                                          for n, (name, procs) in enumerate(self.runs)]
+        if not self.args.vigil_only:
+            # rlm_sql's own schema each round: its radacct keeps the Stops
+            backend = rlm_sql_schema(self.db, f"radius{number}")
+            peers: list[Callable[[], None]] = [
+                partial(self.peer, rnd, "freeradius rlm_sql", backend),
+                partial(self.peer, rnd, "freeradius files", None)]
+            legs = legs + peers if number % 2 == 0 else peers + legs
+        for leg in legs:
+            leg()
+        return rnd
+
+
+def print_round(bench: Bench, rnd: Round) -> None:
+    args = bench.args
+    store = "SQLite" if args.sqlite else "MariaDB (durable: flush at commit, sync binlog)"
+    load = ("radclient senders" if args.sender == "radclient"
+            else "sockets of one bench/radius_load.py sender")
+    print(f"\nRADIUS throughput{f', round {rnd.number + 1}' if args.rounds > 1 else ''} "
+          f"(reference loop {rnd.speed_ms:.1f} ms of CPU, bench/machine_speed.py), "
+          f"{bench.per_file * bench.n_files} requests each"
+          f"{'' if args.no_warmup else f' after {ACCOUNTS} unmeasured (one per account)'}, "
+          f"{args.senders} {load} "
+          f"({args.parallel} in flight in all) on CPU 1; one-process servers on CPU 0, "
+          f"{args.processes} Vigil processes on CPUs 0-1; Vigil on {store}, rlm_sql on the "
+          "same MariaDB")
+    print(f"{'server / request':44} {'req/s':>8} {'failed':>7} {'CPU s/1k srv':>13} "
+          f"{'CPU s/1k db':>12} {'CPU s/1k load':>14}")
+    for k, r in rnd.results.items():
+        print(f"{k:44} {r['rps']:8.0f} {int(r['failed']):7d} {r['server_cpu']:13.3f} "
+              f"{r['db_cpu']:12.3f} {r['sender_cpu']:14.3f}")
+    for label in ("authorization", "accounting"):
+        for name, _ in bench.runs:
+            ratio = rnd.ratio(name, label)
+            if ratio is not None:
+                print(f"ratio {name} / freeradius rlm_sql, {label}: {ratio:.2f}")
+    for name, line in rnd.per_process.items():
+        print(f"{name}: requests per engine process (authorizations + accountings + "
+              f"latency run): {line}")
+    for name, lat in rnd.latency.items():
+        if lat:
+            q = statistics.quantiles(lat, n=100)
+            print(f"{name}: authorizations offered at 1000/s for 10 s: {len(lat)} answered, "
+                  f"p50 {q[49]:.2f} ms, p90 {q[89]:.2f} ms, p99 {q[98]:.2f} ms, "
+                  f"max {max(lat):.2f} ms")
+            print(f"{name}: meanwhile, {rnd.disk[name].line()}")
+
+
+def print_summary(bench: Bench, rounds: list[Round]) -> None:
+    """Over several rounds: the median of each figure and its range, since a
+    single round is one draw of the machine's speed."""
+    print(f"\nOver {len(rounds)} rounds (median, and lowest-highest; reference loop "
+          f"{min(r.speed_ms for r in rounds):.1f}-{max(r.speed_ms for r in rounds):.1f} ms):")
+    for key in rounds[0].results:
+        rps = [r.results[key]["rps"] for r in rounds if key in r.results]
+        cpu = [r.results[key]["server_cpu"] for r in rounds if key in r.results]
+        print(f"{key:44} {statistics.median(rps):8.0f} req/s ({min(rps):.0f}-{max(rps):.0f}), "
+              f"server CPU {statistics.median(cpu):.3f} s/1k")
+    for label in ("authorization", "accounting"):
+        for name, _ in bench.runs:
+            ratios = [x for x in (r.ratio(name, label) for r in rounds) if x is not None]
+            if ratios:
+                print(f"ratio {name} / freeradius rlm_sql, {label}: "
+                      f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}); "
+                      f"at least 1.5 in {sum(x >= 1.5 for x in ratios)} of {len(ratios)}")
+    for name, _ in bench.runs:
+        p99 = [statistics.quantiles(r.latency[name], n=100)[98] for r in rounds
+               if len(r.latency.get(name, [])) > 1]
+        if p99:
+            print(f"{name}: p99 at 1000/s {statistics.median(p99):.2f} ms "
+                  f"({min(p99):.2f}-{max(p99):.2f}); under 10 ms in "
+                  f"{sum(x < 10 for x in p99)} of {len(p99)}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=20000, help="per measurement")
     ap.add_argument("--processes", type=int, default=os.cpu_count() or 2,
                     help="engine processes of the N-process run")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="passes over every server, FreeRADIUS first in every other one; "
+                         "with more than one, each round's table and then the median and "
+                         "range of every figure (one pass is about 80 s)")
     ap.add_argument("--sqlite", action="store_true", help="Vigil on SQLite instead of MariaDB")
     ap.add_argument("--vigil-only", action="store_true",
                     help="skip the FreeRADIUS legs (while iterating; no ratios printed)")
@@ -400,6 +592,8 @@ def main() -> int:
     args = ap.parse_args()
     if args.senders < 1 or args.parallel < args.senders:
         ap.error("--senders must be at least 1 and at most --parallel")
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
     if not tools_here(args.sender):
         return 2
     work, secret_file = workdir("radius")
@@ -411,105 +605,23 @@ def main() -> int:
     if args.sender == "radclient":
         per_file = min(1000, per_file)
     n_files = -(-args.requests // per_file)
-    warm = [authz_file(work / "warmup.txt", ACCOUNTS, "warm")]
-
-    def start(k: int) -> int:
-        # The senders' files run at once: each starts at its own account, as
-        # gateways' traffic does, instead of all walking the accounts in step
-        # (every sender asking for the same account at the same moment).
-        return k * ACCOUNTS // max(1, min(n_files, args.senders)) % ACCOUNTS
-
-    def warmup(port: int) -> None:
-        if not args.no_warmup:
-            send_load(args.sender, port, "auth", warm, secret_file, args.senders,
-                      args.parallel)
-
-    per_process: dict[str, str] = {}
-    results: dict[str, dict[str, float]] = {}
-    latency: dict[str, list[float]] = {}
-    disk: dict[str, FsyncFigures] = {}
-
     db = durable_mariadb("bench-radius")
     db.start()
-    db_pid = db.proc.pid if db.proc else None
+    bench = Bench(args, work, secret_file, db, per_file, n_files)
+    rounds: list[Round] = []
     try:
-        runs = [("vigil 1 process", 1), (f"vigil {args.processes} processes", args.processes)]
-        if args.one_process:
-            runs = runs[:1]
-        for n, (name, procs) in enumerate(runs):
-            authz = [authz_file(work / f"authz{n}-{k}.txt", per_file, f"z{n}-{k}",
-                                first=start(k)) for k in range(n_files)]
-            acct = [acct_file(work / f"acct{n}-{k}.txt", per_file, f"a{n}-{k}", first=start(k))
-                    for k in range(n_files)]
-            box = start_vigil(None if args.sqlite else db, work, f"r{n}", procs,
-                              "".join(f"{o}\n" for o in args.radius))
-            try:
-                assert box.proc is not None
-                warmup(box.auth_port)
-                for label, port, files, kind in (("authorization", box.auth_port, authz, "auth"),
-                                                 ("accounting", box.acct_port, acct, "acct")):
-                    results[f"{name} {label}"] = measure(args.sender, port, kind, files,
-                                                         secret_file,
-                                                         box.proc.pid, db_pid, "1",
-                                                         args.senders, args.parallel)
-                # the disk's own flush times beside it: a reply waits for one
-                with FsyncProbe(db.base if not args.sqlite else work) as probe:
-                    latency[name] = paced_latency(box, 1000, 10.0)
-                disk[name] = probe.result
-                per_process[name] = spread(box)
-            finally:
-                box.stop()
-        peers: list[tuple[str, SqlBackend | None]] = []
-        if not args.vigil_only:
-            peers = [("freeradius rlm_sql", rlm_sql_schema(db, "radius")),
-                     ("freeradius files", None)]
-        for name, backend in peers:
-            authz = [authz_file(work / f"fauthz{k}.txt", per_file, f"fz{k}", first=start(k))
-                     for k in range(n_files)]
-            acct = [acct_file(work / f"facct-{name[-3:]}{k}.txt", per_file, f"fa{name[-3:]}{k}",
-                              first=start(k)) for k in range(n_files)]
-            fr = freeradius(backend)
-            try:
-                warmup(fr.auth_port)
-                for label, port, files, kind in (("authorization", fr.auth_port, authz, "auth"),
-                                                 ("accounting", fr.acct_port, acct, "acct")):
-                    assert fr.proc is not None  # started
-                    results[f"{name} {label}"] = measure(
-                        args.sender, port, kind, files, secret_file, fr.proc.pid,
-                        db_pid if backend else None, "1", args.senders, args.parallel)
-            finally:
-                fr.stop()
+        for number in range(args.rounds):
+            if args.rounds > 1:
+                print(f"round {number + 1} of {args.rounds}", flush=True)
+            rounds.append(bench.round(number))
+            if args.rounds > 1:
+                print_round(bench, rounds[-1])
     finally:
         db.destroy()
-    store = "SQLite" if args.sqlite else "MariaDB (durable: flush at commit, sync binlog)"
-    load = ("radclient senders" if args.sender == "radclient"
-            else "sockets of one bench/radius_load.py sender")
-    print(f"\nRADIUS throughput, {per_file * n_files} requests each"
-          f"{'' if args.no_warmup else f' after {ACCOUNTS} unmeasured (one per account)'}, "
-          f"{args.senders} {load} "
-          f"({args.parallel} in flight in all) on CPU 1; one-process servers on CPU 0, "
-          f"{args.processes} Vigil processes on CPUs 0-1; Vigil on {store}, rlm_sql on the "
-          "same MariaDB")
-    print(f"{'server / request':44} {'req/s':>8} {'failed':>7} {'CPU s/1k srv':>13} "
-          f"{'CPU s/1k db':>12} {'CPU s/1k load':>14}")
-    for k, r in results.items():
-        print(f"{k:44} {r['rps']:8.0f} {int(r['failed']):7d} {r['server_cpu']:13.3f} "
-              f"{r['db_cpu']:12.3f} {r['sender_cpu']:14.3f}")
-    for label in ("authorization", "accounting") if peers else ():
-        ref = results[f"freeradius rlm_sql {label}"]["rps"]
-        for name, _ in runs:
-            v = results[f"{name} {label}"]["rps"]
-            print(f"ratio {name} / freeradius rlm_sql, {label}: {v / ref:.2f}")
-    for name, line in per_process.items():
-        print(f"{name}: requests per engine process (authorizations + accountings + "
-              f"latency run): {line}")
-    for name, lat in latency.items():
-        if lat:
-            q = statistics.quantiles(lat, n=100)
-            print(f"{name}: authorizations offered at 1000/s for 10 s: {len(lat)} answered, "
-                  f"p50 {q[49]:.2f} ms, p90 {q[89]:.2f} ms, p99 {q[98]:.2f} ms, "
-                  f"max {max(lat):.2f} ms")
-            print(f"{name}: meanwhile, {disk[name].line()}")
+    if args.rounds == 1:
+        print_round(bench, rounds[0])
+    else:
+        print_summary(bench, rounds)
     shutil.rmtree(work, ignore_errors=True)
     return 0
 
