@@ -281,9 +281,9 @@ def paced_latency(box: BillingSandbox, rate: int, seconds: float, tag: str = "la
     not beside the one-process engine on CPU 0: unpinned, the scheduler
     may put this Python loop on the engine's core, and the p99 would
     measure the two of them taking turns."""
-    if cpu is None or cpu not in os.sched_getaffinity(0):
-        return _paced(box, rate, seconds, tag)
     before = os.sched_getaffinity(0)
+    if cpu is None or cpu not in before:
+        return _paced(box, rate, seconds, tag)
     os.sched_setaffinity(0, {cpu})  # this thread only (Linux)
     try:
         return _paced(box, rate, seconds, tag)
@@ -423,6 +423,7 @@ class Bench:
     db: MariaDB
     per_file: int
     n_files: int
+    warm: Path  # one authorization per account: every server's warm-up
 
     @property
     def runs(self) -> list[tuple[str, int]]:
@@ -447,29 +448,29 @@ class Bench:
 
     def warmup(self, port: int) -> None:
         if not self.args.no_warmup:
-            warm = authz_file(self.work / "warmup.txt", ACCOUNTS, "warm")
-            send_load(self.args.sender, port, "auth", [warm], self.secret_file,
+            send_load(self.args.sender, port, "auth", [self.warm], self.secret_file,
                       self.args.senders, self.args.parallel)
 
-    def measure(self, port: int, kind: str, files: list[Path], server_pid: int,
-                db_pid: int | None) -> dict[str, float]:
-        return measure(self.args.sender, port, kind, files, self.secret_file, server_pid,
-                       db_pid, "1", self.args.senders, self.args.parallel)
+    def measure(self, rnd: Round, name: str, ports: tuple[int, int], tag: str,
+                server_pid: int, db_pid: int | None) -> None:
+        """The warm-up, then the authorizations and the accountings of one
+        server, into ``rnd`` under ``name``."""
+        self.warmup(ports[0])
+        authz, acct = self.files(tag)
+        for label, port, files, kind in (("authorization", ports[0], authz, "auth"),
+                                         ("accounting", ports[1], acct, "acct")):
+            rnd.results[f"{name} {label}"] = measure(
+                self.args.sender, port, kind, files, self.secret_file, server_pid, db_pid,
+                "1", self.args.senders, self.args.parallel)
 
     def vigil(self, rnd: Round, n: int, name: str, procs: int) -> None:
-        authz, acct = self.files(f"{rnd.number}v{n}")
         db = None if self.args.sqlite else self.db
         box = start_vigil(db, self.work, f"r{rnd.number}v{n}", procs,
                           "".join(f"{o}\n" for o in self.args.radius))
         try:
             assert box.proc is not None
-            self.warmup(box.auth_port)
-            db_pid = self.db.proc.pid if self.db.proc else None
-            for label, files, kind in (("authorization", authz, "auth"),
-                                       ("accounting", acct, "acct")):
-                port = box.auth_port if kind == "auth" else box.acct_port
-                rnd.results[f"{name} {label}"] = self.measure(port, kind, files,
-                                                              box.proc.pid, db_pid)
+            self.measure(rnd, name, (box.auth_port, box.acct_port), f"{rnd.number}v{n}",
+                         box.proc.pid, self.db.proc.pid if self.db.proc else None)
             # the disk's own flush times beside it: a reply waits for one
             with FsyncProbe(self.db.base if not self.args.sqlite else self.work) as probe:
                 rnd.latency[name] = paced_latency(box, 1000, 10.0)
@@ -479,17 +480,11 @@ class Bench:
             box.stop()
 
     def peer(self, rnd: Round, name: str, backend: SqlBackend | None) -> None:
-        authz, acct = self.files(f"{rnd.number}f{name[-3:]}")
         fr = freeradius(backend)
         try:
             assert fr.proc is not None  # started
-            self.warmup(fr.auth_port)
-            db_pid = self.db.proc.pid if backend and self.db.proc else None
-            for label, files, kind in (("authorization", authz, "auth"),
-                                       ("accounting", acct, "acct")):
-                port = fr.auth_port if kind == "auth" else fr.acct_port
-                rnd.results[f"{name} {label}"] = self.measure(port, kind, files, fr.proc.pid,
-                                                              db_pid)
+            self.measure(rnd, name, (fr.auth_port, fr.acct_port), f"{rnd.number}f{name[-3:]}",
+                         fr.proc.pid, self.db.proc.pid if backend and self.db.proc else None)
         finally:
             fr.stop()
 
@@ -623,7 +618,8 @@ def main() -> int:
     n_files = -(-args.requests // per_file)
     db = durable_mariadb("bench-radius")
     db.start()
-    bench = Bench(args, work, secret_file, db, per_file, n_files)
+    bench = Bench(args, work, secret_file, db, per_file, n_files,
+                  authz_file(work / "warmup.txt", ACCOUNTS, "warm"))
     rounds: list[Round] = []
     try:
         for number in range(args.rounds):
