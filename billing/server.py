@@ -220,7 +220,7 @@ class Workers:
                 break
 
 
-@dataclass
+@dataclass(eq=False)  # one datagram: equal only to itself
 class Incoming:
     """A packet that passed every check at the boundary."""
 
@@ -445,13 +445,16 @@ class RadiusServer:
         if self.workers.submit(self._look_up_misses):
             return
         with self._misses_lock:
-            try:
-                self._misses.remove(inc)
-            except ValueError:
+            # Only this loop appends, workers take from the left: ``inc`` is
+            # still the last one unless a worker has taken it (and all before
+            # it). Not ``remove(inc)``: under a flood of unknown accounts and
+            # a slow database that compared every one of 2,000 waiting
+            # requests field by field, 1.3 ms of the packet loop per drop.
+            if not self._misses or self._misses[-1] is not inc:
                 return  # a worker has taken it meanwhile: it is answered
+            self._misses.pop()
         self.replies.forget(inc.raw_key)
-        self.count("dropped_overload")
-        log.warning("request from %s dropped: database look-ups backlogged", addr[0])
+        self.drop(addr[0], "overload", "database look-ups backlogged")
 
     def _look_up_misses(self) -> None:
         """A look-up worker's job: the requests waiting for accounts not in
@@ -557,9 +560,7 @@ class RadiusServer:
             self.replies.remember(inc.raw_key, None)
             if not self.workers.submit(lambda: self.process(inc, fresh=True)):
                 self.replies.forget(inc.raw_key)
-                self.count("dropped_overload")
-                log.warning("request from %s dropped: database look-ups backlogged",
-                            inc.addr[0])
+                self.drop(inc.addr[0], "overload", "database look-ups backlogged")
             return
         if isinstance(plan, Decision):
             self._send_decision(inc, plan)
@@ -587,8 +588,7 @@ class RadiusServer:
         self.replies.remember(inc.raw_key, None)
         if not self.committer.submit(Pending(inc.raw_key, op, done, inc.req.log_id)):
             self.replies.forget(inc.raw_key)
-            self.count("dropped_overload")
-            log.warning("request dropped unanswered: the commit backlog is full")
+            self.drop(inc.addr[0], "overload", "the commit backlog is full")
 
     def _send_accounting(self, inc: Incoming, op: AccountingOp, fresh: bool) -> None:
         with logs.call_context(inc.req.log_id):

@@ -18,7 +18,7 @@ import pytest
 
 from billing.radius_decode import ReplyTo
 from billing.request import CallRequest
-from billing.server import Incoming, RadiusServer
+from billing.server import Incoming, RadiusServer, Workers
 from billing.testing import BillingSandbox, in_process_server
 from vigil.testing.mariadb import MariaDB
 
@@ -108,3 +108,73 @@ def test_a_hung_database_drops_the_batch_at_once(tmp_path):
                 sink.recv(4096)  # no answer: the gateway fails over
     finally:
         db.destroy()
+
+
+def test_a_full_lookup_queue_drops_only_the_newest_miss_and_answers_the_rest(tmp_path, caplog):
+    """More misses than the look-up queue holds (no worker running yet, as
+    with a hung database): each one past the queue is dropped unanswered at
+    once, counted, and forgotten by the reply cache (so its retransmission
+    is a new request); the queued ones stay and are all answered once the
+    workers run. The drop takes the newest miss only, never one a worker
+    has already taken."""
+    box = BillingSandbox(base=tmp_path / "vigil").prepare()
+    with in_process_server(box) as (srv, sink):
+        sink.settimeout(2.0)
+        srv.workers = Workers(1, max_queue=3)  # not started: the queue fills
+        client = box.client("nextone")
+        sent: list[int] = []
+        for k in range(8):
+            req = client.auth_packet(ident=k)
+            req["User-Name"] = "NextoneUserA"
+            req["NAS-IP-Address"] = "164.4.89.20"
+            req["Called-Station-Id"] = "441259322891834"
+            req["h323-conf-id"] = f"flood-{k}"
+            req["Cisco-AVPair"] = [f"h323-ivr-out=PortaBilling_UserName:{ACCOUNTS[k % 2]}",
+                                   "h323-ivr-out=PortaBilling_Ignore_Password:YES"]
+            srv.handle(req.RequestPacket(), sink.getsockname(), srv.auth_sock)
+            sent.append(k)
+        assert srv.counters["dropped_overload"] == 5
+        assert len(srv._misses) == 3
+        assert len(srv.replies) == 3  # the dropped ones are not waited for
+        assert [inc.pkt.id for inc in srv._misses] == [0, 1, 2]
+        srv._flush_drops(force=True)
+        told = [r.getMessage() for r in caplog.records if "overload" in r.getMessage()]
+        # a summary, not a line per dropped request (a flood must not fill the disk)
+        assert len(told) <= 2 and "5 overload" in told[-1], told
+        for _ in range(3):  # the queued jobs: the first takes all three
+            srv._look_up_misses()
+        while srv.committer.run_once():
+            pass
+        answered = sorted(sink.recv(4096)[1] for _ in range(3))
+        assert answered == [0, 1, 2]
+        assert srv.counters["access_accepts"] + srv.counters["access_rejects"] == 3
+
+
+def test_a_miss_a_worker_took_before_the_queue_refused_it_is_not_dropped(tmp_path):
+    """The race the drop must lose gracefully: a worker takes the miss
+    between the loop's append and the refused submit. The loop then drops
+    nothing, since the worker answers it."""
+    box = BillingSandbox(base=tmp_path / "vigil").prepare()
+    with in_process_server(box) as (srv, sink):
+        sink.settimeout(2.0)
+        taken: list[Incoming] = []
+
+        class RefusingWorkers(Workers):
+            def submit(self, job):  # type: ignore[no-untyped-def]
+                with srv._misses_lock:  # a worker empties the deque first
+                    taken.extend(srv._misses)
+                    srv._misses.clear()
+                return False
+
+        srv.workers = RefusingWorkers(1)
+        client = box.client("nextone")
+        req = client.auth_packet(ident=7)
+        req["User-Name"] = "NextoneUserA"
+        req["NAS-IP-Address"] = "164.4.89.20"
+        req["Called-Station-Id"] = "441259322891834"
+        req["h323-conf-id"] = "raced-1"
+        req["Cisco-AVPair"] = ["h323-ivr-out=PortaBilling_UserName:4202111222",
+                               "h323-ivr-out=PortaBilling_Ignore_Password:YES"]
+        srv.handle(req.RequestPacket(), sink.getsockname(), srv.auth_sock)
+        assert len(taken) == 1 and srv.counters["dropped_overload"] == 0
+        assert srv.replies.get(taken[0].raw_key) == (True, None)  # still waited for
