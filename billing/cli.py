@@ -125,13 +125,17 @@ def cmd_radiusd(args: argparse.Namespace) -> int:
     forget_extra_processes(state_dir(cfg), n)
     if n <= 1:
         return _serve(cfg, None, 0, False)
-    from billing.processes import ProcessGroup
+    from billing.processes import ProcessGroup, cpu_plan
 
     hung = cfg.get("Radius", "Hung_Process_sec")
     log.info("starting %d engine processes on one set of ports (hung after %s)", n,
              f"{hung} s" if hung else "never: Hung_Process_sec=0")
+    cpus = cpu_plan(cfg.get("Radius", "CPU_Affinity"), n)
+    if any(c is not None for c in cpus):
+        log.info("engine processes pinned to CPUs %s ([Radius] CPU_Affinity)",
+                 ", ".join("-" if c is None else str(c) for c in cpus))
     group = ProcessGroup(n, lambda i: _serve(cfg, None, i, True, group.stamps.writer(i)),
-                         hung_after=hung)
+                         hung_after=hung, cpus=cpus)
     return group.run()
 
 

@@ -76,6 +76,37 @@ class LoopStamps:
         return stamp
 
 
+def cpu_plan(setting: str | tuple[int, ...], n: int, allowed: set[int] | None = None
+             ) -> list[int | None]:
+    """The CPU of each of ``n`` processes (None: not pinned) for ``[Radius]
+    CPU_Affinity``: ``auto`` round robin over the CPUs this program may run
+    on, a tuple round robin over those of its CPUs that are allowed (a CPU
+    outside the cpuset cannot be had), ``no`` none."""
+    if allowed is None:
+        try:
+            allowed = os.sched_getaffinity(0)
+        except (AttributeError, OSError):
+            return [None] * n
+    if setting == "no" or n <= 1:
+        return [None] * n
+    usable = sorted(allowed) if setting == "auto" else [c for c in setting if c in allowed]
+    if not usable:
+        return [None] * n
+    return [usable[k % len(usable)] for k in range(n)]
+
+
+def pin(index: int, cpu: int | None) -> None:
+    """This process, and every thread it starts from now on, on ``cpu``."""
+    if cpu is None:
+        return
+    try:
+        os.sched_setaffinity(0, {cpu})
+    except (AttributeError, OSError) as exc:
+        log.warning("engine process %d not pinned to CPU %d: %s", index, cpu, exc)
+        return
+    log.info("engine process %d pinned to CPU %d", index, cpu)
+
+
 def _die_with_parent(parent: int) -> None:
     """SIGTERM when the parent dies, however it dies (a SIGKILL from
     supervisor included): no orphan engine keeps the port."""
@@ -91,13 +122,18 @@ def _die_with_parent(parent: int) -> None:
 class ProcessGroup:
     """``n`` engine processes; ``child(index)`` runs one and returns its exit code.
 
+    ``cpus[index]`` (see :func:`cpu_plan`) pins process ``index`` at its
+    fork, again at each restart.
+
     ``hung_after`` seconds without a stamp from a process's loop (0: never)
     get it killed and restarted. The child stamps through ``stamps.writer(index)``.
     """
 
     def __init__(self, n: int, child: Callable[[int], int], hung_after: float = 0.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 cpus: list[int | None] | None = None) -> None:
         self.n = n
+        self.cpus = cpus or [None] * n
         self.child = child
         self.hung_after = hung_after
         self.clock = clock
@@ -123,6 +159,8 @@ class ProcessGroup:
                 for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
                     signal.signal(sig, signal.SIG_DFL)
                 _die_with_parent(parent)
+                # before the child starts any thread: they all inherit it
+                pin(index, self.cpus[index % len(self.cpus)])
                 code = self.child(index)
             except BaseException:
                 log.exception("engine process %d failed", index)

@@ -24,6 +24,7 @@ from sqlalchemy import func, select, update
 from billing import models as m
 from billing.cli import processes_section
 from billing.db import engine_for_url
+from billing.processes import cpu_plan
 from billing.stats_files import ProcessStats, read_engine
 from billing.store import reserved_sums_agree
 from billing.testing import BillingSandbox
@@ -32,6 +33,7 @@ from vigil.processes import pid_alive
 from vigil.radius_client import RadiusGarbage, RadiusRefused, RadiusTimeout
 from vigil.testing.mariadb import MariaDB
 from vigil.testing.radius_fuzz import fill_stop
+from vigil.testing.wait import wait_until
 
 pytestmark = pytest.mark.integration  # several engines on one throw-away MariaDB
 
@@ -349,6 +351,12 @@ def test_processes_share_the_ports_and_a_dead_one_comes_back(tmp_path):
             time.sleep(0.2)
         engines = listed()
         assert len(engines) == 2 and len({e["pid"] for e in engines}) == 2
+        # CPU_Affinity=Auto: process k and every one of its threads on the
+        # k-th CPU this test may use
+        plan = cpu_plan("auto", 2)
+        wait_until(lambda: len(_live_processes(box)) == 2, 15, what="both counters files")
+        for index, p in _live_processes(box).items():
+            assert p.pid is not None and pinned(p.pid) == {plan[index]}, p
         victim = engines[0]["pid"]
         os.kill(victim, signal.SIGKILL)
         deadline = time.monotonic() + 15
@@ -358,10 +366,40 @@ def test_processes_share_the_ports_and_a_dead_one_comes_back(tmp_path):
                 break
             time.sleep(0.2)
         assert len(alive) == 2, "the parent did not restart the killed engine"
+        wait_until(lambda: len(_live_processes(box)) == 2 and victim not in
+                   {p.pid for p in _live_processes(box).values()}, 15,
+                   what="the restarted process's counters file")
+        for index, p in _live_processes(box).items():  # the restarted one on its CPU too
+            assert p.pid is not None and pinned(p.pid) == {plan[index]}, p
         for i in range(10):  # both answer, whichever the kernel picks
             assert authorize(box, f"p{i}") == 180 and stop(box, f"p{i}", 0)
         assert "restarting" in box.log_text()
     assert box.proc is not None and box.proc.returncode == 0
+
+
+def pinned(pid: int) -> set[int | None]:
+    """The CPUs of every thread of ``pid``, one set if all have one CPU
+    each (None stands for a thread free to run on several)."""
+    cpus: set[int | None] = set()
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        mask = os.sched_getaffinity(int(tid))
+        cpus.add(next(iter(mask)) if len(mask) == 1 else None)
+    return cpus
+
+
+def test_cpu_affinity_no_leaves_the_processes_to_the_scheduler(tmp_path):
+    box = BillingSandbox(base=tmp_path / "engine", processes=2, extra=NO_FRAUD,
+                         radius="CPU_Affinity=No\n")
+    with box:
+        deadline = time.monotonic() + 15
+        while len(_live_processes(box)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        procs = _live_processes(box)
+        assert len(procs) == 2
+        for p in procs.values():
+            assert p.pid is not None
+            assert os.sched_getaffinity(p.pid) == os.sched_getaffinity(0)
+        assert "pinned" not in box.log_text()
 
 
 def test_chores_keep_their_schedule_under_a_steady_load(tmp_path):

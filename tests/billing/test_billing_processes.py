@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from billing.app import processes
-from billing.processes import STARTUP_SEC, LoopStamps, ProcessGroup, cores
+from billing.processes import STARTUP_SEC, LoopStamps, ProcessGroup, cores, cpu_plan
+from billing.settings import cpu_affinity
 from billing.stats_files import (
     GONE,
     HUNG,
@@ -46,6 +47,37 @@ def _config(tmp_path: Path, radius: str = "", fraud: str = "") -> object:
 def test_how_many_processes(tmp_path, radius, fraud, expected) -> None:
     want = cores() if expected == "cores" else expected
     assert processes(_config(tmp_path, radius, fraud)) == want  # type: ignore[arg-type]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(("text", "value"), [
+    ("Auto", "auto"), ("no", "no"), (" 1 ", (1,)), ("0,2-3", (0, 2, 3)), ("3,1-3", (3, 1, 2)),
+])
+def test_cpu_affinity_reads_auto_no_and_taskset_lists(text, value) -> None:
+    assert cpu_affinity(text) == value
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("text", ["", "yes", "0,", "-1", "2-1", "a-b", "0-", "1.5", "4096",
+                                  "0-99999999999999999999", "٣"])
+def test_cpu_affinity_refuses_anything_else(text) -> None:
+    with pytest.raises(ValueError):
+        cpu_affinity(text)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(("setting", "n", "allowed", "plan"), [
+    ("auto", 2, {0, 1}, [0, 1]),
+    ("auto", 3, {0, 1}, [0, 1, 0]),  # more processes than CPUs: round robin
+    ("auto", 2, {2, 5}, [2, 5]),  # the CPUs taskset or a cpuset left this program
+    ("auto", 1, {0, 1}, [None]),  # one process alone is never pinned
+    ("no", 2, {0, 1}, [None, None]),
+    ((1, 0), 3, {0, 1}, [1, 0, 1]),  # the operator's order
+    ((0, 7), 2, {0, 1}, [0, 0]),  # a CPU it may not use is left out
+    ((7,), 2, {0, 1}, [None, None]),  # none usable: not pinned rather than refused
+])
+def test_cpu_plan(setting, n, allowed, plan) -> None:
+    assert cpu_plan(setting, n, allowed) == plan
 
 
 @pytest.mark.unit
