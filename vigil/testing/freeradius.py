@@ -75,11 +75,13 @@ server default {{
     type = auth
     ipaddr = 127.0.0.1
     port = {auth}
+    {recv_buff}
   }}
   listen {{
     type = acct
     ipaddr = 127.0.0.1
     port = {acct}
+    {recv_buff}
   }}
   authorize {{
     {authorize}
@@ -174,7 +176,7 @@ class FreeRadius:
                  auth_port: int | None = None, acct_port: int | None = None,
                  threads: int = 2, max_threads: int = 4, cleanup_delay: int = 0,
                  cpu: int | None = None, prefix: str = "vigil-freeradius-",
-                 sql: SqlBackend | None = None) -> None:
+                 sql: SqlBackend | None = None, recv_buff: int | None = None) -> None:
         self._own_dir = folder is None
         self.dir = Path(tempfile.mkdtemp(prefix=prefix)) if folder is None else folder
         self.secret = secret
@@ -183,7 +185,7 @@ class FreeRadius:
         self.cpu = cpu
         self.log_file = self.dir / "radiusd.log"
         write_raddb(self.dir, secret, users, self.auth_port, self.acct_port, threads,
-                    max_threads, cleanup_delay, sql)
+                    max_threads, cleanup_delay, sql, recv_buff)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -235,10 +237,12 @@ class FreeRadius:
 
 def write_raddb(folder: Path, secret: str, users: str, auth_port: int, acct_port: int,
                 threads: int = 2, max_threads: int = 4, cleanup_delay: int = 0,
-                sql: SqlBackend | None = None) -> None:
+                sql: SqlBackend | None = None, recv_buff: int | None = None) -> None:
     """A minimal raddb in ``folder``: the secret stays in a mode-0600 file.
     With ``sql``, users come from rlm_sql's radcheck and every accounting
-    record is stored in radacct before it is answered."""
+    record is stored in radacct before it is answered. ``recv_buff``: the
+    listening sockets' receive buffer in bytes (the kernel's default when
+    None, about 200 KB: a few hundred requests at once overflow it)."""
     folder.mkdir(parents=True, exist_ok=True)
     conf = folder / "radiusd.conf"
     sql_module = _SQL_MODULE.format(port=sql.port, user=sql.user, database=sql.database,
@@ -248,7 +252,8 @@ def write_raddb(folder: Path, secret: str, users: str, auth_port: int, acct_port
         max_threads=max_threads, cleanup_delay=cleanup_delay, sql_module=sql_module,
         authorize="sql" if sql else "files",
         preacct=_UNIQUE_ID.replace("{{", "{").replace("}}", "}") if sql else "",
-        accounting="sql" if sql else "ok"))
+        accounting="sql" if sql else "ok",
+        recv_buff=f"recv_buff = {recv_buff}" if recv_buff else ""))
     conf.chmod(0o600)
     (folder / "users").write_text(users)
     (folder / "dictionary").write_text("")
@@ -257,7 +262,9 @@ def write_raddb(folder: Path, secret: str, users: str, auth_port: int, acct_port
 def start_freeradius(secret: str, users: str, threads: int = 2, max_threads: int = 4,
                      cpu: int | None = None, cleanup_delay: int = 0,
                      prefix: str = "vigil-freeradius-",
-                     sql: SqlBackend | None = None) -> FreeRadius:
+                     sql: SqlBackend | None = None, recv_buff: int | None = None
+                     ) -> FreeRadius:
     """A started FreeRADIUS in a new temp folder (removed by ``stop``)."""
     return FreeRadius(secret=secret, users=users, threads=threads, max_threads=max_threads,
-                      cpu=cpu, cleanup_delay=cleanup_delay, prefix=prefix, sql=sql).start()
+                      cpu=cpu, cleanup_delay=cleanup_delay, prefix=prefix, sql=sql,
+                      recv_buff=recv_buff).start()
