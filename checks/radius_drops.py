@@ -2,6 +2,9 @@
 
 ``internal_error`` counts packets the engine's last-resort guard dropped (a
 bug past billing/radius_decode.py): it should stay 0, so any is alerted on.
+``overload`` counts requests left unanswered because the database look-ups
+or the commit backlog were full (a slow or hung database, or more traffic
+than the engine can commit): the gateways retry or fail over meanwhile.
 """
 
 from __future__ import annotations
@@ -14,12 +17,13 @@ from checks.perfdata import Perfdata
 from checks.plugin import Context, Plugin, Reading
 
 KINDS = ("dropped_unknown_nas", "dropped_bad_authenticator", "dropped_malformed",
-         "dropped_internal_error")
+         "dropped_internal_error", "dropped_overload")
 
 
 class RadiusDrops(Plugin):
     name = "radius_drops"
-    title = "RADIUS packets dropped (unknown NAS, bad authenticator, malformed) per minute"
+    title = ("RADIUS packets dropped (unknown NAS, bad authenticator, malformed, overload) "
+             "per minute")
     label = "dropped"
     warning = "1"
     critical = "30"

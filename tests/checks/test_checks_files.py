@@ -70,11 +70,13 @@ def test_duplicates_drops_and_db_errors(conf: Path, state_dir: Path) -> None:
     for name in ("acct_duplicates", "radius_drops", "radius_db_errors"):
         assert run_check(name, *OLD_OK, config=conf).rc == 0
     write_stats(stats, accounting_requests=500, accounting_duplicates=40,
-                dropped_unknown_nas=3, dropped_malformed=1, db_errors=2, updated_at=now)
+                dropped_unknown_nas=3, dropped_malformed=1, dropped_overload=2, db_errors=2,
+                updated_at=now)
     dup = run_check("acct_duplicates", *OLD_OK, config=conf)
     assert dup.rc == 1 and "20.0 duplicate accountings/min" in dup.line, dup
     drops = run_check("radius_drops", *OLD_OK, config=conf)
-    assert drops.rc == 1 and "2.0 dropped packets/min (3 unknown nas" in drops.line, drops
+    assert drops.rc == 1 and "3.0 dropped packets/min (3 unknown nas" in drops.line, drops
+    assert "2 overload" in drops.line and "'overload'=2c" in drops.line, drops
     dbe = run_check("radius_db_errors", *OLD_OK, config=conf)
     assert dbe.rc == 1 and "2 database errors in 120s" in dbe.line, dbe
 
