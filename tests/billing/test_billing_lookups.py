@@ -47,6 +47,18 @@ def miss(srv: RadiusServer, sink: socket.socket, k: int, account: str) -> Incomi
     return inc
 
 
+def datagram(box: BillingSandbox, k: int, account: str) -> bytes:
+    """An authorization on the wire, identifier ``k``, for ``account``."""
+    req = box.client("nextone").auth_packet(ident=k)
+    req["User-Name"] = "NextoneUserA"
+    req["NAS-IP-Address"] = "164.4.89.20"
+    req["Called-Station-Id"] = "441259322891834"
+    req["h323-conf-id"] = f"wire-{k}"
+    req["Cisco-AVPair"] = [f"h323-ivr-out=PortaBilling_UserName:{account}",
+                           "h323-ivr-out=PortaBilling_Ignore_Password:YES"]
+    return bytes(req.RequestPacket())
+
+
 def test_misses_are_read_together_then_each_decided_and_answered(server):
     srv, sink = server
     read: list[list[str]] = []
@@ -121,18 +133,8 @@ def test_a_full_lookup_queue_drops_only_the_newest_miss_and_answers_the_rest(tmp
     with in_process_server(box) as (srv, sink):
         sink.settimeout(2.0)
         srv.workers = Workers(1, max_queue=3)  # not started: the queue fills
-        client = box.client("nextone")
-        sent: list[int] = []
         for k in range(8):
-            req = client.auth_packet(ident=k)
-            req["User-Name"] = "NextoneUserA"
-            req["NAS-IP-Address"] = "164.4.89.20"
-            req["Called-Station-Id"] = "441259322891834"
-            req["h323-conf-id"] = f"flood-{k}"
-            req["Cisco-AVPair"] = [f"h323-ivr-out=PortaBilling_UserName:{ACCOUNTS[k % 2]}",
-                                   "h323-ivr-out=PortaBilling_Ignore_Password:YES"]
-            srv.handle(req.RequestPacket(), sink.getsockname(), srv.auth_sock)
-            sent.append(k)
+            srv.handle(datagram(box, k, ACCOUNTS[k % 2]), sink.getsockname(), srv.auth_sock)
         assert srv.counters["dropped_overload"] == 5
         assert len(srv._misses) == 3
         assert len(srv.replies) == 3  # the dropped ones are not waited for
@@ -167,14 +169,6 @@ def test_a_miss_a_worker_took_before_the_queue_refused_it_is_not_dropped(tmp_pat
                 return False
 
         srv.workers = RefusingWorkers(1)
-        client = box.client("nextone")
-        req = client.auth_packet(ident=7)
-        req["User-Name"] = "NextoneUserA"
-        req["NAS-IP-Address"] = "164.4.89.20"
-        req["Called-Station-Id"] = "441259322891834"
-        req["h323-conf-id"] = "raced-1"
-        req["Cisco-AVPair"] = ["h323-ivr-out=PortaBilling_UserName:4202111222",
-                               "h323-ivr-out=PortaBilling_Ignore_Password:YES"]
-        srv.handle(req.RequestPacket(), sink.getsockname(), srv.auth_sock)
+        srv.handle(datagram(box, 7, ACCOUNTS[1]), sink.getsockname(), srv.auth_sock)
         assert len(taken) == 1 and srv.counters["dropped_overload"] == 0
         assert srv.replies.get(taken[0].raw_key) == (True, None)  # still waited for
