@@ -82,13 +82,13 @@ def cpu_plan(setting: str | tuple[int, ...], n: int, allowed: set[int] | None = 
     CPU_Affinity``: ``auto`` round robin over the CPUs this program may run
     on, a tuple round robin over those of its CPUs that are allowed (a CPU
     outside the cpuset cannot be had), ``no`` none."""
+    if setting == "no" or n <= 1:
+        return [None] * n
     if allowed is None:
         try:
             allowed = os.sched_getaffinity(0)
         except (AttributeError, OSError):
             return [None] * n
-    if setting == "no" or n <= 1:
-        return [None] * n
     usable = sorted(allowed) if setting == "auto" else [c for c in setting if c in allowed]
     if not usable:
         return [None] * n
@@ -133,7 +133,7 @@ class ProcessGroup:
                  clock: Callable[[], float] = time.monotonic,
                  cpus: list[int | None] | None = None) -> None:
         self.n = n
-        self.cpus = cpus or [None] * n
+        self.cpus = cpus or [None] * n  # one per index (cpu_plan)
         self.child = child
         self.hung_after = hung_after
         self.clock = clock
@@ -160,7 +160,7 @@ class ProcessGroup:
                     signal.signal(sig, signal.SIG_DFL)
                 _die_with_parent(parent)
                 # before the child starts any thread: they all inherit it
-                pin(index, self.cpus[index % len(self.cpus)])
+                pin(index, self.cpus[index])
                 code = self.child(index)
             except BaseException:
                 log.exception("engine process %d failed", index)
