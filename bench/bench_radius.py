@@ -74,6 +74,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from db_floor import FloorFigures, bare_transactions  # noqa: E402
 from disk_probe import FsyncFigures, FsyncProbe  # noqa: E402
 from machine_speed import reference_ms  # noqa: E402
 
@@ -85,7 +86,10 @@ SECRET = "benchsecret"
 ACCOUNTS = 1000
 
 
-def provision_doc(path: Path) -> Path:
+def provision_doc(path: Path, customers: int = 1) -> Path:
+    """The bench's site: one gateway, ``ACCOUNTS`` credit accounts of
+    ``customers`` customers (account k belongs to customer k mod n), none of
+    them with a credit limit or a call limit of its own."""
     lines = ["nodes:", "  - {name: GW, nas_ip: 10.0.0.1, radius_source_ip: 127.0.0.1, "
              f"radius_secret: {SECRET}}}",
              "tariffs:", "  - name: T", "    rates:",
@@ -97,13 +101,14 @@ def provision_doc(path: Path) -> Path:
              '      - {prefix: "1", interval_first: 1, interval_next: 1, price_first: "0.01", '
              'price_next: "0.01"}',
              "products:", "  - name: P", "    accessibility:", "      - {node: GW, tariff: T}",
-             "customers:", "  - {name: C, credit_limit: null}",
+             "customers:", *(f"  - {{name: C{k}, credit_limit: null}}"
+                             for k in range(customers)),
              "vendors:", "  - {name: V1}",
              "connections:", "  - {name: V1c, vendor: V1, remote_ip: ANY, tariff: V}",
              "accounts:"]
     for i in range(ACCOUNTS):
-        lines.append(f'  - {{account_id: "acc{i:04d}", customer: C, product: P, '
-                     f'billing_model: credit, credit_limit: "1000000"}}')
+        lines.append(f'  - {{account_id: "acc{i:04d}", customer: C{i % customers}, '
+                     f'product: P, billing_model: credit, credit_limit: "1000000"}}')
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -449,12 +454,12 @@ def durable_mariadb(name: str) -> MariaDB:
                    extra_args=["--innodb-flush-log-at-trx-commit=1", "--sync-binlog=1"])
 
 
-def start_vigil(db: MariaDB | None, work: Path, tag: str, processes: int, radius: str = ""
-                ) -> BillingSandbox:
+def start_vigil(db: MariaDB | None, work: Path, tag: str, processes: int, radius: str = "",
+                customers: int = 1) -> BillingSandbox:
     if db is not None:
         db.create_database(f"billing_{tag}")
     box = BillingSandbox(db.url(f"billing_{tag}") if db else None, base=work / f"vigil-{tag}",
-                         provision=provision_doc(work / "bench.yaml"),
+                         provision=provision_doc(work / f"bench-{tag}.yaml", customers),
                          extra="[Fraud_Detection]\nActive=No\n", processes=processes,
                          radius=radius)
     box.config.write_text(box.config.read_text().replace("Level=DEBUG", "Level=WARNING"))
@@ -497,6 +502,7 @@ class Round:
     per_process: dict[str, str] = field(default_factory=dict)
     by_depth: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     settled: dict[str, Settled] = field(default_factory=dict)
+    floor: dict[str, FloorFigures] = field(default_factory=dict)
 
     def ratio(self, name: str, label: str) -> float | None:
         ref = self.results.get(f"freeradius rlm_sql {label}")
@@ -564,7 +570,7 @@ class Bench:
     def vigil(self, rnd: Round, n: int, name: str, procs: int) -> None:
         db = None if self.args.sqlite else self.db
         box = start_vigil(db, self.work, f"r{rnd.number}v{n}", procs,
-                          "".join(f"{o}\n" for o in self.args.radius))
+                          "".join(f"{o}\n" for o in self.args.radius), self.args.customers)
         try:
             assert box.proc is not None
             self.measure(rnd, name, (box.auth_port, box.acct_port), f"{rnd.number}v{n}",
@@ -578,6 +584,11 @@ class Bench:
             with FsyncProbe(self.db.base if not self.args.sqlite else self.work) as probe:
                 rnd.latency[name] = paced_latency(box, 1000, 10.0)
             rnd.disk[name] = probe.result
+            if not self.args.sqlite:
+                # the reference for the p99: the same database, at once after
+                rnd.floor[name] = bare_transactions(
+                    partial(self.db.connect, self.db.create_database("bench_floor"),
+                            autocommit=False))
             rnd.per_process[name] = spread(box)
         finally:
             box.stop()
@@ -623,7 +634,8 @@ def print_round(bench: Bench, rnd: Round) -> None:
           f"({' and '.join(map(str, args.parallel))} in flight in all, each server's best "
           "counted) on CPU 1; one-process servers on CPU 0, "
           f"{args.processes} Vigil processes on CPUs 0-1; Vigil on {store}, rlm_sql on the "
-          "same MariaDB")
+          f"same MariaDB; {ACCOUNTS} accounts of {args.customers} "
+          f"customer{'s' if args.customers > 1 else ''}")
     print(f"{'server / request':44} {'req/s':>8} {'failed':>7} {'CPU s/1k srv':>13} "
           f"{'CPU s/1k db':>12} {'CPU s/1k load':>14} {'rcvbuf drops':>13} "
           f"{'in flight':>10}")
@@ -652,6 +664,8 @@ def print_round(bench: Bench, rnd: Round) -> None:
             if name in rnd.settled:
                 print(f"{name}: before it, {rnd.settled[name].line()}")
             print(f"{name}: meanwhile, {rnd.disk[name].line()}")
+            if name in rnd.floor:
+                print(f"{name}: right after, {rnd.floor[name].line()}")
 
 
 def print_summary(bench: Bench, rounds: list[Round]) -> None:
@@ -678,6 +692,10 @@ def print_summary(bench: Bench, rounds: list[Round]) -> None:
             print(f"{name}: p99 at 1000/s {statistics.median(p99):.2f} ms "
                   f"({min(p99):.2f}-{max(p99):.2f}); under 10 ms in "
                   f"{sum(x < 10 for x in p99)} of {len(p99)}")
+        floor = [r.floor[name].p99_ms for r in rounds if name in r.floor]
+        if floor:
+            print(f"{name}: p99 of a bare durable transaction right after "
+                  f"{statistics.median(floor):.2f} ms ({min(floor):.2f}-{max(floor):.2f})")
 
 
 def depths(text: str) -> list[int]:
@@ -702,6 +720,10 @@ def main() -> int:
                          "with more than one, each round's table and then the median and "
                          "range of every figure (one pass is about 80 s)")
     ap.add_argument("--sqlite", action="store_true", help="Vigil on SQLite instead of MariaDB")
+    ap.add_argument("--customers", type=int, default=1,
+                    help="customers the 1,000 accounts belong to (default 1: every "
+                         "reservation also counts the call on that one customer's row, so "
+                         "all commits meet on it; see docs/billing.md)")
     ap.add_argument("--vigil-only", action="store_true",
                     help="skip the FreeRADIUS legs (while iterating; no ratios printed)")
     ap.add_argument("--radius", action="append", default=[], metavar="OPTION=VALUE",
@@ -733,6 +755,8 @@ def main() -> int:
         ap.error("--senders must be at least 1 and at most --parallel")
     if args.rounds < 1:
         ap.error("--rounds must be at least 1")
+    if not 1 <= args.customers <= ACCOUNTS:
+        ap.error(f"--customers must be 1 to {ACCOUNTS}")
     if not tools_here(args.sender):
         return 2
     work, secret_file = workdir("radius")
