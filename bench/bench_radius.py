@@ -526,6 +526,7 @@ class Round:
     by_depth: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     settled: dict[str, Settled] = field(default_factory=dict)
     floor: dict[str, FloorFigures] = field(default_factory=dict)
+    paced_cpu: dict[str, float] = field(default_factory=dict)  # engine CPU s per 1,000
 
     def ratio(self, name: str, label: str) -> float | None:
         ref = self.results.get(f"freeradius rlm_sql {label}")
@@ -604,8 +605,13 @@ class Bench:
                 # memory meanwhile: every one is read again first, unmeasured
                 self.warmup(box.auth_port)
             # the disk's own flush times beside it: a reply waits for one
+            engine = tree_pids(box.proc.pid)
+            cpu0 = cpu_seconds(engine)
             with FsyncProbe(self.db.base if not self.args.sqlite else self.work) as probe:
                 rnd.latency[name] = paced_latency(box, 1000, 10.0)
+            if rnd.latency[name]:
+                rnd.paced_cpu[name] = ((cpu_seconds(engine) - cpu0) * 1000
+                                       / len(rnd.latency[name]))
             rnd.disk[name] = probe.result
             if not self.args.sqlite:
                 # the reference for the p99: the same database, at once after
@@ -684,6 +690,12 @@ def print_round(bench: Bench, rnd: Round) -> None:
             print(f"{name}: authorizations offered at 1000/s for 10 s: {len(lat)} answered, "
                   f"p50 {q[49]:.2f} ms, p90 {q[89]:.2f} ms, p99 {q[98]:.2f} ms, "
                   f"max {max(lat):.2f} ms")
+            if name in rnd.paced_cpu:
+                # per request, against the CPU s/1k of the saturated legs above:
+                # a batch's fixed costs and the threads' hand-overs, paid by
+                # batches of one or two at this pace
+                print(f"{name}: the engine's CPU meanwhile: {rnd.paced_cpu[name]:.3f} s per "
+                      f"1,000 ({rnd.paced_cpu[name]:.0%} of a core at 1,000/s)")
             if name in rnd.settled:
                 print(f"{name}: before it, {rnd.settled[name].line()}")
             print(f"{name}: meanwhile, {rnd.disk[name].line()}")
