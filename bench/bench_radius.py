@@ -39,7 +39,12 @@ Then, once mariadbd has written back the pages the throughput legs left
 dirty (``settle``), a paced Python sender offers 1,000 requests/s for 10 s
 to Vigil and prints the latency percentiles, and beside them how long the database's disk
 took to flush meanwhile (bench/disk_probe.py): every Access-Accept waits for
-a flush, and on a virtual disk a flush sometimes takes hundreds of ms.
+a flush, and on a virtual disk a flush sometimes takes hundreds of ms. Right
+after it, the floor under that p99: one bare durable transaction from a
+client doing nothing else, on the same database (bench/db_floor.py).
+
+The 1,000 accounts belong to one customer (``--customers N`` spreads them):
+every reservation also counts its call on its customer's row.
 
     .venv/bin/python bench/bench_radius.py [--requests 20000] [--sqlite] [--senders 4]
     # the figures for a closing note: five passes, FreeRADIUS first in every
