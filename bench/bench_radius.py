@@ -17,7 +17,7 @@ column is the load generator's own CPU per 1,000 requests.
 The load comes from ``--senders`` sockets at once (16 by default), each with
 its share of the request files (radclient's format) and ``--parallel /
 --senders`` requests in flight, for every server in the table. Each server
-is measured at every depth of ``--parallel`` (128 and 256 by default) and
+is measured at every depth of ``--parallel`` (128, 256 and 512 by default) and
 its best rate is its figure: a closed-loop sender finds a server's capacity
 only at a depth that saturates it (all the rows are printed). FreeRADIUS's
 sockets get the receive buffer Vigil's engine asks for (4 MB), and the
@@ -776,12 +776,14 @@ def main() -> int:
                          "(default 16): SO_REUSEPORT hashes each socket to one engine "
                          "process, as it would each gateway, and with 4 it split them 3:1 "
                          "half of the time; every server in the table gets the same senders")
-    ap.add_argument("--parallel", type=depths, default=[128, 256],
+    ap.add_argument("--parallel", type=depths, default=[128, 256, 512],
                     help="requests in flight over all senders, or several depths "
                          "comma-separated: every server is measured at each, and its best "
-                         "rate is its figure (default 128,256: two Vigil processes need "
-                         "more than 128 to fill their cores, FreeRADIUS fills its threads "
-                         "with either)")
+                         "rate is its figure (default 128,256,512: each of two Vigil "
+                         "processes keeps two batches of up to 64 at the database, and "
+                         "with 128 of the 256 in flight that was all it had, its core "
+                         "half idle; one process and FreeRADIUS fill their cores with "
+                         "less)")
     ap.add_argument("--no-warmup", action="store_true",
                     help="measure from a cold start (by default every server first answers "
                          "one unmeasured authorization per account, the steady state a "
