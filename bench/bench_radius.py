@@ -77,6 +77,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+import pymysql
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
@@ -622,7 +624,8 @@ class Bench:
             if not self.args.sqlite:
                 # the reference for the p99: the same database, at once after
                 rnd.floor[name] = bare_transactions(
-                    partial(self.db.connect, self.db.create_database("bench_floor"),
+                    partial(pymysql.connect, host="127.0.0.1", port=self.db.port, user="root",
+                            database=self.db.create_database("bench_floor"),
                             autocommit=False))
             rnd.per_process[name] = spread(box)
         finally:

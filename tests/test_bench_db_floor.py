@@ -6,6 +6,8 @@ import sys
 from functools import partial
 from pathlib import Path
 
+import pymysql
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
@@ -23,7 +25,8 @@ def test_line_of_known_figures() -> None:
 def test_bare_transactions_commit_on_a_real_mariadb(mariadb: MariaDB) -> None:
     db = mariadb.create_database("test_floor")
     try:
-        connect = partial(mariadb.connect, db, autocommit=False)
+        connect = partial(pymysql.connect, host="127.0.0.1", port=mariadb.port, user="root",
+                          database=db, autocommit=False)
         f = bare_transactions(connect, rate=200, seconds=0.5)
         assert f.samples == 100
         assert 0 < f.p50_ms <= f.p99_ms <= f.max_ms

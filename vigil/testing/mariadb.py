@@ -161,11 +161,10 @@ class MariaDB:
 
     # ------------------------------------------------------------------ use
     def connect(self, database: str | None = None, user: str = "root", password: str = "",
-                connect_timeout: float = 5, autocommit: bool = True, client_flag: int = 0
-                ) -> pymysql.Connection:
+                connect_timeout: float = 5, autocommit: bool = True) -> pymysql.Connection:
         return pymysql.connect(host="127.0.0.1", port=self.port, user=user, password=password,
                                database=database, connect_timeout=connect_timeout,
-                               autocommit=autocommit, client_flag=client_flag)
+                               autocommit=autocommit)
 
     def execute(self, sql: str, args: object = None, database: str | None = None) -> list[tuple]:
         with contextlib.closing(self.connect(database)) as conn, conn.cursor() as cur:
