@@ -9,7 +9,13 @@ with a batch (``commit``) and what to do when that fails (``failed``).
 
 With ``threads`` > 1 (``[Radius] Commit_Threads``) the batches are
 pipelined: the next one runs its statements while this one's COMMIT is
-flushed, in the order ``billing.commit_turn`` explains.
+flushed, in the order ``billing.commit_turn`` explains. Only when there is
+work enough: while a batch is in flight, the next thread waits for it to end
+unless ``pipeline_from`` requests wait (or it has taken ``pipeline_wait``).
+At 500 authorizations/s a process's two threads otherwise each committed
+batches of one or two, every batch paying its whole fixed cost: one thread
+used a sixth less CPU per request and its p99 fell from 10-13 ms to 6-12
+(bench: two processes paced at 1,000/s, alternating, one sitting).
 
 Work that waited longer than ``max_age`` (the gateway has given up and
 failed over) is dropped unanswered, and at most ``max_backlog`` items wait:
@@ -32,13 +38,20 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# The longest a thread waits for the batch in flight before it sends a small
+# one beside it: a batch stuck on another engine's row lock (up to the query
+# timeout) must not hold back the requests behind it for longer than this.
+PIPELINE_WAIT = 0.01
+
 
 class Committer(Generic[T]):
     def __init__(self, commit: Callable[[list[T]], None], failed: Callable[[list[T]], None],
                  max_batch: int = 64, max_backlog: int = 5000, max_age: float = 10.0,
                  clock: Callable[[], float] = time.monotonic, threads: int = 1,
                  hold: Callable[[], AbstractContextManager[None]] | None = None,
-                 idle: Callable[[], None] | None = None) -> None:
+                 idle: Callable[[], None] | None = None,
+                 pipeline_from: int | None = None,
+                 pipeline_wait: float = PIPELINE_WAIT) -> None:
         n = max(1, threads)
         self._threads = [threading.Thread(target=self.run, daemon=True,
                                           name="committer" if n == 1 else f"committer-{i + 1}")
@@ -56,7 +69,15 @@ class Committer(Generic[T]):
         self.max_age = max_age
         self.clock = clock
         self._queue: deque[tuple[float, T]] = deque()
-        self._cond = threading.Condition()
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)
+        # Waited on by a thread holding the turn while a batch is in flight
+        # and the queue is short (see the module's docstring).
+        self._deep = threading.Condition(lock)
+        self._in_flight = 0
+        self.pipeline_from = (max(1, self.max_batch // 8) if pipeline_from is None
+                              else max(1, pipeline_from))
+        self.pipeline_wait = pipeline_wait
         self._stopping = False
         self.dropped = 0
 
@@ -68,6 +89,8 @@ class Committer(Generic[T]):
                 return False
             self._queue.append((self.clock(), item))
             self._cond.notify()
+            if len(self._queue) >= self.pipeline_from:
+                self._deep.notify()
             return True
 
     def backlog(self) -> int:
@@ -83,11 +106,32 @@ class Committer(Generic[T]):
             while self._queue and len(batch) < self.max_batch:
                 born, item = self._queue.popleft()
                 (stale if born < oldest else batch).append(item)
+            if batch:
+                self._in_flight += 1
         return batch, stale
+
+    def _wait_for_work_enough(self) -> None:
+        """With the turn held: while another batch is in flight and fewer
+        than ``pipeline_from`` requests wait, wait for it to end (at most
+        ``pipeline_wait``), so that they join the next batch instead of
+        making one of their own beside it."""
+        deadline = self.clock() + self.pipeline_wait
+        with self._cond:
+            while self._in_flight and len(self._queue) < self.pipeline_from \
+                    and not self._stopping:
+                left = deadline - self.clock()
+                if left <= 0 or not self._deep.wait(left):
+                    return
+
+    def _landed(self) -> None:
+        with self._cond:
+            self._in_flight -= 1
+            self._deep.notify()
 
     def run_once(self) -> bool:
         """Commit one batch; False when there was nothing to do."""
         with commit_turn.turn(self._turn):
+            self._wait_for_work_enough()
             batch, stale = self.take()
             if stale:
                 with self._cond:
@@ -105,6 +149,8 @@ class Committer(Generic[T]):
                 log.exception("committer: unexpected error; this batch is not acknowledged "
                               "and will be retransmitted by the gateways")
                 self._guard(self._failed, batch)
+            finally:
+                self._landed()
         return True
 
     @staticmethod
@@ -145,6 +191,7 @@ class Committer(Generic[T]):
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
+            self._deep.notify_all()
         deadline = time.monotonic() + timeout
         for t in self._threads:
             if t.is_alive():

@@ -95,3 +95,70 @@ def test_a_commit_that_raises_gives_the_turn_back() -> None:
     c: Committer[int] = Committer(commit, failed.append, max_batch=1, threads=2)
     _run(c, 4, committed, expect=3)
     assert failed == [[0]] and committed == [1, 2, 3]
+
+
+def _held_first_batch(pipeline_wait: float) -> tuple[Committer[int], list[list[int]],
+                                                      threading.Event, threading.Event]:
+    """Two threads, batches of up to 64 (work enough to pipeline: 8); the
+    first batch's COMMIT is held until ``release`` is set."""
+    batches: list[list[int]] = []
+    in_commit = threading.Event()
+    release = threading.Event()
+
+    def commit(batch: list[int]) -> None:
+        batches.append(list(batch))
+        commit_turn.statements_done()
+        if batch[0] == 0:
+            in_commit.set()
+            assert release.wait(30)
+
+    c: Committer[int] = Committer(commit, lambda _: None, max_batch=64, threads=2,
+                                  pipeline_wait=pipeline_wait)
+    assert c.pipeline_from == 8
+    c.start()
+    assert c.submit(0)
+    assert in_commit.wait(10)
+    return c, batches, in_commit, release
+
+
+def test_a_short_queue_waits_for_the_batch_in_flight_and_joins_the_next_one() -> None:
+    """At a low rate two threads committing a request each, side by side,
+    cost a whole batch per request: the second waits and takes them together."""
+    c, batches, _, release = _held_first_batch(pipeline_wait=60)
+    try:
+        for i in (1, 2, 3):
+            assert c.submit(i)
+        threading.Event().wait(0.2)  # room for the other thread to barge in (it must not)
+        assert batches == [[0]]
+        release.set()
+        wait_until(lambda: len(batches) == 2, 10, 0.01, what="the second batch")
+        assert batches == [[0], [1, 2, 3]]
+    finally:
+        release.set()
+        c.stop()
+
+
+def test_a_deep_queue_is_committed_beside_the_batch_in_flight() -> None:
+    c, batches, _, release = _held_first_batch(pipeline_wait=60)
+    try:
+        for i in range(1, 9):  # pipeline_from: worth a batch of its own at once
+            assert c.submit(i)
+        wait_until(lambda: len(batches) == 2, 10, 0.01, what="the pipelined batch")
+        assert batches == [[0], list(range(1, 9))]  # while batch 0 is still in flight
+    finally:
+        release.set()
+        c.stop()
+
+
+def test_a_batch_stuck_in_flight_holds_a_short_queue_back_only_so_long() -> None:
+    """A batch waiting on another engine's row lock (up to the query
+    timeout) must not hold the requests behind it: after ``pipeline_wait``
+    they go beside it."""
+    c, batches, _, release = _held_first_batch(pipeline_wait=0.05)
+    try:
+        assert c.submit(1)
+        wait_until(lambda: len(batches) == 2, 10, 0.01, what="the small batch beside it")
+        assert batches == [[0], [1]]
+    finally:
+        release.set()
+        c.stop()
