@@ -11,6 +11,8 @@ import itertools
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import delete, event, select, update
 
 from billing import account_sql
@@ -341,3 +343,43 @@ def test_prefetch_reads_the_missing_accounts_in_one_statement(db):
         assert not store.in_memory(CREDIT)
     finally:
         event.remove(db, "before_cursor_execute", seen)
+
+
+@pytest.mark.unit
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["put", "forget", "gone", "idle", "turn", "clear"]),
+                          st.integers(1, 12), st.sampled_from("abcdefgh"),
+                          st.sampled_from([1, 3, 16])), max_size=40))
+def test_the_refresh_slices_hold_every_cached_account_once(steps):  # type: ignore[no-untyped-def]
+    """The refresh's slices are kept beside the cache (not found by walking
+    it every turn): whatever the puts, renames, deletions, idling and changes
+    of slice count, the slices of one round hold exactly the accounts a
+    look-up finds, each in its own slice with the view a look-up gets."""
+    clock = FakeClock()
+    cache = AccountCache(10.0, clock=clock)
+    last = 1  # the slice count of the last turn: checked first, before a new count rebuilds
+    for op, pk, name, n in steps:
+        if op == "put":  # a new account, a rename, or a name moving to another pk
+            cache.put(view(name, pk=pk), ("admin", f"{name}{pk}"))
+        elif op == "forget":
+            cache.forget(pk)
+        elif op == "gone":
+            cache.refresh({}, gone=[pk])
+        elif op == "idle":  # everything idles; the next turn drops what it walks
+            clock.t += 11
+        elif op == "turn":
+            cache.to_refresh((pk % n, n))
+            last = n
+        else:
+            cache.clear()
+        # a look-up keeps what it finds: look up nothing here, but see what is found
+        found = {v.pk: v for v in (cache.get(x) for x in "abcdefgh") if v is not None}
+        for k in [last] + [x for x in (1, 3, 16) if x != last]:
+            last = k
+            got: dict[int, AccountView] = {}
+            for part in range(k):
+                share = cache.to_refresh((part, k))
+                assert all(p % k == part for p in share)
+                assert not set(share) & set(got)
+                got.update({p: v for p, (v, _) in share.items()})
+            assert got == found
