@@ -12,10 +12,10 @@ pipelined: the next one runs its statements while this one's COMMIT is
 flushed, in the order ``billing.commit_turn`` explains. Only when there is
 work enough: while a batch is in flight, the next thread waits for it to end
 unless ``pipeline_from`` requests wait (or it has taken ``pipeline_wait``).
-At 500 authorizations/s a process's two threads otherwise each committed
-batches of one or two, every batch paying its whole fixed cost: one thread
-used a sixth less CPU per request and its p99 fell from 10-13 ms to 6-12
-(bench: two processes paced at 1,000/s, alternating, one sitting).
+At a low rate two threads otherwise each committed batches of one or two
+side by side, every batch paying its whole fixed cost: two processes paced
+at 1,000/s used 0.55-0.60 s of CPU per 1,000 against 0.64-0.69, p99 median
+9.8 ms against 11.4 (six runs each, alternating, one sitting; docs/billing.md).
 
 Work that waited longer than ``max_age`` (the gateway has given up and
 failed over) is dropped unanswered, and at most ``max_backlog`` items wait:
