@@ -69,7 +69,10 @@ class Committer(Generic[T]):
         self.max_age = max_age
         self.clock = clock
         self._queue: deque[tuple[float, T]] = deque()
-        lock = threading.Lock()
+        # An RLock, as a bare Condition() has: with a plain Lock, every
+        # notify (one per request in submit) probes ownership by trying to
+        # take the lock.
+        lock = threading.RLock()
         self._cond = threading.Condition(lock)
         # Waited on by a thread holding the turn while a batch is in flight
         # and the queue is short (see the module's docstring).
