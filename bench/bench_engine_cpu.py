@@ -47,7 +47,7 @@ from bench_radius import (  # noqa: E402
     durable_mariadb,
     provision_doc,
 )
-from machine_speed import reference_ms  # noqa: E402
+from machine_speed import interpreter, reference_ms  # noqa: E402
 from radius_load import encode, read_requests  # noqa: E402
 
 from billing.app import build_server, tune_process  # noqa: E402
@@ -133,7 +133,8 @@ def main() -> int:
         # as the committer's thread does: one connection kept between batches
         with server.engine.store.holding():
             for r in range(args.rounds):
-                print(f"round {r + 1}: the reference loop took {reference_ms():.1f} ms of CPU")
+                print(f"round {r + 1}: the reference loop took {reference_ms():.1f} ms of CPU "
+                      f"({interpreter()})")
                 auth = packets(authz_file(work / f"z{r}.txt", args.requests, f"z{r}"), "auth")
                 acct = packets(acct_file(work / f"a{r}.txt", args.requests, f"a{r}"), "acct")
                 for label, datagrams, sock in (("authorization", auth, server.auth_sock),

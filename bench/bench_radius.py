@@ -85,7 +85,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from db_floor import FloorFigures, bare_transactions  # noqa: E402
 from disk_probe import FsyncFigures, FsyncProbe  # noqa: E402
-from machine_speed import reference_ms  # noqa: E402
+from machine_speed import interpreter, reference_ms  # noqa: E402
 
 from billing.testing import BillingSandbox  # noqa: E402
 from vigil.testing.freeradius import FreeRadius, SqlBackend, start_freeradius  # noqa: E402
@@ -665,7 +665,8 @@ def print_round(bench: Bench, rnd: Round) -> None:
     load = ("radclient senders" if args.sender == "radclient"
             else "sockets of one bench/radius_load.py sender")
     print(f"\nRADIUS throughput{f', round {rnd.number + 1}' if args.rounds > 1 else ''} "
-          f"(reference loop {rnd.speed_ms:.1f} ms of CPU, bench/machine_speed.py), "
+          f"(reference loop {rnd.speed_ms:.1f} ms of CPU, bench/machine_speed.py; "
+          f"{interpreter()}), "
           f"{bench.per_file * bench.n_files} requests each"
           f"{'' if args.no_warmup else f' after {ACCOUNTS} unmeasured (one per account)'}, "
           f"{args.senders} {load} "

@@ -7,6 +7,8 @@ figures, so two figures are compared only when the machine was alike.
 
 from __future__ import annotations
 
+import platform
+import sys
 import time
 
 
@@ -17,3 +19,20 @@ def reference_ms() -> float:
     for i in range(200_000):
         d[i & 1023] = str(i)
     return (time.process_time() - t0) * 1000
+
+
+def interpreter() -> str:
+    """Which Python runs the engine and the sender, and how it was built.
+
+    Why: the same code took 26% more CPU per authorization on a pyenv build
+    of 3.11 (libpython a shared library, no profile-guided optimisation)
+    than on Debian's own (bench/bench_engine_cpu.py), and the reference
+    loop showed it too: figures are compared on one interpreter only."""
+    try:
+        with open("/proc/self/maps") as maps:
+            shared = "libpython" in maps.read()
+    except OSError:
+        shared = None
+    linked = {True: "libpython a shared library", False: "libpython linked in",
+              None: "libpython linkage unknown"}[shared]
+    return f"Python {platform.python_version()} at {sys.executable} ({linked})"
