@@ -230,19 +230,25 @@ def test_nagios_runs_in_the_foreground_and_stops_on_sigterm(conf: Path, tmp_path
                              start_new_session=True)
         try:
             status = nagios_dir / "var" / "status.dat"
+            command_file = nagios_dir / "var" / "rw" / "nagios.cmd"
+
             def running() -> bool:
                 assert p.poll() is None, (tmp_path / "nagios.out").read_text()
-                return status.exists()
+                # Nagios opens its command pipe as its event loop starts,
+                # which may come a moment after its first status file: one
+                # CI run saw the status file and not yet the pipe.
+                return status.exists() and command_file.is_fifo()
 
-            wait_until(running, 30, 0.1, what="nagios wrote its status file")
+            wait_until(running, 30, 0.1, what="nagios wrote its status file and opened "
+                       "its command pipe")
             # Nagios took the process's place: supervisor's signal reaches it directly.
             assert os.readlink(f"/proc/{p.pid}/exe") == "/usr/sbin/nagios4"
-            assert (nagios_dir / "var" / "rw" / "nagios.cmd").is_fifo()
             p.send_signal(signal.SIGTERM)
             assert p.wait(20) == 0
         finally:
             if p.poll() is None:
                 p.kill()
+                p.wait(10)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGKILL)
     out = (tmp_path / "nagios.out").read_text()
