@@ -452,15 +452,25 @@ def _arrival_ns(ancillary: list[tuple[int, int, bytes]]) -> int:
     return time.time_ns()
 
 
-def spread(box: BillingSandbox) -> str:
-    """How the requests spread over the engine processes, from their counters."""
+def engine_counters(box: BillingSandbox) -> dict[int, dict[str, int]]:
+    """Each live engine process's counters, by its index."""
     from billing.stats_files import read_engine
 
     time.sleep(1.5)  # the counters are written every second here (BillingSandbox)
-    stats = read_engine(box.state, max_age=10)
-    return ", ".join(f"process {p.index}: "
-                     f"{p.counter('access_requests') + p.counter('accounting_requests')}"
-                     for p in stats.live) or "(no counters)"
+    names = ("access_requests", "accounting_requests", "account_lookups")
+    return {p.index: {n: p.counter(n) for n in names}
+            for p in read_engine(box.state, max_age=10).live}
+
+
+def spread(box: BillingSandbox, before: dict[int, dict[str, int]]) -> str:
+    """How the requests spread over the engine processes, and how many of the
+    paced run's (since ``before``) waited for their account to be read from
+    the database: after a warm-up that reached every process, none should."""
+    return ", ".join(
+        f"process {k}: {c['access_requests'] + c['accounting_requests']} "
+        f"({c['account_lookups'] - before.get(k, {}).get('account_lookups', 0)} "
+        "account look-ups in the paced run)"
+        for k, c in engine_counters(box).items()) or "(no counters)"
 
 
 def tools_here(sender: str) -> bool:
@@ -555,7 +565,7 @@ class Bench:
     db: MariaDB
     per_file: int
     n_files: int
-    warm: Path  # one authorization per account: every server's warm-up
+    warmups: int = 0  # how many warm-ups so far: each its own calls
 
     @property
     def runs(self) -> list[tuple[str, int]]:
@@ -579,9 +589,22 @@ class Bench:
         return authz, acct
 
     def warmup(self, port: int) -> None:
-        if not self.args.no_warmup:
-            send_load(self.args.sender, port, "auth", [self.warm], self.secret_file,
-                      self.args.senders, self.args.parallel[0])
+        """Every account through every sender's socket, unmeasured. Why every
+        socket: SO_REUSEPORT hashes each socket to one engine process, and
+        each process caches only the accounts its own sockets bring. One
+        file through one socket warmed one process of two; the other met
+        every account first in the measured runs, each a database look-up
+        (the engines' ``account_lookups`` counters showed it). Each warm-up
+        its own call ids: the same ones again would be re-authorizations."""
+        if self.args.no_warmup:
+            return
+        self.warmups += 1
+        n = max(1, self.args.senders)
+        files = [authz_file(self.work / f"warm{self.warmups}-{k}.txt", ACCOUNTS,
+                            f"w{self.warmups}-{k}", first=k * ACCOUNTS // n % ACCOUNTS)
+                 for k in range(n)]
+        send_load(self.args.sender, port, "auth", files, self.secret_file,
+                  n, self.args.parallel[0])
 
     def measure(self, rnd: Round, name: str, ports: tuple[int, int], tag: str,
                 server_pid: int, db_pid: int | None) -> None:
@@ -614,6 +637,7 @@ class Bench:
                 self.warmup(box.auth_port)
             # the disk's own flush times beside it: a reply waits for one
             engine = tree_pids(box.proc.pid)
+            counters0 = engine_counters(box)
             cpu0 = cpu_seconds(engine)
             with FsyncProbe(self.db.base if not self.args.sqlite else self.work) as probe:
                 rnd.latency[name] = paced_latency(box, 1000, 10.0)
@@ -627,7 +651,7 @@ class Bench:
                     partial(pymysql.connect, host="127.0.0.1", port=self.db.port, user="root",
                             database=self.db.create_database("bench_floor"),
                             autocommit=False))
-            rnd.per_process[name] = spread(box)
+            rnd.per_process[name] = spread(box, counters0)
         finally:
             box.stop()
 
@@ -668,7 +692,7 @@ def print_round(bench: Bench, rnd: Round) -> None:
           f"(reference loop {rnd.speed_ms:.1f} ms of CPU, bench/machine_speed.py; "
           f"{interpreter()}), "
           f"{bench.per_file * bench.n_files} requests each"
-          f"{'' if args.no_warmup else f' after {ACCOUNTS} unmeasured (one per account)'}, "
+          f"{'' if args.no_warmup else ' after every account through every socket unmeasured'}, "
           f"{args.senders} {load} "
           f"({' and '.join(map(str, args.parallel))} in flight in all, each server's best "
           "counted) on CPU 1; one-process servers on CPU 0, "
@@ -817,8 +841,7 @@ def main() -> int:
     n_files = -(-args.requests // per_file)
     db = durable_mariadb("bench-radius")
     db.start()
-    bench = Bench(args, work, secret_file, db, per_file, n_files,
-                  authz_file(work / "warmup.txt", ACCOUNTS, "warm"))
+    bench = Bench(args, work, secret_file, db, per_file, n_files)
     rounds: list[Round] = []
     try:
         for number in range(args.rounds):

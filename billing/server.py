@@ -85,7 +85,8 @@ class Counters:
     NAMES = ("access_requests", "access_accepts", "access_rejects", "accounting_requests",
              "accounting_responses", "accounting_duplicates", "retransmissions",
              "dropped_unknown_nas", "dropped_bad_authenticator", "dropped_malformed",
-             "dropped_internal_error", "db_errors", "quarantined", "dropped_overload")
+             "dropped_internal_error", "db_errors", "quarantined", "dropped_overload",
+             "account_lookups")
 
     def __init__(self) -> None:
         self._n = {n: 0 for n in self.NAMES}
@@ -439,6 +440,9 @@ class RadiusServer:
                 self.engine.store.in_memory(req.account_id):
             self.process(inc)
             return
+        # not in this process's memory: a cold start, an account this
+        # process's sockets have not brought lately, or a new one
+        self.count("account_lookups")
         self.replies.remember(inc.raw_key, None)  # retransmissions wait for the worker
         with self._misses_lock:
             self._misses.append(inc)

@@ -172,3 +172,25 @@ def test_a_miss_a_worker_took_before_the_queue_refused_it_is_not_dropped(tmp_pat
         srv.handle(datagram(box, 7, ACCOUNTS[1]), sink.getsockname(), srv.auth_sock)
         assert len(taken) == 1 and srv.counters["dropped_overload"] == 0
         assert srv.replies.get(taken[0].raw_key) == (True, None)  # still waited for
+
+
+def test_only_requests_whose_account_is_not_in_memory_count_as_look_ups(tmp_path):
+    """``account_lookups``: what tells whether a warm-up reached every
+    process (each caches only what its own sockets bring). A request
+    decided from memory is not one."""
+    box = BillingSandbox(base=tmp_path / "vigil").prepare()
+    with in_process_server(box) as (srv, sink):
+        sink.settimeout(2.0)
+        srv.workers = Workers(1)  # not started: the test runs the job
+        srv.handle(datagram(box, 1, ACCOUNTS[0]), sink.getsockname(), srv.auth_sock)
+        assert srv.counters["account_lookups"] == 1
+        srv._look_up_misses()
+        while srv.committer.run_once():
+            pass
+        assert sink.recv(4096)[1] == 1
+        srv.handle(datagram(box, 2, ACCOUNTS[0]), sink.getsockname(), srv.auth_sock)
+        while srv.committer.run_once():
+            pass
+        assert sink.recv(4096)[1] == 2  # answered, decided from memory
+        assert srv.counters["account_lookups"] == 1
+        assert not srv._misses
